@@ -1,0 +1,5 @@
+//! WebSocket connections as actix actors.
+#![deny(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod protocol;

@@ -1,0 +1,471 @@
+//! The message layer: a decoder that turns bytes into whole messages with every RFC 6455
+//! rule and limit enforced, and an encoder that turns messages into frames.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::deflate::{CompressError, Compressor, Decompressor};
+use super::frame::{FrameHeader, OpCode, RSV1};
+use super::{
+    parse_close_payload, truncate_reason, CloseCode, CloseFrame, DeflateParams, ProtocolError, Utf8Validator,
+};
+
+/// Which end of the connection this codec serves; it fixes the masking rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepted connection: incoming frames must be masked, outgoing ones are not.
+    Server,
+    /// Dialled connection: outgoing frames are masked with a fresh key, incoming must not be.
+    Client,
+}
+
+impl Role {
+    /// The other end.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        }
+    }
+}
+
+/// Size limits, checked from frame headers before payloads are buffered.
+///
+/// ```
+/// use actix_meta_websocket::protocol::Limits;
+/// let l = Limits::default();
+/// assert_eq!((l.max_frame_size, l.max_message_size), (16 << 20, 64 << 20));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload of a single frame (default 16 MiB).
+    pub max_frame_size: usize,
+    /// Largest message after reassembly and inflation (default 64 MiB).
+    pub max_message_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_frame_size: 16 << 20, max_message_size: 64 << 20 }
+    }
+}
+
+/// What the decoder hands up: a whole data message or a control frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A complete text message, already validated as UTF-8.
+    Text(Bytes),
+    /// A complete binary message.
+    Binary(Bytes),
+    /// A ping with its application data.
+    Ping(Bytes),
+    /// A pong with its application data.
+    Pong(Bytes),
+    /// A close frame; `None` when it carried no status code.
+    Close(Option<CloseFrame>),
+}
+
+/// The data-message kinds an encoder sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// Text (the caller guarantees UTF-8).
+    Text,
+    /// Binary.
+    Binary,
+}
+
+#[derive(Debug)]
+struct FrameInProgress {
+    header: FrameHeader,
+    /// Payload bytes already unmasked (and, for plain text, validated) in the buffer.
+    processed: usize,
+}
+
+#[derive(Debug)]
+struct MessageInProgress {
+    text: bool,
+    compressed: bool,
+    /// Fragments so far (uncompressed) or inflated output (compressed).
+    data: Vec<u8>,
+    /// Bytes received on the wire for this message, for the uncompressed limit.
+    wire_len: u64,
+}
+
+/// Turns received bytes into [`Incoming`] messages.
+///
+/// Sans-IO: feed it the connection's read buffer; it consumes whole frames and leaves any
+/// partial frame in place. Text is validated as it arrives, even inside one frame whose
+/// bytes are still coming, so invalid UTF-8 fails at the first bad byte.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{Decoder, Incoming, Limits, Role};
+/// use bytes::{Bytes, BytesMut};
+///
+/// let mut dec = Decoder::new(Role::Client, Limits::default(), None);
+/// // RFC 6455 5.7: unmasked "Hel" + "lo" as two fragments.
+/// let mut buf = BytesMut::from(&[0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f][..]);
+/// assert_eq!(dec.decode(&mut buf).unwrap(), Some(Incoming::Text(Bytes::from_static(b"Hello"))));
+/// assert!(buf.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    limits: Limits,
+    inflater: Option<Decompressor>,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    utf8: Utf8Validator,
+}
+
+impl Decoder {
+    /// A decoder for `role`; `deflate` when permessage-deflate was negotiated.
+    pub fn new(role: Role, limits: Limits, deflate: Option<&DeflateParams>) -> Self {
+        Decoder {
+            role,
+            limits,
+            inflater: deflate.map(|p| Decompressor::new(p, role)),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Bytes still missing to complete the frame under way (0 when between frames), so a
+    /// reader can size its next read.
+    pub fn pending_payload(&self) -> usize {
+        self.frame.as_ref().map_or(0, |f| f.header.payload_len as usize - f.processed)
+    }
+
+    /// Whether a fragmented data message is partly received.
+    pub fn in_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// Decodes the next message or control frame from `src`.
+    ///
+    /// `Ok(None)`: more bytes are needed (everything usable was consumed or kept). An error
+    /// is final: the connection must be failed with [`ProtocolError::close_code`].
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        loop {
+            if self.frame.is_none() {
+                let Some((header, header_len)) = FrameHeader::parse(src)? else { return Ok(None) };
+                self.check_header(&header)?;
+                src.advance(header_len);
+                self.frame = Some(FrameInProgress { header, processed: 0 });
+            }
+            let Some(frame) = self.frame.as_mut() else { return Ok(None) };
+            let len = frame.header.payload_len as usize;
+            let available = src.len().min(len);
+            if available > frame.processed {
+                let fresh = &mut src[frame.processed..available];
+                if let Some(key) = frame.header.mask {
+                    super::apply_mask(fresh, key, frame.processed);
+                }
+                // Plain text is validated as it arrives, for fail-fast.
+                if !frame.header.opcode.is_control()
+                    && self
+                        .message
+                        .as_ref()
+                        .map_or(frame.header.opcode == OpCode::Text && frame.header.rsv & RSV1 == 0, |m| {
+                            m.text && !m.compressed
+                        })
+                {
+                    self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.processed = available;
+            }
+            if frame.processed < len {
+                return Ok(None);
+            }
+            let header = frame.header;
+            self.frame = None;
+            let payload = src.split_to(len);
+            if let Some(out) = self.complete_frame(header, payload)? {
+                return Ok(Some(out));
+            }
+        }
+    }
+
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let rsv1_allowed = self.inflater.is_some() && matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        let bad_rsv = if rsv1_allowed { h.rsv & !RSV1 } else { h.rsv };
+        if bad_rsv != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        match h.opcode {
+            OpCode::Continuation if self.message.is_none() => {
+                return Err(ProtocolError::UnexpectedContinuation)
+            }
+            OpCode::Text | OpCode::Binary if self.message.is_some() => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            _ => {}
+        }
+        if h.payload_len > self.limits.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                size: h.payload_len,
+                limit: self.limits.max_frame_size,
+            });
+        }
+        let compressed = match (&self.message, h.opcode) {
+            (Some(m), OpCode::Continuation) => m.compressed,
+            (_, op) => !op.is_control() && h.rsv & RSV1 != 0,
+        };
+        if !h.opcode.is_control() && !compressed {
+            let so_far = self.message.as_ref().map_or(0, |m| m.wire_len);
+            let total = so_far + h.payload_len;
+            if total > self.limits.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooLarge {
+                    size: total,
+                    limit: self.limits.max_message_size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        match h.opcode {
+            OpCode::Ping => return Ok(Some(Incoming::Ping(payload.freeze()))),
+            OpCode::Pong => return Ok(Some(Incoming::Pong(payload.freeze()))),
+            OpCode::Close => return Ok(Some(Incoming::Close(parse_close_payload(&payload)?))),
+            _ => {}
+        }
+        let limit = self.limits.max_message_size;
+        let mut msg = match self.message.take() {
+            Some(m) => m,
+            None => {
+                let text = h.opcode == OpCode::Text;
+                let compressed = h.rsv & RSV1 != 0;
+                if h.fin && !compressed {
+                    // The common case: one uncompressed frame, handed up without a copy.
+                    return self.finish_text_check(text).map(|()| Some(wrap(text, payload.freeze())));
+                }
+                MessageInProgress { text, compressed, data: Vec::new(), wire_len: 0 }
+            }
+        };
+        msg.wire_len += payload.len() as u64;
+        if msg.compressed {
+            let inflater = self.inflater.as_mut().ok_or(ProtocolError::ReservedBits(RSV1))?;
+            let before = msg.data.len();
+            let r = inflater.inflate(&payload, &mut msg.data, limit);
+            let r = r.and_then(|()| if h.fin { inflater.finish(&mut msg.data, limit) } else { Ok(()) });
+            if let Err(e) = r {
+                inflater.reset();
+                return Err(e);
+            }
+            if msg.text {
+                self.utf8.feed(&msg.data[before..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        } else {
+            msg.data.extend_from_slice(&payload);
+        }
+        if !h.fin {
+            self.message = Some(msg);
+            return Ok(None);
+        }
+        self.finish_text_check(msg.text)?;
+        Ok(Some(wrap(msg.text, Bytes::from(msg.data))))
+    }
+
+    fn finish_text_check(&mut self, text: bool) -> Result<(), ProtocolError> {
+        if text {
+            let complete = self.utf8.is_complete();
+            self.utf8.reset();
+            if !complete {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn wrap(text: bool, b: Bytes) -> Incoming {
+    if text {
+        Incoming::Text(b)
+    } else {
+        Incoming::Binary(b)
+    }
+}
+
+/// Turns outgoing messages into frames: masks them for the client role, compresses data
+/// messages above the threshold when permessage-deflate was negotiated.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{DataKind, Encoder, Role};
+/// use bytes::BytesMut;
+/// let mut enc = Encoder::new(Role::Server, None, 0, 0);
+/// let mut out = BytesMut::new();
+/// enc.encode_message(DataKind::Text, b"Hello", &mut out).unwrap();
+/// assert_eq!(&out[..], &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+/// ```
+#[derive(Debug)]
+pub struct Encoder {
+    role: Role,
+    deflater: Option<Compressor>,
+    threshold: usize,
+    scratch: BytesMut,
+}
+
+/// Why a frame could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Control frames carry at most 125 bytes.
+    #[error("control frame payload of {0} bytes (at most 125)")]
+    ControlTooLong(usize),
+    /// Close codes 1005, 1006, 1015 and unregistered ones may not be sent.
+    #[error("close code {0} may not be sent")]
+    InvalidCloseCode(u16),
+    /// Compression failed.
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+}
+
+impl Encoder {
+    /// An encoder for `role`; with `deflate`, messages of at least `threshold` bytes are
+    /// compressed at zlib `level`.
+    pub fn new(role: Role, deflate: Option<&DeflateParams>, level: u32, threshold: usize) -> Self {
+        Encoder {
+            role,
+            deflater: deflate.map(|p| Compressor::new(p, role, level)),
+            threshold,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// Whether messages may be compressed.
+    pub fn compresses(&self) -> bool {
+        self.deflater.is_some()
+    }
+
+    /// Appends one data message as a single frame.
+    pub fn encode_message(
+        &mut self,
+        kind: DataKind,
+        payload: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.encode_message_fragmented(kind, payload, usize::MAX, dst)
+    }
+
+    /// Appends one data message split into frames of at most `max_frame` payload bytes
+    /// (after compression), for peers with small frame limits.
+    pub fn encode_message_fragmented(
+        &mut self,
+        kind: DataKind,
+        payload: &[u8],
+        max_frame: usize,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let opcode = match kind {
+            DataKind::Text => OpCode::Text,
+            DataKind::Binary => OpCode::Binary,
+        };
+        match self.deflater.as_mut() {
+            Some(c) if payload.len() >= self.threshold => {
+                let mut z = std::mem::take(&mut self.scratch);
+                z.clear();
+                let r = c.compress(payload, &mut z);
+                if r.is_ok() {
+                    self.write_fragments(RSV1, opcode, &z, max_frame, dst);
+                }
+                self.scratch = z;
+                r?;
+            }
+            _ => self.write_fragments(0, opcode, payload, max_frame, dst),
+        }
+        Ok(())
+    }
+
+    fn write_fragments(
+        &mut self,
+        rsv: u8,
+        opcode: OpCode,
+        payload: &[u8],
+        max_frame: usize,
+        dst: &mut BytesMut,
+    ) {
+        let max_frame = max_frame.max(1);
+        if payload.len() <= max_frame {
+            return self.write_frame(true, rsv, opcode, payload, dst);
+        }
+        let mut chunks = payload.chunks(max_frame).peekable();
+        let mut first = true;
+        while let Some(chunk) = chunks.next() {
+            let (rsv, op) = if first { (rsv, opcode) } else { (0, OpCode::Continuation) };
+            first = false;
+            self.write_frame(chunks.peek().is_none(), rsv, op, chunk, dst);
+        }
+    }
+
+    /// Appends a ping, pong or close frame with `payload`.
+    pub fn encode_control(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        if payload.len() > 125 {
+            return Err(EncodeError::ControlTooLong(payload.len()));
+        }
+        self.write_frame(true, 0, opcode, payload, dst);
+        Ok(())
+    }
+
+    /// Appends a close frame; the reason is cut to fit the 125-byte control frame.
+    /// `None` sends a close without status.
+    pub fn encode_close(
+        &mut self,
+        close: Option<(CloseCode, &str)>,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let mut body = [0u8; 125];
+        let len = match close {
+            None => 0,
+            Some((code, reason)) => {
+                if !code.is_valid_on_wire() {
+                    return Err(EncodeError::InvalidCloseCode(code.0));
+                }
+                let reason = truncate_reason(reason);
+                body[..2].copy_from_slice(&code.0.to_be_bytes());
+                body[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+                2 + reason.len()
+            }
+        };
+        self.encode_control(OpCode::Close, &body[..len], dst)
+    }
+
+    /// Appends one raw frame with the role's masking: the building block for callers that
+    /// fragment messages themselves (RSV bits are theirs to set correctly).
+    pub fn encode_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
+        self.write_frame(fin, 0, opcode, payload, dst)
+    }
+
+    fn write_frame(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
+        let mask = match self.role {
+            Role::Server => None,
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+        };
+        let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
+        dst.reserve(14 + payload.len());
+        header.encode(dst);
+        let at = dst.len();
+        dst.extend_from_slice(payload);
+        if let Some(key) = mask {
+            super::apply_mask(&mut dst[at..], key, 0);
+        }
+    }
+}

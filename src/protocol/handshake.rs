@@ -1,0 +1,108 @@
+//! Opening-handshake helpers (RFC 6455 4): key checks, the accept value, versions and
+//! subprotocol selection. Header extraction stays with the HTTP layer.
+
+/// The only protocol version this crate speaks.
+pub const VERSION: &str = "13";
+
+/// Whether `key` is a valid `Sec-WebSocket-Key`: base64 of exactly 16 bytes.
+///
+/// ```
+/// use actix_meta_websocket::protocol::is_valid_key;
+/// assert!(is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+/// assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ")); // 15 chars short of padding
+/// assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZR==")); // non-zero padding bits
+/// ```
+pub fn is_valid_key(key: &[u8]) -> bool {
+    let is_b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24
+        && key[..21].iter().all(is_b64)
+        // 16 bytes leave 4 bits in the 22nd character, which must be zero.
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+        && &key[22..] == b"=="
+}
+
+/// The `Sec-WebSocket-Accept` value for a key.
+///
+/// ```
+/// use actix_meta_websocket::protocol::accept_key;
+/// assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="); // RFC 6455 1.3
+/// ```
+pub fn accept_key(key: &[u8]) -> String {
+    let hashed = actix_http::ws::hash_key(key);
+    // hash_key returns base64 text, ASCII by construction.
+    String::from_utf8_lossy(&hashed).into_owned()
+}
+
+/// A fresh random `Sec-WebSocket-Key` for a client request.
+pub fn generate_key() -> String {
+    base64_16(rand::random::<[u8; 16]>())
+}
+
+fn base64_16(bytes: [u8; 16]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(24);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out.push_str("==");
+    out
+}
+
+/// Splits a comma-separated header value into trimmed, non-empty tokens.
+pub fn header_tokens(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Picks the subprotocol: the first of `supported` (in the server's order of preference)
+/// that the client listed in any `Sec-WebSocket-Protocol` line.
+///
+/// ```
+/// use actix_meta_websocket::protocol::select_subprotocol;
+/// let supported = ["v2.chat", "v1.chat"];
+/// assert_eq!(select_subprotocol(["v1.chat, v2.chat"], &supported), Some("v2.chat"));
+/// assert_eq!(select_subprotocol(["other"], &supported), None);
+/// ```
+pub fn select_subprotocol<'a, 'h, I, S>(requested: I, supported: &'a [S]) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'h str>,
+    S: AsRef<str>,
+{
+    let requested: Vec<&str> = requested.into_iter().flat_map(header_tokens).collect();
+    supported.iter().map(AsRef::as_ref).find(|s| requested.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_valid_and_differ() {
+        let a = generate_key();
+        let b = generate_key();
+        assert!(is_valid_key(a.as_bytes()), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(base64_16(*b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+    }
+
+    #[test]
+    fn bad_keys() {
+        for k in [
+            &b""[..],
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+            b"dGhlIHNhbXBsZSBub25jZQ===",
+            b"dGhlIHNhbXBsZSBub25j*Q==",
+            b"dGhlIHNhbXBsZSBub25jZQ=A",
+        ] {
+            assert!(!is_valid_key(k), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(header_tokens(" a , ,b,").collect::<Vec<_>>(), vec!["a", "b"]);
+    }
+}

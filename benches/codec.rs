@@ -124,7 +124,11 @@ fn compressed_json(c: &mut Criterion) {
     let mut enc = Encoder::new(Role::Server, Some(&params), 6, 0);
     let mut once = BytesMut::new();
     enc.encode_message(DataKind::Text, &json, &mut once).unwrap();
-    eprintln!("deflate_json_2KiB: {} bytes -> {} on the wire (first message, fresh context)", json.len(), once.len());
+    eprintln!(
+        "deflate_json_2KiB: {} bytes -> {} on the wire (first message, fresh context)",
+        json.len(),
+        once.len()
+    );
     g.finish();
 }
 

@@ -1,0 +1,89 @@
+//! The main demo: a WebSocket server whose connections are served by three supervised
+//! worker actors, as in the Ergo example.
+//!
+//! Each worker greets a new connection with `hello from <worker>` and answers every text
+//! message `m` with `OK m`. Run it and talk to it with the client example:
+//!
+//! ```sh
+//! cargo run --example echo_server                 # ws://127.0.0.1:8080/ws
+//! cargo run --example echo_server -- --addr 127.0.0.1:9000
+//! cargo run --example client                       # type lines, see the answers
+//! ```
+
+use actix::prelude::*;
+use actix_meta_websocket::{Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect, Pool};
+use actix_web::{App, HttpServer};
+
+struct Worker {
+    name: String,
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+}
+
+/// Restarted by its supervisor if it ever panics; its connections keep their target.
+impl Supervised for Worker {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(worker = %self.name, "restarting");
+    }
+}
+
+impl actix::Handler<MessageConnect> for Worker {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        tracing::info!(worker = %self.name, id = %m.id, peer = ?m.remote_addr, "connected");
+        m.id.send(Message::text(format!("hello from {}", self.name)));
+    }
+}
+
+impl actix::Handler<Message> for Worker {
+    type Result = ();
+    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+        let (Some(id), Some(text)) = (&m.id, m.as_text()) else { return };
+        id.send(Message::text(format!("OK {}", text.trim_end_matches(['\r', '\n']))));
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for Worker {
+    type Result = ();
+    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
+        tracing::info!(worker = %self.name, id = %m.id, reason = %m.reason, "disconnected");
+    }
+}
+
+fn parse_addr() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--addr") {
+        Some(i) => args.get(i + 1).cloned().unwrap_or_else(|| {
+            eprintln!("--addr needs HOST:PORT");
+            std::process::exit(2)
+        }),
+        None => "127.0.0.1:8080".to_owned(),
+    }
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let addr = parse_addr();
+    let workers = (1..=3).map(|i| {
+        let name = format!("worker{i}");
+        Supervisor::start(move |_| Worker { name })
+    });
+    let pool = Pool::new(workers).map_err(std::io::Error::other)?;
+    let handler = Handler::new(HandlerOptions::new(pool));
+    let h = handler.clone();
+    let server = HttpServer::new(move || App::new().route("/ws", h.route()))
+        .client_request_timeout(handler.handshake_timeout())
+        .shutdown_signal(handler.shutdown_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        }))
+        .bind(&addr)?;
+    tracing::info!("listening on ws://{addr}/ws");
+    server.run().await
+}

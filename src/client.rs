@@ -1,0 +1,259 @@
+//! The client half: dial a WebSocket server with awc and run the connection as the same
+//! `WsConnection` actor an accepted one gets (Ergo's `CreateConnection` + `SpawnMeta`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
+
+use crate::connection::transport::IoTransport;
+use crate::connection::{ConnectInfo, Setup, WsConnection};
+use crate::protocol::{parse_extension_headers, Role};
+use crate::{ConnectError, ConnectionConfig, ConnectionId, Pool};
+
+/// What to dial and how (Ergo's `ConnectionOptions`).
+///
+/// ```
+/// # use actix::prelude::*;
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix::main] async fn main() {
+/// let url = url::Url::parse("ws://127.0.0.1:8080/ws").unwrap();
+/// let options = ConnectionOptions::new(url, Target::from_addr(Worker.start()))
+///     .compression(true)
+///     .protocols(["chat.v1"])
+///     .header("authorization", "Bearer t0ken");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ConnectionOptions {
+    /// The server, `ws://` or `wss://`.
+    pub url: url::Url,
+    /// Who receives the connection's messages (a pool gives its next live member).
+    pub target: Pool,
+    /// Bound on DNS, TCP, TLS and the upgrade together (default 15 s).
+    pub handshake_timeout: Duration,
+    /// Offer permessage-deflate (default off).
+    pub compression: bool,
+    /// Subprotocols to offer, in order of preference.
+    pub protocols: Vec<String>,
+    /// Extra request headers (auth tokens, cookies, origin).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Limits, timers and buffers of the connection.
+    pub connection: ConnectionConfig,
+    /// An awc client of your own (e.g. with custom TLS roots); by default one is built.
+    pub client: Option<awc::Client>,
+}
+
+impl ConnectionOptions {
+    /// Options with defaults for `url` and `target`.
+    pub fn new(url: url::Url, target: impl Into<Pool>) -> Self {
+        ConnectionOptions {
+            url,
+            target: target.into(),
+            handshake_timeout: Duration::from_secs(15),
+            compression: false,
+            protocols: Vec::new(),
+            headers: Vec::new(),
+            connection: ConnectionConfig::default(),
+            client: None,
+        }
+    }
+
+    /// Sets [`compression`](Self::compression).
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Sets the subprotocols to offer.
+    pub fn protocols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, protocols: I) -> Self {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a request header. Names and values that are not valid HTTP are ignored with a
+    /// warning: use [`headers`](Self::headers) directly to handle them yourself.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), Ok(v)) => self.headers.push((n, v)),
+            _ => tracing::warn!(name, "invalid request header ignored"),
+        }
+        self
+    }
+
+    /// Sets the per-connection settings.
+    pub fn connection(mut self, config: ConnectionConfig) -> Self {
+        self.connection = config;
+        self
+    }
+
+    /// Uses `client` for the HTTP part of the handshake.
+    pub fn client(mut self, client: awc::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+}
+
+impl fmt::Debug for ConnectionOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionOptions")
+            .field("url", &self.url.as_str())
+            .field("target", &self.target)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("compression", &self.compression)
+            .field("protocols", &self.protocols)
+            .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Dials `options.url`, completes the WebSocket handshake and starts the connection actor.
+///
+/// Returns the new connection's id; its target then receives `MessageConnect`, the
+/// messages and one `MessageDisconnect`, exactly as for an accepted connection. On
+/// failure nothing is started and the error says what to fix.
+///
+/// Must run inside an actix system (the actor starts on the current arbiter).
+///
+/// ```no_run
+/// # use actix::prelude::*;
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix::main] async fn main() -> Result<(), ConnectError> {
+/// let url = url::Url::parse("ws://127.0.0.1:8080/ws").unwrap();
+/// let id = connect(ConnectionOptions::new(url, Target::from_addr(Worker.start()))).await?;
+/// id.send(Message::text("hello"));
+/// # Ok(()) }
+/// ```
+pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, ConnectError> {
+    let url_err =
+        |reason: &str| ConnectError::Url { url: options.url.to_string(), reason: reason.to_owned() };
+    match options.url.scheme() {
+        "ws" | "wss" => {}
+        _ => return Err(url_err("scheme must be ws or wss")),
+    }
+    if options.url.host_str().is_none() {
+        return Err(url_err("no host"));
+    }
+    if options.url.scheme() == "wss" && !cfg!(feature = "rustls") {
+        return Err(url_err("wss:// needs the `rustls` feature"));
+    }
+    let target = options.target.pick().ok_or(ConnectError::NoTarget)?;
+    let timeout = options.handshake_timeout;
+    let dial = handshake(&options);
+    let (response_headers, socket, read_buf) = match tokio::time::timeout(timeout, dial).await {
+        Ok(r) => r?,
+        Err(_) => return Err(ConnectError::Timeout(timeout)),
+    };
+
+    let protocol = match response_headers.get(header::SEC_WEBSOCKET_PROTOCOL) {
+        None => None,
+        Some(v) => {
+            let p = v.to_str().map_err(|_| ConnectError::Handshake("subprotocol is not text".into()))?;
+            if !options.protocols.iter().any(|o| o == p) {
+                return Err(ConnectError::Handshake(format!(
+                    "server chose subprotocol {p:?}, which was not offered"
+                )));
+            }
+            Some(p.to_owned())
+        }
+    };
+    let ext_lines: Vec<&str> =
+        response_headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).filter_map(|v| v.to_str().ok()).collect();
+    let answered = parse_extension_headers(ext_lines).map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let deflate = if options.compression {
+        options.connection.deflate.accept_client(&answered)?
+    } else if let Some(ext) = answered.first() {
+        return Err(ConnectError::Handshake(format!(
+            "server enabled extension {:?}, which was not offered",
+            ext.name
+        )));
+    } else {
+        None
+    };
+
+    Ok(WsConnection::start(Setup {
+        role: Role::Client,
+        transport: Box::new(IoTransport::new(socket)),
+        read_buf,
+        target,
+        config: Arc::new(options.connection.clone()),
+        deflate,
+        protocol,
+        local_addr: None,
+        remote_addr: None,
+        info: ConnectInfo { uri: options.url.to_string(), headers: response_headers, data: None },
+        registry: None,
+    }))
+}
+
+async fn handshake(
+    options: &ConnectionOptions,
+) -> Result<(HeaderMap, awc::BoxedSocket, bytes::BytesMut), ConnectError> {
+    let client = options.client.clone().unwrap_or_else(default_client);
+    let mut req = client.ws(options.url.as_str());
+    for (name, value) in &options.headers {
+        req = req.header(name.clone(), value.clone());
+    }
+    if !options.protocols.is_empty() {
+        req = req.protocols(&options.protocols);
+    }
+    if options.compression {
+        req = req.set_header(header::SEC_WEBSOCKET_EXTENSIONS, options.connection.deflate.client_offer());
+    }
+    let (response, framed) = req.connect().await.map_err(|e| map_ws_error(e, &options.url))?;
+    let headers = response.headers().clone();
+    let parts = framed.into_parts();
+    Ok((headers, parts.io, parts.read_buf))
+}
+
+/// awc with its rustls connector and webpki roots when the `rustls` feature is on, and
+/// HTTP/1.1 only: a WebSocket upgrade cannot ride on an HTTP/2 connection chosen by ALPN.
+fn default_client() -> awc::Client {
+    let connector = awc::Connector::new().max_http_version(actix_http::Version::HTTP_11);
+    awc::Client::builder().connector(connector).timeout(Duration::from_secs(3600)).finish()
+}
+
+fn map_ws_error(e: WsClientError, url: &url::Url) -> ConnectError {
+    let addr = format!("{}:{}", url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0));
+    match e {
+        WsClientError::InvalidResponseStatus(s) => ConnectError::Status { status: s.as_u16() },
+        WsClientError::SendRequest(SendRequestError::Connect(c)) => match c {
+            AwcConnectError::Io(source) => ConnectError::Connect { addr, source },
+            AwcConnectError::Timeout => {
+                ConnectError::Connect { addr, source: std::io::ErrorKind::TimedOut.into() }
+            }
+            AwcConnectError::Resolver(r) => {
+                ConnectError::Connect { addr, source: std::io::Error::other(format!("DNS: {r}")) }
+            }
+            AwcConnectError::NoRecords => {
+                ConnectError::Connect { addr, source: std::io::Error::other("DNS: no records") }
+            }
+            other => ConnectError::Tls {
+                host: url.host_str().unwrap_or_default().to_owned(),
+                reason: other.to_string(),
+            },
+        },
+        WsClientError::SendRequest(SendRequestError::Timeout) => ConnectError::Timeout(Duration::ZERO),
+        WsClientError::SendRequest(other) => ConnectError::Http(other.to_string()),
+        other => ConnectError::Handshake(other.to_string()),
+    }
+}

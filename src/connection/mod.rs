@@ -1,0 +1,502 @@
+//! `WsConnection`: the actor that owns one WebSocket connection, accepted or dialled.
+
+mod pump;
+pub(crate) mod transport;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_http::header::HeaderMap;
+use bytes::BytesMut;
+use tokio::sync::oneshot;
+
+use crate::protocol::{
+    parse_close_payload, CloseCode, DataKind, Decoder, DeflateParams, Encoder, Incoming, OpCode,
+    ProtocolError, Role,
+};
+use crate::registry::Registry;
+use crate::{
+    ConnectData, ConnectionConfig, ConnectionId, DisconnectReason, Initiator, Message, MessageConnect,
+    MessageDisconnect, MessageKind, SendError, Stats, Target,
+};
+use transport::Transport;
+
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The actor behind one WebSocket connection (Ergo's WebSocket Connection meta-process).
+///
+/// It is started by a [`Handler`](crate::Handler) for each accepted upgrade and by
+/// [`connect`](crate::connect) for each dialled connection; users address it through its
+/// [`ConnectionId`], which it reports in [`MessageConnect`].
+///
+/// It accepts [`Message`] (fire-and-forget writes) and, through
+/// [`ConnectionId::send_wait`] and [`ConnectionId::stats`], awaitable writes and stats.
+pub struct WsConnection {
+    seq: u64,
+    id: Option<ConnectionId>,
+    role: Role,
+    transport: Box<dyn Transport>,
+    decoder: Decoder,
+    encoder: Encoder,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    target: Target,
+    config: Arc<ConnectionConfig>,
+    connect_info: Option<ConnectInfo>,
+    local_addr: Option<SocketAddr>,
+    remote_addr: Option<SocketAddr>,
+    protocol: Option<String>,
+    compressed: bool,
+    registry: Option<Registry>,
+    /// The target acknowledged `MessageConnect`: reading may start.
+    open: bool,
+    /// A message is with the target; reading waits for it.
+    delivering: bool,
+    close_sent: bool,
+    close_received: bool,
+    /// Close the transport as soon as the outgoing bytes are flushed.
+    fail_fast: bool,
+    /// The transport has been closed or failed; the actor is stopping.
+    finished: bool,
+    reason: Option<DisconnectReason>,
+    waiters: VecDeque<Waiter>,
+    pump_waker: Option<Waker>,
+    counters: Counters,
+    last_activity: Instant,
+    last_ping: Instant,
+    span: tracing::Span,
+}
+
+struct Waiter {
+    msg: Message,
+    tx: oneshot::Sender<Result<(), SendError>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    started: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    messages_in: u64,
+    messages_out: u64,
+}
+
+/// What the target learns in `MessageConnect`, besides addresses.
+pub(crate) struct ConnectInfo {
+    pub(crate) uri: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) data: Option<ConnectData>,
+}
+
+/// Everything needed to start a connection actor over an established transport.
+pub(crate) struct Setup {
+    pub(crate) role: Role,
+    pub(crate) transport: Box<dyn Transport>,
+    pub(crate) read_buf: BytesMut,
+    pub(crate) target: Target,
+    pub(crate) config: Arc<ConnectionConfig>,
+    pub(crate) deflate: Option<DeflateParams>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) local_addr: Option<SocketAddr>,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) info: ConnectInfo,
+    pub(crate) registry: Option<Registry>,
+}
+
+impl WsConnection {
+    pub(crate) fn start(setup: Setup) -> ConnectionId {
+        let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let config = setup.config;
+        let deflate = setup.deflate;
+        let now = Instant::now();
+        let span = tracing::info_span!("ws", id = seq, peer = ?setup.remote_addr);
+        let actor = WsConnection {
+            seq,
+            id: None,
+            role: setup.role,
+            transport: setup.transport,
+            decoder: Decoder::new(setup.role, config.limits, deflate.as_ref()),
+            encoder: Encoder::new(
+                setup.role,
+                deflate.as_ref(),
+                config.deflate.level,
+                config.deflate.threshold,
+            ),
+            read_buf: setup.read_buf,
+            write_buf: BytesMut::new(),
+            target: setup.target,
+            connect_info: Some(setup.info),
+            local_addr: setup.local_addr,
+            remote_addr: setup.remote_addr,
+            protocol: setup.protocol,
+            compressed: deflate.is_some(),
+            registry: setup.registry,
+            config,
+            open: false,
+            delivering: false,
+            close_sent: false,
+            close_received: false,
+            fail_fast: false,
+            finished: false,
+            reason: None,
+            waiters: VecDeque::new(),
+            pump_waker: None,
+            counters: Counters { started: now, bytes_in: 0, bytes_out: 0, messages_in: 0, messages_out: 0 },
+            last_activity: now,
+            last_ping: now,
+            span,
+        };
+        let addr = actor.start();
+        ConnectionId::new(seq, addr)
+    }
+
+    fn id(&self) -> Option<ConnectionId> {
+        self.id.clone()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = &self.pump_waker {
+            w.wake_by_ref();
+        }
+    }
+
+    fn set_reason(&mut self, reason: DisconnectReason) {
+        if self.reason.is_none() {
+            self.reason = Some(reason);
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.write_buf.len() + self.transport.buffered() < self.config.max_write_buffer
+    }
+
+    /// Starts the closing handshake from this side.
+    fn start_close(
+        &mut self,
+        code: CloseCode,
+        reason_text: &str,
+        reason: DisconnectReason,
+        ctx: &mut Context<Self>,
+    ) {
+        self.set_reason(reason);
+        if self.close_sent {
+            return;
+        }
+        let close = if code == CloseCode::NO_STATUS { None } else { Some((code, reason_text)) };
+        if self.encoder.encode_close(close, &mut self.write_buf).is_err() {
+            // Only a code that may not be sent gets here; send a bare close instead.
+            let _ = self.encoder.encode_close(None, &mut self.write_buf);
+        }
+        self.close_sent = true;
+        self.fail_waiters();
+        ctx.run_later(self.config.close_timeout, |act, ctx| {
+            if !act.finished {
+                tracing::debug!(parent: &act.span, "closing handshake timed out");
+                act.set_reason(DisconnectReason::CloseTimeout);
+                act.fail_fast = true;
+                act.finished = true;
+                ctx.stop();
+            }
+        });
+        self.wake();
+    }
+
+    /// Fails the connection: close frame with the error's code, then drop the transport.
+    fn fail(&mut self, error: ProtocolError, ctx: &mut Context<Self>) {
+        let code = error.close_code();
+        tracing::debug!(parent: &self.span, %error, %code, "protocol error");
+        let text = error.to_string();
+        self.start_close(code, &text, DisconnectReason::Protocol { code, error }, ctx);
+        self.fail_fast = true;
+    }
+
+    fn slow_consumer(&mut self, ctx: &mut Context<Self>) {
+        tracing::debug!(parent: &self.span, buffered = self.write_buf.len(), "slow consumer");
+        self.start_close(CloseCode::POLICY_VIOLATION, "slow consumer", DisconnectReason::SlowConsumer, ctx);
+        // The peer is not reading, so waiting for its close would only hold memory.
+        self.fail_fast = true;
+    }
+
+    fn target_gone(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(parent: &self.span, "target actor gone, closing with 1011");
+        self.start_close(CloseCode::INTERNAL_ERROR, "target gone", DisconnectReason::TargetGone, ctx);
+    }
+
+    fn fail_waiters(&mut self) {
+        for w in self.waiters.drain(..) {
+            let _ = w.tx.send(Err(SendError::Closed));
+        }
+    }
+
+    /// Moves waiting senders' messages into the outgoing buffer while there is room.
+    fn release_waiters(&mut self, ctx: &mut Context<Self>) {
+        while self.has_room() && !self.close_sent {
+            let Some(w) = self.waiters.pop_front() else { break };
+            let r = self.write_message(w.msg, ctx);
+            let _ = w.tx.send(r);
+        }
+    }
+
+    /// Encodes one outgoing message; `Err` only for messages that cannot be sent.
+    fn write_message(&mut self, msg: Message, ctx: &mut Context<Self>) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        match msg.kind {
+            MessageKind::Text => {
+                if simdutf8::basic::from_utf8(&msg.body).is_err() {
+                    return Err(SendError::Invalid("text message is not UTF-8".into()));
+                }
+                self.encoder.encode_message(DataKind::Text, &msg.body, &mut self.write_buf)?;
+            }
+            MessageKind::Binary => {
+                self.encoder.encode_message(DataKind::Binary, &msg.body, &mut self.write_buf)?
+            }
+            MessageKind::Ping => self.encoder.encode_control(OpCode::Ping, &msg.body, &mut self.write_buf)?,
+            MessageKind::Pong => self.encoder.encode_control(OpCode::Pong, &msg.body, &mut self.write_buf)?,
+            MessageKind::Close => {
+                let (code, text) = match parse_close_payload(&msg.body) {
+                    Ok(Some(f)) => (f.code, f.reason),
+                    Ok(None) => (CloseCode::NORMAL, String::new()),
+                    Err(e) => return Err(SendError::Invalid(format!("close payload: {e}"))),
+                };
+                let reason =
+                    DisconnectReason::Closed { initiator: Initiator::Local, code, reason: text.clone() };
+                self.start_close(code, &text, reason, ctx);
+                return Ok(());
+            }
+        }
+        self.counters.messages_out += 1;
+        self.wake();
+        Ok(())
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming, ctx: &mut Context<Self>) {
+        match incoming {
+            Incoming::Text(body) => self.deliver(MessageKind::Text, body, ctx),
+            Incoming::Binary(body) => self.deliver(MessageKind::Binary, body, ctx),
+            Incoming::Ping(body) => {
+                if !self.close_sent {
+                    let _ = self.encoder.encode_control(OpCode::Pong, &body, &mut self.write_buf);
+                }
+            }
+            Incoming::Pong(_) => {}
+            Incoming::Close(frame) => {
+                self.close_received = true;
+                let (code, text) =
+                    frame.map_or((CloseCode::NO_STATUS, String::new()), |f| (f.code, f.reason));
+                tracing::debug!(parent: &self.span, %code, reason = %text, "close received");
+                if !self.close_sent {
+                    self.set_reason(DisconnectReason::Closed {
+                        initiator: Initiator::Peer,
+                        code,
+                        reason: text,
+                    });
+                    // Echo the peer's code (RFC 6455 5.5.1); a bare close is echoed bare.
+                    let echo = (code != CloseCode::NO_STATUS).then_some((code, ""));
+                    let _ = self.encoder.encode_close(echo, &mut self.write_buf);
+                    self.close_sent = true;
+                    self.fail_waiters();
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, kind: MessageKind, body: bytes::Bytes, ctx: &mut Context<Self>) {
+        if self.close_sent {
+            return; // Closing: RFC 6455 lets us discard data after our close frame.
+        }
+        self.counters.messages_in += 1;
+        self.delivering = true;
+        let msg = Message { id: self.id(), kind, body };
+        let fut = self.target.message.send(msg);
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.delivering = false;
+            act.last_activity = Instant::now();
+            match res {
+                Ok(()) => act.wake(),
+                Err(_) => act.target_gone(ctx),
+            }
+        }));
+    }
+
+    fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.close_sent || !self.open || self.delivering {
+            return;
+        }
+        let idle = self.last_activity.elapsed();
+        if let Some(limit) = self.config.idle_timeout {
+            if idle >= limit {
+                tracing::debug!(parent: &self.span, ?idle, "idle timeout");
+                self.start_close(CloseCode::GOING_AWAY, "idle timeout", DisconnectReason::IdleTimeout, ctx);
+                return;
+            }
+        }
+        if let Some(every) = self.config.heartbeat {
+            if idle >= every && self.last_ping.elapsed() >= every {
+                self.last_ping = Instant::now();
+                let _ = self.encoder.encode_control(OpCode::Ping, b"", &mut self.write_buf);
+                self.wake();
+            }
+        }
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        let t = match (self.config.heartbeat, self.config.idle_timeout) {
+            (None, None) => return None,
+            (Some(h), None) => h,
+            (None, Some(i)) => i / 4,
+            (Some(h), Some(i)) => h.min(i / 4),
+        };
+        Some(t.max(Duration::from_millis(5)))
+    }
+}
+
+impl Actor for WsConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let id = ConnectionId::new(self.seq, ctx.address());
+        self.id = Some(id.clone());
+        if let Some(reg) = &self.registry {
+            reg.insert(self.seq, ctx.address());
+        }
+        let info = self.connect_info.take().unwrap_or_else(|| ConnectInfo {
+            uri: String::new(),
+            headers: HeaderMap::new(),
+            data: None,
+        });
+        tracing::info!(parent: &self.span, uri = %info.uri, protocol = ?self.protocol, compressed = self.compressed, "connected");
+        let connect = MessageConnect {
+            id,
+            remote_addr: self.remote_addr,
+            local_addr: self.local_addr,
+            uri: info.uri,
+            headers: info.headers,
+            protocol: self.protocol.clone(),
+            compressed: self.compressed,
+            data: info.data,
+        };
+        // Reading starts once the target has seen MessageConnect, so it always comes first.
+        ctx.spawn(self.target.connect.send(connect).into_actor(self).map(|res, act, ctx| match res {
+            Ok(()) => {
+                act.open = true;
+                act.last_activity = Instant::now();
+                act.wake();
+            }
+            Err(_) => act.target_gone(ctx),
+        }));
+        ctx.spawn(pump::Pump);
+        if let Some(every) = self.tick_interval() {
+            ctx.run_interval(every, |act, ctx| act.on_tick(ctx));
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.finished = true;
+        self.fail_waiters();
+        if let Some(reg) = &self.registry {
+            reg.remove(self.seq);
+        }
+        let reason =
+            self.reason.take().unwrap_or_else(|| DisconnectReason::ConnectionLost("actor stopped".into()));
+        tracing::info!(parent: &self.span, %reason, bytes_in = self.counters.bytes_in, bytes_out = self.counters.bytes_out, "disconnected");
+        if let Some(id) = self.id.take() {
+            self.target.disconnect.do_send(MessageDisconnect { id, reason });
+        }
+    }
+}
+
+impl Handler<Message> for WsConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
+        if self.close_sent {
+            tracing::trace!(parent: &self.span, "message for a closing connection dropped");
+            return;
+        }
+        let is_data = matches!(msg.kind, MessageKind::Text | MessageKind::Binary);
+        if is_data && !self.has_room() {
+            self.slow_consumer(ctx);
+            return;
+        }
+        if let Err(e) = self.write_message(msg, ctx) {
+            tracing::warn!(parent: &self.span, error = %e, "outgoing message refused");
+        }
+    }
+}
+
+/// An awaitable write (see [`ConnectionId::send_wait`]).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "Result<(), SendError>")]
+pub struct SendMessage(pub Message);
+
+impl Handler<SendMessage> for WsConnection {
+    type Result = ResponseActFuture<Self, Result<(), SendError>>;
+
+    fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
+        let is_data = matches!(msg.kind, MessageKind::Text | MessageKind::Binary);
+        if self.close_sent {
+            return Box::pin(actix::fut::ready(Err(SendError::Closed)));
+        }
+        if !is_data || (self.waiters.is_empty() && self.has_room()) {
+            let r = self.write_message(msg, ctx);
+            return Box::pin(actix::fut::ready(r));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push_back(Waiter { msg, tx });
+        let timeout = self.config.write_timeout;
+        Box::pin(actix::clock::timeout(timeout, rx).into_actor(self).map(|r, act, ctx| match r {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(SendError::Closed),
+            Err(_) => {
+                act.slow_consumer(ctx);
+                Err(SendError::SlowConsumer)
+            }
+        }))
+    }
+}
+
+/// Asks a connection for its [`Stats`] (see [`ConnectionId::stats`]).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for WsConnection {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(Stats {
+            local_addr: self.local_addr,
+            remote_addr: self.remote_addr,
+            role: self.role,
+            protocol: self.protocol.clone(),
+            compressed: self.compressed,
+            bytes_in: self.counters.bytes_in,
+            bytes_out: self.counters.bytes_out,
+            messages_in: self.counters.messages_in,
+            messages_out: self.counters.messages_out,
+            buffered_out: self.write_buf.len() + self.transport.buffered(),
+            buffered_in: self.read_buf.len(),
+            age: self.counters.started.elapsed(),
+        })
+    }
+}
+
+/// Closes the connection with 1001 Going Away (sent by a handler's shutdown).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
+impl Handler<Shutdown> for WsConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.start_close(CloseCode::GOING_AWAY, "server shutting down", DisconnectReason::Shutdown, ctx);
+    }
+}

@@ -1,0 +1,139 @@
+//! The connection's I/O loop: one future, polled inside the actor, that flushes outgoing
+//! bytes, reads and decodes when the target is ready, and closes the transport when the
+//! closing handshake (or a failure) says so.
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use actix::prelude::*;
+
+use super::WsConnection;
+use crate::protocol::Role;
+use crate::DisconnectReason;
+
+/// Rounds of work before the pump yields to other actors on the same thread.
+const BUDGET: usize = 64;
+
+pub(super) struct Pump;
+
+enum Step {
+    Progress,
+    Idle,
+    Done,
+}
+
+impl ActorFuture<WsConnection> for Pump {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut WsConnection,
+        ctx: &mut Context<WsConnection>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        match &act.pump_waker {
+            Some(w) if w.will_wake(task.waker()) => {}
+            _ => act.pump_waker = Some(task.waker().clone()),
+        }
+        for _ in 0..BUDGET {
+            match step(act, ctx, task) {
+                Step::Progress => continue,
+                Step::Idle => return Poll::Pending,
+                Step::Done => {
+                    act.finished = true;
+                    ctx.stop();
+                    return Poll::Ready(());
+                }
+            }
+        }
+        task.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut TaskContext<'_>) -> Step {
+    if act.finished {
+        return Step::Done;
+    }
+    let mut progress = false;
+
+    // Write what is buffered.
+    while !act.write_buf.is_empty() {
+        match act.transport.poll_write(task, &mut act.write_buf) {
+            Poll::Ready(Ok(n)) => {
+                act.counters.bytes_out += n as u64;
+                progress = true;
+            }
+            Poll::Ready(Err(e)) => {
+                act.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
+                return Step::Done;
+            }
+            Poll::Pending => break,
+        }
+    }
+    if !act.waiters.is_empty() && act.has_room() {
+        act.release_waiters(ctx);
+        progress = true;
+    }
+
+    // Close the transport once our close is flushed: right away when failing or when the
+    // handshake is complete on the server (RFC 6455 7.1.1: the server closes TCP first);
+    // a client waits for the server to close.
+    let handshake_done = act.close_sent && act.close_received;
+    let close_now = act.fail_fast || (handshake_done && act.role == Role::Server);
+    if close_now && act.write_buf.is_empty() {
+        return match act.transport.poll_close(task) {
+            Poll::Ready(_) => Step::Done,
+            Poll::Pending => Step::Idle,
+        };
+    }
+
+    // Read and decode, one message at a time while the target keeps up, and not while
+    // the outgoing buffer is over its bound (pongs to a ping flood would pile up).
+    let may_read = act.open && !act.delivering && !act.close_received && act.has_room();
+    if may_read {
+        match act.decoder.decode(&mut act.read_buf) {
+            Ok(Some(incoming)) => {
+                act.on_incoming(incoming, ctx);
+                return Step::Progress;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                act.fail(e, ctx);
+                return Step::Progress;
+            }
+        }
+    }
+    // A client that completed the handshake still reads, to see the server's EOF.
+    if may_read || (handshake_done && act.role == Role::Client) {
+        let hint = act.decoder.pending_payload();
+        match act.transport.poll_read(task, &mut act.read_buf, hint) {
+            Poll::Ready(Ok(0)) => {
+                if !handshake_done {
+                    act.set_reason(DisconnectReason::ConnectionLost(
+                        "peer closed the TCP connection without a close frame".into(),
+                    ));
+                }
+                return Step::Done;
+            }
+            Poll::Ready(Ok(n)) => {
+                act.counters.bytes_in += n as u64;
+                act.last_activity = std::time::Instant::now();
+                if handshake_done {
+                    act.read_buf.clear();
+                }
+                progress = true;
+            }
+            Poll::Ready(Err(e)) => {
+                act.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
+                return Step::Done;
+            }
+            Poll::Pending => {}
+        }
+    }
+    if progress {
+        Step::Progress
+    } else {
+        Step::Idle
+    }
+}

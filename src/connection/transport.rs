@@ -1,0 +1,219 @@
+//! The byte pipes under a connection: an actix-web upgrade (request payload in, streaming
+//! response body out) or an upgraded awc socket. Both look the same to the actor.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What the connection actor reads from and writes to.
+pub(crate) trait Transport {
+    /// Appends received bytes to `buf`; `Ok(0)` is the end of the stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize)
+        -> Poll<io::Result<usize>>;
+    /// Takes bytes from the front of `buf`; returns how many.
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    /// Ends the outgoing direction once everything written has gone out.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Bytes taken by `poll_write` but not yet handed to the socket.
+    fn buffered(&self) -> usize;
+}
+
+/// Beyond this many bytes waiting in the response body, the server transport refuses
+/// more: the HTTP dispatcher is not draining it (the peer does not read).
+const OUTBOX_HIGH: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Outbox {
+    buf: BytesMut,
+    closed: bool,
+    body_gone: bool,
+    body_waker: Option<Waker>,
+    writer_waker: Option<Waker>,
+}
+
+/// The server side: actix-web's request payload in, a streaming 101 response body out.
+pub(crate) struct ServerTransport {
+    payload: actix_web::dev::Payload,
+    out: Rc<RefCell<Outbox>>,
+}
+
+/// The response body of an upgraded request: whatever the connection writes.
+pub(crate) struct BodyStream {
+    out: Rc<RefCell<Outbox>>,
+}
+
+impl ServerTransport {
+    pub(crate) fn new(payload: actix_web::dev::Payload) -> (Self, BodyStream) {
+        let out = Rc::new(RefCell::new(Outbox::default()));
+        (ServerTransport { payload, out: out.clone() }, BodyStream { out })
+    }
+}
+
+fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+impl Transport for ServerTransport {
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        _hint: usize,
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.payload).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let n = chunk.len();
+                if buf.is_empty() {
+                    // Take the dispatcher's chunk without copying when nothing is pending.
+                    *buf = BytesMut::from(chunk);
+                } else {
+                    buf.extend_from_slice(&chunk);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(io::Error::other(e.to_string()))),
+            Poll::Ready(None) => Poll::Ready(Ok(0)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        let mut out = self.out.borrow_mut();
+        if out.body_gone {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if out.buf.len() >= OUTBOX_HIGH {
+            store_waker(&mut out.writer_waker, cx);
+            return Poll::Pending;
+        }
+        let n = buf.len();
+        if out.buf.is_empty() {
+            std::mem::swap(&mut out.buf, buf);
+        } else {
+            out.buf.extend_from_slice(buf);
+            buf.clear();
+        }
+        if let Some(w) = out.body_waker.take() {
+            w.wake();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut out = self.out.borrow_mut();
+        out.closed = true;
+        if let Some(w) = out.body_waker.take() {
+            w.wake();
+        }
+        if out.buf.is_empty() || out.body_gone {
+            Poll::Ready(Ok(()))
+        } else {
+            store_waker(&mut out.writer_waker, cx);
+            Poll::Pending
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.out.borrow().buf.len()
+    }
+}
+
+impl Drop for ServerTransport {
+    fn drop(&mut self) {
+        let mut out = self.out.borrow_mut();
+        out.closed = true;
+        if let Some(w) = out.body_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Stream for BodyStream {
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut out = self.out.borrow_mut();
+        if !out.buf.is_empty() {
+            let chunk = out.buf.split().freeze();
+            if let Some(w) = out.writer_waker.take() {
+                w.wake();
+            }
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if out.closed {
+            if let Some(w) = out.writer_waker.take() {
+                w.wake();
+            }
+            return Poll::Ready(None);
+        }
+        store_waker(&mut out.body_waker, cx);
+        Poll::Pending
+    }
+}
+
+impl Drop for BodyStream {
+    fn drop(&mut self) {
+        let mut out = self.out.borrow_mut();
+        out.body_gone = true;
+        if let Some(w) = out.writer_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The client side (and any plain socket): an `AsyncRead + AsyncWrite`.
+pub(crate) struct IoTransport<T> {
+    io: T,
+}
+
+impl<T> IoTransport<T> {
+    pub(crate) fn new(io: T) -> Self {
+        IoTransport { io }
+    }
+}
+
+const READ_MIN: usize = 8 * 1024;
+const READ_MAX: usize = 256 * 1024;
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Transport for IoTransport<T> {
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        hint: usize,
+    ) -> Poll<io::Result<usize>> {
+        let want = hint.clamp(READ_MIN, READ_MAX);
+        if buf.capacity() - buf.len() < want / 2 {
+            buf.reserve(want);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Ready(Ok(0)) if !buf.is_empty() => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                bytes::Buf::advance(buf, n);
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn buffered(&self) -> usize {
+        0
+    }
+}

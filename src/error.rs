@@ -1,0 +1,93 @@
+//! Errors of the public API.
+
+use crate::protocol::{DeflateNegotiationError, EncodeError};
+
+/// A pool cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// A pool needs at least one target (Ergo falls back to the parent process; actix has none).
+    #[error("a pool needs at least one target")]
+    Empty,
+}
+
+/// A message could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closing or gone.
+    #[error("connection closed")]
+    Closed,
+    /// The peer did not read for longer than the write timeout; the connection was closed.
+    #[error("peer too slow: outgoing buffer stayed full past the write timeout")]
+    SlowConsumer,
+    /// The message cannot be encoded (control body over 125 bytes, invalid close code or
+    /// payload, text that is not UTF-8).
+    #[error("invalid message: {0}")]
+    Invalid(String),
+}
+
+impl From<EncodeError> for SendError {
+    fn from(e: EncodeError) -> Self {
+        SendError::Invalid(e.to_string())
+    }
+}
+
+/// A dial that failed; nothing was started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not a usable `ws://` or `wss://` URL.
+    #[error("invalid URL {url}: {reason}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No target: the pool's actors are all gone.
+    #[error("no live target in the pool")]
+    NoTarget,
+    /// The TCP connection (or proxy tunnel) could not be made.
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        /// Host and port (or the proxy's).
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS failed.
+    #[error("TLS handshake with {host} failed: {reason}")]
+    Tls {
+        /// Server name.
+        host: String,
+        /// The cause.
+        reason: String,
+    },
+    /// The handshake (DNS, TCP, proxy, TLS and upgrade together) took longer than allowed.
+    #[error("handshake timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The server answered with something other than 101.
+    #[error("server answered HTTP {status} instead of 101 Switching Protocols")]
+    Status {
+        /// The status code.
+        status: u16,
+    },
+    /// The 101 answer does not match the request.
+    #[error("bad handshake answer: {0}")]
+    Handshake(String),
+    /// The server's permessage-deflate answer is not acceptable.
+    #[error(transparent)]
+    Deflate(#[from] DeflateNegotiationError),
+    /// The proxy refused the CONNECT tunnel.
+    #[error("proxy {proxy} refused CONNECT: {status}")]
+    Proxy {
+        /// The proxy.
+        proxy: String,
+        /// Its status line.
+        status: String,
+    },
+    /// Another HTTP-level failure.
+    #[error("HTTP error: {0}")]
+    Http(String),
+}

@@ -1,0 +1,317 @@
+//! The messages a connection exchanges with its target and its writers, and the id that
+//! addresses a connection.
+
+use std::any::Any;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_http::header::HeaderMap;
+use bytes::Bytes;
+
+use crate::connection::{SendMessage, WsConnection};
+use crate::protocol::CloseCode;
+use crate::{SendError, Stats};
+
+/// Identifies one connection and lets its holder write to it, like the `gen.Alias` of
+/// Ergo's meta-process.
+///
+/// Cheap to clone (a number and an actor address), usable as a map key; equality and
+/// hashing use the number only.
+///
+/// ```no_run
+/// # use actix_meta_websocket::{ConnectionId, Message};
+/// # async fn demo(id: ConnectionId) -> Result<(), actix_meta_websocket::SendError> {
+/// id.send(Message::text("fire and forget"));
+/// id.send_wait(Message::binary(vec![1, 2, 3])).await?; // Ok once accepted for writing
+/// id.close(1000, "bye");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ConnectionId {
+    seq: u64,
+    addr: Addr<WsConnection>,
+}
+
+impl ConnectionId {
+    pub(crate) fn new(seq: u64, addr: Addr<WsConnection>) -> Self {
+        ConnectionId { seq, addr }
+    }
+
+    /// The process-wide unique number of this connection.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The connection actor's address.
+    pub fn addr(&self) -> &Addr<WsConnection> {
+        &self.addr
+    }
+
+    /// Whether the connection actor is still running.
+    pub fn is_connected(&self) -> bool {
+        self.addr.connected()
+    }
+
+    /// Writes `msg` without waiting. Text, binary, ping and pong are queued; close starts
+    /// the closing handshake. A message for a connection that is gone or closing is
+    /// dropped (use [`send_wait`](Self::send_wait) to learn about that), and one that
+    /// finds the outgoing buffer over its bound closes the connection as a slow consumer
+    /// (see [`ConnectionConfig::max_write_buffer`](crate::ConnectionConfig::max_write_buffer)).
+    pub fn send(&self, msg: Message) {
+        self.addr.do_send(msg);
+    }
+
+    /// Writes `msg` and waits until the connection accepted it into its outgoing buffer.
+    /// While the buffer is over its bound this waits for the peer to read; a peer stuck for
+    /// longer than the write timeout gets the connection closed and this returns an error.
+    pub async fn send_wait(&self, msg: Message) -> Result<(), SendError> {
+        match self.addr.send(SendMessage(msg)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Closed),
+        }
+    }
+
+    /// Starts the closing handshake with `code` and `reason`.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.send(Message::close(CloseCode(code), reason));
+    }
+
+    /// Addresses, counters and age of the running connection.
+    pub async fn stats(&self) -> Result<Stats, SendError> {
+        self.addr.send(crate::connection::GetStats).await.map_err(|_| SendError::Closed)
+    }
+}
+
+impl PartialEq for ConnectionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+impl Eq for ConnectionId {}
+impl Hash for ConnectionId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.seq.hash(state)
+    }
+}
+impl PartialOrd for ConnectionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ConnectionId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.seq.cmp(&other.seq)
+    }
+}
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionId({})", self.seq)
+    }
+}
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ws#{}", self.seq)
+    }
+}
+
+/// The kind of a WebSocket message, numbered as in RFC 6455 (and Ergo's `MessageType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum MessageKind {
+    /// UTF-8 text (the default).
+    #[default]
+    Text = 1,
+    /// Binary data.
+    Binary = 2,
+    /// Close: the body is a close payload (2-byte code, UTF-8 reason) or empty.
+    Close = 8,
+    /// Ping: at most 125 bytes of body.
+    Ping = 9,
+    /// Pong: at most 125 bytes of body.
+    Pong = 10,
+}
+
+/// A WebSocket message, incoming (from the peer, to the target) or outgoing (to the
+/// connection, to be written).
+///
+/// ```
+/// use actix_meta_websocket::{Message, MessageKind};
+/// let m = Message::text("hello");
+/// assert_eq!(m.kind, MessageKind::Text);
+/// assert_eq!(m.as_text(), Some("hello"));
+/// assert_eq!(Message::default().kind, MessageKind::Text); // an unset kind means text
+/// ```
+#[derive(Debug, Clone, Default, actix::Message)]
+#[rtype(result = "()")]
+pub struct Message {
+    /// The connection the message came from; ignored on outgoing messages.
+    pub id: Option<ConnectionId>,
+    /// What kind of message this is.
+    pub kind: MessageKind,
+    /// The payload. For incoming text it is valid UTF-8.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(body: impl Into<String>) -> Self {
+        Message { id: None, kind: MessageKind::Text, body: Bytes::from(body.into()) }
+    }
+
+    /// A binary message.
+    pub fn binary(body: impl Into<Bytes>) -> Self {
+        Message { id: None, kind: MessageKind::Binary, body: body.into() }
+    }
+
+    /// A ping (at most 125 bytes).
+    pub fn ping(body: impl Into<Bytes>) -> Self {
+        Message { id: None, kind: MessageKind::Ping, body: body.into() }
+    }
+
+    /// A pong (at most 125 bytes).
+    pub fn pong(body: impl Into<Bytes>) -> Self {
+        Message { id: None, kind: MessageKind::Pong, body: body.into() }
+    }
+
+    /// A close with `code` and `reason` (cut to fit the frame).
+    pub fn close(code: impl Into<CloseCode>, reason: &str) -> Self {
+        let code = code.into();
+        let reason = crate::protocol::truncate_reason(reason);
+        let mut body = Vec::with_capacity(2 + reason.len());
+        body.extend_from_slice(&code.0.to_be_bytes());
+        body.extend_from_slice(reason.as_bytes());
+        Message { id: None, kind: MessageKind::Close, body: Bytes::from(body) }
+    }
+
+    /// The body as text, for text messages.
+    pub fn as_text(&self) -> Option<&str> {
+        match self.kind {
+            MessageKind::Text => std::str::from_utf8(&self.body).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// A value attached at upgrade time (e.g. the authenticated user), delivered in
+/// [`MessageConnect::data`].
+pub type ConnectData = Arc<dyn Any + Send + Sync>;
+
+/// Sent to the target when a connection starts.
+#[derive(Clone, actix::Message)]
+#[rtype(result = "()")]
+pub struct MessageConnect {
+    /// The connection.
+    pub id: ConnectionId,
+    /// The peer's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// Our end's address.
+    pub local_addr: Option<SocketAddr>,
+    /// The request path and query (server) or the dialled URL (client).
+    pub uri: String,
+    /// The upgrade request's headers (server) or the server's 101 response headers (client).
+    pub headers: HeaderMap,
+    /// The negotiated subprotocol, if any.
+    pub protocol: Option<String>,
+    /// Whether permessage-deflate was negotiated.
+    pub compressed: bool,
+    /// The value attached with the upgrade, if any.
+    pub data: Option<ConnectData>,
+}
+
+impl MessageConnect {
+    /// The attached value, if there is one of type `T`.
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.data.as_deref().and_then(|d| d.downcast_ref())
+    }
+}
+
+impl fmt::Debug for MessageConnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageConnect")
+            .field("id", &self.id)
+            .field("remote_addr", &self.remote_addr)
+            .field("local_addr", &self.local_addr)
+            .field("uri", &self.uri)
+            .field("protocol", &self.protocol)
+            .field("compressed", &self.compressed)
+            .field("data", &self.data.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sent to the target exactly once, when a connection has ended.
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "()")]
+pub struct MessageDisconnect {
+    /// The connection.
+    pub id: ConnectionId,
+    /// Why it ended.
+    pub reason: DisconnectReason,
+}
+
+/// Which side started the closing handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// The peer sent the first close frame.
+    Peer,
+    /// This end did (a `Close` message, shutdown, a limit).
+    Local,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// A closing handshake: the code and reason of the first close frame.
+    #[error("closed by {initiator:?} with {code}: {reason:?}")]
+    Closed {
+        /// Who sent the first close frame.
+        initiator: Initiator,
+        /// Its code (1005 when it had none).
+        code: CloseCode,
+        /// Its reason.
+        reason: String,
+    },
+    /// The peer broke the protocol or a limit; the connection was failed with `code`.
+    #[error("protocol error ({code}): {error}")]
+    Protocol {
+        /// The close code sent.
+        code: CloseCode,
+        /// What was wrong.
+        error: crate::protocol::ProtocolError,
+    },
+    /// Nothing was received within the idle timeout.
+    #[error("idle timeout")]
+    IdleTimeout,
+    /// The outgoing buffer stayed over its bound (the peer does not read).
+    #[error("slow consumer: outgoing buffer over its bound")]
+    SlowConsumer,
+    /// The target actor stopped; the connection was closed with 1011.
+    #[error("target actor is gone")]
+    TargetGone,
+    /// The handler was shut down; the connection was closed with 1001.
+    #[error("shutdown")]
+    Shutdown,
+    /// The peer's close handshake did not complete in time after ours.
+    #[error("closing handshake timed out")]
+    CloseTimeout,
+    /// The TCP connection ended without a closing handshake (1006).
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+}
+
+impl DisconnectReason {
+    /// The close code that describes the ending (1006 when no close frame was exchanged).
+    pub fn code(&self) -> CloseCode {
+        match self {
+            DisconnectReason::Closed { code, .. } | DisconnectReason::Protocol { code, .. } => *code,
+            DisconnectReason::IdleTimeout | DisconnectReason::Shutdown => CloseCode::GOING_AWAY,
+            DisconnectReason::SlowConsumer => CloseCode::POLICY_VIOLATION,
+            DisconnectReason::TargetGone => CloseCode::INTERNAL_ERROR,
+            DisconnectReason::CloseTimeout | DisconnectReason::ConnectionLost(_) => CloseCode::ABNORMAL,
+        }
+    }
+}

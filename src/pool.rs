@@ -1,0 +1,160 @@
+//! The targets that receive a connection's messages, and round-robin selection over them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Handler, Recipient};
+
+use crate::{Message, MessageConnect, MessageDisconnect, PoolError};
+
+/// One actor that handles a connection's three messages.
+///
+/// ```
+/// # use actix::prelude::*;
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix::main] async fn main() {
+/// let target = Target::from_addr(Worker.start());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Target {
+    pub(crate) connect: Recipient<MessageConnect>,
+    pub(crate) message: Recipient<Message>,
+    pub(crate) disconnect: Recipient<MessageDisconnect>,
+}
+
+impl Target {
+    /// A target from an actor's address.
+    pub fn from_addr<A>(addr: Addr<A>) -> Self
+    where
+        A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
+        A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
+    {
+        Target {
+            connect: addr.clone().recipient(),
+            message: addr.clone().recipient(),
+            disconnect: addr.recipient(),
+        }
+    }
+
+    /// A target from three recipients (they may be different actors).
+    pub fn from_recipients(
+        connect: Recipient<MessageConnect>,
+        message: Recipient<Message>,
+        disconnect: Recipient<MessageDisconnect>,
+    ) -> Self {
+        Target { connect, message, disconnect }
+    }
+
+    /// Whether all three recipients' actors are still running.
+    pub fn is_alive(&self) -> bool {
+        self.connect.connected() && self.message.connected() && self.disconnect.connected()
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("alive", &self.is_alive()).finish()
+    }
+}
+
+impl<A> From<Addr<A>> for Target
+where
+    A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
+    A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
+{
+    fn from(addr: Addr<A>) -> Self {
+        Target::from_addr(addr)
+    }
+}
+
+/// One or more targets; each new connection gets the next live one, round-robin, and
+/// keeps it for its whole life (Ergo's `ProcessPool`).
+///
+/// Cheap to clone: clones share the round-robin position.
+///
+/// ```
+/// # use actix::prelude::*;
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix::main] async fn main() {
+/// let pool = Pool::new((0..3).map(|_| Worker.start())).unwrap();
+/// assert_eq!(pool.len(), 3);
+/// assert!(Pool::new(Vec::<Addr<Worker>>::new()).is_err()); // empty: an error, not a fallback
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    targets: Arc<[Target]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    /// A pool of actors.
+    pub fn new<A, I>(addrs: I) -> Result<Self, PoolError>
+    where
+        I: IntoIterator<Item = Addr<A>>,
+        A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
+        A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
+    {
+        Self::from_targets(addrs.into_iter().map(Target::from_addr))
+    }
+
+    /// A pool of targets (possibly of different actor types).
+    pub fn from_targets<I: IntoIterator<Item = Target>>(targets: I) -> Result<Self, PoolError> {
+        let targets: Arc<[Target]> = targets.into_iter().collect();
+        if targets.is_empty() {
+            return Err(PoolError::Empty);
+        }
+        Ok(Pool { targets, next: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// Number of targets.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Always false: a pool has at least one target.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The next live target in round-robin order, or `None` if every target is gone.
+    pub fn pick(&self) -> Option<Target> {
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let t = &self.targets[(start + i) % n];
+            if t.is_alive() {
+                if i > 0 {
+                    // Skipped dead members: the next pick starts after this one.
+                    self.next.fetch_add(i, Ordering::Relaxed);
+                }
+                return Some(t.clone());
+            }
+        }
+        None
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("targets", &self.targets.len()).finish()
+    }
+}
+
+impl From<Target> for Pool {
+    fn from(t: Target) -> Self {
+        Pool { targets: Arc::new([t]), next: Arc::new(AtomicUsize::new(0)) }
+    }
+}

@@ -1,0 +1,217 @@
+//! Shared test support: a recording worker actor, a server on a loopback port, and a raw
+//! TCP WebSocket peer for crafting bytes the polite clients never send.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_meta_websocket::protocol::{Decoder, Incoming, Limits, Role};
+use actix_meta_websocket::{Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect};
+use actix_web::{App, HttpServer};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// What a recording worker saw, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Connect(MessageConnect),
+    Message(Message),
+    Disconnect(MessageDisconnect),
+}
+
+/// A worker that reports every event to the test and, when `echo` is set, writes every
+/// message back unchanged.
+pub struct Recorder {
+    pub name: &'static str,
+    pub tx: mpsc::UnboundedSender<(&'static str, Event)>,
+    pub echo: bool,
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        let _ = self.tx.send((self.name, Event::Connect(m)));
+    }
+}
+
+impl actix::Handler<Message> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+        if self.echo {
+            if let Some(id) = &m.id {
+                id.send(Message { id: None, kind: m.kind, body: m.body.clone() });
+            }
+        }
+        let _ = self.tx.send((self.name, Event::Message(m)));
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
+        let _ = self.tx.send((self.name, Event::Disconnect(m)));
+    }
+}
+
+pub type Events = mpsc::UnboundedReceiver<(&'static str, Event)>;
+
+pub fn recorder(name: &'static str, echo: bool) -> (Addr<Recorder>, Events) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Recorder { name, tx, echo }.start(), rx)
+}
+
+/// The next event, or a panic after 10 s (a hang is a failure, not a wait).
+pub async fn next(rx: &mut Events) -> (&'static str, Event) {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("timed out waiting for an event")
+        .expect("event channel closed")
+}
+
+pub async fn next_disconnect(rx: &mut Events) -> MessageDisconnect {
+    loop {
+        if let (_, Event::Disconnect(d)) = next(rx).await {
+            return d;
+        }
+    }
+}
+
+/// A one-worker actix-web server on 127.0.0.1 with `handler` at `/ws`.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+}
+
+pub fn serve(handler: Handler) -> TestServer {
+    let h = handler.clone();
+    let server = HttpServer::new(move || App::new().route("/ws", h.route()))
+        .workers(1)
+        .client_request_timeout(handler.handshake_timeout())
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    TestServer { addr, handle }
+}
+
+pub fn options(target: Addr<Recorder>) -> HandlerOptions {
+    HandlerOptions::new(actix_meta_websocket::Target::from_addr(target))
+}
+
+/// A raw WebSocket client over TCP: handshake by hand, frames by hand.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    pub decoder: Decoder,
+}
+
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Sends `request` and returns the status code and the full response head.
+pub async fn http_request(addr: SocketAddr, request: &str) -> (u16, String, TcpStream, BytesMut) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            let _ = buf.split_to(end + 4);
+            let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+            return (status, head, stream, buf);
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf))
+            .await
+            .expect("response timed out")
+            .expect("read");
+        assert!(n > 0, "connection closed before a response: {:?}", String::from_utf8_lossy(&buf));
+    }
+}
+
+pub fn upgrade_request(addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "GET /ws?room=1 HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr, extra: &str) -> (RawClient, String) {
+        let (status, head, stream, buf) = http_request(addr, &upgrade_request(addr, extra)).await;
+        assert_eq!(status, 101, "{head}");
+        (RawClient { stream, buf, decoder: Decoder::new(Role::Client, Limits::default(), None) }, head)
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// The next frame or message from the server; `None` on EOF.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        loop {
+            if let Some(m) = self.decoder.decode(&mut self.buf).expect("server sent a bad frame") {
+                return Some(m);
+            }
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server sent nothing for 10 s")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Reads until the server's close frame and returns its code; then expects EOF.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            match self.recv().await {
+                Some(Incoming::Close(frame)) => {
+                    let code = frame.map_or(1005, |f| f.code.0);
+                    // The server closes the TCP connection after its close frame.
+                    let mut rest = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut rest))
+                        .await;
+                    return code;
+                }
+                Some(_) => continue,
+                None => panic!("EOF without a close frame"),
+            }
+        }
+    }
+}
+
+/// A masked client frame.
+pub fn client_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+    out
+}

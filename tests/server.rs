@@ -1,0 +1,470 @@
+//! The server half over real loopback sockets: an independent client (tokio-tungstenite)
+//! for the ordinary paths, a raw TCP peer for bytes no polite client sends.
+
+mod common;
+
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Context, ResponseFuture};
+use actix_meta_websocket::protocol::{CloseCode, Incoming, ProtocolError};
+use actix_meta_websocket::*;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TCloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message as TMessage;
+
+async fn tungstenite(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    tokio_tungstenite::connect_async(url).await.expect("handshake").0
+}
+
+#[actix_web::test]
+async fn round_robin_over_two_members_across_three_connections() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let a = Recorder { name: "a", tx: tx.clone(), echo: false }.start();
+    let b = Recorder { name: "b", tx, echo: false }.start();
+    let pool = Pool::new([a, b]).unwrap();
+    let srv = serve(Handler::new(HandlerOptions::new(pool)));
+    let mut order = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(tungstenite(&srv.url()).await);
+        match next(&mut rx).await {
+            (name, Event::Connect(_)) => order.push(name),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(order, ["a", "b", "a"]);
+    // Each connection keeps its target: a message on the second goes to b.
+    clients[1].send(TMessage::text("to b")).await.unwrap();
+    match next(&mut rx).await {
+        ("b", Event::Message(m)) => assert_eq!(m.as_text(), Some("to b")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn connect_echo_close_in_order_with_the_same_id() {
+    let (worker, mut rx) = recorder("w", true);
+    let srv = serve(Handler::new(options(worker)));
+    let mut ws = tungstenite(&format!("{}?room=7", srv.url())).await;
+
+    let id = match next(&mut rx).await.1 {
+        Event::Connect(c) => {
+            assert_eq!(c.uri, "/ws?room=7");
+            assert_eq!(c.local_addr, Some(srv.addr));
+            assert_eq!(c.remote_addr.map(|a| a.ip()), Some(std::net::Ipv4Addr::LOCALHOST.into()));
+            assert!(!c.compressed);
+            c.id
+        }
+        other => panic!("{other:?}"),
+    };
+    ws.send(TMessage::text("héllo")).await.unwrap();
+    ws.send(TMessage::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    match next(&mut rx).await.1 {
+        Event::Message(m) => {
+            assert_eq!(m.id.as_ref(), Some(&id));
+            assert_eq!((m.kind, m.as_text()), (MessageKind::Text, Some("héllo")));
+        }
+        other => panic!("{other:?}"),
+    }
+    match next(&mut rx).await.1 {
+        Event::Message(m) => assert_eq!((m.kind, &m.body[..]), (MessageKind::Binary, &[0u8, 1, 2, 255][..])),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("héllo"));
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::binary(vec![0u8, 1, 2, 255]));
+
+    let stats = id.stats().await.unwrap();
+    assert_eq!((stats.messages_in, stats.messages_out), (2, 2));
+    assert!(stats.bytes_in > 0 && stats.bytes_out > 0);
+    assert_eq!(stats.local_addr, Some(srv.addr));
+
+    ws.close(Some(CloseFrame { code: TCloseCode::Library(4001), reason: "done".into() })).await.unwrap();
+    // The server echoes the close and ends the TCP connection.
+    loop {
+        match ws.next().await {
+            Some(Ok(TMessage::Close(Some(f)))) => assert_eq!(u16::from(f.code), 4001),
+            Some(Ok(other)) => panic!("{other:?}"),
+            Some(Err(_)) | None => break,
+        }
+    }
+    let d = next_disconnect(&mut rx).await;
+    assert_eq!(d.id, id);
+    assert_eq!(
+        d.reason,
+        DisconnectReason::Closed { initiator: Initiator::Peer, code: CloseCode(4001), reason: "done".into() }
+    );
+    assert!(!id.is_connected() || id.stats().await.is_err());
+}
+
+#[actix_web::test]
+async fn writes_by_id_with_every_kind() {
+    let (worker, mut rx) = recorder("w", false);
+    let srv = serve(Handler::new(options(worker)));
+    let mut ws = tungstenite(&srv.url()).await;
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    c.id.send(Message::default()); // unset kind: text, empty
+    c.id.send_wait(Message::binary(&b"\x00bin"[..])).await.unwrap();
+    c.id.send(Message::ping(&b"p"[..]));
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text(""));
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::binary(&b"\x00bin"[..]));
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::Ping(bytes::Bytes::from_static(b"p")));
+    // Invalid outgoing messages are refused to the awaiting sender, not sent.
+    let bad_text = Message { id: None, kind: MessageKind::Text, body: bytes::Bytes::from_static(b"\xff") };
+    assert!(matches!(c.id.send_wait(bad_text).await, Err(SendError::Invalid(_))));
+    assert!(matches!(c.id.send_wait(Message::ping(vec![0u8; 126])).await, Err(SendError::Invalid(_))));
+    // Close from our side with a code and reason.
+    c.id.send_wait(Message::close(4002, "bye")).await.unwrap();
+    match ws.next().await.unwrap().unwrap() {
+        TMessage::Close(Some(f)) => assert_eq!((u16::from(f.code), f.reason.as_str()), (4002, "bye")),
+        other => panic!("{other:?}"),
+    }
+    drop(ws); // tungstenite answered the close when it read it
+    let d = next_disconnect(&mut rx).await;
+    assert_eq!(
+        d.reason,
+        DisconnectReason::Closed { initiator: Initiator::Local, code: CloseCode(4002), reason: "bye".into() }
+    );
+    assert_eq!(c.id.send_wait(Message::text("late")).await, Err(SendError::Closed));
+}
+
+#[actix_web::test]
+async fn http_failures_have_the_right_status() {
+    let (worker, _rx) = recorder("w", false);
+    let handler = Handler::new(options(worker));
+    let srv = serve(handler.clone());
+    let a = srv.addr;
+    let cases: Vec<(String, u16)> = vec![
+        (format!("GET /ws HTTP/1.1\r\nHost: {a}\r\n\r\n"), 400),
+        (format!("GET /ws HTTP/1.1\r\nHost: {a}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"), 400),
+        (upgrade_request(a, "").replace(KEY, "not-a-key"), 400),
+        (upgrade_request(a, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), 400), // repeated key
+        (upgrade_request(a, "").replace("GET", "POST").replace("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n"), 405),
+        (upgrade_request(a, "").replace("Version: 13", "Version: 8"), 426),
+        (upgrade_request(a, "Origin: http://evil.example\r\n"), 403),
+    ];
+    for (req, want) in cases {
+        let (status, head, ..) = http_request(a, &req).await;
+        assert_eq!(status, want, "{req}\n=> {head}");
+        if want == 426 {
+            assert!(head.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{head}");
+        }
+    }
+    // Same origin is fine by default.
+    RawClient::connect(a, &format!("Origin: http://{a}\r\n")).await;
+}
+
+#[actix_web::test]
+async fn origin_predicate_allows_cross_origin() {
+    let (worker, _rx) = recorder("w", false);
+    let opts = options(worker).check_origin(|req| {
+        req.headers().get("origin").is_some_and(|o| o.as_bytes() == b"https://app.example")
+    });
+    let srv = serve(Handler::new(opts));
+    RawClient::connect(srv.addr, "Origin: https://app.example\r\n").await;
+    let (status, ..) =
+        http_request(srv.addr, &upgrade_request(srv.addr, "Origin: https://other.example\r\n")).await;
+    assert_eq!(status, 403);
+}
+
+#[actix_web::test]
+async fn no_live_pool_member_gives_503() {
+    let (worker, _rx) = recorder("w", false);
+    let srv = serve(Handler::new(options(worker.clone())));
+    let _ = worker.send(StopRecorder).await;
+    let (status, ..) = http_request(srv.addr, &upgrade_request(srv.addr, "")).await;
+    assert_eq!(status, 503);
+}
+
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct StopRecorder;
+impl actix::Handler<StopRecorder> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: StopRecorder, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+#[actix_web::test]
+async fn subprotocol_and_compression_are_negotiated() {
+    let (worker, mut rx) = recorder("w", true);
+    let opts = options(worker).protocols(["v2", "v1"]).compression(true);
+    let srv = serve(Handler::new(opts));
+    let (mut raw, head) = RawClient::connect(
+        srv.addr,
+        "Sec-WebSocket-Protocol: v1, v2\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    )
+    .await;
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("sec-websocket-protocol: v2"), "{head}");
+    assert!(lower.contains("sec-websocket-extensions: permessage-deflate"), "{head}");
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    assert_eq!(c.protocol.as_deref(), Some("v2"));
+    assert!(c.compressed);
+    // RFC 7692 7.2.3.1: compressed "Hello", masked, RSV1 set; the echo comes back compressed
+    // or not (below the threshold), and decodes to the same text either way.
+    raw.decoder = actix_meta_websocket::protocol::Decoder::new(
+        actix_meta_websocket::protocol::Role::Client,
+        Default::default(),
+        Some(&Default::default()),
+    );
+    raw.send_raw(&client_frame(true, 0b100, 1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])).await;
+    assert_eq!(raw.recv().await, Some(Incoming::Text("Hello".into())));
+    let big = "compress me ".repeat(100);
+    let mut enc = actix_meta_websocket::protocol::Encoder::new(
+        actix_meta_websocket::protocol::Role::Client,
+        Some(&Default::default()),
+        6,
+        0,
+    );
+    let mut wire = bytes::BytesMut::new();
+    enc.encode_message(actix_meta_websocket::protocol::DataKind::Text, big.as_bytes(), &mut wire).unwrap();
+    assert!(wire.len() < big.len() / 4);
+    raw.send_raw(&wire).await;
+    assert_eq!(raw.recv().await, Some(Incoming::Text(big.clone().into())));
+    let stats = c.id.stats().await.unwrap();
+    assert!(stats.bytes_out < big.len() as u64 / 4, "echo was not compressed: {stats:?}");
+}
+
+async fn violation(payload_frames: Vec<u8>, want: CloseCode, check: impl Fn(&ProtocolError) -> bool) {
+    let (worker, mut rx) = recorder("w", false);
+    let mut opts = options(worker);
+    opts.connection.limits.max_frame_size = 1024;
+    opts.connection.limits.max_message_size = 4096;
+    let srv = serve(Handler::new(opts));
+    let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+    raw.send_raw(&payload_frames).await;
+    assert_eq!(raw.expect_close().await, want.0);
+    let d = next_disconnect(&mut rx).await;
+    match &d.reason {
+        DisconnectReason::Protocol { code, error } => {
+            assert_eq!(*code, want);
+            assert!(check(error), "{error:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn protocol_violations_close_with_their_code_and_reach_the_target() {
+    let mut unmasked = vec![0x81, 0x02];
+    unmasked.extend_from_slice(b"hi");
+    violation(unmasked, CloseCode::PROTOCOL_ERROR, |e| *e == ProtocolError::UnmaskedFrame).await;
+    violation(client_frame(true, 0, 3, b""), CloseCode::PROTOCOL_ERROR, |e| {
+        *e == ProtocolError::ReservedOpcode(3)
+    })
+    .await;
+    violation(client_frame(true, 0b010, 1, b"x"), CloseCode::PROTOCOL_ERROR, |e| {
+        matches!(e, ProtocolError::ReservedBits(_))
+    })
+    .await;
+    violation(client_frame(true, 0, 1, b"\xce\xba\xff"), CloseCode::INVALID_PAYLOAD, |e| {
+        *e == ProtocolError::InvalidUtf8
+    })
+    .await;
+    violation(client_frame(true, 0, 2, &[0; 2000]), CloseCode::MESSAGE_TOO_BIG, |e| {
+        matches!(e, ProtocolError::FrameTooLarge { .. })
+    })
+    .await;
+    let mut many = Vec::new();
+    for i in 0..5 {
+        many.extend(client_frame(false, 0, if i == 0 { 2 } else { 0 }, &[0; 1000]));
+    }
+    violation(many, CloseCode::MESSAGE_TOO_BIG, |e| matches!(e, ProtocolError::MessageTooLarge { .. })).await;
+    violation(client_frame(true, 0, 8, b"\x03\xed"), CloseCode::PROTOCOL_ERROR, |e| {
+        *e == ProtocolError::InvalidCloseCode(1005)
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn idle_timeout_closes_a_silent_peer() {
+    let (worker, mut rx) = recorder("w", false);
+    let mut opts = options(worker);
+    opts.connection.heartbeat = None;
+    opts.connection.idle_timeout = Some(Duration::from_millis(300));
+    let srv = serve(Handler::new(opts));
+    let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+    assert_eq!(
+        raw.recv().await,
+        Some(Incoming::Close(Some(actix_meta_websocket::protocol::CloseFrame {
+            code: CloseCode::GOING_AWAY,
+            reason: "idle timeout".into()
+        })))
+    );
+    raw.send_raw(&client_frame(true, 0, 8, b"\x03\xe9")).await;
+    assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::IdleTimeout);
+}
+
+#[actix_web::test]
+async fn heartbeat_pings_keep_an_answering_peer_alive() {
+    let (worker, mut rx) = recorder("w", false);
+    let mut opts = options(worker);
+    opts.connection.heartbeat = Some(Duration::from_millis(50));
+    opts.connection.idle_timeout = Some(Duration::from_millis(400));
+    let srv = serve(Handler::new(opts));
+    let mut ws = tungstenite(&srv.url()).await;
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    // tungstenite answers pings while we read; ten of them outlast the idle timeout.
+    let mut pings = 0;
+    let started = std::time::Instant::now();
+    while pings < 10 {
+        match ws.next().await.unwrap().unwrap() {
+            TMessage::Ping(_) => pings += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(started.elapsed() > Duration::from_millis(400));
+    assert!(c.id.is_connected());
+}
+
+/// A target that holds every message until released, to model a slow worker.
+struct Gate {
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+    tx: tokio::sync::mpsc::UnboundedSender<(&'static str, Event)>,
+}
+impl Actor for Gate {
+    type Context = Context<Self>;
+}
+impl actix::Handler<MessageConnect> for Gate {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        let _ = self.tx.send(("gate", Event::Connect(m)));
+    }
+}
+impl actix::Handler<Message> for Gate {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, m: Message, _: &mut Context<Self>) -> Self::Result {
+        let release = self.release.clone();
+        let tx = self.tx.clone();
+        Box::pin(async move {
+            release.acquire().await.expect("semaphore").forget();
+            let _ = tx.send(("gate", Event::Message(m)));
+        })
+    }
+}
+impl actix::Handler<MessageDisconnect> for Gate {
+    type Result = ();
+    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
+        let _ = self.tx.send(("gate", Event::Disconnect(m)));
+    }
+}
+
+#[actix_web::test]
+async fn a_slow_target_slows_the_reading_instead_of_buffering() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Gate { release: release.clone(), tx }.start();
+    let srv = serve(Handler::new(HandlerOptions::new(Target::from_addr(gate))));
+    let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+
+    // 32 MiB in 64 KiB messages; the writer must block long before it is all sent.
+    let frame = client_frame(true, 0, 2, &vec![7u8; 64 * 1024]);
+    let writer = actix_rt::spawn(async move {
+        let mut sent = 0usize;
+        for _ in 0..512 {
+            if tokio::time::timeout(Duration::from_secs(1), raw.send_raw(&frame)).await.is_err() {
+                return (sent, raw);
+            }
+            sent += 1;
+        }
+        (sent, raw)
+    });
+    let (sent, raw) = writer.await.unwrap();
+    assert!(sent < 512, "the peer wrote everything: nothing pushed back");
+    let stats = c.id.stats().await.unwrap();
+    assert_eq!(stats.messages_in, 1, "only the message with the target has been taken");
+    assert!(stats.buffered_in <= 2 * 64 * 1024 + 1024, "{stats:?}");
+    // Released, the target receives everything that was sent, in order.
+    release.add_permits(10_000);
+    let mut got = 0;
+    while got < sent.min(8) {
+        if let (_, Event::Message(m)) = next(&mut rx).await {
+            assert_eq!(m.body.len(), 64 * 1024);
+            got += 1;
+        }
+    }
+    drop(raw);
+}
+
+#[actix_web::test]
+async fn a_stuck_peer_hits_the_outgoing_bound() {
+    let (worker, mut rx) = recorder("w", false);
+    let mut opts = options(worker);
+    opts.connection.max_write_buffer = 256 * 1024;
+    opts.connection.write_timeout = Duration::from_millis(300);
+    opts.connection.close_timeout = Duration::from_millis(300);
+    let srv = serve(Handler::new(opts));
+    let (raw, _) = RawClient::connect(srv.addr, "").await; // never reads
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    let chunk = bytes::Bytes::from(vec![1u8; 64 * 1024]);
+    let mut accepted = 0usize;
+    let err = loop {
+        match c.id.send_wait(Message::binary(chunk.clone())).await {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 10_000, "never pushed back");
+    };
+    assert_eq!(err, SendError::SlowConsumer);
+    assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::SlowConsumer);
+    drop(raw);
+}
+
+#[actix_web::test]
+async fn a_stopped_target_gives_1011_and_a_disconnect() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let observer = Recorder { name: "observer", tx: tx.clone(), echo: false }.start();
+    let dying = Recorder { name: "dying", tx, echo: false }.start();
+    let target = Target::from_recipients(
+        observer.clone().recipient(),
+        dying.clone().recipient(),
+        observer.recipient(),
+    );
+    let srv = serve(Handler::new(HandlerOptions::new(target)));
+    let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+    let Event::Connect(_) = next(&mut rx).await.1 else { panic!() };
+    dying.send(StopRecorder).await.unwrap();
+    raw.send_raw(&client_frame(true, 0, 1, b"anyone there?")).await;
+    assert_eq!(
+        raw.recv().await,
+        Some(Incoming::Close(Some(actix_meta_websocket::protocol::CloseFrame {
+            code: CloseCode::INTERNAL_ERROR,
+            reason: "target gone".into()
+        })))
+    );
+    raw.send_raw(&client_frame(true, 0, 8, b"\x03\xf3")).await;
+    assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::TargetGone);
+}
+
+#[actix_web::test]
+async fn shutdown_closes_with_1001_disconnects_all_and_refuses_new() {
+    let (worker, mut rx) = recorder("w", false);
+    let handler = Handler::new(options(worker));
+    let srv = serve(handler.clone());
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(tungstenite(&srv.url()).await);
+        let Event::Connect(_) = next(&mut rx).await.1 else { panic!() };
+    }
+    assert_eq!(handler.connections(), 3);
+    let shutdown = actix_rt::spawn(handler.shutdown());
+    for ws in &mut clients {
+        match ws.next().await.unwrap().unwrap() {
+            TMessage::Close(Some(f)) => assert_eq!(u16::from(f.code), 1001),
+            other => panic!("{other:?}"),
+        }
+    }
+    shutdown.await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::Shutdown);
+    }
+    assert_eq!(handler.connections(), 0);
+    let (status, ..) = http_request(srv.addr, &upgrade_request(srv.addr, "")).await;
+    assert_eq!(status, 503);
+}

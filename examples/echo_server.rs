@@ -76,7 +76,8 @@ async fn main() -> std::io::Result<()> {
         Supervisor::start(move |_| Worker { name })
     });
     let pool = Pool::new(workers).map_err(std::io::Error::other)?;
-    let handler = Handler::new(HandlerOptions::new(pool));
+    // Browsers offer permessage-deflate; accept it.
+    let handler = Handler::new(HandlerOptions::new(pool).compression(true));
     let h = handler.clone();
     let server = HttpServer::new(move || App::new().route("/ws", h.route()))
         .client_request_timeout(handler.handshake_timeout())

@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the tests need on a fresh machine, then runs
-# every test (unit, integration over loopback, doc examples).
+# The README's test command. On a fresh machine it first installs what the tests use as
+# real peers (tinyproxy from Debian, Python `websockets` from PyPI), then runs every test:
+# unit, property, integration over loopback, and the doc examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! python3 -c 'import websockets' 2>/dev/null; then
+  echo "== installing python websockets"
+  python3 -m pip install -q --root-user-action=ignore 'websockets>=13'
+fi
+
 cargo test --all-features --all-targets
 cargo test --all-features --doc

@@ -55,7 +55,7 @@ pub mod protocol;
 mod registry;
 mod stats;
 
-pub use client::{connect, ConnectionOptions};
+pub use client::{connect, ConnectionOptions, Proxy};
 pub use config::ConnectionConfig;
 pub use connection::{GetStats, SendMessage, WsConnection};
 pub use error::{ConnectError, PoolError, SendError};

@@ -308,9 +308,11 @@ impl WsConnection {
     }
 
     fn deliver(&mut self, kind: MessageKind, body: bytes::Bytes, ctx: &mut Context<Self>) {
-        if self.close_sent {
-            return; // Closing: RFC 6455 lets us discard data after our close frame.
+        if self.fail_fast || matches!(self.reason, Some(DisconnectReason::TargetGone)) {
+            return; // Failing, or nobody to deliver to.
         }
+        // After our own close frame the peer may still send what it had in flight: it is
+        // delivered, not dropped, until the peer's close arrives.
         self.counters.messages_in += 1;
         self.delivering = true;
         let msg = Message { id: self.id(), kind, body };

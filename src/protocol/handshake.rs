@@ -35,20 +35,30 @@ pub fn accept_key(key: &[u8]) -> String {
 
 /// A fresh random `Sec-WebSocket-Key` for a client request.
 pub fn generate_key() -> String {
-    base64_16(rand::random::<[u8; 16]>())
+    base64_encode(&rand::random::<[u8; 16]>())
 }
 
-fn base64_16(bytes: [u8; 16]) -> String {
+/// Standard base64 with padding (RFC 4648 4), for keys and Basic credentials.
+///
+/// ```
+/// use actix_meta_websocket::protocol::base64_encode;
+/// assert_eq!(base64_encode(b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+/// assert_eq!(base64_encode(b"ab"), "YWI=");
+/// ```
+pub fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(24);
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
         }
     }
-    out.push_str("==");
     out
 }
 
@@ -85,7 +95,9 @@ mod tests {
         let b = generate_key();
         assert!(is_valid_key(a.as_bytes()), "{a}");
         assert_ne!(a, b);
-        assert_eq!(base64_16(*b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub use deflate::{
 pub use error::ProtocolError;
 pub use extensions::{parse_extension_headers, parse_extensions, Extension, ExtensionParseError};
 pub use frame::{FrameHeader, OpCode, RSV1};
-pub use handshake::{accept_key, generate_key, header_tokens, is_valid_key, select_subprotocol, VERSION};
+pub use handshake::{
+    accept_key, base64_encode, generate_key, header_tokens, is_valid_key, select_subprotocol, VERSION,
+};
 pub use mask::apply_mask;
 pub use utf8::{InvalidUtf8, Utf8Validator};

@@ -1,9 +1,16 @@
 //! The client half: dial a WebSocket server with awc and run the connection as the same
 //! `WsConnection` actor an accepted one gets (Ergo's `CreateConnection` + `SpawnMeta`).
 
+mod dialer;
+mod proxy;
+
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use proxy::Proxy;
 
 use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
@@ -47,7 +54,13 @@ pub struct ConnectionOptions {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Limits, timers and buffers of the connection.
     pub connection: ConnectionConfig,
-    /// An awc client of your own (e.g. with custom TLS roots); by default one is built.
+    /// Proxy policy (default: from the environment, as gorilla's dialer).
+    pub proxy: Proxy,
+    /// TLS settings for `wss://` (e.g. your own roots); by default webpki's roots.
+    #[cfg(feature = "rustls")]
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// An awc client of your own. It then does the TCP and TLS steps, so `proxy` and
+    /// `tls` are not applied and the connection's addresses are unknown.
     pub client: Option<awc::Client>,
 }
 
@@ -62,6 +75,9 @@ impl ConnectionOptions {
             protocols: Vec::new(),
             headers: Vec::new(),
             connection: ConnectionConfig::default(),
+            proxy: Proxy::default(),
+            #[cfg(feature = "rustls")]
+            tls: None,
             client: None,
         }
     }
@@ -100,6 +116,19 @@ impl ConnectionOptions {
         self
     }
 
+    /// Sets the proxy policy.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// Uses `config` for `wss://` (its ALPN list should hold only `http/1.1`).
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Uses `client` for the HTTP part of the handshake.
     pub fn client(mut self, client: awc::Client) -> Self {
         self.client = Some(client);
@@ -117,6 +146,7 @@ impl fmt::Debug for ConnectionOptions {
             .field("protocols", &self.protocols)
             .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
             .field("connection", &self.connection)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -157,11 +187,38 @@ pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, Connect
         return Err(url_err("wss:// needs the `rustls` feature"));
     }
     let target = options.target.pick().ok_or(ConnectError::NoTarget)?;
+    let proxy = options.proxy.resolve(&options.url, |k| std::env::var(k).ok())?;
+    let state = Rc::new(RefCell::new(dialer::DialState::default()));
+    let client = match &options.client {
+        Some(c) => c.clone(),
+        None => build_client(&options, proxy, state.clone()),
+    };
     let timeout = options.handshake_timeout;
-    let dial = handshake(&options);
+    let dial = handshake(&options, client);
     let (response_headers, socket, read_buf) = match tokio::time::timeout(timeout, dial).await {
-        Ok(r) => r?,
+        Ok(Ok(r)) => r,
+        // The dialer's own error says more than awc's wrapping of it.
+        Ok(Err(e)) => {
+            let mut st = state.borrow_mut();
+            return Err(match (st.error.take(), e) {
+                (Some(ours), _) => ours,
+                // TCP was up, so an I/O failure before the upgrade on wss is the TLS step.
+                (None, ConnectError::Connect { source, .. })
+                    if st.remote.is_some() && options.url.scheme() == "wss" =>
+                {
+                    ConnectError::Tls {
+                        host: options.url.host_str().unwrap_or_default().to_owned(),
+                        reason: source.to_string(),
+                    }
+                }
+                (None, e) => e,
+            });
+        }
         Err(_) => return Err(ConnectError::Timeout(timeout)),
+    };
+    let (local_addr, remote_addr) = {
+        let st = state.borrow();
+        (st.local, st.remote)
     };
 
     let protocol = match response_headers.get(header::SEC_WEBSOCKET_PROTOCOL) {
@@ -198,8 +255,8 @@ pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, Connect
         config: Arc::new(options.connection.clone()),
         deflate,
         protocol,
-        local_addr: None,
-        remote_addr: None,
+        local_addr,
+        remote_addr,
         info: ConnectInfo { uri: options.url.to_string(), headers: response_headers, data: None },
         registry: None,
     }))
@@ -207,8 +264,8 @@ pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, Connect
 
 async fn handshake(
     options: &ConnectionOptions,
+    client: awc::Client,
 ) -> Result<(HeaderMap, awc::BoxedSocket, bytes::BytesMut), ConnectError> {
-    let client = options.client.clone().unwrap_or_else(default_client);
     let mut req = client.ws(options.url.as_str());
     for (name, value) in &options.headers {
         req = req.header(name.clone(), value.clone());
@@ -225,11 +282,26 @@ async fn handshake(
     Ok((headers, parts.io, parts.read_buf))
 }
 
-/// awc with its rustls connector and webpki roots when the `rustls` feature is on, and
-/// HTTP/1.1 only: a WebSocket upgrade cannot ride on an HTTP/2 connection chosen by ALPN.
-fn default_client() -> awc::Client {
-    let connector = awc::Connector::new().max_http_version(actix_http::Version::HTTP_11);
-    awc::Client::builder().connector(connector).timeout(Duration::from_secs(3600)).finish()
+/// An awc client whose TCP step is our dialer (proxy, addresses), HTTP/1.1 only: a
+/// WebSocket upgrade cannot ride on an HTTP/2 connection chosen by ALPN.
+fn build_client(
+    options: &ConnectionOptions,
+    proxy: Option<url::Url>,
+    state: Rc<RefCell<dialer::DialState>>,
+) -> awc::Client {
+    let connector = awc::Connector::new()
+        .connector(dialer::Dialer { proxy, state })
+        .max_http_version(actix_http::Version::HTTP_11);
+    #[cfg(feature = "rustls")]
+    let connector = match &options.tls {
+        Some(cfg) => connector.rustls_0_23(cfg.clone()),
+        None => connector,
+    };
+    // The handshake timeout bounds the whole dial; awc's own request timeout stays out of the way.
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(options.handshake_timeout + Duration::from_secs(1))
+        .finish()
 }
 
 fn map_ws_error(e: WsClientError, url: &url::Url) -> ConnectError {

@@ -1,0 +1,97 @@
+//! A line-oriented WebSocket client: prints what arrives, sends each line of standard
+//! input as a text message, and closes with 1000 on end of input.
+//!
+//! ```sh
+//! cargo run --example echo_server &
+//! cargo run --example client                              # ws://127.0.0.1:8080/ws
+//! cargo run --example client -- --url wss://host/ws --compression
+//! ```
+
+use actix::prelude::*;
+use actix_meta_websocket::{connect, ConnectionOptions, Message, MessageConnect, MessageDisconnect, Target};
+use tokio::io::AsyncBufReadExt;
+
+/// Prints the connection's events; signals `done` when the connection ends.
+struct Printer {
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Actor for Printer {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for Printer {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        eprintln!(
+            "connected to {} ({}), compression {}",
+            m.uri,
+            m.id,
+            if m.compressed { "on" } else { "off" }
+        );
+    }
+}
+
+impl actix::Handler<Message> for Printer {
+    type Result = ();
+    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+        match m.as_text() {
+            Some(text) => println!("{text}"),
+            None => println!("<{} bytes of {:?}>", m.body.len(), m.kind),
+        }
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for Printer {
+    type Result = ();
+    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
+        eprintln!("disconnected: {}", m.reason);
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+#[actix::main]
+async fn main() {
+    let url = arg("--url").unwrap_or_else(|| "ws://127.0.0.1:8080/ws".to_owned());
+    let url = match url::Url::parse(&url) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("bad --url {url}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let compression = std::env::args().any(|a| a == "--compression");
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let printer = Printer { done: Some(done_tx) }.start();
+    let options = ConnectionOptions::new(url, Target::from_addr(printer)).compression(compression);
+    let id = match connect(options).await {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("connect failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                if id.send_wait(Message::text(line)).await.is_err() {
+                    break; // the connection ended
+                }
+            }
+            Ok(None) | Err(_) => {
+                let _ = id.send_wait(Message::close(1000, "bye")).await;
+                break;
+            }
+        }
+    }
+    // Whatever the server still sends before it answers the close is printed too.
+    let _ = done.await;
+}

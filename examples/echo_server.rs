@@ -81,6 +81,8 @@ async fn main() -> std::io::Result<()> {
     let h = handler.clone();
     let server = HttpServer::new(move || App::new().route("/ws", h.route()))
         .client_request_timeout(handler.handshake_timeout())
+        // Close TCP right after the closing handshake (see Handler's docs).
+        .client_disconnect_timeout(std::time::Duration::ZERO)
         .shutdown_signal(handler.shutdown_on(async {
             let _ = tokio::signal::ctrl_c().await;
         }))

@@ -173,6 +173,14 @@ struct Inner {
 ///
 /// Cheap to clone; clones share the live-connection set and the shutdown state.
 ///
+/// Two `HttpServer` settings matter to WebSockets:
+/// - `client_request_timeout(handler.handshake_timeout())`: actix-web reads the upgrade
+///   request's head before any handler runs, so this is what bounds a client that stalls
+///   mid-handshake.
+/// - `client_disconnect_timeout(Duration::ZERO)`: after the closing handshake the server
+///   should close TCP first (RFC 6455 7.1.1). actix-web lingers instead, for this timeout
+///   (default 1 s), waiting for the client to close; with zero it closes at once.
+///
 /// ```no_run
 /// # use actix::prelude::*;
 /// # use actix_meta_websocket::*;
@@ -200,6 +208,7 @@ struct Inner {
 ///         }))
 /// })
 /// .client_request_timeout(handler.handshake_timeout())
+/// .client_disconnect_timeout(std::time::Duration::ZERO)
 /// .shutdown_signal(handler.shutdown_on(async { let _ = tokio::signal::ctrl_c().await; }))
 /// .bind("127.0.0.1:8080")?
 /// .run()

@@ -100,6 +100,7 @@ pub fn serve(handler: Handler) -> TestServer {
     let server = HttpServer::new(move || App::new().route("/ws", h.route()))
         .workers(1)
         .client_request_timeout(handler.handshake_timeout())
+        .client_disconnect_timeout(Duration::ZERO)
         .disable_signals()
         .bind("127.0.0.1:0")
         .expect("bind");

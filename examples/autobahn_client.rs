@@ -1,0 +1,102 @@
+//! The client under Autobahn|Testsuite (`wstest -m fuzzingserver`): runs the case
+//! protocol with this crate's own client, echoing every message, offering compression.
+//!
+//! ```sh
+//! cargo run --release --example autobahn_client -- --url ws://127.0.0.1:9001 --agent actix-meta-websocket
+//! ```
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_meta_websocket::protocol::Limits;
+use actix_meta_websocket::{
+    connect, ConnectionConfig, ConnectionOptions, Message, MessageConnect, MessageDisconnect, Target,
+};
+use tokio::sync::mpsc;
+
+/// Echoes every message; reports the first text message and the disconnect.
+struct Case {
+    events: mpsc::UnboundedSender<Option<String>>,
+    echo: bool,
+}
+
+impl Actor for Case {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for Case {
+    type Result = ();
+    fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
+}
+
+impl actix::Handler<Message> for Case {
+    type Result = ();
+    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+        if self.echo {
+            if let Some(id) = m.id.clone() {
+                id.send(Message { id: None, ..m });
+            }
+        } else {
+            let _ = self.events.send(m.as_text().map(str::to_owned));
+        }
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for Case {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {
+        let _ = self.events.send(None);
+    }
+}
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+async fn run(base: &str, path: &str, echo: bool) -> Result<Option<String>, String> {
+    let url = url::Url::parse(&format!("{base}{path}")).map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let target = Target::from_addr(Case { events: tx, echo }.start());
+    let config = ConnectionConfig {
+        limits: Limits { max_frame_size: 64 << 20, max_message_size: 64 << 20 },
+        max_write_buffer: 128 << 20,
+        close_timeout: Duration::from_secs(2),
+        ..ConnectionConfig::default()
+    };
+    let options = ConnectionOptions::new(url, target).compression(true).connection(config);
+    let _id = connect(options).await.map_err(|e| e.to_string())?;
+    let mut first = None;
+    // Until the disconnect (None); remember the first text for getCaseCount.
+    while let Some(Some(text)) = rx.recv().await {
+        first.get_or_insert(text);
+    }
+    Ok(first)
+}
+
+#[actix::main]
+async fn main() {
+    let base = arg("--url", "ws://127.0.0.1:9001");
+    let agent = arg("--agent", "actix-meta-websocket");
+    let count: u32 = match run(&base, "/getCaseCount", false).await {
+        Ok(Some(n)) => n.trim().parse().unwrap_or(0),
+        other => {
+            eprintln!("getCaseCount failed: {other:?}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("{count} cases");
+    for case in 1..=count {
+        if let Err(e) = run(&base, &format!("/runCase?case={case}&agent={agent}"), true).await {
+            eprintln!("case {case}: {e}");
+        }
+    }
+    if let Err(e) = run(&base, &format!("/updateReports?agent={agent}"), false).await {
+        eprintln!("updateReports failed: {e}");
+        std::process::exit(1);
+    }
+    eprintln!("reports updated for {agent}");
+}

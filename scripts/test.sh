@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it first installs what the tests use as
-# real peers (tinyproxy from Debian, Python `websockets` from PyPI), then runs every test:
-# unit, property, integration over loopback, and the doc examples.
+# real peers (tinyproxy from Debian, Python `websockets` from PyPI, Node `ws` from npm),
+# then runs every test: unit, property, integration over loopback, and the doc examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   apt-get update -qq
@@ -15,6 +16,11 @@ fi
 if ! python3 -c 'import websockets' 2>/dev/null; then
   echo "== installing python websockets"
   python3 -m pip install -q --root-user-action=ignore 'websockets>=13'
+fi
+
+if [ ! -d tests/peers/node_modules/ws ]; then
+  echo "== installing node ws"
+  (cd tests/peers && npm install --silent --no-audit --no-fund --no-package-lock)
 fi
 
 cargo test --all-features --all-targets

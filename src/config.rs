@@ -15,6 +15,7 @@ use crate::protocol::{DeflateConfig, Limits};
 /// | `close_timeout` | 5 s | how long to wait for the peer's side of the closing handshake |
 /// | `max_write_buffer` | 1 MiB | bound on buffered outgoing bytes (see below) |
 /// | `write_timeout` | 10 s | how long `send_wait` may wait for room before the peer counts as stuck |
+/// | `fragment_size` | `None` | split outgoing messages into frames of at most this many bytes |
 /// | `deflate` | defaults of [`DeflateConfig`] | used when compression is enabled |
 ///
 /// Outgoing-buffer policy: a message is accepted while the buffer holds less than
@@ -47,6 +48,9 @@ pub struct ConnectionConfig {
     pub max_write_buffer: usize,
     /// How long an awaiting sender may wait for room in the outgoing buffer.
     pub write_timeout: Duration,
+    /// Split outgoing data messages into frames of at most this many payload bytes (after
+    /// compression), for peers with small frame limits; `None` sends one frame each.
+    pub fragment_size: Option<usize>,
     /// permessage-deflate parameters, used when compression is enabled.
     pub deflate: DeflateConfig,
 }
@@ -60,6 +64,7 @@ impl Default for ConnectionConfig {
             close_timeout: Duration::from_secs(5),
             max_write_buffer: 1 << 20,
             write_timeout: Duration::from_secs(10),
+            fragment_size: None,
             deflate: DeflateConfig::default(),
         }
     }

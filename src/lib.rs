@@ -66,3 +66,8 @@ pub use message::{
 };
 pub use pool::{Pool, Target};
 pub use stats::Stats;
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -171,6 +171,10 @@ impl WsConnection {
         }
     }
 
+    fn fragment_size(&self) -> usize {
+        self.config.fragment_size.unwrap_or(usize::MAX)
+    }
+
     fn has_room(&self) -> bool {
         self.write_buf.len() + self.transport.buffered() < self.config.max_write_buffer
     }
@@ -252,10 +256,22 @@ impl WsConnection {
                 if simdutf8::basic::from_utf8(&msg.body).is_err() {
                     return Err(SendError::Invalid("text message is not UTF-8".into()));
                 }
-                self.encoder.encode_message(DataKind::Text, &msg.body, &mut self.write_buf)?;
+                let size = self.fragment_size();
+                self.encoder.encode_message_fragmented(
+                    DataKind::Text,
+                    &msg.body,
+                    size,
+                    &mut self.write_buf,
+                )?;
             }
             MessageKind::Binary => {
-                self.encoder.encode_message(DataKind::Binary, &msg.body, &mut self.write_buf)?
+                let size = self.fragment_size();
+                self.encoder.encode_message_fragmented(
+                    DataKind::Binary,
+                    &msg.body,
+                    size,
+                    &mut self.write_buf,
+                )?
             }
             MessageKind::Ping => self.encoder.encode_control(OpCode::Ping, &msg.body, &mut self.write_buf)?,
             MessageKind::Pong => self.encoder.encode_control(OpCode::Pong, &msg.body, &mut self.write_buf)?,

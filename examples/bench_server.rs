@@ -1,0 +1,77 @@
+//! The server the performance work measures: plain echo (body and kind unchanged) through
+//! a pool of 4 worker actors at `/ws`, compression off, 16 MiB limits, quiet logging.
+//!
+//! Each actix worker thread gets its own handler and pool, so a connection and its
+//! worker actor share a thread, as a tuned deployment would have them.
+//!
+//! ```sh
+//! cargo run --release --example bench_server -- --port 9100 --workers 1
+//! ```
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_meta_websocket::protocol::Limits;
+use actix_meta_websocket::{
+    ConnectionConfig, Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect, Pool,
+};
+use actix_web::{App, HttpServer};
+
+struct Echo;
+
+impl Actor for Echo {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for Echo {
+    type Result = ();
+    fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
+}
+
+impl actix::Handler<Message> for Echo {
+    type Result = ();
+    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+        if let Some(id) = m.id.clone() {
+            id.send(Message { id: None, ..m });
+        }
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for Echo {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let port: u16 = arg("--port", 9100);
+    let workers: usize = arg("--workers", 1);
+    let config = ConnectionConfig {
+        limits: Limits { max_frame_size: 16 << 20, max_message_size: 16 << 20 },
+        max_write_buffer: 64 << 20,
+        ..ConnectionConfig::default()
+    };
+    let server = HttpServer::new(move || {
+        // Runs on each worker thread: the pool's actors start on that thread's arbiter.
+        let pool = Pool::new((0..4).map(|_| Echo.start())).expect("four workers");
+        let handler = Handler::new(HandlerOptions::new(pool).connection(config.clone()));
+        App::new().route("/ws", handler.route())
+    })
+    .workers(workers)
+    .backlog(4096)
+    .max_connection_rate(4096)
+    .max_connections(100_000)
+    .client_disconnect_timeout(Duration::ZERO)
+    .bind(("127.0.0.1", port))?;
+    eprintln!("bench_server on ws://127.0.0.1:{port}/ws ({workers} worker threads)");
+    server.run().await
+}

@@ -76,8 +76,7 @@ async fn peer_client_against_our_server(peer: &'static str, deflate: bool) {
 async fn our_client_against_peer_server(peer: &'static str, deflate: bool) {
     let (_server, port) = peer_server(peer, deflate);
     let (worker, mut rx) = recorder("client", false);
-    let mut config = ConnectionConfig::default();
-    config.fragment_size = Some(1000);
+    let config = ConnectionConfig { fragment_size: Some(1000), ..ConnectionConfig::default() };
     let opts = ConnectionOptions::new(
         url::Url::parse(&format!("ws://127.0.0.1:{port}/")).unwrap(),
         Target::from_addr(worker),

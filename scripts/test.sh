@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it first installs what the tests use as
 # real peers (tinyproxy from Debian, Python `websockets` from PyPI, Node `ws` from npm),
-# then runs every test: unit, property, integration over loopback, and the doc examples.
+# and Chromium, then runs every test: unit, property, integration over loopback, the doc
+# examples, and headless Chromium against the chat example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   apt-get update -qq
@@ -18,10 +20,12 @@ if ! python3 -c 'import websockets' 2>/dev/null; then
   python3 -m pip install -q --root-user-action=ignore 'websockets>=13'
 fi
 
-if [ ! -d tests/peers/node_modules/ws ]; then
-  echo "== installing node ws"
+if [ ! -d tests/peers/node_modules/ws ] || [ ! -d tests/peers/node_modules/playwright-core ]; then
+  echo "== installing node ws and playwright-core"
   (cd tests/peers && npm install --silent --no-audit --no-fund --no-package-lock)
 fi
 
 cargo test --all-features --all-targets
 cargo test --all-features --doc
+# The browser test drives the chat example that `cargo test` built.
+node --test tests/browser/

@@ -51,13 +51,14 @@ mod error;
 mod handler;
 mod message;
 mod pool;
+mod prepared;
 pub mod protocol;
 mod registry;
 mod stats;
 
 pub use client::{connect, ConnectionOptions, Proxy};
 pub use config::ConnectionConfig;
-pub use connection::{GetStats, SendMessage, WsConnection};
+pub use connection::{GetStats, SendMessage, SendPrepared, WsConnection};
 pub use error::{ConnectError, PoolError, SendError};
 pub use handler::{Handler, HandlerOptions, HandshakeError, OriginCheck};
 pub use message::{
@@ -65,6 +66,7 @@ pub use message::{
     MessageKind,
 };
 pub use pool::{Pool, Target};
+pub use prepared::PreparedMessage;
 pub use stats::Stats;
 
 /// The README's Rust examples, compiled as doc tests so they stay true.

@@ -74,6 +74,12 @@ impl ConnectionId {
         }
     }
 
+    /// Writes a message prepared once for many connections, without waiting; the same
+    /// policy as [`send`](Self::send).
+    pub fn send_prepared(&self, msg: &crate::PreparedMessage) {
+        self.addr.do_send(crate::connection::SendPrepared(msg.clone()));
+    }
+
     /// Starts the closing handshake with `code` and `reason`.
     pub fn close(&self, code: u16, reason: &str) {
         self.send(Message::close(CloseCode(code), reason));

@@ -480,6 +480,34 @@ impl Handler<SendMessage> for WsConnection {
     }
 }
 
+/// Writes a [`PreparedMessage`](crate::PreparedMessage) (see [`ConnectionId::send_prepared`]).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct SendPrepared(pub crate::PreparedMessage);
+
+impl Handler<SendPrepared> for WsConnection {
+    type Result = ();
+
+    fn handle(&mut self, SendPrepared(msg): SendPrepared, ctx: &mut Self::Context) {
+        if self.close_sent {
+            return;
+        }
+        if !self.has_room() {
+            self.slow_consumer(ctx);
+            return;
+        }
+        let shared_frame_fits =
+            self.role == Role::Server && !self.encoder.compresses() && self.config.fragment_size.is_none();
+        if shared_frame_fits {
+            self.write_buf.extend_from_slice(msg.server_frame());
+            self.counters.messages_out += 1;
+            self.wake();
+        } else if let Err(e) = self.write_message(msg.to_message(), ctx) {
+            tracing::warn!(parent: &self.span, error = %e, "outgoing message refused");
+        }
+    }
+}
+
 /// Asks a connection for its [`Stats`] (see [`ConnectionId::stats`]).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "Stats")]

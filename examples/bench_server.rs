@@ -12,35 +12,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::protocol::Limits;
-use actix_meta_websocket::{
-    ConnectionConfig, Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect, Pool,
-};
+use actix_meta_websocket::{ConnectionConfig, Handler, HandlerOptions, Pool};
 use actix_web::{App, HttpServer};
 
-struct Echo;
-
-impl Actor for Echo {
-    type Context = Context<Self>;
-}
-
-impl actix::Handler<MessageConnect> for Echo {
-    type Result = ();
-    fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
-}
-
-impl actix::Handler<Message> for Echo {
-    type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-        if let Some(id) = m.id.clone() {
-            id.send(Message { id: None, ..m });
-        }
-    }
-}
-
-impl actix::Handler<MessageDisconnect> for Echo {
-    type Result = ();
-    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
-}
+#[path = "shared/echo.rs"]
+mod echo;
+use echo::Echo;
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();

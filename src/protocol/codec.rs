@@ -73,6 +73,9 @@ pub enum DataKind {
     Binary,
 }
 
+/// Unmasking and validation work in blocks of this size (fits L1 with room to spare).
+const BLOCK: usize = 16 * 1024;
+
 #[derive(Debug)]
 struct FrameInProgress {
     header: FrameHeader,
@@ -161,20 +164,24 @@ impl Decoder {
             let len = frame.header.payload_len as usize;
             let available = src.len().min(len);
             if available > frame.processed {
-                let fresh = &mut src[frame.processed..available];
-                if let Some(key) = frame.header.mask {
-                    super::apply_mask(fresh, key, frame.processed);
-                }
                 // Plain text is validated as it arrives, for fail-fast.
-                if !frame.header.opcode.is_control()
-                    && self
-                        .message
-                        .as_ref()
-                        .map_or(frame.header.opcode == OpCode::Text && frame.header.rsv & RSV1 == 0, |m| {
-                            m.text && !m.compressed
-                        })
-                {
-                    self.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+                let validate =
+                    !frame.header.opcode.is_control()
+                        && self.message.as_ref().map_or(
+                            frame.header.opcode == OpCode::Text && frame.header.rsv & RSV1 == 0,
+                            |m| m.text && !m.compressed,
+                        );
+                // Unmask and validate block by block, so each block is still in L1 when
+                // the validator reads it.
+                let mut at = frame.processed;
+                for block in src[frame.processed..available].chunks_mut(BLOCK) {
+                    if let Some(key) = frame.header.mask {
+                        super::apply_mask(block, key, at);
+                    }
+                    if validate {
+                        self.utf8.feed(block).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    at += block.len();
                 }
                 frame.processed = available;
             }

@@ -113,6 +113,47 @@ impl DeflateParams {
     }
 }
 
+/// The parameters of one permessage-deflate element, checked for known names, no
+/// repeats and well-formed values; what they may be depends on the side reading them.
+#[derive(Default)]
+struct RawParams {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_bits: Option<u8>,
+    /// Outer `None`: absent; `Some(None)`: present without a value.
+    client_bits: Option<Option<u8>>,
+}
+
+impl RawParams {
+    fn parse(ext: &Extension) -> Result<RawParams, String> {
+        let mut p = RawParams::default();
+        let mut seen = [false; 4];
+        for (k, v) in &ext.params {
+            let slot = match k.as_str() {
+                "server_no_context_takeover" => 0,
+                "client_no_context_takeover" => 1,
+                "server_max_window_bits" => 2,
+                "client_max_window_bits" => 3,
+                _ => return Err(format!("unknown parameter {k:?}")),
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return Err(format!("parameter {k:?} repeated"));
+            }
+            let bits = |v: &str| parse_bits(v).ok_or_else(|| format!("{k}={v:?} is not 8..15"));
+            match (slot, v.as_deref()) {
+                (0, None) => p.server_no_context_takeover = true,
+                (1, None) => p.client_no_context_takeover = true,
+                (2, Some(v)) => p.server_bits = Some(bits(v)?),
+                (3, None) => p.client_bits = Some(None),
+                (3, Some(v)) => p.client_bits = Some(Some(bits(v)?)),
+                (2, None) => return Err(format!("{k} needs a value")),
+                _ => return Err(format!("{k} takes no value")),
+            }
+        }
+        Ok(p)
+    }
+}
+
 impl DeflateConfig {
     /// Server side: picks the first offer it can honour and returns the agreed parameters
     /// and the `Sec-WebSocket-Extensions` response value. Offers with unknown, repeated or
@@ -136,47 +177,22 @@ impl DeflateConfig {
     }
 
     fn accept_offer(&self, offer: &Extension) -> Option<(DeflateParams, String)> {
-        let mut seen = [false; 4];
-        let mut server_bits: Option<u8> = None;
-        // Outer None: not offered; Some(None): offered bare.
-        let mut client_bits: Option<Option<u8>> = None;
-        let mut snct = false;
-        let mut cnct = false;
-        for (k, v) in &offer.params {
-            let slot = match k.as_str() {
-                "server_no_context_takeover" => 0,
-                "client_no_context_takeover" => 1,
-                "server_max_window_bits" => 2,
-                "client_max_window_bits" => 3,
-                _ => return None,
-            };
-            if std::mem::replace(&mut seen[slot], true) {
-                return None;
-            }
-            match (slot, v) {
-                (0, None) => snct = true,
-                (1, None) => cnct = true,
-                (2, Some(v)) => server_bits = Some(parse_bits(v)?),
-                (3, None) => client_bits = Some(None),
-                (3, Some(v)) => client_bits = Some(Some(parse_bits(v)?)),
-                _ => return None,
-            }
-        }
+        let offered = RawParams::parse(offer).ok()?;
         let own_server = clamp_bits(self.server_max_window_bits);
         let own_client = clamp_bits(self.client_max_window_bits);
         let params = DeflateParams {
-            server_no_context_takeover: snct || self.server_no_context_takeover,
+            server_no_context_takeover: offered.server_no_context_takeover || self.server_no_context_takeover,
             // The client must honour this whether or not it offered it (RFC 7692 7.1.1.2).
-            client_no_context_takeover: cnct || self.client_no_context_takeover,
-            server_max_window_bits: server_bits.map_or(own_server, |b| b.min(own_server)),
-            client_max_window_bits: match client_bits {
+            client_no_context_takeover: offered.client_no_context_takeover || self.client_no_context_takeover,
+            server_max_window_bits: offered.server_bits.map_or(own_server, |b| b.min(own_server)),
+            client_max_window_bits: match offered.client_bits {
                 // Without the parameter in the offer the client may use a full window.
                 None => 15,
                 Some(None) => own_client,
                 Some(Some(b)) => b.min(own_client),
             },
         };
-        let answer = params.response(server_bits.is_some(), client_bits.is_some());
+        let answer = params.response(offered.server_bits.is_some(), offered.client_bits.is_some());
         Some((params, answer))
     }
 
@@ -228,48 +244,28 @@ impl DeflateConfig {
             }
         }
         let Some(ext) = found else { return Ok(None) };
-        let mut p = DeflateParams {
-            client_no_context_takeover: self.client_no_context_takeover,
-            ..DeflateParams::default()
-        };
+        let answered = RawParams::parse(ext).map_err(DeflateNegotiationError)?;
         let offered_sb = clamp_bits(self.server_max_window_bits);
         let offered_cb = clamp_bits(self.client_max_window_bits);
-        let mut seen = [false; 4];
-        for (k, v) in &ext.params {
-            let slot = match k.as_str() {
-                "server_no_context_takeover" => 0,
-                "client_no_context_takeover" => 1,
-                "server_max_window_bits" => 2,
-                "client_max_window_bits" => 3,
-                _ => return err(format!("unknown parameter {k:?}")),
-            };
-            if std::mem::replace(&mut seen[slot], true) {
-                return err(format!("parameter {k:?} repeated"));
+        let mut p = DeflateParams {
+            server_no_context_takeover: answered.server_no_context_takeover,
+            client_no_context_takeover: answered.client_no_context_takeover
+                || self.client_no_context_takeover,
+            ..DeflateParams::default()
+        };
+        if let Some(b) = answered.server_bits {
+            if b > offered_sb {
+                return err(format!("server_max_window_bits={b} exceeds the {offered_sb} offered"));
             }
-            let bits = |v: &Option<String>| {
-                v.as_deref()
-                    .and_then(parse_bits)
-                    .ok_or_else(|| DeflateNegotiationError(format!("{k} needs a value 8..15")))
-            };
-            match (slot, v) {
-                (0, None) => p.server_no_context_takeover = true,
-                (1, None) => p.client_no_context_takeover = true,
-                (2, _) => {
-                    let b = bits(v)?;
-                    if b > offered_sb {
-                        return err(format!("server_max_window_bits={b} exceeds the {offered_sb} offered"));
-                    }
-                    p.server_max_window_bits = b;
-                }
-                (3, _) => {
-                    let b = bits(v)?;
-                    if b > offered_cb {
-                        return err(format!("client_max_window_bits={b} exceeds the {offered_cb} offered"));
-                    }
-                    p.client_max_window_bits = b;
-                }
-                _ => return err(format!("{k} takes no value")),
+            p.server_max_window_bits = b;
+        }
+        match answered.client_bits {
+            None => {}
+            Some(None) => return err("client_max_window_bits needs a value 8..15".into()),
+            Some(Some(b)) if b > offered_cb => {
+                return err(format!("client_max_window_bits={b} exceeds the {offered_cb} offered"));
             }
+            Some(Some(b)) => p.client_max_window_bits = b,
         }
         if self.server_no_context_takeover && !p.server_no_context_takeover {
             return err("server_no_context_takeover was requested but not granted".into());

@@ -1,11 +1,12 @@
 //! The server the performance work measures: plain echo (body and kind unchanged) through
-//! a pool of 4 worker actors at `/ws`, compression off, 16 MiB limits, quiet logging.
+//! a pool of 4 worker actors at `/ws`, compression off (`--compression` to accept
+//! permessage-deflate), 16 MiB limits, quiet logging.
 //!
 //! Each actix worker thread gets its own handler and pool, so a connection and its
 //! worker actor share a thread, as a tuned deployment would have them.
 //!
 //! ```sh
-//! cargo run --release --example bench_server -- --port 9100 --workers 1
+//! cargo run --release --example bench_server -- --port 9100 --workers 1 [--compression]
 //! ```
 
 use std::time::Duration;
@@ -32,6 +33,7 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
 async fn main() -> std::io::Result<()> {
     let port: u16 = arg("--port", 9100);
     let workers: usize = arg("--workers", 1);
+    let compression = std::env::args().any(|a| a == "--compression");
     let config = ConnectionConfig {
         limits: Limits { max_frame_size: 16 << 20, max_message_size: 16 << 20 },
         max_write_buffer: 64 << 20,
@@ -40,7 +42,8 @@ async fn main() -> std::io::Result<()> {
     let server = HttpServer::new(move || {
         // Runs on each worker thread: the pool's actors start on that thread's arbiter.
         let pool = Pool::new((0..4).map(|_| Echo.start())).expect("four workers");
-        let handler = Handler::new(HandlerOptions::new(pool).connection(config.clone()));
+        let handler =
+            Handler::new(HandlerOptions::new(pool).compression(compression).connection(config.clone()));
         App::new().route("/ws", handler.route())
     })
     .workers(workers)

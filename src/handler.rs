@@ -23,7 +23,7 @@ pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 /// How a [`Handler`] accepts connections (Ergo's `HandlerOptions`).
 ///
 /// ```
-/// # use actix::prelude::*;
+/// # use actix::{Actor, Addr, Context};
 /// # use actix_meta_websocket::*;
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
@@ -182,7 +182,7 @@ struct Inner {
 ///   (default 1 s), waiting for the client to close; with zero it closes at once.
 ///
 /// ```no_run
-/// # use actix::prelude::*;
+/// # use actix::{Actor, Addr, Context};
 /// # use actix_meta_websocket::*;
 /// # use actix_web::{web, App, HttpRequest, HttpServer};
 /// # struct Worker;

@@ -11,7 +11,7 @@
 //! Underneath is [`protocol`], a strict sans-IO RFC 6455 codec with permessage-deflate.
 //!
 //! ```no_run
-//! use actix::prelude::*;
+//! use actix::{Actor, Context};
 //! use actix_meta_websocket::{Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect, Pool};
 //! use actix_web::{App, HttpServer};
 //!

@@ -11,13 +11,13 @@ use crate::{Message, MessageConnect, MessageDisconnect, PoolError};
 /// One actor that handles a connection's three messages.
 ///
 /// ```
-/// # use actix::prelude::*;
+/// # use actix::{Actor, Addr, Context};
 /// # use actix_meta_websocket::*;
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
-/// # impl Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
-/// # impl Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
 /// let target = Target::from_addr(Worker.start());
 /// # }
@@ -80,13 +80,13 @@ where
 /// Cheap to clone: clones share the round-robin position.
 ///
 /// ```
-/// # use actix::prelude::*;
+/// # use actix::{Actor, Addr, Context};
 /// # use actix_meta_websocket::*;
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
-/// # impl Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
-/// # impl Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
 /// let pool = Pool::new((0..3).map(|_| Worker.start())).unwrap();
 /// assert_eq!(pool.len(), 3);

@@ -23,7 +23,7 @@ use crate::{ConnectError, ConnectionConfig, ConnectionId, Pool};
 /// What to dial and how (Ergo's `ConnectionOptions`).
 ///
 /// ```
-/// # use actix::prelude::*;
+/// # use actix::{Actor, Addr, Context};
 /// # use actix_meta_websocket::*;
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
@@ -160,7 +160,7 @@ impl fmt::Debug for ConnectionOptions {
 /// Must run inside an actix system (the actor starts on the current arbiter).
 ///
 /// ```no_run
-/// # use actix::prelude::*;
+/// # use actix::{Actor, Addr, Context};
 /// # use actix_meta_websocket::*;
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }

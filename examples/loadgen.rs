@@ -1,0 +1,307 @@
+//! A WebSocket load generator for any `ws://` URL, loopback only, bounded in time. It
+//! speaks the protocol with this crate's sans-IO codec straight over tokio sockets, so
+//! its own cost per message is small and the same whichever server it drives.
+//!
+//! ```sh
+//! # echo: C connections, P messages in flight each, S bytes, text or binary
+//! cargo run --release --example loadgen -- echo --url ws://127.0.0.1:9100/ws --conns 50 --inflight 32 --size 64 --kind text --secs 5
+//! # hold: N idle connections from several 127.0.0.x source addresses, until --secs ends
+//! cargo run --release --example loadgen -- hold --url ws://127.0.0.1:9100/ws --conns 10000 --sources 8 --secs 10
+//! # connect-rate: handshake + close cycles per second over C parallel loops
+//! cargo run --release --example loadgen -- connect-rate --url ws://127.0.0.1:9100/ws --conns 8 --secs 5
+//! ```
+//!
+//! Each mode prints one JSON line of results on standard output; `hold` first prints
+//! `READY` once every connection is open.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_meta_websocket::protocol::{
+    parse_extensions, CloseCode, DataKind, Decoder, DeflateConfig, DeflateParams, Encoder, Incoming, Limits,
+    Role,
+};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+struct Args {
+    mode: String,
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    conns: usize,
+    inflight: usize,
+    size: usize,
+    text: bool,
+    secs: f64,
+    sources: u8,
+    deflate: bool,
+}
+
+fn parse_args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let get = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
+    let url =
+        url::Url::parse(&get("--url").unwrap_or_else(|| "ws://127.0.0.1:9100/ws".into())).expect("--url");
+    let host = url.host_str().expect("host").to_owned();
+    let ip: IpAddr = host.parse().expect("--url must use a loopback IP address");
+    assert!(ip.is_loopback(), "loopback only");
+    Args {
+        mode: argv.get(1).cloned().unwrap_or_else(|| "echo".into()),
+        addr: SocketAddr::new(ip, url.port().unwrap_or(80)),
+        host: format!("{host}:{}", url.port().unwrap_or(80)),
+        path: url.path().to_owned(),
+        conns: get("--conns").and_then(|v| v.parse().ok()).unwrap_or(50),
+        inflight: get("--inflight").and_then(|v| v.parse().ok()).unwrap_or(1),
+        size: get("--size").and_then(|v| v.parse().ok()).unwrap_or(64),
+        text: get("--kind").as_deref() != Some("binary"),
+        secs: get("--secs").and_then(|v| v.parse().ok()).unwrap_or(5.0),
+        sources: get("--sources").and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
+        deflate: argv.iter().any(|a| a == "--deflate"),
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    dec: Decoder,
+    enc: Encoder,
+}
+
+async fn open(args: &Args, n: usize) -> std::io::Result<Conn> {
+    let socket = TcpSocket::new_v4()?;
+    if args.sources > 1 {
+        let src = Ipv4Addr::new(127, 0, 0, 1 + (n % args.sources as usize) as u8);
+        socket.bind(SocketAddr::new(src.into(), 0))?;
+    }
+    let mut stream = socket.connect(args.addr).await?;
+    stream.set_nodelay(true)?;
+    let cfg = DeflateConfig::default();
+    let mut req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
+        args.path,
+        args.host,
+        actix_meta_websocket::protocol::generate_key()
+    );
+    if args.deflate {
+        req.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", cfg.client_offer()));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let _ = buf.split_to(head_end);
+    if !head.starts_with("HTTP/1.1 101") {
+        return Err(std::io::Error::other(format!("no upgrade: {}", head.lines().next().unwrap_or(""))));
+    }
+    let params: Option<DeflateParams> = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("sec-websocket-extensions:").map(str::to_owned))
+        .and_then(|v| parse_extensions(v.trim()).ok())
+        .and_then(|e| cfg.accept_client(&e).ok().flatten());
+    let limits = Limits { max_frame_size: 64 << 20, max_message_size: 64 << 20 };
+    Ok(Conn {
+        stream,
+        buf,
+        dec: Decoder::new(Role::Client, limits, params.as_ref()),
+        enc: Encoder::new(Role::Client, params.as_ref(), 6, 0),
+    })
+}
+
+/// A payload of `size` bytes whose first 16 carry the send time (hex nanoseconds) and
+/// whose rest looks like JSON, so text stays text and deflate has realistic input.
+fn payload(size: usize, t0: Instant) -> Vec<u8> {
+    let mut p = format!("{:016x}", t0.elapsed().as_nanos() as u64).into_bytes();
+    let filler =
+        br#"{"symbol":"ACME","bid":101.25,"ask":101.27,"volume":31337,"venue":"XNAS","ts":1764108000123},"#;
+    while p.len() < size {
+        let take = (size - p.len()).min(filler.len());
+        p.extend_from_slice(&filler[..take]);
+    }
+    p.truncate(size.max(16));
+    p
+}
+
+fn sent_at(body: &[u8]) -> Option<u64> {
+    std::str::from_utf8(body.get(..16)?).ok().and_then(|h| u64::from_str_radix(h, 16).ok())
+}
+
+async fn echo(args: Arc<Args>) {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(args.secs);
+    let msgs = Arc::new(AtomicU64::new(0));
+    let wire_out = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for n in 0..args.conns {
+        let conn = open(&args, n).await.expect("connect");
+        let (args, msgs, wire_out) = (args.clone(), msgs.clone(), wire_out.clone());
+        tasks.push(tokio::spawn(async move {
+            let Conn { stream, mut buf, mut dec, mut enc } = conn;
+            let (mut rd, mut wr) = stream.into_split();
+            let kind = if args.text { DataKind::Text } else { DataKind::Binary };
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            let size = args.size;
+            let writer = tokio::spawn(async move {
+                let mut out = BytesMut::new();
+                while rx.recv().await.is_some() {
+                    out.clear();
+                    enc.encode_message(kind, &payload(size, t0), &mut out).expect("encode");
+                    // Coalesce whatever else is queued into the same write.
+                    while rx.try_recv().is_ok() {
+                        enc.encode_message(kind, &payload(size, t0), &mut out).expect("encode");
+                    }
+                    wire_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+                    if wr.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+                let mut close = BytesMut::new();
+                let _ = enc.encode_close(Some((CloseCode::NORMAL, "")), &mut close);
+                let _ = wr.write_all(&close).await;
+            });
+            for _ in 0..args.inflight {
+                let _ = tx.send(());
+            }
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut outstanding = args.inflight;
+            let mut tx = Some(tx);
+            while outstanding > 0 {
+                match dec.decode(&mut buf) {
+                    Ok(Some(Incoming::Text(b) | Incoming::Binary(b))) => {
+                        let now = t0.elapsed().as_nanos() as u64;
+                        if let Some(at) = sent_at(&b) {
+                            lat.push(((now - at.min(now)) / 1000) as u32);
+                        }
+                        msgs.fetch_add(1, Ordering::Relaxed);
+                        outstanding -= 1;
+                        if Instant::now() < deadline {
+                            if let Some(tx) = &tx {
+                                let _ = tx.send(());
+                                outstanding += 1;
+                            }
+                        } else {
+                            tx = None;
+                        }
+                        continue;
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                    Err(e) => panic!("server sent a bad frame: {e}"),
+                }
+                match rd.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            drop(tx);
+            let _ = writer.await;
+            lat
+        }));
+    }
+    let mut lat: Vec<u32> = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("connection task"));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0)
+    };
+    let n = msgs.load(Ordering::Relaxed);
+    println!(
+        "{{\"mode\":\"echo\",\"conns\":{},\"inflight\":{},\"size\":{},\"kind\":\"{}\",\"deflate\":{},\"msgs\":{},\"secs\":{:.3},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{},\"wire_bytes_out\":{}}}",
+        args.conns,
+        args.inflight,
+        args.size,
+        if args.text { "text" } else { "binary" },
+        args.deflate,
+        n,
+        secs,
+        n as f64 / secs,
+        n as f64 * args.size as f64 / secs / 1e6,
+        pct(0.5),
+        pct(0.99),
+        wire_out.load(Ordering::Relaxed)
+    );
+}
+
+async fn hold(args: Arc<Args>) {
+    let t0 = Instant::now();
+    let mut conns = Vec::with_capacity(args.conns);
+    for n in 0..args.conns {
+        conns.push(open(&args, n).await.expect("connect"));
+    }
+    let opened = t0.elapsed().as_secs_f64();
+    println!("READY");
+    tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
+    println!("{{\"mode\":\"hold\",\"conns\":{},\"open_secs\":{:.3}}}", conns.len(), opened);
+}
+
+async fn connect_rate(args: Arc<Args>) {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(args.secs);
+    let cycles = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for n in 0..args.conns {
+        let (args, cycles) = (args.clone(), cycles.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = n;
+            while Instant::now() < deadline {
+                let mut c = open(&args, i).await.expect("connect");
+                i += args.conns;
+                let mut close = BytesMut::new();
+                c.enc.encode_close(Some((CloseCode::NORMAL, "")), &mut close).expect("close");
+                c.stream.write_all(&close).await.expect("write close");
+                // Until the server's close frame and its end of the TCP connection.
+                loop {
+                    match c.dec.decode(&mut c.buf) {
+                        Ok(Some(_)) | Err(_) => continue,
+                        Ok(None) => {}
+                    }
+                    match c.stream.read_buf(&mut c.buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("connect task");
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let n = cycles.load(Ordering::Relaxed);
+    println!(
+        "{{\"mode\":\"connect-rate\",\"conns\":{},\"cycles\":{},\"secs\":{:.3},\"cycles_per_s\":{:.0}}}",
+        args.conns,
+        n,
+        secs,
+        n as f64 / secs
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Arc::new(parse_args());
+    match args.mode.as_str() {
+        "echo" => echo(args).await,
+        "hold" => hold(args).await,
+        "connect-rate" => connect_rate(args).await,
+        other => {
+            eprintln!("unknown mode {other:?}: echo | hold | connect-rate");
+            std::process::exit(2);
+        }
+    }
+}

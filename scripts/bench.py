@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: our bench_server against the actix baselines, same run.
+
+    python3 scripts/bench.py [--rounds 3] [--secs 5] [--quick]
+
+Builds the release examples, then for each scenario and round starts every server in
+turn pinned to CPU 0 (taskset), drives it with examples/loadgen pinned to CPU 1, and
+reads the server's CPU time and RSS from /proc. Prints medians and ratios against the
+direct actix-web-actors echo, writes bench/results.json and bench/results.md, puts the
+table into README.md between the bench markers, and draws bench/chart.png.
+Loopback only; every run is bounded by --secs.
+"""
+import argparse
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EX = os.path.join(ROOT, "target", "release", "examples")
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+SERVERS = [
+    ("actix-web-actors direct", ["baseline_actors", "--mode", "direct"]),
+    ("actix-web-actors + pool of 4", ["baseline_actors", "--mode", "pool"]),
+    ("actix-ws", ["baseline_actix_ws"]),
+    ("actix-meta-websocket (pool of 4)", ["bench_server"]),
+]
+BASE = SERVERS[0][0]
+
+SCENARIOS = [
+    ("64 B text, 50 conns, 1 in flight", "echo", ["--conns", "50", "--inflight", "1", "--size", "64", "--kind", "text"]),
+    ("64 B text, 50 conns, 32 in flight", "echo", ["--conns", "50", "--inflight", "32", "--size", "64", "--kind", "text"]),
+    ("64 KiB binary, 10 conns, 4 in flight", "echo", ["--conns", "10", "--inflight", "4", "--size", "65536", "--kind", "binary"]),
+    ("10,000 idle connections", "hold", ["--conns", "10000", "--sources", "8"]),
+    ("handshake + close cycles", "connect-rate", ["--conns", "8"]),
+]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE_KIB
+
+
+def start_server(args, port):
+    cmd = ["taskset", "-c", "0", os.path.join(EX, args[0])] + args[1:] + ["--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{args[0]} did not start")
+
+
+def loadgen(mode, extra, port, secs):
+    cmd = ["taskset", "-c", "1", os.path.join(EX, "loadgen"), mode, "--url", f"ws://127.0.0.1:{port}/ws", "--secs", str(secs)] + extra
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def run_one(server_args, mode, extra, secs):
+    port = free_port()
+    srv = start_server(server_args, port)
+    try:
+        time.sleep(0.3)
+        base_rss = rss_kib(srv.pid)
+        cpu0 = cpu_seconds(srv.pid)
+        lg = loadgen(mode, extra, port, secs)
+        result = {}
+        if mode == "hold":
+            line = lg.stdout.readline()
+            if line.strip() != "READY":
+                raise RuntimeError(f"hold: {line!r}")
+            time.sleep(1.0)
+            held = rss_kib(srv.pid)
+            conns = int(extra[extra.index("--conns") + 1])
+            result["kib_per_conn"] = (held - base_rss) / conns
+            result["rss_base_kib"] = base_rss
+            result["rss_held_kib"] = held
+        out, _ = lg.communicate(timeout=secs + 120)
+        cpu = cpu_seconds(srv.pid) - cpu0
+        last = json.loads(out.strip().splitlines()[-1])
+        result.update(last)
+        if mode == "echo":
+            result["cpu_us_per_msg"] = cpu * 1e6 / max(last["msgs"], 1)
+        if mode == "connect-rate":
+            result["cpu_us_per_cycle"] = cpu * 1e6 / max(last["cycles"], 1)
+        result["server_cpu_s"] = cpu
+        return result
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def metric_names(mode):
+    return {
+        "echo": [("msgs_per_s", "msgs/s", True), ("cpu_us_per_msg", "server CPU µs/msg", False), ("p50_us", "p50 µs", False), ("p99_us", "p99 µs", False)],
+        "hold": [("kib_per_conn", "KiB RSS/conn", False)],
+        "connect-rate": [("cycles_per_s", "cycles/s", True), ("cpu_us_per_cycle", "server CPU µs/cycle", False)],
+    }[mode]
+
+
+def deflate_scenario(secs):
+    rows = []
+    for compression in (False, True):
+        port = free_port()
+        args = ["bench_server"] + (["--compression"] if compression else [])
+        srv = start_server(args, port)
+        try:
+            time.sleep(0.3)
+            cpu0 = cpu_seconds(srv.pid)
+            extra = ["--conns", "10", "--inflight", "4", "--size", "2048", "--kind", "text"] + (["--deflate"] if compression else [])
+            lg = loadgen("echo", extra, port, secs)
+            out, _ = lg.communicate(timeout=secs + 120)
+            cpu = cpu_seconds(srv.pid) - cpu0
+            r = json.loads(out.strip().splitlines()[-1])
+            r["cpu_us_per_msg"] = cpu * 1e6 / max(r["msgs"], 1)
+            r["wire_ratio"] = r["wire_bytes_out"] / max(r["msgs"] * 2048, 1)
+            rows.append(("permessage-deflate" if compression else "uncompressed", r))
+        finally:
+            srv.kill()
+            srv.wait()
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--secs", type=float, default=5.0)
+    ap.add_argument("--quick", action="store_true", help="1 round of 2 s, for a smoke check")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.secs = 1, 2.0
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
+                    "--example", "baseline_actors", "--example", "baseline_actix_ws"], cwd=ROOT, check=True)
+    results = {}
+    for name, mode, extra in SCENARIOS:
+        for rnd in range(a.rounds):
+            # Alternate the order each round so drift on a shared machine hits everyone.
+            order = SERVERS if rnd % 2 == 0 else list(reversed(SERVERS))
+            for sname, sargs in order:
+                r = run_one(sargs, mode, extra, a.secs)
+                results.setdefault(name, {}).setdefault(sname, []).append(r)
+                print(f"[{name}] round {rnd + 1} {sname}: " + ", ".join(f"{k}={r[k]:.2f}" for k, _, _ in metric_names(mode) if k in r), flush=True)
+    deflate = deflate_scenario(a.secs)
+
+    lines = [f"Generated by `python3 scripts/bench.py --rounds {a.rounds} --secs {a.secs:g}`: medians of {a.rounds} rounds, "
+             "server pinned to CPU 0 and load generator to CPU 1 (2-core shared VM), ratios against the "
+             f"direct actix-web-actors echo measured in the same run (for CPU and memory, lower is better).", ""]
+    summary = {}
+    for name, mode, _ in SCENARIOS:
+        metrics = metric_names(mode)
+        lines.append(f"**{name}**")
+        lines.append("")
+        lines.append("| server | " + " | ".join(m[1] for m in metrics) + " | ratio |")
+        lines.append("|---|" + "---:|" * (len(metrics) + 1))
+        key = metrics[1][0] if len(metrics) > 1 and mode != "hold" else metrics[0][0]
+        base = statistics.median(r[key] for r in results[name][BASE])
+        for sname, _ in SERVERS:
+            runs = results[name][sname]
+            med = {k: statistics.median(r[k] for r in runs) for k, _, _ in metrics}
+            ratio = med[key] / base if base else float("nan")
+            summary.setdefault(name, {})[sname] = {**med, "ratio": ratio, "ratio_of": key}
+            lines.append(f"| {sname} | " + " | ".join(f"{med[k]:.2f}" if med[k] < 100 else f"{med[k]:.0f}" for k, _, _ in metrics) + f" | {ratio:.2f}x {dict((m[0], m[1]) for m in metrics)[key]} |")
+        lines.append("")
+    lines.append("**permessage-deflate, 2 KiB JSON, 10 conns, 4 in flight (ours)**")
+    lines.append("")
+    lines.append("| mode | msgs/s | server CPU µs/msg | client bytes on the wire / payload |")
+    lines.append("|---|---:|---:|---:|")
+    for label, r in deflate:
+        lines.append(f"| {label} | {r['msgs_per_s']:.0f} | {r['cpu_us_per_msg']:.2f} | {r['wire_ratio']:.3f} |")
+    table = "\n".join(lines) + "\n"
+    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump({"results": results, "summary": summary, "deflate": deflate}, f, indent=1)
+    with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
+        f.write(table)
+    readme = os.path.join(ROOT, "README.md")
+    with open(readme) as f:
+        text = f.read()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        text = text[: text.index(start) + len(start)] + "\n" + table + text[text.index(end):]
+        with open(readme, "w") as f:
+            f.write(text)
+    print(table)
+    chart(summary)
+
+
+def chart(summary):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=False)
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    names = [n for n, _, _ in SCENARIOS]
+    servers = [s for s, _ in SERVERS]
+    fig, ax = plt.subplots(figsize=(11, 5))
+    width = 0.8 / len(servers)
+    for i, s in enumerate(servers):
+        vals = [summary[n][s]["ratio"] for n in names]
+        ax.bar([x + i * width for x in range(len(names))], vals, width, label=s)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(names))])
+    ax.set_xticklabels([n.replace(", ", "\n", 1) for n in names], fontsize=8)
+    ax.set_ylabel("ratio to actix-web-actors direct\n(CPU per message / cycle, RSS per conn; lower is better)")
+    ax.set_title("actix-meta-websocket end-to-end benchmark")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(ROOT, "bench", "chart.png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,5 +27,8 @@ fi
 
 cargo test --all-features --all-targets
 cargo test --all-features --doc
-# The browser test drives the chat example that `cargo test` built.
+# RELIABILITY.md from what the hostile and soak tests measured.
+python3 scripts/reliability.py
+# The browser test drives the chat example.
+cargo build --example chat
 node --test tests/browser/

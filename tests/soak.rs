@@ -1,0 +1,141 @@
+//! Soak: thousands of connections open, exchange and close, with our client against our
+//! server, then nothing may be left: no live connection actors, no leaked file
+//! descriptors, RSS back near where it started.
+//!
+//! CI runs the short version (15 s). Longer: `SOAK_SECS=600 cargo test --release --test soak`.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_meta_websocket::*;
+use common::*;
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// RSS after returning freed heap to the OS (glibc keeps freed pages in its arenas,
+/// which would read as growth without being held by anything).
+fn rss_kib() -> u64 {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: malloc_trim only releases free memory; it touches no live allocation.
+    unsafe { malloc_trim(0) };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A client-side worker: counts echoes and disconnects.
+struct Counter {
+    echoes: Arc<AtomicU64>,
+    disconnects: Arc<AtomicU64>,
+}
+impl actix::Actor for Counter {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<MessageConnect> for Counter {
+    type Result = ();
+    fn handle(&mut self, _: MessageConnect, _: &mut actix::Context<Self>) {}
+}
+impl actix::Handler<Message> for Counter {
+    type Result = ();
+    fn handle(&mut self, _: Message, _: &mut actix::Context<Self>) {
+        self.echoes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+impl actix::Handler<MessageDisconnect> for Counter {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut actix::Context<Self>) {
+        self.disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[actix_web::test]
+async fn thousands_of_connections_leave_nothing_behind() {
+    use actix::Actor;
+    let secs: u64 = std::env::var("SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    let (server_worker, mut server_rx) = recorder("server", true);
+    // The recorder's channel is drained concurrently so it does not grow.
+    let server_events = Arc::new(AtomicU64::new(0));
+    let se = server_events.clone();
+    actix_rt::spawn(async move {
+        while server_rx.recv().await.is_some() {
+            se.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let handler = Handler::new(options(server_worker));
+    let srv = serve(handler.clone());
+    let url = url::Url::parse(&srv.url()).unwrap();
+
+    // Warm up once so lazily created runtime state is not counted as a leak.
+    let echoes = Arc::new(AtomicU64::new(0));
+    let disconnects = Arc::new(AtomicU64::new(0));
+    let counter = Counter { echoes: echoes.clone(), disconnects: disconnects.clone() }.start();
+    let target = Target::from_addr(counter);
+    let id = connect(ConnectionOptions::new(url.clone(), target.clone())).await.unwrap();
+    id.send_wait(Message::text("warm")).await.unwrap();
+    id.close(1000, "");
+    while disconnects.load(Ordering::Relaxed) < 1 {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let fds_before = fd_count();
+    let rss_before = rss_kib();
+
+    let started = Instant::now();
+    let opened = Arc::new(AtomicU64::new(0));
+    let mut loops = Vec::new();
+    for _ in 0..64 {
+        let (url, target, opened) = (url.clone(), target.clone(), opened.clone());
+        loops.push(actix_rt::spawn(async move {
+            while started.elapsed() < Duration::from_secs(secs) {
+                let id = connect(ConnectionOptions::new(url.clone(), target.clone())).await.expect("dial");
+                opened.fetch_add(1, Ordering::Relaxed);
+                for i in 0..10 {
+                    id.send_wait(Message::text(format!("m{i}"))).await.expect("send");
+                }
+                id.close(1000, "");
+            }
+        }));
+    }
+    for l in loops {
+        l.await.unwrap();
+    }
+    let opened = opened.load(Ordering::Relaxed);
+    // Every connection ends: both sides report their disconnects (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (disconnects.load(Ordering::Relaxed) < opened + 1 || handler.connections() > 0)
+        && Instant::now() < deadline
+    {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        disconnects.load(Ordering::Relaxed),
+        opened + 1,
+        "every client connection reported its disconnect"
+    );
+    assert_eq!(handler.connections(), 0, "no live server connection actors");
+    let fds_after = fd_count();
+    let rss_after = rss_kib();
+    assert!(opened > 500, "only {opened} connections in {secs} s");
+    assert!(fds_after <= fds_before + 2, "file descriptors: {fds_before} before, {fds_after} after");
+    assert!(rss_after < rss_before + 16 * 1024, "RSS: {rss_before} KiB before, {rss_after} KiB after");
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        dir.join("soak.json"),
+        format!(
+            "{{\"case\": \"soak\", \"what\": \"{secs} s of 64 parallel loops: dial, 10 echoed messages, close\", \"figures\": {{\"connections\": \"{opened}\", \"echoes\": \"{}\", \"live_server_connections_after\": \"{}\", \"fds_before\": \"{fds_before}\", \"fds_after\": \"{fds_after}\", \"rss_kib_before\": \"{rss_before}\", \"rss_kib_after\": \"{rss_after}\"}}}}\n",
+            echoes.load(Ordering::Relaxed),
+            handler.connections()
+        ),
+    );
+}

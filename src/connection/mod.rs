@@ -34,7 +34,7 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// [`connect`](crate::connect) for each dialled connection; users address it through its
 /// [`ConnectionId`], which it reports in [`MessageConnect`].
 ///
-/// It accepts [`Message`] (fire-and-forget writes) and, through
+/// It accepts [`Message`](crate::Message) (fire-and-forget writes) and, through
 /// [`ConnectionId::send_wait`] and [`ConnectionId::stats`], awaitable writes and stats.
 pub struct WsConnection {
     seq: u64,

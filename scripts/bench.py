@@ -153,7 +153,10 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.secs = 1, 2.0
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    # 10,000 connections need that many descriptors on each side; raise the soft limit
+    # as far as the hard one allows.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
                     "--example", "baseline_actors", "--example", "baseline_actix_ws"], cwd=ROOT, check=True)
     results = {}

@@ -171,6 +171,20 @@ impl WsConnection {
         }
     }
 
+    /// The slow-consumer policy for writes nobody awaits: dropped while closing; a data
+    /// message that finds the outgoing buffer over its bound closes the connection.
+    fn admit_unawaited(&mut self, is_data: bool, ctx: &mut Context<Self>) -> bool {
+        if self.close_sent {
+            tracing::trace!(parent: &self.span, "message for a closing connection dropped");
+            return false;
+        }
+        if is_data && !self.has_room() {
+            self.slow_consumer(ctx);
+            return false;
+        }
+        true
+    }
+
     fn fragment_size(&self) -> usize {
         self.config.fragment_size.unwrap_or(usize::MAX)
     }
@@ -434,13 +448,8 @@ impl Handler<Message> for WsConnection {
     type Result = ();
 
     fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
-        if self.close_sent {
-            tracing::trace!(parent: &self.span, "message for a closing connection dropped");
-            return;
-        }
         let is_data = matches!(msg.kind, MessageKind::Text | MessageKind::Binary);
-        if is_data && !self.has_room() {
-            self.slow_consumer(ctx);
+        if !self.admit_unawaited(is_data, ctx) {
             return;
         }
         if let Err(e) = self.write_message(msg, ctx) {
@@ -489,11 +498,7 @@ impl Handler<SendPrepared> for WsConnection {
     type Result = ();
 
     fn handle(&mut self, SendPrepared(msg): SendPrepared, ctx: &mut Self::Context) {
-        if self.close_sent {
-            return;
-        }
-        if !self.has_room() {
-            self.slow_consumer(ctx);
+        if !self.admit_unawaited(true, ctx) {
             return;
         }
         let shared_frame_fits =

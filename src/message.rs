@@ -18,8 +18,8 @@ use crate::{SendError, Stats};
 /// Identifies one connection and lets its holder write to it, like the `gen.Alias` of
 /// Ergo's meta-process.
 ///
-/// Cheap to clone (a number and an actor address), usable as a map key; equality and
-/// hashing use the number only.
+/// Cheap to clone (one shared allocation holding a number and an actor address), usable as
+/// a map key; equality and hashing use the number only.
 ///
 /// ```no_run
 /// # use actix_meta_websocket::{ConnectionId, Message};
@@ -30,45 +30,50 @@ use crate::{SendError, Stats};
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct ConnectionId {
+pub struct ConnectionId(Arc<IdInner>);
+
+// Shared rather than cloned: every delivered message carries the id, and cloning an actix
+// `Addr` registers a new sender (two allocations) where an `Arc` clone is one increment.
+struct IdInner {
     seq: u64,
     addr: Addr<WsConnection>,
 }
 
 impl ConnectionId {
     pub(crate) fn new(seq: u64, addr: Addr<WsConnection>) -> Self {
-        ConnectionId { seq, addr }
+        ConnectionId(Arc::new(IdInner { seq, addr }))
     }
 
     /// The process-wide unique number of this connection.
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.0.seq
     }
 
     /// The connection actor's address.
     pub fn addr(&self) -> &Addr<WsConnection> {
-        &self.addr
+        &self.0.addr
     }
 
     /// Whether the connection actor is still running.
     pub fn is_connected(&self) -> bool {
-        self.addr.connected()
+        self.0.addr.connected()
     }
 
     /// Writes `msg` without waiting. Text, binary, ping and pong are queued; close starts
-    /// the closing handshake. A message for a connection that is gone or closing is
-    /// dropped (use [`send_wait`](Self::send_wait) to learn about that), and one that
-    /// finds the outgoing buffer over its bound closes the connection as a slow consumer
-    /// (see [`ConnectionConfig::max_write_buffer`](crate::ConnectionConfig::max_write_buffer)).
+    /// the closing handshake after the writes queued before it. A message for a connection
+    /// that is gone or closing is dropped (use [`send_wait`](Self::send_wait) to learn about
+    /// that). Over the outgoing buffer's bound, messages wait in order for the peer to read;
+    /// a peer that stays stuck is closed as a slow consumer (the policy is on
+    /// [`ConnectionConfig`](crate::ConnectionConfig)).
     pub fn send(&self, msg: Message) {
-        self.addr.do_send(msg);
+        self.0.addr.do_send(msg);
     }
 
     /// Writes `msg` and waits until the connection accepted it into its outgoing buffer.
     /// While the buffer is over its bound this waits for the peer to read; a peer stuck for
     /// longer than the write timeout gets the connection closed and this returns an error.
     pub async fn send_wait(&self, msg: Message) -> Result<(), SendError> {
-        match self.addr.send(SendMessage(msg)).await {
+        match self.0.addr.send(SendMessage(msg)).await {
             Ok(r) => r,
             Err(_) => Err(SendError::Closed),
         }
@@ -77,7 +82,7 @@ impl ConnectionId {
     /// Writes a message prepared once for many connections, without waiting; the same
     /// policy as [`send`](Self::send).
     pub fn send_prepared(&self, msg: &crate::PreparedMessage) {
-        self.addr.do_send(crate::connection::SendPrepared(msg.clone()));
+        self.0.addr.do_send(crate::connection::SendPrepared(msg.clone()));
     }
 
     /// Starts the closing handshake with `code` and `reason`.
@@ -87,19 +92,19 @@ impl ConnectionId {
 
     /// Addresses, counters and age of the running connection.
     pub async fn stats(&self) -> Result<Stats, SendError> {
-        self.addr.send(crate::connection::GetStats).await.map_err(|_| SendError::Closed)
+        self.0.addr.send(crate::connection::GetStats).await.map_err(|_| SendError::Closed)
     }
 }
 
 impl PartialEq for ConnectionId {
     fn eq(&self, other: &Self) -> bool {
-        self.seq == other.seq
+        self.0.seq == other.0.seq
     }
 }
 impl Eq for ConnectionId {}
 impl Hash for ConnectionId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.seq.hash(state)
+        self.0.seq.hash(state)
     }
 }
 impl PartialOrd for ConnectionId {
@@ -109,17 +114,17 @@ impl PartialOrd for ConnectionId {
 }
 impl Ord for ConnectionId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.seq.cmp(&other.seq)
+        self.0.seq.cmp(&other.0.seq)
     }
 }
 impl fmt::Debug for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnectionId({})", self.seq)
+        write!(f, "ConnectionId({})", self.0.seq)
     }
 }
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws#{}", self.seq)
+        write!(f, "ws#{}", self.0.seq)
     }
 }
 

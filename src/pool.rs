@@ -22,8 +22,13 @@ use crate::{Message, MessageConnect, MessageDisconnect, PoolError};
 /// let target = Target::from_addr(Worker.start());
 /// # }
 /// ```
+///
+/// Cheap to clone: connections share one set of recipients (cloning a `Recipient` would
+/// register a new actix sender, three allocations each, for every connection).
 #[derive(Clone)]
-pub struct Target {
+pub struct Target(pub(crate) Arc<Recipients>);
+
+pub(crate) struct Recipients {
     pub(crate) connect: Recipient<MessageConnect>,
     pub(crate) message: Recipient<Message>,
     pub(crate) disconnect: Recipient<MessageDisconnect>,
@@ -36,11 +41,7 @@ impl Target {
         A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
         A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
     {
-        Target {
-            connect: addr.clone().recipient(),
-            message: addr.clone().recipient(),
-            disconnect: addr.recipient(),
-        }
+        Target::from_recipients(addr.clone().recipient(), addr.clone().recipient(), addr.recipient())
     }
 
     /// A target from three recipients (they may be different actors).
@@ -49,12 +50,12 @@ impl Target {
         message: Recipient<Message>,
         disconnect: Recipient<MessageDisconnect>,
     ) -> Self {
-        Target { connect, message, disconnect }
+        Target(Arc::new(Recipients { connect, message, disconnect }))
     }
 
     /// Whether all three recipients' actors are still running.
     pub fn is_alive(&self) -> bool {
-        self.connect.connected() && self.message.connected() && self.disconnect.connected()
+        self.0.connect.connected() && self.0.message.connected() && self.0.disconnect.connected()
     }
 }
 

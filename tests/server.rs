@@ -359,7 +359,9 @@ async fn a_slow_target_slows_the_reading_instead_of_buffering() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let gate = Gate { release: release.clone(), tx }.start();
-    let srv = serve(Handler::new(HandlerOptions::new(Target::from_addr(gate))));
+    let mut opts = HandlerOptions::new(Target::from_addr(gate));
+    opts.connection.max_in_flight = 4;
+    let srv = serve(Handler::new(opts));
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
 
@@ -378,8 +380,10 @@ async fn a_slow_target_slows_the_reading_instead_of_buffering() {
     let (sent, raw) = writer.await.unwrap();
     assert!(sent < 512, "the peer wrote everything: nothing pushed back");
     let stats = c.id.stats().await.unwrap();
-    assert_eq!(stats.messages_in, 1, "only the message with the target has been taken");
-    assert!(stats.buffered_in <= 2 * 64 * 1024 + 1024, "{stats:?}");
+    assert_eq!(stats.messages_in, 4, "only the window's messages have been taken");
+    // Read ahead: at most a partial message plus one chunk of actix-web's reader (whose
+    // buffer stops at 128 KiB), nowhere near the 32 MiB the peer wanted to send.
+    assert!(stats.buffered_in <= 256 * 1024, "{stats:?}");
     // Released, the target receives everything that was sent, in order.
     release.add_permits(10_000);
     let mut got = 0;
@@ -414,6 +418,53 @@ async fn a_stuck_peer_hits_the_outgoing_bound() {
     assert_eq!(err, SendError::SlowConsumer);
     assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::SlowConsumer);
     drop(raw);
+}
+
+#[actix_web::test]
+async fn fire_and_forget_writes_to_a_stuck_peer_stay_bounded_then_close() {
+    let (worker, mut rx) = recorder("w", false);
+    let mut opts = options(worker);
+    opts.connection.max_write_buffer = 256 * 1024;
+    opts.connection.write_timeout = Duration::from_millis(300);
+    opts.connection.close_timeout = Duration::from_millis(300);
+    let srv = serve(Handler::new(opts));
+    let (raw, _) = RawClient::connect(srv.addr, "").await; // never reads
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    let chunk = bytes::Bytes::from(vec![1u8; 64 * 1024]);
+    // 64 MiB offered without waiting: the connection must neither buffer it all nor
+    // lose it silently; it closes as a slow consumer.
+    for _ in 0..1024 {
+        c.id.send(Message::binary(chunk.clone()));
+    }
+    let stats = c.id.stats().await;
+    if let Ok(stats) = stats {
+        // Buffer, transport and queue together stay near twice the bound, not 64 MiB.
+        assert!(stats.buffered_out <= 2 * 256 * 1024 + 64 * 1024 + 4096, "{stats:?}");
+    }
+    assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::SlowConsumer);
+    drop(raw);
+}
+
+#[actix_web::test]
+async fn a_burst_larger_than_the_buffer_reaches_a_reading_peer() {
+    // Echoing a 3 MiB message through a 1 MiB buffer, then small ones: the echoes wait
+    // for the peer to read instead of counting it as a slow consumer.
+    let (worker, mut rx) = recorder("w", true);
+    let srv = serve(Handler::new(options(worker)));
+    let mut ws = tungstenite(&srv.url()).await;
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    let big = vec![9u8; 3 << 20];
+    ws.feed(TMessage::binary(big.clone())).await.unwrap();
+    for i in 0..50 {
+        ws.feed(TMessage::text(format!("small {i}"))).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::binary(big));
+    for i in 0..50 {
+        assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text(format!("small {i}")));
+    }
+    assert!(c.id.is_connected());
+    assert_eq!(c.id.stats().await.unwrap().messages_out, 51);
 }
 
 #[actix_web::test]
@@ -467,4 +518,49 @@ async fn shutdown_closes_with_1001_disconnects_all_and_refuses_new() {
     assert_eq!(handler.connections(), 0);
     let (status, ..) = http_request(srv.addr, &upgrade_request(srv.addr, "")).await;
     assert_eq!(status, 503);
+}
+
+#[actix_web::test]
+async fn pipelined_messages_reach_a_busy_target_complete_and_in_order() {
+    // A mailbox of one makes actix park senders: the window's ordered hand-over must hold
+    // even then, for every connection sharing the target.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = Recorder::create(|ctx| {
+        ctx.set_mailbox_capacity(1);
+        Recorder { name: "w", tx, echo: true }
+    });
+    let srv = serve(Handler::new(options(worker)));
+    const CONNS: usize = 4;
+    const EACH: usize = 300;
+    let mut clients = Vec::new();
+    for c in 0..CONNS {
+        let mut ws = tungstenite(&srv.url()).await;
+        for n in 0..EACH {
+            ws.feed(TMessage::text(format!("{c}-{n}"))).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        clients.push(ws);
+    }
+    // The peer reads its echoes in the order it sent them.
+    for (c, ws) in clients.iter_mut().enumerate() {
+        for n in 0..EACH {
+            let got =
+                tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+            assert_eq!(got, TMessage::text(format!("{c}-{n}")));
+        }
+    }
+    // And the target saw each connection's messages in order, none missing.
+    let mut seen: std::collections::HashMap<u64, usize> = Default::default();
+    let mut total = 0;
+    while total < CONNS * EACH {
+        if let (_, Event::Message(m)) = next(&mut rx).await {
+            let seq = m.id.as_ref().unwrap().seq();
+            let n: usize = m.as_text().unwrap().split_once('-').unwrap().1.parse().unwrap();
+            let expected = seen.entry(seq).or_default();
+            assert_eq!(n, *expected, "connection {seq} out of order");
+            *expected += 1;
+            total += 1;
+        }
+    }
+    assert_eq!(seen.len(), CONNS);
 }

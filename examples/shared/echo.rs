@@ -19,8 +19,9 @@ impl actix::Handler<MessageConnect> for Echo {
 impl actix::Handler<Message> for Echo {
     type Result = ();
     fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-        if let Some(id) = m.id.clone() {
-            id.send(Message { id: None, ..m });
+        let Message { id, kind, body } = m;
+        if let Some(id) = id {
+            id.send(Message { id: None, kind, body });
         }
     }
 }

@@ -31,6 +31,7 @@ impl ActorFuture<WsConnection> for Pump {
         ctx: &mut Context<WsConnection>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
+        act.pump_wake_pending = false;
         match &act.pump_waker {
             Some(w) if w.will_wake(task.waker()) => {}
             _ => act.pump_waker = Some(task.waker().clone()),
@@ -38,14 +39,20 @@ impl ActorFuture<WsConnection> for Pump {
         for _ in 0..BUDGET {
             match step(act, ctx, task) {
                 Step::Progress => continue,
+                Step::Idle if act.held.is_some() => {
+                    // One more step polls the new hand-over, so its answer wakes us.
+                    act.hand_over_held();
+                }
                 Step::Idle => return Poll::Pending,
                 Step::Done => {
+                    act.hand_over_held();
                     act.finished = true;
                     ctx.stop();
                     return Poll::Ready(());
                 }
             }
         }
+        act.hand_over_held();
         task.waker().wake_by_ref();
         Poll::Pending
     }
@@ -55,12 +62,13 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
     if act.finished {
         return Step::Done;
     }
-    let mut progress = false;
+    let mut progress = act.poll_fences(ctx, task);
 
     // Write what is buffered.
-    while !act.write_buf.is_empty() {
-        match act.transport.poll_write(task, &mut act.write_buf) {
+    while let Some(chunk) = act.out.front() {
+        match act.transport.poll_write(task, chunk) {
             Poll::Ready(Ok(n)) => {
+                act.out.consumed(n);
                 act.counters.bytes_out += n as u64;
                 progress = true;
             }
@@ -81,20 +89,20 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
     // a client waits for the server to close.
     let handshake_done = act.close_sent && act.close_received;
     let close_now = act.fail_fast || (handshake_done && act.role == Role::Server);
-    if close_now && act.write_buf.is_empty() {
+    if close_now && act.out.is_empty() {
         return match act.transport.poll_close(task) {
             Poll::Ready(_) => Step::Done,
             Poll::Pending => Step::Idle,
         };
     }
 
-    // Read and decode, one message at a time while the target keeps up, and not while
-    // the outgoing buffer is over its bound (pongs to a ping flood would pile up).
-    let may_read = act.open && !act.delivering && !act.close_received && act.has_room();
+    // Read and decode while the target keeps up (its window has room), and not while the
+    // outgoing buffer is over its bound (pongs to a ping flood would pile up).
+    let may_read = act.open && act.window.is_open(&act.config) && !act.close_received && act.has_room();
     if may_read {
         match act.decoder.decode(&mut act.read_buf) {
             Ok(Some(incoming)) => {
-                act.on_incoming(incoming, ctx);
+                act.on_incoming(incoming);
                 return Step::Progress;
             }
             Ok(None) => {}

@@ -2,6 +2,7 @@
 //! response body out) or an upgraded awc socket. Both look the same to the actor.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -16,8 +17,8 @@ pub(crate) trait Transport {
     /// Appends received bytes to `buf`; `Ok(0)` is the end of the stream.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize)
         -> Poll<io::Result<usize>>;
-    /// Takes bytes from the front of `buf`; returns how many.
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    /// Takes bytes from the front of `chunk` (advancing it); returns how many.
+    fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>>;
     /// Ends the outgoing direction once everything written has gone out.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Bytes taken by `poll_write` but not yet handed to the socket.
@@ -30,7 +31,8 @@ const OUTBOX_HIGH: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Outbox {
-    buf: BytesMut,
+    chunks: VecDeque<Bytes>,
+    len: usize,
     closed: bool,
     body_gone: bool,
     body_waker: Option<Waker>,
@@ -71,14 +73,10 @@ impl Transport for ServerTransport {
     ) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.payload).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                let n = chunk.len();
-                if buf.is_empty() {
-                    // Take the dispatcher's chunk without copying when nothing is pending.
-                    *buf = BytesMut::from(chunk);
-                } else {
-                    buf.extend_from_slice(&chunk);
-                }
-                Poll::Ready(Ok(n))
+                // The chunk shares the dispatcher's read buffer, so unmasking in place needs
+                // a copy anyway; copying into our buffer reuses its allocation.
+                buf.extend_from_slice(&chunk);
+                Poll::Ready(Ok(chunk.len()))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Err(io::Error::other(e.to_string()))),
             Poll::Ready(None) => Poll::Ready(Ok(0)),
@@ -86,22 +84,19 @@ impl Transport for ServerTransport {
         }
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+    fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>> {
         let mut out = self.out.borrow_mut();
         if out.body_gone {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        if out.buf.len() >= OUTBOX_HIGH {
+        if out.len >= OUTBOX_HIGH {
             store_waker(&mut out.writer_waker, cx);
             return Poll::Pending;
         }
-        let n = buf.len();
-        if out.buf.is_empty() {
-            std::mem::swap(&mut out.buf, buf);
-        } else {
-            out.buf.extend_from_slice(buf);
-            buf.clear();
-        }
+        let chunk = std::mem::take(chunk);
+        let n = chunk.len();
+        out.len += n;
+        out.chunks.push_back(chunk);
         if let Some(w) = out.body_waker.take() {
             w.wake();
         }
@@ -114,7 +109,7 @@ impl Transport for ServerTransport {
         if let Some(w) = out.body_waker.take() {
             w.wake();
         }
-        if out.buf.is_empty() || out.body_gone {
+        if out.chunks.is_empty() || out.body_gone {
             Poll::Ready(Ok(()))
         } else {
             store_waker(&mut out.writer_waker, cx);
@@ -123,7 +118,7 @@ impl Transport for ServerTransport {
     }
 
     fn buffered(&self) -> usize {
-        self.out.borrow().buf.len()
+        self.out.borrow().len
     }
 }
 
@@ -142,8 +137,8 @@ impl Stream for BodyStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut out = self.out.borrow_mut();
-        if !out.buf.is_empty() {
-            let chunk = out.buf.split().freeze();
+        if let Some(chunk) = out.chunks.pop_front() {
+            out.len -= chunk.len();
             if let Some(w) = out.writer_waker.take() {
                 w.wake();
             }
@@ -198,11 +193,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for IoTransport<T> {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
     }
 
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(0)) if !buf.is_empty() => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+    fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, chunk) {
+            Poll::Ready(Ok(0)) if !chunk.is_empty() => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => {
-                bytes::Buf::advance(buf, n);
+                bytes::Buf::advance(chunk, n);
                 Poll::Ready(Ok(n))
             }
             other => other,

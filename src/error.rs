@@ -33,6 +33,27 @@ impl From<EncodeError> for SendError {
 }
 
 /// A dial that failed; nothing was started.
+///
+/// ```
+/// # use actix::{Actor, Context};
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix::main] async fn main() {
+/// let target = Target::from_addr(Worker.start());
+/// // Nothing listens on port 1 of the loopback: the TCP step fails, with its address.
+/// let url = url::Url::parse("ws://127.0.0.1:1/ws").unwrap();
+/// match connect(ConnectionOptions::new(url, target.clone())).await {
+///     Err(ConnectError::Connect { addr, .. }) => assert_eq!(addr, "127.0.0.1:1"),
+///     other => panic!("{other:?}"),
+/// }
+/// let url = url::Url::parse("http://127.0.0.1/ws").unwrap();
+/// assert!(matches!(connect(ConnectionOptions::new(url, target)).await, Err(ConnectError::Url { .. })));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {

@@ -326,6 +326,22 @@ impl Handler {
     /// Stops accepting (new upgrades get 503), closes every open connection with 1001
     /// Going Away, and resolves when all of them have ended (each target has been sent
     /// its `MessageDisconnect`).
+    ///
+    /// ```
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// # struct Worker;
+    /// # impl Actor for Worker { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// # #[actix::main] async fn main() {
+    /// let handler = Handler::new(HandlerOptions::new(Target::from_addr(Worker.start())));
+    /// handler.shutdown().await; // no connections: resolves at once
+    /// assert!(handler.is_shut_down());
+    /// assert_eq!(handler.connections(), 0);
+    /// # }
+    /// ```
     pub fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
         self.inner.shut_down.store(true, Ordering::Release);
         let conns = self.inner.registry.snapshot();

@@ -72,6 +72,20 @@ impl ConnectionId {
     /// Writes `msg` and waits until the connection accepted it into its outgoing buffer.
     /// While the buffer is over its bound this waits for the peer to read; a peer stuck for
     /// longer than the write timeout gets the connection closed and this returns an error.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, Message, SendError};
+    /// # async fn demo(id: ConnectionId, rows: Vec<Vec<u8>>) {
+    /// // A producer that slows down to the peer's pace instead of buffering without end.
+    /// for row in rows {
+    ///     match id.send_wait(Message::binary(row)).await {
+    ///         Ok(()) => {}
+    ///         Err(SendError::SlowConsumer) => break, // closed with 1008: the peer stopped reading
+    ///         Err(e) => { eprintln!("{id}: {e}"); break }
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub async fn send_wait(&self, msg: Message) -> Result<(), SendError> {
         match self.0.addr.send(SendMessage(msg)).await {
             Ok(r) => r,
@@ -81,6 +95,16 @@ impl ConnectionId {
 
     /// Writes a message prepared once for many connections, without waiting; the same
     /// policy as [`send`](Self::send).
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, PreparedMessage};
+    /// # fn demo(room: &[ConnectionId]) {
+    /// let news = PreparedMessage::text(r#"{"price":101.5}"#); // framed once
+    /// for id in room {
+    ///     id.send_prepared(&news);
+    /// }
+    /// # }
+    /// ```
     pub fn send_prepared(&self, msg: &crate::PreparedMessage) {
         self.0.addr.do_send(crate::connection::SendPrepared(msg.clone()));
     }
@@ -91,6 +115,16 @@ impl ConnectionId {
     }
 
     /// Addresses, counters and age of the running connection.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::ConnectionId;
+    /// # async fn demo(id: ConnectionId) {
+    /// match id.stats().await {
+    ///     Ok(s) => println!("{id}: {} in, {} out, {} B waiting", s.messages_in, s.messages_out, s.buffered_out),
+    ///     Err(_) => println!("{id} has ended"),
+    /// }
+    /// # }
+    /// ```
     pub async fn stats(&self) -> Result<Stats, SendError> {
         self.0.addr.send(crate::connection::GetStats).await.map_err(|_| SendError::Closed)
     }
@@ -234,6 +268,22 @@ pub struct MessageConnect {
 
 impl MessageConnect {
     /// The attached value, if there is one of type `T`.
+    ///
+    /// ```
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// struct User(String); // attached by your route: `handler.upgrade_with(&req, body, User(name))`
+    ///
+    /// struct Chat;
+    /// # impl Actor for Chat { type Context = Context<Self>; }
+    /// impl actix::Handler<MessageConnect> for Chat {
+    ///     type Result = ();
+    ///     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+    ///         let name = m.data::<User>().map_or("anonymous", |u| u.0.as_str());
+    ///         m.id.send(Message::text(format!("welcome, {name}")));
+    ///     }
+    /// }
+    /// ```
     pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.data.as_deref().and_then(|d| d.downcast_ref())
     }
@@ -316,6 +366,12 @@ pub enum DisconnectReason {
 
 impl DisconnectReason {
     /// The close code that describes the ending (1006 when no close frame was exchanged).
+    ///
+    /// ```
+    /// use actix_meta_websocket::{protocol::CloseCode, DisconnectReason};
+    /// assert_eq!(DisconnectReason::IdleTimeout.code(), CloseCode::GOING_AWAY);
+    /// assert_eq!(DisconnectReason::SlowConsumer.code(), CloseCode(1008));
+    /// ```
     pub fn code(&self) -> CloseCode {
         match self {
             DisconnectReason::Closed { code, .. } | DisconnectReason::Protocol { code, .. } => *code,

@@ -45,6 +45,26 @@ impl Target {
     }
 
     /// A target from three recipients (they may be different actors).
+    ///
+    /// ```
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// # struct Worker;
+    /// # impl Actor for Worker { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// # struct Audit;
+    /// # impl Actor for Audit { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageDisconnect> for Audit { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// # #[actix::main] async fn main() {
+    /// // Messages go to the worker; disconnects are also recorded by an audit actor.
+    /// let worker = Worker.start();
+    /// let audit = Audit.start();
+    /// let target = Target::from_recipients(worker.clone().recipient(), worker.recipient(), audit.recipient());
+    /// assert!(target.is_alive());
+    /// # }
+    /// ```
     pub fn from_recipients(
         connect: Recipient<MessageConnect>,
         message: Recipient<Message>,
@@ -131,6 +151,21 @@ impl Pool {
     }
 
     /// The next live target in round-robin order, or `None` if every target is gone.
+    ///
+    /// ```
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// # struct Worker;
+    /// # impl Actor for Worker { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// # #[actix::main] async fn main() {
+    /// let pool = Pool::new([Worker.start(), Worker.start()]).unwrap();
+    /// let (a, b) = (pool.pick().unwrap(), pool.pick().unwrap());
+    /// assert!(a.is_alive() && b.is_alive()); // one of each, then the first again
+    /// # }
+    /// ```
     pub fn pick(&self) -> Option<Target> {
         let n = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);

@@ -31,6 +31,12 @@ pub enum Proxy {
 
 impl Proxy {
     /// An explicit `http://` proxy.
+    ///
+    /// ```
+    /// use actix_meta_websocket::Proxy;
+    /// assert!(Proxy::url("http://127.0.0.1:3128").is_ok());
+    /// assert!(Proxy::url("socks5://127.0.0.1:1080").is_err()); // only HTTP CONNECT proxies
+    /// ```
     pub fn url(s: &str) -> Result<Proxy, ConnectError> {
         parse_proxy_url(s).map(Proxy::Url)
     }

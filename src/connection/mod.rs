@@ -38,6 +38,17 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 ///
 /// It accepts [`Message`](crate::Message) (fire-and-forget writes) and, through
 /// [`ConnectionId::send_wait`] and [`ConnectionId::stats`], awaitable writes and stats.
+/// Its address is public for code that works with actix addresses directly:
+///
+/// ```no_run
+/// # use actix_meta_websocket::{ConnectionId, GetStats, Message, SendMessage};
+/// # async fn demo(id: ConnectionId) -> Result<(), actix::MailboxError> {
+/// let addr = id.addr().clone(); // Addr<WsConnection>
+/// addr.do_send(Message::text("the same as id.send"));
+/// let written = addr.send(SendMessage(Message::text("the same as id.send_wait"))).await?;
+/// let stats = addr.send(GetStats).await?;
+/// # Ok(()) }
+/// ```
 pub struct WsConnection {
     seq: u64,
     id: Option<ConnectionId>,

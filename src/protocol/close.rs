@@ -98,6 +98,13 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame>, Protoco
 
 /// Truncates `reason` to at most 123 bytes on a character boundary, the most a close
 /// frame can carry next to its code.
+///
+/// ```
+/// use actix_meta_websocket::protocol::truncate_reason;
+/// let long = "é".repeat(100); // 200 bytes
+/// assert_eq!(truncate_reason(&long).len(), 122); // 61 whole characters
+/// assert_eq!(truncate_reason("bye"), "bye");
+/// ```
 pub fn truncate_reason(reason: &str) -> &str {
     if reason.len() <= 123 {
         return reason;

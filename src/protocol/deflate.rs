@@ -297,6 +297,22 @@ fn zlib_bits(bits: u8) -> u8 {
 }
 
 /// Compresses outgoing messages for one connection.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{Compressor, Decompressor, DeflateParams, Role};
+/// use bytes::BytesMut;
+/// let params = DeflateParams::default();
+/// let mut server = Compressor::new(&params, Role::Server, 6);
+/// let mut client = Decompressor::new(&params, Role::Client);
+/// let json = br#"{"sym":"ABC","px":101.5,"qty":300}"#.repeat(20);
+/// let mut wire = BytesMut::new();
+/// server.compress(&json, &mut wire).unwrap();
+/// assert!(wire.len() < json.len() / 4);
+/// let mut back = Vec::new();
+/// client.inflate(&wire, &mut back, 1 << 20).unwrap();
+/// client.finish(&mut back, 1 << 20).unwrap();
+/// assert_eq!(back, json);
+/// ```
 pub struct Compressor {
     inner: Compress,
     reset_each: bool,
@@ -353,6 +369,21 @@ impl Compressor {
 }
 
 /// Inflates incoming messages for one connection, never past a size limit.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{Decompressor, DeflateParams, ProtocolError, Role};
+/// // RFC 7692 7.2.3.1: "Hello" compressed, without the 00 00 ff ff tail.
+/// let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+/// let mut d = Decompressor::new(&DeflateParams::default(), Role::Client);
+/// let mut out = Vec::new();
+/// d.inflate(&hello, &mut out, 1024).unwrap();
+/// d.finish(&mut out, 1024).unwrap();
+/// assert_eq!(out, b"Hello");
+/// // The same with a 4-byte limit: refused while inflating, not after.
+/// let mut d = Decompressor::new(&DeflateParams::default(), Role::Client);
+/// let r = d.inflate(&hello, &mut Vec::new(), 4).and_then(|()| d.finish(&mut Vec::new(), 4));
+/// assert!(matches!(r, Err(ProtocolError::MessageTooLarge { .. })));
+/// ```
 pub struct Decompressor {
     inner: Decompress,
     reset_each: bool,

@@ -157,6 +157,16 @@ pub fn parse_extensions(value: &str) -> Result<Vec<Extension>, ExtensionParseErr
 }
 
 /// Parses every `Sec-WebSocket-Extensions` line of a request or response, in order.
+///
+/// ```
+/// use actix_meta_websocket::protocol::parse_extension_headers;
+/// let offers = parse_extension_headers([
+///     "permessage-deflate; client_max_window_bits, permessage-deflate",
+/// ]).unwrap();
+/// assert_eq!(offers.len(), 2);
+/// assert_eq!(offers[0].name, "permessage-deflate");
+/// assert!(parse_extension_headers(["permessage-deflate; ="]).is_err());
+/// ```
 pub fn parse_extension_headers<'a, I>(values: I) -> Result<Vec<Extension>, ExtensionParseError>
 where
     I: IntoIterator<Item = &'a str>,

@@ -34,6 +34,13 @@ pub fn accept_key(key: &[u8]) -> String {
 }
 
 /// A fresh random `Sec-WebSocket-Key` for a client request.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{accept_key, generate_key, is_valid_key};
+/// let key = generate_key();
+/// assert!(is_valid_key(key.as_bytes()));
+/// assert_eq!(accept_key(key.as_bytes()).len(), 28); // what the server must answer
+/// ```
 pub fn generate_key() -> String {
     base64_encode(&rand::random::<[u8; 16]>())
 }

@@ -477,7 +477,12 @@ async fn a_stopped_target_gives_1011_and_a_disconnect() {
         dying.clone().recipient(),
         observer.recipient(),
     );
-    let srv = serve(Handler::new(HandlerOptions::new(target)));
+    let mut opts = HandlerOptions::new(target);
+    // Far beyond `next`'s 10 s: the disconnect must come from reading the peer's close.
+    opts.connection.close_timeout = Duration::from_secs(60);
+    // A full window when the target dies must not stop the reading.
+    opts.connection.max_in_flight = 1;
+    let srv = serve(Handler::new(opts));
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(_) = next(&mut rx).await.1 else { panic!() };
     dying.send(StopRecorder).await.unwrap();
@@ -491,6 +496,7 @@ async fn a_stopped_target_gives_1011_and_a_disconnect() {
     );
     raw.send_raw(&client_frame(true, 0, 8, b"\x03\xf3")).await;
     assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::TargetGone);
+    assert_eq!(raw.recv().await, None, "the server ends TCP after the handshake");
 }
 
 #[actix_web::test]

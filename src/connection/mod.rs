@@ -551,7 +551,11 @@ impl WsConnection {
                     progress = true;
                     self.last_activity = Instant::now();
                     if res.is_err() {
+                        // Nobody will answer the rest; reopen the window so the peer's close
+                        // is still read (messages meanwhile are dropped: no target).
                         self.fences.clear();
+                        self.window.handled = self.window.sent;
+                        self.window.handled_bytes = self.window.sent_bytes;
                         self.target_gone(ctx);
                         break;
                     }

@@ -132,6 +132,55 @@ async fn writes_by_id_with_every_kind() {
 }
 
 #[actix_web::test]
+async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
+    // One server accepting permessage-deflate; a plain peer gets the shared frame, a
+    // compressing peer (our client) gets the message compressed for its own context.
+    let (worker, mut rx) = recorder("w", false);
+    let srv = serve(Handler::new(options(worker).compression(true)));
+    let mut plain = tungstenite(&srv.url()).await;
+    let Event::Connect(a) = next(&mut rx).await.1 else { panic!() };
+    let (client_worker, mut crx) = recorder("c", false);
+    let opts = ConnectionOptions::new(url::Url::parse(&srv.url()).unwrap(), Target::from_addr(client_worker))
+        .compression(true);
+    connect(opts).await.unwrap();
+    let Event::Connect(b) = next(&mut rx).await.1 else { panic!() };
+    let Event::Connect(cc) = next(&mut crx).await.1 else { panic!() };
+    assert!(!a.compressed && b.compressed && cc.compressed);
+
+    let big: String = (0..20_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let prepared = [PreparedMessage::text(big.clone()), PreparedMessage::binary(vec![1u8, 2, 3])];
+    for id in [&a.id, &b.id] {
+        id.send(Message::text("before"));
+        for p in &prepared {
+            id.send_prepared(p);
+        }
+        id.send(Message::text("after"));
+    }
+    let want = [
+        TMessage::text("before"),
+        TMessage::text(big.clone()),
+        TMessage::binary(vec![1u8, 2, 3]),
+        TMessage::text("after"),
+    ];
+    for w in &want {
+        assert_eq!(&plain.next().await.unwrap().unwrap(), w);
+    }
+    let want_ours = [
+        Message::text("before"),
+        Message::text(big),
+        Message::binary(vec![1u8, 2, 3]),
+        Message::text("after"),
+    ];
+    for w in &want_ours {
+        let Event::Message(got) = next(&mut crx).await.1 else { panic!("expected a message") };
+        assert_eq!((got.kind, &got.body), (w.kind, &w.body));
+    }
+    // The compressed peer really got compressed frames: far fewer bytes than the text.
+    assert!(b.id.stats().await.unwrap().bytes_out < 5_000);
+    assert!(a.id.stats().await.unwrap().bytes_out > 20_000);
+}
+
+#[actix_web::test]
 async fn http_failures_have_the_right_status() {
     let (worker, _rx) = recorder("w", false);
     let handler = Handler::new(options(worker));

@@ -39,6 +39,10 @@ use crate::protocol::{DeflateConfig, Limits};
 /// several messages lets a pipelining peer be served in batches (one read, one write for
 /// many messages); `max_in_flight: 1` hands over one message at a time.
 ///
+/// When the peer sends a close frame or breaks the protocol, the connection answers (close
+/// frame) only after the target has handled the messages before it, so replies to them go
+/// out first; a target slower than `close_timeout` is not waited for.
+///
 /// "Handled" means the target's handler has returned; for a handler that returns a future,
 /// the window reopens when the future of the latest message handed over completes.
 ///

@@ -331,6 +331,48 @@ async fn protocol_violations_close_with_their_code_and_reach_the_target() {
 }
 
 #[actix_web::test]
+async fn answers_to_messages_before_a_violation_or_close_go_out_first() {
+    // The worker on another thread, as in a server whose pool lives on the main arbiter:
+    // its echo and its "handled" answer race to the connection.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let arbiter = actix::Arbiter::new();
+    let worker =
+        Recorder::start_in_arbiter(&arbiter.handle(), move |_| Recorder { name: "w", tx, echo: true });
+    let srv = serve(Handler::new(options(worker)));
+    for round in 0..20 {
+        // Autobahn 3.2 in one write: a valid message, then a frame with a reserved bit.
+        let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+        let mut bytes = client_frame(true, 0, 1, b"first");
+        bytes.extend(client_frame(true, 2, 1, b"bad rsv"));
+        raw.send_raw(&bytes).await;
+        assert_eq!(
+            raw.recv().await,
+            Some(Incoming::Text(bytes::Bytes::from_static(b"first"))),
+            "round {round}"
+        );
+        assert_eq!(raw.expect_close().await, 1002);
+        // A message, then the peer's close: the echo still goes out before our close.
+        let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+        let mut bytes = client_frame(true, 0, 1, b"last words");
+        bytes.extend(client_frame(true, 0, 8, &1000u16.to_be_bytes()));
+        raw.send_raw(&bytes).await;
+        assert_eq!(
+            raw.recv().await,
+            Some(Incoming::Text(bytes::Bytes::from_static(b"last words"))),
+            "round {round}"
+        );
+        assert_eq!(raw.expect_close().await, 1000);
+    }
+    let mut disconnects = 0;
+    while disconnects < 40 {
+        if let (_, Event::Disconnect(_)) = next(&mut rx).await {
+            disconnects += 1;
+        }
+    }
+    arbiter.stop();
+}
+
+#[actix_web::test]
 async fn idle_timeout_closes_a_silent_peer() {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);

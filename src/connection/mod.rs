@@ -75,6 +75,11 @@ pub struct WsConnection {
     held: Option<Message>,
     /// Hand-overs whose handling is awaited, oldest first.
     fences: VecDeque<Fence>,
+    /// What waits for the target to handle the messages before it (see `after_target`).
+    deferred: Option<Deferred>,
+    deferred_seen_at: Option<u64>,
+    /// Polls of the pump so far.
+    pub(super) pump_polls: u64,
     close_sent: bool,
     close_received: bool,
     /// Close the transport as soon as the outgoing bytes are flushed.
@@ -121,6 +126,14 @@ impl Window {
         self.in_flight() < config.max_in_flight.max(1) as u64
             && self.sent_bytes - self.handled_bytes < config.max_in_flight_bytes as u64
     }
+}
+
+/// Ends of the incoming stream that wait for the target (see `WsConnection::after_target`).
+pub(super) enum Deferred {
+    /// A protocol error: fail the connection.
+    Fail(ProtocolError),
+    /// The peer's close: answer it with this code.
+    CloseReply(CloseCode),
 }
 
 /// A message handed over with `send`: when it is answered, the target has handled every
@@ -217,6 +230,9 @@ impl WsConnection {
             window: Window::default(),
             held: None,
             fences: VecDeque::new(),
+            deferred: None,
+            deferred_seen_at: None,
+            pump_polls: 0,
             close_sent: false,
             close_received: false,
             fail_fast: false,
@@ -477,7 +493,7 @@ impl WsConnection {
         Ok(())
     }
 
-    fn on_incoming(&mut self, incoming: Incoming) {
+    fn on_incoming(&mut self, incoming: Incoming, ctx: &mut Context<Self>) {
         match incoming {
             Incoming::Text(body) => self.deliver(MessageKind::Text, body),
             Incoming::Binary(body) => self.deliver(MessageKind::Binary, body),
@@ -498,6 +514,60 @@ impl WsConnection {
                         code,
                         reason: text,
                     });
+                    self.after_target(Deferred::CloseReply(code), ctx);
+                }
+            }
+        }
+    }
+
+    /// Runs `action` once the target has handled every message handed to it, so that
+    /// what it writes in answer to them goes out before the close. Meanwhile nothing
+    /// more is read.
+    ///
+    /// A target that takes longer than `close_timeout` is not waited for any more.
+    pub(super) fn after_target(&mut self, action: Deferred, ctx: &mut Context<Self>) {
+        self.deferred = Some(action);
+        self.deferred_seen_at = None;
+        ctx.run_later(self.config.close_timeout, |act, ctx| {
+            if let Some(d) = act.deferred.take() {
+                tracing::debug!(parent: &act.span, "target still busy at the close timeout; closing");
+                act.perform(d, ctx);
+                act.wake();
+            }
+        });
+    }
+
+    /// Called by the pump: runs the deferred action when its time has come. The last
+    /// answer is seen in the pump, but a reply the target wrote before answering may sit
+    /// in this actor's mailbox, which actix handles before the pump only on the next
+    /// poll; so the action waits for the poll after the one that saw the target done.
+    pub(super) fn run_deferred(&mut self, ctx: &mut Context<Self>, task: &std::task::Context<'_>) -> bool {
+        if self.deferred.is_none() || self.held.is_some() || self.window.in_flight() > 0 {
+            return false;
+        }
+        match self.deferred_seen_at {
+            Some(poll) if poll < self.pump_polls => {}
+            Some(_) => return false,
+            None => {
+                self.deferred_seen_at = Some(self.pump_polls);
+                task.waker().wake_by_ref();
+                return false;
+            }
+        }
+        match self.deferred.take() {
+            Some(d) => {
+                self.perform(d, ctx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn perform(&mut self, action: Deferred, ctx: &mut Context<Self>) {
+        match action {
+            Deferred::Fail(e) => self.fail(e, ctx),
+            Deferred::CloseReply(code) => {
+                if !self.close_sent {
                     // Echo the peer's code (RFC 6455 5.5.1); a bare close is echoed bare.
                     let echo = (code != CloseCode::NO_STATUS).then_some((code, ""));
                     let _ = self.encoder.encode_close(echo, &mut self.out.open);

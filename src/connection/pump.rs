@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use actix::prelude::*;
 
-use super::WsConnection;
+use super::{Deferred, WsConnection};
 use crate::protocol::Role;
 use crate::DisconnectReason;
 
@@ -32,6 +32,7 @@ impl ActorFuture<WsConnection> for Pump {
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         act.pump_wake_pending = false;
+        act.pump_polls += 1;
         match &act.pump_waker {
             Some(w) if w.will_wake(task.waker()) => {}
             _ => act.pump_waker = Some(task.waker().clone()),
@@ -63,6 +64,7 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
         return Step::Done;
     }
     let mut progress = act.poll_fences(ctx, task);
+    progress |= act.run_deferred(ctx, task);
 
     // Write what is buffered.
     while let Some(chunk) = act.out.front() {
@@ -98,16 +100,20 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
 
     // Read and decode while the target keeps up (its window has room), and not while the
     // outgoing buffer is over its bound (pongs to a ping flood would pile up).
-    let may_read = act.open && act.window.is_open(&act.config) && !act.close_received && act.has_room();
+    let may_read = act.open
+        && act.deferred.is_none()
+        && act.window.is_open(&act.config)
+        && !act.close_received
+        && act.has_room();
     if may_read {
         match act.decoder.decode(&mut act.read_buf) {
             Ok(Some(incoming)) => {
-                act.on_incoming(incoming);
+                act.on_incoming(incoming, ctx);
                 return Step::Progress;
             }
             Ok(None) => {}
             Err(e) => {
-                act.fail(e, ctx);
+                act.after_target(Deferred::Fail(e), ctx);
                 return Step::Progress;
             }
         }

@@ -487,16 +487,23 @@ async fn a_slow_target_slows_the_reading_instead_of_buffering() {
     drop(raw);
 }
 
-#[actix_web::test]
-async fn a_stuck_peer_hits_the_outgoing_bound() {
+/// A connection (256 KiB outgoing bound, 300 ms write and close timeouts) whose raw peer
+/// never reads.
+async fn stuck_peer() -> (Events, MessageConnect, RawClient, TestServer) {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
     opts.connection.max_write_buffer = 256 * 1024;
     opts.connection.write_timeout = Duration::from_millis(300);
     opts.connection.close_timeout = Duration::from_millis(300);
     let srv = serve(Handler::new(opts));
-    let (raw, _) = RawClient::connect(srv.addr, "").await; // never reads
+    let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    (rx, c, raw, srv)
+}
+
+#[actix_web::test]
+async fn a_stuck_peer_hits_the_outgoing_bound() {
+    let (mut rx, c, raw, _srv) = stuck_peer().await;
     let chunk = bytes::Bytes::from(vec![1u8; 64 * 1024]);
     let mut accepted = 0usize;
     let err = loop {
@@ -513,14 +520,7 @@ async fn a_stuck_peer_hits_the_outgoing_bound() {
 
 #[actix_web::test]
 async fn fire_and_forget_writes_to_a_stuck_peer_stay_bounded_then_close() {
-    let (worker, mut rx) = recorder("w", false);
-    let mut opts = options(worker);
-    opts.connection.max_write_buffer = 256 * 1024;
-    opts.connection.write_timeout = Duration::from_millis(300);
-    opts.connection.close_timeout = Duration::from_millis(300);
-    let srv = serve(Handler::new(opts));
-    let (raw, _) = RawClient::connect(srv.addr, "").await; // never reads
-    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+    let (mut rx, c, raw, _srv) = stuck_peer().await;
     let chunk = bytes::Bytes::from(vec![1u8; 64 * 1024]);
     // 64 MiB offered without waiting: the connection must neither buffer it all nor
     // lose it silently; it closes as a slow consumer.

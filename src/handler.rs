@@ -281,7 +281,7 @@ impl Handler {
         }
         let target = opts.pool.pick().ok_or(HandshakeError::Unavailable("no live target in the pool"))?;
 
-        let (transport, body) = ServerTransport::new(payload.into_inner());
+        let (transport, mut body) = ServerTransport::new(payload.into_inner());
         let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
         res.upgrade("websocket").insert_header((header::SEC_WEBSOCKET_ACCEPT, accepted.accept));
         if let Some(p) = &accepted.protocol {
@@ -292,7 +292,7 @@ impl Handler {
         }
         let uri =
             req.uri().path_and_query().map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
-        WsConnection::start(Setup {
+        let setup = Setup {
             role: Role::Server,
             transport: Box::new(transport),
             read_buf: bytes::BytesMut::new(),
@@ -304,7 +304,8 @@ impl Handler {
             remote_addr: req.peer_addr(),
             info: ConnectInfo { uri, headers: req.headers().clone(), data },
             registry: Some(self.inner.registry.clone()),
-        });
+        };
+        WsConnection::start_in_body(setup, &mut body);
         Ok(res.streaming(body))
     }
 

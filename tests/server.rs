@@ -540,22 +540,31 @@ async fn fire_and_forget_writes_to_a_stuck_peer_stay_bounded_then_close() {
 async fn a_burst_larger_than_the_buffer_reaches_a_reading_peer() {
     // Echoing a 3 MiB message through a 1 MiB buffer, then small ones: the echoes wait
     // for the peer to read instead of counting it as a slow consumer.
-    let (worker, mut rx) = recorder("w", true);
-    let srv = serve(Handler::new(options(worker)));
-    let mut ws = tungstenite(&srv.url()).await;
-    let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
-    let big = vec![9u8; 3 << 20];
-    ws.feed(TMessage::binary(big.clone())).await.unwrap();
-    for i in 0..50 {
-        ws.feed(TMessage::text(format!("small {i}"))).await.unwrap();
+    // The write timeout is far beyond the 10 s each read may take, so a connection that
+    // misses the moment its buffer drains fails here instead of waking on that timer.
+    for (size, fragment_size) in [(3 << 20, None), (1 << 20, Some(4096))] {
+        let (worker, mut rx) = recorder("w", true);
+        let mut opts = options(worker);
+        opts.connection.write_timeout = Duration::from_secs(60);
+        opts.connection.fragment_size = fragment_size;
+        let srv = serve(Handler::new(opts));
+        let mut ws = tungstenite(&srv.url()).await;
+        let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
+        let big = vec![9u8; size];
+        ws.feed(TMessage::binary(big.clone())).await.unwrap();
+        for i in 0..50 {
+            ws.feed(TMessage::text(format!("small {i}"))).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        let mut want = vec![TMessage::binary(big)];
+        want.extend((0..50).map(|i| TMessage::text(format!("small {i}"))));
+        for w in want {
+            let got = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("echo stalled");
+            assert_eq!(got.unwrap().unwrap(), w);
+        }
+        assert!(c.id.is_connected());
+        assert_eq!(c.id.stats().await.unwrap().messages_out, 51);
     }
-    ws.flush().await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::binary(big));
-    for i in 0..50 {
-        assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text(format!("small {i}")));
-    }
-    assert!(c.id.is_connected());
-    assert_eq!(c.id.stats().await.unwrap().messages_out, 51);
 }
 
 #[actix_web::test]

@@ -1,5 +1,6 @@
 //! `WsConnection`: the actor that owns one WebSocket connection, accepted or dialled.
 
+mod host;
 mod outgoing;
 mod pump;
 pub(crate) mod transport;
@@ -25,8 +26,9 @@ use crate::{
     ConnectData, ConnectionConfig, ConnectionId, DisconnectReason, Initiator, Message, MessageConnect,
     MessageDisconnect, MessageKind, SendError, Stats, Target,
 };
+use host::Host;
 use outgoing::Outgoing;
-use transport::Transport;
+use transport::{BodyStream, Transport};
 
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -198,13 +200,30 @@ pub(crate) struct Setup {
 }
 
 impl WsConnection {
+    /// Starts the actor on a task of its own (a dialled connection).
     pub(crate) fn start(setup: Setup) -> ConnectionId {
+        let actor = Self::new(setup);
+        let seq = actor.seq;
+        ConnectionId::new(seq, actor.start())
+    }
+
+    /// Starts the actor inside the HTTP task of an accepted upgrade, polled by its body.
+    pub(crate) fn start_in_body(setup: Setup, body: &mut BodyStream) -> ConnectionId {
+        let actor = Self::new(setup);
+        let seq = actor.seq;
+        let ctx = Context::new();
+        let addr = ctx.address();
+        body.host(Host::start(Box::pin(ctx.into_future(actor))));
+        ConnectionId::new(seq, addr)
+    }
+
+    fn new(setup: Setup) -> Self {
         let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
         let config = setup.config;
         let deflate = setup.deflate;
         let now = Instant::now();
         let span = tracing::info_span!("ws", id = seq, peer = ?setup.remote_addr);
-        let actor = WsConnection {
+        WsConnection {
             seq,
             id: None,
             role: setup.role,
@@ -247,9 +266,7 @@ impl WsConnection {
             last_activity: now,
             last_ping: now,
             span,
-        };
-        let addr = actor.start();
-        ConnectionId::new(seq, addr)
+        }
     }
 
     fn id(&self) -> Option<ConnectionId> {
@@ -266,6 +283,13 @@ impl WsConnection {
             w.wake_by_ref();
             self.pump_wake_pending = true;
         }
+    }
+
+    /// For message handlers: actix polls an actor's spawned futures (the pump among them)
+    /// right after its mailbox, so a write made here needs no wake-up, which would only
+    /// cost another round of polling.
+    fn pump_runs_next(&mut self) {
+        self.pump_wake_pending = true;
     }
 
     fn set_reason(&mut self, reason: DisconnectReason) {
@@ -728,6 +752,7 @@ impl Handler<Message> for WsConnection {
     type Result = ();
 
     fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
+        self.pump_runs_next();
         self.write_unawaited(Outbound::Message(msg), ctx);
     }
 }
@@ -741,6 +766,7 @@ impl Handler<SendMessage> for WsConnection {
     type Result = ResponseActFuture<Self, Result<(), SendError>>;
 
     fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
+        self.pump_runs_next();
         if self.close_sent {
             return Box::pin(actix::fut::ready(Err(SendError::Closed)));
         }
@@ -772,6 +798,7 @@ impl Handler<SendPrepared> for WsConnection {
     type Result = ();
 
     fn handle(&mut self, SendPrepared(msg): SendPrepared, ctx: &mut Self::Context) {
+        self.pump_runs_next();
         self.write_unawaited(Outbound::Prepared(msg), ctx);
     }
 }

@@ -81,7 +81,11 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
             Poll::Pending => break,
         }
     }
-    if !act.waiters.is_empty() && act.has_room() {
+    if !act.has_room() {
+        // Reading and queued writes wait for room, which a drained body makes without
+        // any write of ours being refused.
+        act.transport.want_room(task);
+    } else if !act.waiters.is_empty() {
         act.release_waiters(ctx);
         progress = true;
     }

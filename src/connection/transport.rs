@@ -12,6 +12,8 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::host::Host;
+
 /// What the connection actor reads from and writes to.
 pub(crate) trait Transport {
     /// Appends received bytes to `buf`; `Ok(0)` is the end of the stream.
@@ -23,6 +25,8 @@ pub(crate) trait Transport {
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Bytes taken by `poll_write` but not yet handed to the socket.
     fn buffered(&self) -> usize;
+    /// The connection waits for `buffered` to shrink: wake `cx` when it does.
+    fn want_room(&mut self, cx: &mut Context<'_>);
 }
 
 /// Beyond this many bytes waiting in the response body, the server transport refuses
@@ -45,15 +49,17 @@ pub(crate) struct ServerTransport {
     out: Rc<RefCell<Outbox>>,
 }
 
-/// The response body of an upgraded request: whatever the connection writes.
+/// The response body of an upgraded request: whatever the connection writes. It also
+/// polls the connection's actor when that is hosted in the HTTP task.
 pub(crate) struct BodyStream {
     out: Rc<RefCell<Outbox>>,
+    host: Option<Rc<Host>>,
 }
 
 impl ServerTransport {
     pub(crate) fn new(payload: actix_web::dev::Payload) -> (Self, BodyStream) {
         let out = Rc::new(RefCell::new(Outbox::default()));
-        (ServerTransport { payload, out: out.clone() }, BodyStream { out })
+        (ServerTransport { payload, out: out.clone() }, BodyStream { out, host: None })
     }
 }
 
@@ -120,6 +126,13 @@ impl Transport for ServerTransport {
     fn buffered(&self) -> usize {
         self.out.borrow().len
     }
+
+    fn want_room(&mut self, cx: &mut Context<'_>) {
+        let mut out = self.out.borrow_mut();
+        if out.len > 0 {
+            store_waker(&mut out.writer_waker, cx);
+        }
+    }
 }
 
 impl Drop for ServerTransport {
@@ -132,10 +145,23 @@ impl Drop for ServerTransport {
     }
 }
 
+impl BodyStream {
+    /// Makes this body poll the connection's actor.
+    pub(crate) fn host(&mut self, host: Rc<Host>) {
+        self.host = Some(host);
+    }
+}
+
 impl Stream for BodyStream {
     type Item = Result<Bytes, io::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(host) = &self.host {
+            host.enter_body(cx);
+            // Writes made while we poll need no wake-up: we look at the outbox next.
+            self.out.borrow_mut().body_waker = None;
+            host.drive();
+        }
         let mut out = self.out.borrow_mut();
         if let Some(chunk) = out.chunks.pop_front() {
             out.len -= chunk.len();
@@ -151,6 +177,9 @@ impl Stream for BodyStream {
             return Poll::Ready(None);
         }
         store_waker(&mut out.body_waker, cx);
+        if let Some(host) = &self.host {
+            host.body_pending();
+        }
         Poll::Pending
     }
 }
@@ -161,6 +190,9 @@ impl Drop for BodyStream {
         out.body_gone = true;
         if let Some(w) = out.writer_waker.take() {
             w.wake();
+        }
+        if let Some(host) = &self.host {
+            host.body_gone();
         }
     }
 }
@@ -211,4 +243,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for IoTransport<T> {
     fn buffered(&self) -> usize {
         0
     }
+
+    fn want_room(&mut self, _cx: &mut Context<'_>) {}
 }

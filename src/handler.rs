@@ -165,6 +165,8 @@ impl ResponseError for HandshakeError {
 
 struct Inner {
     options: HandlerOptions,
+    /// `options.connection`, shared by every connection instead of copied into each.
+    connection: Arc<ConnectionConfig>,
     registry: Registry,
     shut_down: AtomicBool,
 }
@@ -237,6 +239,7 @@ impl Handler {
     pub fn new(options: HandlerOptions) -> Self {
         Handler {
             inner: Arc::new(Inner {
+                connection: Arc::new(options.connection.clone()),
                 options,
                 registry: Registry::default(),
                 shut_down: AtomicBool::new(false),
@@ -297,7 +300,7 @@ impl Handler {
             transport: Box::new(transport),
             read_buf: bytes::BytesMut::new(),
             target,
-            config: Arc::new(opts.connection.clone()),
+            config: self.inner.connection.clone(),
             deflate: accepted.deflate.map(|(p, _)| p),
             protocol: accepted.protocol,
             local_addr: Some(req.app_config().local_addr()),
@@ -347,8 +350,8 @@ impl Handler {
         self.inner.shut_down.store(true, Ordering::Release);
         let conns = self.inner.registry.snapshot();
         tracing::info!(connections = conns.len(), "websocket handler shutting down");
-        for addr in conns {
-            addr.do_send(Shutdown);
+        for id in conns {
+            id.addr().do_send(Shutdown);
         }
         let registry = self.inner.registry.clone();
         async move { registry.wait_empty().await }

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use actix::Addr;
 use tokio::sync::Notify;
 
-use crate::connection::WsConnection;
+use crate::ConnectionId;
 
-/// Live connections by sequence number; clones share the set.
+/// Live connections by sequence number; clones share the set. Holding the connection's
+/// own `ConnectionId` costs no allocation (a new actix address would cost two).
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
     inner: Arc<Inner>,
@@ -16,13 +16,13 @@ pub(crate) struct Registry {
 
 #[derive(Default)]
 struct Inner {
-    conns: Mutex<HashMap<u64, Addr<WsConnection>>>,
+    conns: Mutex<HashMap<u64, ConnectionId>>,
     emptied: Notify,
 }
 
 impl Registry {
-    pub(crate) fn insert(&self, seq: u64, addr: Addr<WsConnection>) {
-        self.lock().insert(seq, addr);
+    pub(crate) fn insert(&self, id: ConnectionId) {
+        self.lock().insert(id.seq(), id);
     }
 
     pub(crate) fn remove(&self, seq: u64) {
@@ -37,7 +37,7 @@ impl Registry {
         self.lock().len()
     }
 
-    pub(crate) fn snapshot(&self) -> Vec<Addr<WsConnection>> {
+    pub(crate) fn snapshot(&self) -> Vec<ConnectionId> {
         self.lock().values().cloned().collect()
     }
 
@@ -54,7 +54,7 @@ impl Registry {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Addr<WsConnection>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ConnectionId>> {
         // A panic while holding this lock leaves a plain map behind: still usable.
         self.inner.conns.lock().unwrap_or_else(|e| e.into_inner())
     }

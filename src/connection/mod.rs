@@ -53,7 +53,7 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// ```
 pub struct WsConnection {
     seq: u64,
-    id: Option<ConnectionId>,
+    id: ConnectionId,
     role: Role,
     transport: Box<dyn Transport>,
     decoder: Decoder,
@@ -62,7 +62,8 @@ pub struct WsConnection {
     out: Outgoing,
     target: Target,
     config: Arc<ConnectionConfig>,
-    connect_info: Option<ConnectInfo>,
+    /// Boxed: needed only until `MessageConnect` goes out.
+    connect_info: Option<Box<ConnectInfo>>,
     local_addr: Option<SocketAddr>,
     remote_addr: Option<SocketAddr>,
     protocol: Option<String>,
@@ -202,30 +203,32 @@ pub(crate) struct Setup {
 impl WsConnection {
     /// Starts the actor on a task of its own (a dialled connection).
     pub(crate) fn start(setup: Setup) -> ConnectionId {
-        let actor = Self::new(setup);
-        let seq = actor.seq;
-        ConnectionId::new(seq, actor.start())
+        let ctx = Context::new();
+        let id = ConnectionId::new(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), ctx.address());
+        ctx.run(Self::new(setup, id.clone()));
+        id
     }
 
     /// Starts the actor inside the HTTP task of an accepted upgrade, polled by its body.
     pub(crate) fn start_in_body(setup: Setup, body: &mut BodyStream) -> ConnectionId {
-        let actor = Self::new(setup);
-        let seq = actor.seq;
         let ctx = Context::new();
-        let addr = ctx.address();
+        let id = ConnectionId::new(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), ctx.address());
+        let actor = Self::new(setup, id.clone());
         body.host(Host::start(Box::pin(ctx.into_future(actor))));
-        ConnectionId::new(seq, addr)
+        id
     }
 
-    fn new(setup: Setup) -> Self {
-        let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+    /// `id` carries the actor's own address: made once, it serves every message, the
+    /// registry and `MessageConnect` without a new actix sender each.
+    fn new(setup: Setup, id: ConnectionId) -> Self {
+        let seq = id.seq();
         let config = setup.config;
         let deflate = setup.deflate;
         let now = Instant::now();
         let span = tracing::info_span!("ws", id = seq, peer = ?setup.remote_addr);
         WsConnection {
             seq,
-            id: None,
+            id,
             role: setup.role,
             transport: setup.transport,
             decoder: Decoder::new(setup.role, config.limits, deflate.as_ref()),
@@ -238,7 +241,7 @@ impl WsConnection {
             read_buf: setup.read_buf,
             out: Outgoing::default(),
             target: setup.target,
-            connect_info: Some(setup.info),
+            connect_info: Some(Box::new(setup.info)),
             local_addr: setup.local_addr,
             remote_addr: setup.remote_addr,
             protocol: setup.protocol,
@@ -270,7 +273,7 @@ impl WsConnection {
     }
 
     fn id(&self) -> Option<ConnectionId> {
-        self.id.clone()
+        Some(self.id.clone())
     }
 
     /// Asks for the pump to run. One request stands until the pump runs, so a burst of
@@ -697,16 +700,14 @@ impl Actor for WsConnection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let id = ConnectionId::new(self.seq, ctx.address());
-        self.id = Some(id.clone());
+        let id = self.id.clone();
         if let Some(reg) = &self.registry {
-            reg.insert(self.seq, ctx.address());
+            reg.insert(id.clone());
         }
-        let info = self.connect_info.take().unwrap_or_else(|| ConnectInfo {
-            uri: String::new(),
-            headers: HeaderMap::new(),
-            data: None,
-        });
+        let info = self.connect_info.take().map_or_else(
+            || ConnectInfo { uri: String::new(), headers: HeaderMap::new(), data: None },
+            |info| *info,
+        );
         tracing::info!(parent: &self.span, uri = %info.uri, protocol = ?self.protocol, compressed = self.compressed, "connected");
         let connect = MessageConnect {
             id,
@@ -742,9 +743,7 @@ impl Actor for WsConnection {
         let reason =
             self.reason.take().unwrap_or_else(|| DisconnectReason::ConnectionLost("actor stopped".into()));
         tracing::info!(parent: &self.span, %reason, bytes_in = self.counters.bytes_in, bytes_out = self.counters.bytes_out, "disconnected");
-        if let Some(id) = self.id.take() {
-            self.target.0.disconnect.do_send(MessageDisconnect { id, reason });
-        }
+        self.target.0.disconnect.do_send(MessageDisconnect { id: self.id.clone(), reason });
     }
 }
 

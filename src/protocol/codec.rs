@@ -113,7 +113,8 @@ struct MessageInProgress {
 pub struct Decoder {
     role: Role,
     limits: Limits,
-    inflater: Option<Decompressor>,
+    /// Boxed: most connections do not compress, and an idle one should stay small.
+    inflater: Option<Box<Decompressor>>,
     frame: Option<FrameInProgress>,
     message: Option<MessageInProgress>,
     utf8: Utf8Validator,
@@ -125,7 +126,7 @@ impl Decoder {
         Decoder {
             role,
             limits,
-            inflater: deflate.map(|p| Decompressor::new(p, role)),
+            inflater: deflate.map(|p| Box::new(Decompressor::new(p, role))),
             frame: None,
             message: None,
             utf8: Utf8Validator::default(),
@@ -322,7 +323,8 @@ fn wrap(text: bool, b: Bytes) -> Incoming {
 #[derive(Debug)]
 pub struct Encoder {
     role: Role,
-    deflater: Option<Compressor>,
+    /// Boxed, as `Decoder::inflater`.
+    deflater: Option<Box<Compressor>>,
     threshold: usize,
     scratch: BytesMut,
 }
@@ -347,7 +349,7 @@ impl Encoder {
     pub fn new(role: Role, deflate: Option<&DeflateParams>, level: u32, threshold: usize) -> Self {
         Encoder {
             role,
-            deflater: deflate.map(|p| Compressor::new(p, role, level)),
+            deflater: deflate.map(|p| Box::new(Compressor::new(p, role, level))),
             threshold,
             scratch: BytesMut::new(),
         }

@@ -158,3 +158,97 @@ impl Future for Watchdog {
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    use super::*;
+
+    /// A waker that counts its wake-ups: stands in for the HTTP task.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// An actor stand-in: counts its polls, wakes itself during the first `self_wakes`
+    /// of them, and hands its waker out for wake-ups from "elsewhere".
+    struct Probe {
+        polls: Rc<AtomicUsize>,
+        self_wakes: usize,
+        waker: Rc<RefCell<Option<Waker>>>,
+    }
+
+    impl Future for Probe {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.fetch_add(1, Relaxed);
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            if self.self_wakes > 0 {
+                self.self_wakes -= 1;
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        }
+    }
+
+    fn host(self_wakes: usize) -> (Rc<Host>, Rc<AtomicUsize>, Rc<RefCell<Option<Waker>>>) {
+        let polls = Rc::new(AtomicUsize::new(0));
+        let waker = Rc::new(RefCell::new(None));
+        let probe = Probe { polls: polls.clone(), self_wakes, waker: waker.clone() };
+        (Host::start(Box::pin(probe)), polls, waker)
+    }
+
+    #[actix_web::test]
+    async fn wake_ups_during_a_poll_are_more_rounds_not_task_wake_ups() {
+        let (host, polls, _) = host(3);
+        let http = Arc::new(Count(AtomicUsize::new(0)));
+        let http_waker = Waker::from(http.clone());
+        host.enter_body(&Context::from_waker(&http_waker));
+        assert!(!host.drive());
+        assert_eq!(polls.load(Relaxed), 4, "one poll, then one more per wake-up during it");
+        assert_eq!(http.0.load(Relaxed), 0, "the polling task was not rescheduled");
+        // Nothing woke the actor since: polling it again would be wasted work.
+        assert!(!host.drive());
+        assert_eq!(polls.load(Relaxed), 4);
+    }
+
+    #[actix_web::test]
+    async fn an_actor_that_keeps_waking_itself_yields_after_a_few_rounds() {
+        let (host, polls, _) = host(usize::MAX);
+        let http = Arc::new(Count(AtomicUsize::new(0)));
+        let http_waker = Waker::from(http.clone());
+        host.enter_body(&Context::from_waker(&http_waker));
+        host.drive();
+        assert_eq!(polls.load(Relaxed), ROUNDS);
+        assert_eq!(http.0.load(Relaxed), 1, "the HTTP task is asked to come back");
+    }
+
+    #[actix_web::test]
+    async fn a_later_wake_up_reaches_the_http_task_and_while_armed_the_watchdog() {
+        let (host, polls, actor_waker) = host(0);
+        let http = Arc::new(Count(AtomicUsize::new(0)));
+        let http_waker = Waker::from(http.clone());
+        host.enter_body(&Context::from_waker(&http_waker));
+        host.drive();
+        host.body_pending();
+        let wake = || actor_waker.borrow().clone().expect("polled once").wake();
+
+        // The body answered Pending: the HTTP task polls it on its next wake-up.
+        wake();
+        assert_eq!(http.0.load(Relaxed), 1);
+        actix_web::rt::task::yield_now().await;
+        assert_eq!(polls.load(Relaxed), 1, "the watchdog stays out of it");
+
+        // The body handed out a chunk and may not be polled again soon: the watchdog
+        // drives the actor.
+        host.enter_body(&Context::from_waker(&http_waker));
+        wake();
+        actix_web::rt::task::yield_now().await;
+        assert_eq!(polls.load(Relaxed), 2);
+        assert_eq!(http.0.load(Relaxed), 2);
+    }
+}

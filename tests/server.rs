@@ -339,29 +339,20 @@ async fn answers_to_messages_before_a_violation_or_close_go_out_first() {
     let worker =
         Recorder::start_in_arbiter(&arbiter.handle(), move |_| Recorder { name: "w", tx, echo: true });
     let srv = serve(Handler::new(options(worker)));
+    // One write: a text message, then `after`; the echo must come before our close `code`.
+    let message_then = |text: &'static [u8], after: Vec<u8>, code: u16, round: usize| async move {
+        let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+        let mut bytes = client_frame(true, 0, 1, text);
+        bytes.extend(after);
+        raw.send_raw(&bytes).await;
+        assert_eq!(raw.recv().await, Some(Incoming::Text(bytes::Bytes::from_static(text))), "round {round}");
+        assert_eq!(raw.expect_close().await, code);
+    };
     for round in 0..20 {
-        // Autobahn 3.2 in one write: a valid message, then a frame with a reserved bit.
-        let (mut raw, _) = RawClient::connect(srv.addr, "").await;
-        let mut bytes = client_frame(true, 0, 1, b"first");
-        bytes.extend(client_frame(true, 2, 1, b"bad rsv"));
-        raw.send_raw(&bytes).await;
-        assert_eq!(
-            raw.recv().await,
-            Some(Incoming::Text(bytes::Bytes::from_static(b"first"))),
-            "round {round}"
-        );
-        assert_eq!(raw.expect_close().await, 1002);
+        // Autobahn 3.2: a valid message, then a frame with a reserved bit.
+        message_then(b"first", client_frame(true, 2, 1, b"bad rsv"), 1002, round).await;
         // A message, then the peer's close: the echo still goes out before our close.
-        let (mut raw, _) = RawClient::connect(srv.addr, "").await;
-        let mut bytes = client_frame(true, 0, 1, b"last words");
-        bytes.extend(client_frame(true, 0, 8, &1000u16.to_be_bytes()));
-        raw.send_raw(&bytes).await;
-        assert_eq!(
-            raw.recv().await,
-            Some(Incoming::Text(bytes::Bytes::from_static(b"last words"))),
-            "round {round}"
-        );
-        assert_eq!(raw.expect_close().await, 1000);
+        message_then(b"last words", client_frame(true, 0, 8, &1000u16.to_be_bytes()), 1000, round).await;
     }
     let mut disconnects = 0;
     while disconnects < 40 {

@@ -202,12 +202,18 @@ mod tests {
         (Host::start(Box::pin(probe)), polls, waker)
     }
 
-    #[actix_web::test]
-    async fn wake_ups_during_a_poll_are_more_rounds_not_task_wake_ups() {
-        let (host, polls, _) = host(3);
+    /// The HTTP task (a counting waker) enters the body, as actix-web polling it would.
+    fn body_polled(host: &Host) -> (Arc<Count>, Waker) {
         let http = Arc::new(Count(AtomicUsize::new(0)));
         let http_waker = Waker::from(http.clone());
         host.enter_body(&Context::from_waker(&http_waker));
+        (http, http_waker)
+    }
+
+    #[actix_web::test]
+    async fn wake_ups_during_a_poll_are_more_rounds_not_task_wake_ups() {
+        let (host, polls, _) = host(3);
+        let (http, _) = body_polled(&host);
         assert!(!host.drive());
         assert_eq!(polls.load(Relaxed), 4, "one poll, then one more per wake-up during it");
         assert_eq!(http.0.load(Relaxed), 0, "the polling task was not rescheduled");
@@ -219,9 +225,7 @@ mod tests {
     #[actix_web::test]
     async fn an_actor_that_keeps_waking_itself_yields_after_a_few_rounds() {
         let (host, polls, _) = host(usize::MAX);
-        let http = Arc::new(Count(AtomicUsize::new(0)));
-        let http_waker = Waker::from(http.clone());
-        host.enter_body(&Context::from_waker(&http_waker));
+        let (http, _) = body_polled(&host);
         host.drive();
         assert_eq!(polls.load(Relaxed), ROUNDS);
         assert_eq!(http.0.load(Relaxed), 1, "the HTTP task is asked to come back");
@@ -230,9 +234,7 @@ mod tests {
     #[actix_web::test]
     async fn a_later_wake_up_reaches_the_http_task_and_while_armed_the_watchdog() {
         let (host, polls, actor_waker) = host(0);
-        let http = Arc::new(Count(AtomicUsize::new(0)));
-        let http_waker = Waker::from(http.clone());
-        host.enter_body(&Context::from_waker(&http_waker));
+        let (http, http_waker) = body_polled(&host);
         host.drive();
         host.body_pending();
         let wake = || actor_waker.borrow().clone().expect("polled once").wake();

@@ -619,6 +619,15 @@ async fn shutdown_closes_with_1001_disconnects_all_and_refuses_new() {
 
 #[actix_web::test]
 async fn pipelined_messages_reach_a_busy_target_complete_and_in_order() {
+    // All messages in one write: batches end when the window is full.
+    busy_target_keeps_order(32).await;
+    // A window wider than the pump's budget per poll: batches end when the pump yields, so
+    // several hand-overs await answers while the target's mailbox is full and its shared
+    // sender parked, and reading goes on behind them.
+    busy_target_keeps_order(10_000).await;
+}
+
+async fn busy_target_keeps_order(max_in_flight: usize) {
     // A mailbox of one makes actix park senders: the window's ordered hand-over must hold
     // even then, for every connection sharing the target.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -626,9 +635,11 @@ async fn pipelined_messages_reach_a_busy_target_complete_and_in_order() {
         ctx.set_mailbox_capacity(1);
         Recorder { name: "w", tx, echo: true }
     });
-    let srv = serve(Handler::new(options(worker)));
+    let mut opts = options(worker);
+    opts.connection.max_in_flight = max_in_flight;
+    let srv = serve(Handler::new(opts));
     const CONNS: usize = 4;
-    const EACH: usize = 300;
+    const EACH: usize = 1000;
     let mut clients = Vec::new();
     for c in 0..CONNS {
         let mut ws = tungstenite(&srv.url()).await;

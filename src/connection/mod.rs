@@ -108,10 +108,15 @@ pub struct WsConnection {
 /// Handing each message over with `Recipient::send` costs a oneshot channel and a boxed
 /// future per message. Instead, every message of a batch but the last goes with `do_send`,
 /// and the last with `send`: the target's mailbox is FIFO, so when that one is handled,
-/// every earlier one is too. The `send` goes through a fresh clone of the recipient, which
-/// is never parked by actix's mailbox bound, so it is queued at once, in order. Answers
-/// arrive in order too: a handler returns before the next message is handled, and for a
-/// handler that returns a future actix answers when it completes (so the window waits).
+/// every earlier one is too. Answers arrive in order too: a handler returns before the
+/// next message is handled, and for a handler that returns a future actix answers when it
+/// completes (so the window waits).
+///
+/// The `send` must be queued at once, before any later `do_send`. It goes through the
+/// recipient all connections share; when actix's mailbox bound has parked that sender,
+/// `send` refuses and hands back a request holding a fresh, unparked clone, which queues
+/// the message on its first poll (see `hand_over_held`). A clone per hand-over would do
+/// too, but costs three allocations and two atomic read-modify-writes each time.
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
     sent: u64,
@@ -142,9 +147,15 @@ enum Deferred {
 /// A message handed over with `send`: when it is answered, the target has handled every
 /// message up to `sent` (and `sent_bytes`).
 struct Fence {
-    request: std::pin::Pin<Box<RecipientRequest<Message>>>,
+    answer: Answer,
     sent: u64,
     sent_bytes: u64,
+}
+
+enum Answer {
+    Awaited(std::pin::Pin<Box<RecipientRequest<Message>>>),
+    /// Answered on the poll that queued it (a request must not be polled again after).
+    Ready(Result<(), MailboxError>),
 }
 
 /// A write waiting for room in the outgoing buffer, in arrival order.
@@ -628,19 +639,35 @@ impl WsConnection {
     /// pump polls the answer (see `poll_fences`), which saves a task wake-up per batch.
     fn hand_over_held(&mut self) {
         let Some(msg) = self.held.take() else { return };
-        let request = self.target.0.message.clone().send(msg);
-        self.fences.push_back(Fence {
-            request: Box::pin(request),
-            sent: self.window.sent,
-            sent_bytes: self.window.sent_bytes,
-        });
+        let mut request = Box::pin(self.target.0.message.send(msg));
+        // This first poll queues a refused send (see `Window`). It registers the pump's
+        // waker for the oldest awaited answer only: `poll_fences` registers it for the
+        // next one when that one is answered.
+        let waker = match &self.pump_waker {
+            Some(w) if self.fences.is_empty() => w,
+            _ => Waker::noop(),
+        };
+        let answer =
+            match std::future::Future::poll(request.as_mut(), &mut std::task::Context::from_waker(waker)) {
+                std::task::Poll::Pending => Answer::Awaited(request),
+                std::task::Poll::Ready(res) => {
+                    // Refused for good (the target is gone): the pump must look again.
+                    self.wake();
+                    Answer::Ready(res)
+                }
+            };
+        self.fences.push_back(Fence { answer, sent: self.window.sent, sent_bytes: self.window.sent_bytes });
     }
 
     /// Moves the window on for every answered hand-over, oldest first.
     fn poll_fences(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) -> bool {
         let mut progress = false;
         while let Some(fence) = self.fences.front_mut() {
-            match std::future::Future::poll(fence.request.as_mut(), task) {
+            let answer = match &mut fence.answer {
+                Answer::Awaited(request) => std::future::Future::poll(request.as_mut(), task),
+                Answer::Ready(res) => std::task::Poll::Ready(*res),
+            };
+            match answer {
                 std::task::Poll::Pending => break,
                 std::task::Poll::Ready(res) => {
                     let (sent, sent_bytes) = (fence.sent, fence.sent_bytes);

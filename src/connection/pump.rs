@@ -37,14 +37,15 @@ impl ActorFuture<WsConnection> for Pump {
             Some(w) if w.will_wake(task.waker()) => {}
             _ => act.pump_waker = Some(task.waker().clone()),
         }
+        // Answers arrive from other actors, which wake this task: once per poll is enough.
+        act.poll_fences(ctx, task);
         for _ in 0..BUDGET {
             match step(act, ctx, task) {
                 Step::Progress => continue,
-                Step::Idle if act.held.is_some() => {
-                    // One more step polls the new hand-over, so its answer wakes us.
+                Step::Idle => {
                     act.hand_over_held();
+                    return Poll::Pending;
                 }
-                Step::Idle => return Poll::Pending,
                 Step::Done => {
                     act.hand_over_held();
                     act.finished = true;
@@ -63,8 +64,7 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
     if act.finished {
         return Step::Done;
     }
-    let mut progress = act.poll_fences(ctx, task);
-    progress |= act.run_deferred(ctx, task);
+    let mut progress = act.run_deferred(ctx, task);
 
     // Write what is buffered.
     while let Some(chunk) = act.out.front() {

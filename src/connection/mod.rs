@@ -3,6 +3,7 @@
 mod host;
 mod outgoing;
 mod pump;
+mod tick;
 pub(crate) mod transport;
 
 use std::collections::VecDeque;
@@ -757,7 +758,7 @@ impl Actor for WsConnection {
         }));
         ctx.spawn(pump::Pump);
         if let Some(every) = self.tick_interval() {
-            ctx.run_interval(every, |act, ctx| act.on_tick(ctx));
+            ctx.spawn(tick::Tick::new(every));
         }
     }
 

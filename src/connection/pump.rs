@@ -69,10 +69,10 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
     // Write what is buffered.
     while let Some(chunk) = act.out.front() {
         match act.transport.poll_write(task, chunk) {
+            // No step needed for this alone: room it makes is seen below.
             Poll::Ready(Ok(n)) => {
                 act.out.consumed(n);
                 act.counters.bytes_out += n as u64;
-                progress = true;
             }
             Poll::Ready(Err(e)) => {
                 act.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
@@ -109,18 +109,8 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
         && act.window.is_open(&act.config)
         && !act.close_received
         && act.has_room();
-    if may_read {
-        match act.decoder.decode(&mut act.read_buf) {
-            Ok(Some(incoming)) => {
-                act.on_incoming(incoming, ctx);
-                return Step::Progress;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                act.after_target(Deferred::Fail(e), ctx);
-                return Step::Progress;
-            }
-        }
+    if may_read && decode_one(act, ctx) {
+        return Step::Progress;
     }
     // A client that completed the handshake still reads, to see the server's EOF.
     if may_read || (handshake_done && act.role == Role::Client) {
@@ -140,6 +130,10 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
                 if handshake_done {
                     act.read_buf.clear();
                 }
+                // Decode what arrived in this step, not the next.
+                if may_read {
+                    decode_one(act, ctx);
+                }
                 progress = true;
             }
             Poll::Ready(Err(e)) => {
@@ -153,5 +147,24 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
         Step::Progress
     } else {
         Step::Idle
+    }
+}
+
+/// Decodes and handles the next incoming frame, if the read buffer holds a whole one;
+/// returns whether it did anything.
+fn decode_one(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> bool {
+    if act.read_buf.is_empty() {
+        return false; // Every frame takes at least one byte (the decoder keeps none).
+    }
+    match act.decoder.decode(&mut act.read_buf) {
+        Ok(Some(incoming)) => {
+            act.on_incoming(incoming, ctx);
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            act.after_target(Deferred::Fail(e), ctx);
+            true
+        }
     }
 }

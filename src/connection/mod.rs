@@ -96,6 +96,8 @@ pub struct WsConnection {
     waiting_bytes: usize,
     /// A timer watches the oldest waiter.
     stall_timer: bool,
+    /// Heartbeat and idle timeout; run by the pump.
+    tick: Option<tick::Tick>,
     pump_waker: Option<Waker>,
     pump_wake_pending: bool,
     counters: Counters,
@@ -275,6 +277,7 @@ impl WsConnection {
             waiters: VecDeque::new(),
             waiting_bytes: 0,
             stall_timer: false,
+            tick: None,
             pump_waker: None,
             pump_wake_pending: false,
             counters: Counters { started: now, bytes_in: 0, bytes_out: 0, messages_in: 0, messages_out: 0 },
@@ -757,9 +760,7 @@ impl Actor for WsConnection {
             Err(_) => act.target_gone(ctx),
         }));
         ctx.spawn(pump::Pump);
-        if let Some(every) = self.tick_interval() {
-            ctx.spawn(tick::Tick::new(every));
-        }
+        self.tick = self.tick_interval().map(tick::Tick::new);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

@@ -37,6 +37,10 @@ impl ActorFuture<WsConnection> for Pump {
             Some(w) if w.will_wake(task.waker()) => {}
             _ => act.pump_waker = Some(task.waker().clone()),
         }
+        if let Some(mut tick) = act.tick.take() {
+            tick.poll(act, ctx, task);
+            act.tick = Some(tick);
+        }
         // Answers arrive from other actors, which wake this task: once per poll is enough.
         act.poll_fences(ctx, task);
         for _ in 0..BUDGET {

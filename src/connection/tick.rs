@@ -1,13 +1,13 @@
-//! The connection's periodic check (heartbeat and idle timeout), as an actor future that
+//! The connection's periodic check (heartbeat and idle timeout), run by the pump, that
 //! costs next to nothing on the polls its timer did not cause.
 //!
 //! actix's `run_interval` polls its timer on every poll of the actor, that is, twice per
-//! echoed message; a tokio `Sleep` poll registers the waker anew each time. A timer polled
-//! once keeps the waker it was given, so this one is polled again only when it has
-//! elapsed or the actor's waker has changed.
+//! echoed message, and as an item of the actor's context of its own; a tokio `Sleep` poll
+//! registers the waker anew each time. A timer polled once keeps the waker it was given,
+//! so this one is polled again only when it has elapsed or the actor's waker has changed.
 
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Waker};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -28,33 +28,27 @@ impl Tick {
     }
 }
 
-impl ActorFuture<WsConnection> for Tick {
-    type Output = ();
-
-    fn poll(
-        mut self: Pin<&mut Self>,
+impl Tick {
+    /// Runs `on_tick` if the timer has elapsed; called at the start of every pump poll.
+    pub(super) fn poll(
+        &mut self,
         act: &mut WsConnection,
         ctx: &mut Context<WsConnection>,
         task: &mut TaskContext<'_>,
-    ) -> Poll<()> {
-        if act.finished {
-            return Poll::Ready(());
-        }
-        let this = &mut *self;
-        let current = matches!(&this.registered, Some(w) if w.will_wake(task.waker()));
-        if current && !this.timer.is_elapsed() {
-            return Poll::Pending;
+    ) {
+        let current = matches!(&self.registered, Some(w) if w.will_wake(task.waker()));
+        if current && !self.timer.is_elapsed() {
+            return;
         }
         // With tokio's cooperative budget spent, the poll returns early without taking the
         // waker (and has the task polled again).
         let registers = tokio::task::coop::has_budget_remaining();
         // Loops at most twice: a freshly reset timer is not elapsed.
-        while std::future::Future::poll(this.timer.as_mut(), task).is_ready() {
+        while std::future::Future::poll(self.timer.as_mut(), task).is_ready() {
             act.on_tick(ctx);
-            let next = Instant::now() + this.every;
-            this.timer.as_mut().reset(next);
+            let next = Instant::now() + self.every;
+            self.timer.as_mut().reset(next);
         }
-        this.registered = registers.then(|| task.waker().clone());
-        Poll::Pending
+        self.registered = registers.then(|| task.waker().clone());
     }
 }

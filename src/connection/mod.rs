@@ -79,6 +79,9 @@ pub struct WsConnection {
     held: Option<Message>,
     /// Hand-overs whose handling is awaited, oldest first.
     fences: VecDeque<Fence>,
+    /// The box of the last answered hand-over, for the next one: at one hand-over in flight
+    /// (the usual case), no allocation per hand-over.
+    spare_request: Option<RequestBox>,
     /// What waits for the target to handle the messages before it (see `after_target`).
     deferred: Option<Deferred>,
     deferred_seen_at: Option<u64>,
@@ -155,10 +158,29 @@ struct Fence {
     sent_bytes: u64,
 }
 
+/// A request in place; boxes are kept for the next hand-over (see `spare_request`).
+type RequestBox = std::pin::Pin<Box<Option<RecipientRequest<Message>>>>;
+
 enum Answer {
-    Awaited(std::pin::Pin<Box<RecipientRequest<Message>>>),
+    Awaited(RequestBox),
     /// Answered on the poll that queued it (a request must not be polled again after).
     Ready(Result<(), MailboxError>),
+}
+
+/// Polls a request in its box; an answered request is dropped at once, so the box is free
+/// for the next hand-over.
+fn poll_request(
+    request: &mut RequestBox,
+    task: &mut std::task::Context<'_>,
+) -> std::task::Poll<Result<(), MailboxError>> {
+    let Some(pending) = request.as_mut().as_pin_mut() else {
+        return std::task::Poll::Ready(Err(MailboxError::Closed)); // Not reached: polled once.
+    };
+    let answer = std::future::Future::poll(pending, task);
+    if answer.is_ready() {
+        request.set(None);
+    }
+    answer
 }
 
 /// A write waiting for room in the outgoing buffer, in arrival order.
@@ -266,6 +288,7 @@ impl WsConnection {
             window: Window::default(),
             held: None,
             fences: VecDeque::new(),
+            spare_request: None,
             deferred: None,
             deferred_seen_at: None,
             pump_polls: 0,
@@ -643,7 +666,8 @@ impl WsConnection {
     /// pump polls the answer (see `poll_fences`), which saves a task wake-up per batch.
     fn hand_over_held(&mut self) {
         let Some(msg) = self.held.take() else { return };
-        let mut request = Box::pin(self.target.0.message.send(msg));
+        let mut request = self.spare_request.take().unwrap_or_else(|| Box::pin(None));
+        request.set(Some(self.target.0.message.send(msg)));
         // This first poll queues a refused send (see `Window`). It registers the pump's
         // waker for the oldest awaited answer only: `poll_fences` registers it for the
         // next one when that one is answered.
@@ -651,15 +675,15 @@ impl WsConnection {
             Some(w) if self.fences.is_empty() => w,
             _ => Waker::noop(),
         };
-        let answer =
-            match std::future::Future::poll(request.as_mut(), &mut std::task::Context::from_waker(waker)) {
-                std::task::Poll::Pending => Answer::Awaited(request),
-                std::task::Poll::Ready(res) => {
-                    // Refused for good (the target is gone): the pump must look again.
-                    self.wake();
-                    Answer::Ready(res)
-                }
-            };
+        let answer = match poll_request(&mut request, &mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Pending => Answer::Awaited(request),
+            std::task::Poll::Ready(res) => {
+                // Refused for good (the target is gone): the pump must look again.
+                self.spare_request = Some(request);
+                self.wake();
+                Answer::Ready(res)
+            }
+        };
         self.fences.push_back(Fence { answer, sent: self.window.sent, sent_bytes: self.window.sent_bytes });
     }
 
@@ -668,14 +692,16 @@ impl WsConnection {
         let mut progress = false;
         while let Some(fence) = self.fences.front_mut() {
             let answer = match &mut fence.answer {
-                Answer::Awaited(request) => std::future::Future::poll(request.as_mut(), task),
+                Answer::Awaited(request) => poll_request(request, task),
                 Answer::Ready(res) => std::task::Poll::Ready(*res),
             };
             match answer {
                 std::task::Poll::Pending => break,
                 std::task::Poll::Ready(res) => {
                     let (sent, sent_bytes) = (fence.sent, fence.sent_bytes);
-                    self.fences.pop_front();
+                    if let Some(Fence { answer: Answer::Awaited(request), .. }) = self.fences.pop_front() {
+                        self.spare_request = Some(request);
+                    }
                     progress = true;
                     self.last_activity = Instant::now();
                     if res.is_err() {
@@ -699,6 +725,8 @@ impl WsConnection {
         if self.close_sent || !self.open || self.window.in_flight() > 0 {
             return;
         }
+        // A connection gone quiet gives its spare request box (192 bytes) back.
+        self.spare_request = None;
         let idle = self.last_activity.elapsed();
         if let Some(limit) = self.config.idle_timeout {
             if idle >= limit {

@@ -45,7 +45,7 @@ impl Outgoing {
 
     /// The next bytes to write, if any.
     pub(crate) fn front(&mut self) -> Option<&mut Bytes> {
-        if self.sealed.is_empty() {
+        if self.sealed.is_empty() && !self.open.is_empty() {
             self.seal();
         }
         self.sealed.front_mut()

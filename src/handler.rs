@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::http::{header, Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
-use crate::connection::transport::ServerTransport;
+use crate::connection::transport::{Pipe, ServerTransport};
 use crate::connection::{ConnectInfo, Setup, Shutdown, WsConnection};
 use crate::protocol::{self, parse_extension_headers, Role};
 use crate::registry::Registry;
@@ -297,7 +297,7 @@ impl Handler {
             req.uri().path_and_query().map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
         let setup = Setup {
             role: Role::Server,
-            transport: Box::new(transport),
+            transport: Pipe::Server(transport),
             read_buf: bytes::BytesMut::new(),
             target,
             config: self.inner.connection.clone(),

@@ -15,7 +15,7 @@ pub use proxy::Proxy;
 use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
 
-use crate::connection::transport::IoTransport;
+use crate::connection::transport::{IoTransport, Pipe};
 use crate::connection::{ConnectInfo, Setup, WsConnection};
 use crate::protocol::{parse_extension_headers, Role};
 use crate::{ConnectError, ConnectionConfig, ConnectionId, Pool};
@@ -249,7 +249,7 @@ pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, Connect
 
     Ok(WsConnection::start(Setup {
         role: Role::Client,
-        transport: Box::new(IoTransport::new(socket)),
+        transport: Pipe::Io(Box::new(IoTransport::new(socket))),
         read_buf,
         target,
         config: Arc::new(options.connection.clone()),

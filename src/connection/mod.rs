@@ -29,7 +29,7 @@ use crate::{
 };
 use host::Host;
 use outgoing::Outgoing;
-use transport::{BodyStream, Transport};
+use transport::{BodyStream, Pipe, Transport};
 
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -56,7 +56,7 @@ pub struct WsConnection {
     seq: u64,
     id: ConnectionId,
     role: Role,
-    transport: Box<dyn Transport>,
+    transport: Pipe,
     decoder: Decoder,
     encoder: Encoder,
     read_buf: BytesMut,
@@ -224,7 +224,7 @@ pub(crate) struct ConnectInfo {
 /// Everything needed to start a connection actor over an established transport.
 pub(crate) struct Setup {
     pub(crate) role: Role,
-    pub(crate) transport: Box<dyn Transport>,
+    pub(crate) transport: Pipe,
     pub(crate) read_buf: BytesMut,
     pub(crate) target: Target,
     pub(crate) config: Arc<ConnectionConfig>,

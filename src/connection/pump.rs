@@ -7,6 +7,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use actix::prelude::*;
 
+use super::transport::Transport;
 use super::{Deferred, WsConnection};
 use crate::protocol::Role;
 use crate::DisconnectReason;

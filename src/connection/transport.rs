@@ -29,6 +29,58 @@ pub(crate) trait Transport {
     fn want_room(&mut self, cx: &mut Context<'_>);
 }
 
+/// The transport a connection holds: the server's in place, so its calls (several per
+/// message) are direct and inlined; a client's socket type varies, so it is boxed.
+pub(crate) enum Pipe {
+    Server(ServerTransport),
+    Io(Box<dyn Transport>),
+}
+
+impl Transport for Pipe {
+    #[inline]
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        hint: usize,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Pipe::Server(t) => t.poll_read(cx, buf, hint),
+            Pipe::Io(t) => t.poll_read(cx, buf, hint),
+        }
+    }
+
+    #[inline]
+    fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>> {
+        match self {
+            Pipe::Server(t) => t.poll_write(cx, chunk),
+            Pipe::Io(t) => t.poll_write(cx, chunk),
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Pipe::Server(t) => t.poll_close(cx),
+            Pipe::Io(t) => t.poll_close(cx),
+        }
+    }
+
+    #[inline]
+    fn buffered(&self) -> usize {
+        match self {
+            Pipe::Server(t) => t.buffered(),
+            Pipe::Io(t) => t.buffered(),
+        }
+    }
+
+    fn want_room(&mut self, cx: &mut Context<'_>) {
+        match self {
+            Pipe::Server(t) => t.want_room(cx),
+            Pipe::Io(t) => t.want_room(cx),
+        }
+    }
+}
+
 /// Beyond this many bytes waiting in the response body, the server transport refuses
 /// more: the HTTP dispatcher is not draining it (the peer does not read).
 const OUTBOX_HIGH: usize = 64 * 1024;
@@ -71,6 +123,7 @@ fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
 }
 
 impl Transport for ServerTransport {
+    #[inline]
     fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
@@ -90,6 +143,7 @@ impl Transport for ServerTransport {
         }
     }
 
+    #[inline]
     fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>> {
         let mut out = self.out.borrow_mut();
         if out.body_gone {
@@ -123,6 +177,7 @@ impl Transport for ServerTransport {
         }
     }
 
+    #[inline]
     fn buffered(&self) -> usize {
         self.out.borrow().len
     }

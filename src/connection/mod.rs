@@ -688,8 +688,7 @@ impl WsConnection {
     }
 
     /// Moves the window on for every answered hand-over, oldest first.
-    fn poll_fences(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) -> bool {
-        let mut progress = false;
+    fn poll_fences(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) {
         while let Some(fence) = self.fences.front_mut() {
             let answer = match &mut fence.answer {
                 Answer::Awaited(request) => poll_request(request, task),
@@ -702,7 +701,6 @@ impl WsConnection {
                     if let Some(Fence { answer: Answer::Awaited(request), .. }) = self.fences.pop_front() {
                         self.spare_request = Some(request);
                     }
-                    progress = true;
                     self.last_activity = Instant::now();
                     if res.is_err() {
                         // Nobody will answer the rest; reopen the window so the peer's close
@@ -718,7 +716,6 @@ impl WsConnection {
                 }
             }
         }
-        progress
     }
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""User-space instructions per echoed message, per server: a figure that does not drift.
+
+    python3 scripts/instructions.py [--secs 5] [--inflight 1] [--size 64] [--kind text]
+
+CPU time per message on a shared 2-core VM moves by 30% between runs; the kernel's share
+(one recv and one send per message at 1 in flight, the same for every server) also
+hides what the server's own code costs. This runs each server of scripts/bench.py under
+valgrind's cachegrind (instruction counts only), drives it with examples/loadgen for
+--secs, and prints instructions per message and the ratio to the direct
+actix-web-actors echo. Start-up and handshakes are included, a few percent of the total
+at the default settings. Needs valgrind (apt-get install valgrind). Loopback only.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import EX, ROOT, SERVERS, free_port  # noqa: E402
+
+
+def wait_listening(port, proc, timeout=60.0):
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited early with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)  # polling a port that valgrind is still starting: no event to await
+    sys.exit("server did not start listening")
+
+
+def instructions(out_file):
+    with open(out_file) as f:
+        for line in f:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    sys.exit(f"no summary in {out_file}")
+
+
+def run_one(sargs, a):
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cachegrind.out")
+        server = subprocess.Popen(
+            ["taskset", "-c", "0", "valgrind", "--tool=cachegrind", "--cache-sim=no",
+             f"--cachegrind-out-file={out}", os.path.join(EX, sargs[0]), *sargs[1:], "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_listening(port, server)
+            load = subprocess.run(
+                ["taskset", "-c", "1", os.path.join(EX, "loadgen"), "echo", "--url", f"ws://127.0.0.1:{port}/ws",
+                 "--conns", str(a.conns), "--inflight", str(a.inflight), "--size", str(a.size), "--kind", a.kind,
+                 "--secs", str(a.secs)], capture_output=True, text=True, check=True)
+        finally:
+            server.send_signal(2)  # SIGINT: actix-web stops, valgrind writes its counts
+            server.wait(timeout=120)
+        msgs = json.loads(load.stdout.strip().splitlines()[-1])["msgs"]
+        return instructions(out) / msgs, msgs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--secs", type=float, default=5.0)
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--inflight", type=int, default=1)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--kind", default="text", choices=["text", "binary"])
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
+                    "--example", "baseline_actors", "--example", "baseline_actix_ws"], cwd=ROOT, check=True)
+    print(f"{a.size} B {a.kind}, {a.conns} conns, {a.inflight} in flight, {a.secs:g} s under cachegrind")
+    base = None
+    for name, sargs in SERVERS:
+        per_msg, msgs = run_one(sargs, a)
+        base = base or per_msg
+        print(f"{name:34} {per_msg:9,.0f} instructions/msg  {per_msg / base:5.2f}x  ({msgs} msgs)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

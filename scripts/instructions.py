@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # importing bench.py must not leave __pycache__ behind
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import EX, ROOT, SERVERS, free_port  # noqa: E402
 

@@ -26,9 +26,7 @@ impl Tick {
     pub(super) fn new(every: Duration) -> Self {
         Tick { every, timer: Box::pin(sleep(every)), registered: None }
     }
-}
 
-impl Tick {
     /// Runs `on_tick` if the timer has elapsed; called at the start of every pump poll.
     pub(super) fn poll(
         &mut self,

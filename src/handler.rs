@@ -12,7 +12,7 @@ use actix_web::http::{header, Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::connection::transport::{Pipe, ServerTransport};
-use crate::connection::{ConnectInfo, Setup, Shutdown, WsConnection};
+use crate::connection::{sized_copy, ConnectInfo, Setup, Shutdown, WsConnection};
 use crate::protocol::{self, parse_extension_headers, Role};
 use crate::registry::Registry;
 use crate::{ConnectData, ConnectionConfig, Pool};
@@ -305,7 +305,7 @@ impl Handler {
             protocol: accepted.protocol,
             local_addr: Some(req.app_config().local_addr()),
             remote_addr: req.peer_addr(),
-            info: ConnectInfo { uri, headers: req.headers().clone(), data },
+            info: ConnectInfo { uri, headers: sized_copy(req.headers()), data },
             registry: Some(self.inner.registry.clone()),
         };
         WsConnection::start_in_body(setup, &mut body);

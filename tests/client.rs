@@ -44,7 +44,9 @@ async fn client_and_server_talk_both_ways_with_and_without_compression() {
         let opts = ConnectionOptions::new(url(&srv.url()), Target::from_addr(client_worker))
             .compression(compression)
             .protocols(["a", "b"])
-            .header("x-token", "secret");
+            .header("x-token", "secret")
+            .header("x-tag", "one")
+            .header("x-tag", "two");
         let id = connect(opts).await.expect("dial");
 
         let c = expect_connect(&mut client_rx).await;
@@ -52,8 +54,11 @@ async fn client_and_server_talk_both_ways_with_and_without_compression() {
         assert_eq!(c.protocol.as_deref(), Some("b"));
         assert_eq!(c.compressed, compression);
         assert_eq!(c.remote_addr, Some(srv.addr));
+        assert!(c.headers.contains_key("sec-websocket-accept"), "the client sees the 101's headers");
         let s = expect_connect(&mut server_rx).await;
         assert_eq!(s.headers.get("x-token").map(|v| v.as_bytes()), Some(&b"secret"[..]));
+        let tags: Vec<&[u8]> = s.headers.get_all("x-tag").map(|v| v.as_bytes()).collect();
+        assert_eq!(tags, [&b"one"[..], &b"two"[..]], "repeated headers keep every value, in order");
         assert_eq!(s.remote_addr, c.local_addr, "the server sees the client's socket");
 
         // Client -> server -> echoed back to the client's target.

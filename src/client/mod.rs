@@ -16,7 +16,7 @@ use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
 
 use crate::connection::transport::{IoTransport, Pipe};
-use crate::connection::{ConnectInfo, Setup, WsConnection};
+use crate::connection::{sized_copy, ConnectInfo, Setup, WsConnection};
 use crate::protocol::{parse_extension_headers, Role};
 use crate::{ConnectError, ConnectionConfig, ConnectionId, Pool};
 
@@ -277,7 +277,7 @@ async fn handshake(
         req = req.set_header(header::SEC_WEBSOCKET_EXTENSIONS, options.connection.deflate.client_offer());
     }
     let (response, framed) = req.connect().await.map_err(|e| map_ws_error(e, &options.url))?;
-    let headers = response.headers().clone();
+    let headers = sized_copy(response.headers());
     let parts = framed.into_parts();
     Ok((headers, parts.io, parts.read_buf))
 }

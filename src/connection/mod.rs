@@ -221,6 +221,18 @@ pub(crate) struct ConnectInfo {
     pub(crate) data: Option<ConnectData>,
 }
 
+/// A copy of `headers` in a map sized to them, for `MessageConnect`. `HeaderMap::clone`
+/// keeps the source's capacity, and actix-http reuses request heads, so a plain clone cost
+/// about 6.7 KB per handshake; freed, that memory was later reused under the HTTP layer's
+/// buffers and kept pages of them resident (about 1.6 KiB of RSS per idle connection).
+pub(crate) fn sized_copy(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        copy.append(name.clone(), value.clone());
+    }
+    copy
+}
+
 /// Everything needed to start a connection actor over an established transport.
 pub(crate) struct Setup {
     pub(crate) role: Role,
@@ -892,5 +904,30 @@ impl Handler<Shutdown> for WsConnection {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         self.start_close(CloseCode::GOING_AWAY, "server shutting down", DisconnectReason::Shutdown, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_http::header::{HeaderName, HeaderValue};
+
+    use super::*;
+
+    #[test]
+    fn header_copies_are_sized_to_their_content() {
+        // A pooled request head keeps the capacity of the largest request it ever held.
+        let mut pooled = HeaderMap::with_capacity(200);
+        let tag = HeaderName::from_static("x-tag");
+        pooled.append(tag.clone(), HeaderValue::from_static("one"));
+        pooled.append(tag.clone(), HeaderValue::from_static("two"));
+        pooled.insert(HeaderName::from_static("host"), HeaderValue::from_static("example"));
+        assert!(pooled.clone().capacity() >= 200, "a plain clone keeps the capacity");
+
+        let copy = sized_copy(&pooled);
+        assert!(copy.capacity() < 16, "capacity {}", copy.capacity());
+        let tags: Vec<_> = copy.get_all(&tag).collect();
+        assert_eq!(tags, ["one", "two"]);
+        assert_eq!(copy.get("host").map(|v| v.as_bytes()), Some(&b"example"[..]));
+        assert_eq!(copy.len(), pooled.len());
     }
 }

@@ -46,6 +46,12 @@ use crate::protocol::{DeflateConfig, Limits};
 /// "Handled" means the target's handler has returned; for a handler that returns a future,
 /// the window reopens when the future of the latest message handed over completes.
 ///
+/// Memory between messages: a connection's buffers grow to the largest message it
+/// carries. Once nothing it handed over awaits handling, it gives them back at its periodic
+/// check, which runs every `heartbeat` or every quarter of `idle_timeout`, whichever is
+/// shorter (22.5 s by default). With both `None` there is no check, and buffers keep their
+/// size until the connection ends.
+///
 /// ```
 /// use std::time::Duration;
 /// use actix_meta_websocket::ConnectionConfig;

@@ -734,8 +734,10 @@ impl WsConnection {
         if self.close_sent || !self.open || self.window.in_flight() > 0 {
             return;
         }
-        // A connection gone quiet gives its spare request box (192 bytes) back.
+        // A connection gone quiet gives back its spare request box (192 bytes) and what a
+        // burst or a large message left in its buffers.
         self.spare_request = None;
+        self.release_buffers();
         let idle = self.last_activity.elapsed();
         if let Some(limit) = self.config.idle_timeout {
             if idle >= limit {
@@ -751,6 +753,23 @@ impl WsConnection {
                 self.wake();
             }
         }
+    }
+
+    /// Drops the buffers that hold nothing. A buffer keeps the capacity of the largest
+    /// message it carried, and the encode buffer keeps a shared allocation alive even at
+    /// zero capacity, so without this a connection that once carried a 1 MiB message would
+    /// hold megabytes for the rest of its life.
+    fn release_buffers(&mut self) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+        }
+        if self.out.is_empty() {
+            self.out = Outgoing::default();
+        }
+        if self.waiters.is_empty() {
+            self.waiters = VecDeque::new();
+        }
+        self.encoder.release_scratch();
     }
 
     fn tick_interval(&self) -> Option<Duration> {

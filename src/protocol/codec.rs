@@ -360,6 +360,12 @@ impl Encoder {
         self.deflater.is_some()
     }
 
+    /// Gives back the compression output buffer, which keeps the size of the largest
+    /// compressed message; the next compressed message allocates it again.
+    pub(crate) fn release_scratch(&mut self) {
+        self.scratch = BytesMut::new();
+    }
+
     /// Appends one data message as a single frame.
     pub fn encode_message(
         &mut self,

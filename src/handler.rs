@@ -286,7 +286,7 @@ impl Handler {
 
         let (transport, mut body) = ServerTransport::new(payload.into_inner());
         let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
-        res.upgrade("websocket").insert_header((header::SEC_WEBSOCKET_ACCEPT, accepted.accept));
+        res.upgrade("websocket").insert_header((header::SEC_WEBSOCKET_ACCEPT, &accepted.accept[..]));
         if let Some(p) = &accepted.protocol {
             res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, p.as_str()));
         }
@@ -373,7 +373,7 @@ impl Handler {
 }
 
 struct Accepted {
-    accept: String,
+    accept: [u8; 28],
     protocol: Option<String>,
     deflate: Option<(protocol::DeflateParams, String)>,
 }
@@ -439,7 +439,7 @@ fn check_request(req: &HttpRequest, opts: &HandlerOptions) -> Result<Accepted, H
     } else {
         None
     };
-    Ok(Accepted { accept: protocol::accept_key(key), protocol, deflate })
+    Ok(Accepted { accept: protocol::accept_key_bytes(key), protocol, deflate })
 }
 
 /// gorilla's default: no `Origin`, or an `Origin` whose host (and port, as written)

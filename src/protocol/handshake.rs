@@ -28,9 +28,12 @@ pub fn is_valid_key(key: &[u8]) -> bool {
 /// assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="); // RFC 6455 1.3
 /// ```
 pub fn accept_key(key: &[u8]) -> String {
-    let hashed = actix_http::ws::hash_key(key);
-    // hash_key returns base64 text, ASCII by construction.
-    String::from_utf8_lossy(&hashed).into_owned()
+    accept_key_bytes(key).iter().map(|&b| char::from(b)).collect()
+}
+
+/// [`accept_key`] as the bytes of a header value: base64 text, ASCII by construction.
+pub(crate) fn accept_key_bytes(key: &[u8]) -> [u8; 28] {
+    actix_http::ws::hash_key(key)
 }
 
 /// A fresh random `Sec-WebSocket-Key` for a client request.

@@ -34,6 +34,7 @@ pub use deflate::{
 pub use error::ProtocolError;
 pub use extensions::{parse_extension_headers, parse_extensions, Extension, ExtensionParseError};
 pub use frame::{FrameHeader, OpCode, RSV1};
+pub(crate) use handshake::accept_key_bytes;
 pub use handshake::{
     accept_key, base64_encode, generate_key, header_tokens, is_valid_key, select_subprotocol, VERSION,
 };

@@ -84,7 +84,8 @@ pub struct WsConnection {
     spare_request: Option<RequestBox>,
     /// What waits for the target to handle the messages before it (see `after_target`).
     deferred: Option<Deferred>,
-    deferred_seen_at: Option<u64>,
+    /// The pump poll that last saw a hand-over answered (see `run_deferred`).
+    answered_at: u64,
     /// Polls of the pump so far.
     pump_polls: u64,
     close_sent: bool,
@@ -302,7 +303,7 @@ impl WsConnection {
             fences: VecDeque::new(),
             spare_request: None,
             deferred: None,
-            deferred_seen_at: None,
+            answered_at: 0,
             pump_polls: 0,
             close_sent: false,
             close_received: false,
@@ -601,10 +602,13 @@ impl WsConnection {
     /// what it writes in answer to them goes out before the close. Meanwhile nothing
     /// more is read.
     ///
-    /// A target that takes longer than `close_timeout` is not waited for any more.
+    /// A target that takes longer than `close_timeout` is not waited for any more. With
+    /// nothing in flight there is nothing to wait for, and no timer to pay for.
     fn after_target(&mut self, action: Deferred, ctx: &mut Context<Self>) {
         self.deferred = Some(action);
-        self.deferred_seen_at = None;
+        if self.window.in_flight() == 0 {
+            return;
+        }
         ctx.run_later(self.config.close_timeout, |act, ctx| {
             if let Some(d) = act.deferred.take() {
                 tracing::debug!(parent: &act.span, "target still busy at the close timeout; closing");
@@ -616,20 +620,15 @@ impl WsConnection {
 
     /// Called by the pump: runs the deferred action when its time has come. The last
     /// answer is seen in the pump, but a reply the target wrote before answering may sit
-    /// in this actor's mailbox, which actix handles before the pump only on the next
-    /// poll; so the action waits for the poll after the one that saw the target done.
+    /// in this actor's mailbox, which actix drains before the pump only on the next poll;
+    /// so an answer seen in this very poll makes the action wait for the next one.
     fn run_deferred(&mut self, ctx: &mut Context<Self>, task: &std::task::Context<'_>) -> bool {
         if self.deferred.is_none() || self.held.is_some() || self.window.in_flight() > 0 {
             return false;
         }
-        match self.deferred_seen_at {
-            Some(poll) if poll < self.pump_polls => {}
-            Some(_) => return false,
-            None => {
-                self.deferred_seen_at = Some(self.pump_polls);
-                task.waker().wake_by_ref();
-                return false;
-            }
+        if self.answered_at == self.pump_polls {
+            task.waker().wake_by_ref();
+            return false;
         }
         match self.deferred.take() {
             Some(d) => {
@@ -725,6 +724,7 @@ impl WsConnection {
                     }
                     self.window.handled = sent;
                     self.window.handled_bytes = sent_bytes;
+                    self.answered_at = self.pump_polls;
                 }
             }
         }

@@ -244,7 +244,13 @@ impl Message {
 /// [`MessageConnect::data`].
 pub type ConnectData = Arc<dyn Any + Send + Sync>;
 
-/// Sent to the target when a connection starts.
+/// Sent to the target when a connection starts, before any [`Message`] of it.
+///
+/// A target made from one actor ([`Target::from_addr`](crate::Target::from_addr)) gets it
+/// first in its mailbox, and the connection reads from the peer at once; when the
+/// recipients may be different actors
+/// ([`Target::from_recipients`](crate::Target::from_recipients)), the connection starts
+/// reading only once it has been handled.
 #[derive(Clone, actix::Message)]
 #[rtype(result = "()")]
 pub struct MessageConnect {

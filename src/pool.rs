@@ -32,6 +32,9 @@ pub(crate) struct Recipients {
     pub(crate) connect: Recipient<MessageConnect>,
     pub(crate) message: Recipient<Message>,
     pub(crate) disconnect: Recipient<MessageDisconnect>,
+    /// All three reach one actor's mailbox, which is FIFO: `MessageConnect` queued
+    /// before the first `Message` is handled before it, with no need to await it.
+    pub(crate) one_mailbox: bool,
 }
 
 impl Target {
@@ -41,7 +44,12 @@ impl Target {
         A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
         A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
     {
-        Target::from_recipients(addr.clone().recipient(), addr.clone().recipient(), addr.recipient())
+        Target(Arc::new(Recipients {
+            connect: addr.clone().recipient(),
+            message: addr.clone().recipient(),
+            disconnect: addr.recipient(),
+            one_mailbox: true,
+        }))
     }
 
     /// A target from three recipients (they may be different actors).
@@ -70,7 +78,7 @@ impl Target {
         message: Recipient<Message>,
         disconnect: Recipient<MessageDisconnect>,
     ) -> Self {
-        Target(Arc::new(Recipients { connect, message, disconnect }))
+        Target(Arc::new(Recipients { connect, message, disconnect, one_mailbox: false }))
     }
 
     /// Whether all three recipients' actors are still running.

@@ -558,6 +558,75 @@ async fn a_burst_larger_than_the_buffer_reaches_a_reading_peer() {
     }
 }
 
+/// A target whose `MessageConnect` handler blocks its thread until the test opens the
+/// gate; it records what it handles, like `Recorder`.
+struct ConnectGate {
+    open: std::sync::mpsc::Receiver<()>,
+    tx: tokio::sync::mpsc::UnboundedSender<(&'static str, Event)>,
+}
+
+impl Actor for ConnectGate {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for ConnectGate {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        let _ = self.open.recv();
+        let _ = self.tx.send(("gate", Event::Connect(m)));
+    }
+}
+
+impl actix::Handler<Message> for ConnectGate {
+    type Result = ();
+    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+        let _ = self.tx.send(("gate", Event::Message(m)));
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for ConnectGate {
+    type Result = ();
+    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
+        let _ = self.tx.send(("gate", Event::Disconnect(m)));
+    }
+}
+
+#[actix_web::test]
+async fn message_connect_comes_first_even_when_its_handler_is_slow() {
+    // One actor: MessageConnect is queued first in its mailbox. Different actors: the
+    // connection must not hand the message over before MessageConnect was handled.
+    for one_actor in [true, false] {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (open, gate_rx) = std::sync::mpsc::channel();
+        let arbiter = actix::Arbiter::new();
+        let gate_tx = tx.clone();
+        let gate = ConnectGate::start_in_arbiter(&arbiter.handle(), move |_| ConnectGate {
+            open: gate_rx,
+            tx: gate_tx,
+        });
+        let target = if one_actor {
+            Target::from_addr(gate)
+        } else {
+            let recorder = Recorder { name: "recorder", tx, echo: false }.start();
+            Target::from_recipients(gate.recipient(), recorder.clone().recipient(), recorder.recipient())
+        };
+        let srv = serve(Handler::new(HandlerOptions::new(target)));
+        let (mut raw, _) = RawClient::connect(srv.addr, "").await;
+        raw.send_raw(&client_frame(true, 0, 1, b"at once")).await;
+        // Nothing may arrive while MessageConnect is being handled: a negative check, so
+        // a bounded wait (loopback delivers in well under a millisecond).
+        let early = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+        assert!(early.is_err(), "one_actor={one_actor}: {early:?} before MessageConnect was handled");
+        open.send(()).unwrap();
+        assert!(matches!(next(&mut rx).await, ("gate", Event::Connect(_))), "one_actor={one_actor}");
+        match next(&mut rx).await {
+            (_, Event::Message(m)) => assert_eq!(m.as_text(), Some("at once"), "one_actor={one_actor}"),
+            other => panic!("one_actor={one_actor}: {other:?}"),
+        }
+        arbiter.stop();
+    }
+}
+
 #[actix_web::test]
 async fn a_stopped_target_gives_1011_and_a_disconnect() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -806,15 +806,25 @@ impl Actor for WsConnection {
             compressed: self.compressed,
             data: info.data,
         };
-        // Reading starts once the target has seen MessageConnect, so it always comes first.
-        ctx.spawn(self.target.0.connect.send(connect).into_actor(self).map(|res, act, ctx| match res {
-            Ok(()) => {
-                act.open = true;
-                act.last_activity = Instant::now();
-                act.wake();
+        // MessageConnect always comes first. Through one mailbox, queueing it first is
+        // enough; across actors, reading starts once the target has handled it.
+        if self.target.0.one_mailbox {
+            if self.target.0.connect.connected() {
+                self.target.0.connect.do_send(connect);
+                self.open = true;
+            } else {
+                self.target_gone(ctx);
             }
-            Err(_) => act.target_gone(ctx),
-        }));
+        } else {
+            ctx.spawn(self.target.0.connect.send(connect).into_actor(self).map(|res, act, ctx| match res {
+                Ok(()) => {
+                    act.open = true;
+                    act.last_activity = Instant::now();
+                    act.wake();
+                }
+                Err(_) => act.target_gone(ctx),
+            }));
+        }
         ctx.spawn(pump::Pump);
         self.tick = self.tick_interval().map(tick::Tick::new);
     }

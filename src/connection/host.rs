@@ -5,22 +5,27 @@
 //! `actix-web-actors` hosts its `WebsocketContext`). actix-web only polls a response body
 //! while its write buffer has room and while the connection lives, though; a stalled
 //! peer would then also stall the actor's timers (write timeout, heartbeat) and mailbox.
-//! A small watchdog task covers those moments: every wake-up reaches it too while the
-//! body may not be polled, and it drives the actor until the body is polled again or,
-//! once the body is gone, to its end.
+//! A watchdog covers those moments: every wake-up reaches it too while the body may not
+//! be polled, and it drives the actor until the body is polled again or, once the body is
+//! gone, to its end. One watchdog task per thread serves all of the thread's connections:
+//! a task of their own would cost each connection an aligned allocation of a few hundred
+//! bytes for its whole life, and its spawn, first poll and teardown on every handshake.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
 /// Polls of the actor in one go before yielding to the rest of the thread.
 const ROUNDS: usize = 8;
+
+/// Connections the watchdog drives in one go before yielding to the rest of the thread.
+const WATCH_BATCH: usize = 64;
 
 type ActorFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -29,24 +34,36 @@ pub(crate) struct Host {
     actor: RefCell<Option<ActorFuture>>,
     signal: Arc<Signal>,
     waker: Waker,
+    watch: Rc<Watch>,
 }
 
 /// The waker the actor sees. Wake-ups during a poll ask for another round instead of
 /// rescheduling the HTTP task, which is the one polling.
 struct Signal {
     body: AtomicWaker,
-    watchdog: AtomicWaker,
     /// The body may not be polled on its task's next wake-up (or is gone).
     armed: AtomicBool,
     polling: AtomicBool,
     repoll: AtomicBool,
+    /// In the watchdog's queue already: one entry is enough.
+    queued: AtomicBool,
+    /// This host's place in its thread's watchdog.
+    key: usize,
+    queue: Arc<WatchQueue>,
 }
 
 impl Signal {
     fn wake_pollers(&self) {
         self.body.wake();
         if self.armed.load(SeqCst) {
-            self.watchdog.wake();
+            self.wake_watchdog();
+        }
+    }
+
+    fn wake_watchdog(&self) {
+        if !self.queued.swap(true, SeqCst) {
+            self.queue.keys.lock().unwrap_or_else(|e| e.into_inner()).push(self.key);
+            self.queue.waker.wake();
         }
     }
 }
@@ -67,19 +84,28 @@ impl Wake for Signal {
 }
 
 impl Host {
-    /// Takes over `actor` (the actor's context future) and starts its watchdog.
+    /// Takes over `actor` (the actor's context future) and puts it in the care of this
+    /// thread's watchdog.
     pub(crate) fn start(actor: ActorFuture) -> Rc<Host> {
+        let watch = Watch::current();
+        let key = watch.reserve();
         let signal = Arc::new(Signal {
             body: AtomicWaker::new(),
-            watchdog: AtomicWaker::new(),
             armed: AtomicBool::new(false),
             polling: AtomicBool::new(false),
             // The first poll starts the actor.
             repoll: AtomicBool::new(true),
+            queued: AtomicBool::new(false),
+            key,
+            queue: watch.queue.clone(),
         });
-        let host =
-            Rc::new(Host { actor: RefCell::new(Some(actor)), waker: Waker::from(signal.clone()), signal });
-        actix::spawn(Watchdog(host.clone()));
+        let host = Rc::new(Host {
+            actor: RefCell::new(Some(actor)),
+            waker: Waker::from(signal.clone()),
+            signal,
+            watch: watch.clone(),
+        });
+        watch.hosts.borrow_mut()[key] = Some(host.clone());
         host
     }
 
@@ -97,7 +123,9 @@ impl Host {
     /// The body stream is gone: from now on the watchdog drives the actor to its end.
     pub(crate) fn body_gone(&self) {
         self.signal.armed.store(true, SeqCst);
-        self.signal.watchdog.wake();
+        if !self.ended() {
+            self.signal.wake_watchdog();
+        }
     }
 
     /// Polls the actor until it has nothing more to do. Returns whether it has ended.
@@ -120,8 +148,8 @@ impl Host {
             if actor.as_mut().poll(&mut cx).is_ready() {
                 signal.polling.store(false, SeqCst);
                 *slot = None;
-                // Lets the watchdog see the end and finish.
-                signal.watchdog.wake();
+                drop(slot);
+                self.watch.release(signal.key);
                 return true;
             }
             signal.polling.store(false, SeqCst);
@@ -143,19 +171,128 @@ impl Host {
     }
 }
 
-/// Drives the actor while the body stream may not be polled; ends with the actor.
-struct Watchdog(Rc<Host>);
+/// Where wake-ups from any thread leave work for a thread's watchdog.
+struct WatchQueue {
+    keys: Mutex<Vec<usize>>,
+    waker: AtomicWaker,
+}
+
+/// A thread's watchdog: the hosts whose actors have not ended, and the queue of those
+/// to drive. Holding the hosts keeps an actor whose body is gone alive to its end.
+struct Watch {
+    hosts: RefCell<Vec<Option<Rc<Host>>>>,
+    free: RefCell<Vec<usize>>,
+    queue: Arc<WatchQueue>,
+    /// Its task is running; false once the runtime that ran it has dropped it.
+    alive: Cell<bool>,
+}
+
+thread_local! {
+    static WATCH: RefCell<Option<Rc<Watch>>> = const { RefCell::new(None) };
+}
+
+impl Watch {
+    /// This thread's watchdog, started with its task on first use (and again after the
+    /// runtime that ran the previous one ended).
+    fn current() -> Rc<Watch> {
+        WATCH.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if let Some(watch) = slot.as_ref().filter(|w| w.alive.get()) {
+                return watch.clone();
+            }
+            let watch = Rc::new(Watch {
+                hosts: RefCell::new(Vec::new()),
+                free: RefCell::new(Vec::new()),
+                queue: Arc::new(WatchQueue { keys: Mutex::new(Vec::new()), waker: AtomicWaker::new() }),
+                alive: Cell::new(true),
+            });
+            actix::spawn(Watchdog { watch: watch.clone(), keys: Vec::new() });
+            *slot = Some(watch.clone());
+            watch
+        })
+    }
+
+    /// A free place for a new host.
+    fn reserve(&self) -> usize {
+        if let Some(key) = self.free.borrow_mut().pop() {
+            return key;
+        }
+        let mut hosts = self.hosts.borrow_mut();
+        hosts.push(None);
+        hosts.len() - 1
+    }
+
+    /// Forgets an ended host. A stale key still in the queue finds the place empty, or a
+    /// newer host with nothing to do.
+    fn release(&self, key: usize) {
+        let host = self.hosts.borrow_mut().get_mut(key).and_then(Option::take);
+        if host.is_some() {
+            self.free.borrow_mut().push(key);
+        }
+        // Dropped here, outside the borrow: it may be the last reference to the host.
+        drop(host);
+    }
+
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        self.hosts.borrow().iter().filter(|h| h.is_some()).count()
+    }
+}
+
+/// The task of a thread's watchdog: drives the hosts woken while their body may not be
+/// polled, and ends nothing of its own until the runtime drops it.
+struct Watchdog {
+    watch: Rc<Watch>,
+    /// The keys taken from the queue, kept to reuse their allocation.
+    keys: Vec<usize>,
+}
 
 impl Future for Watchdog {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let host = &self.0;
-        host.signal.watchdog.register(cx.waker());
-        if host.ended() || (host.signal.armed.load(SeqCst) && host.drive()) {
-            return Poll::Ready(());
+        let this = self.get_mut();
+        this.watch.queue.waker.register(cx.waker());
+        let mut driven = 0;
+        loop {
+            if this.keys.is_empty() {
+                std::mem::swap(
+                    &mut this.keys,
+                    &mut this.watch.queue.keys.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                if this.keys.is_empty() {
+                    return Poll::Pending;
+                }
+                // Oldest first.
+                this.keys.reverse();
+            }
+            while let Some(key) = this.keys.pop() {
+                let host = this.watch.hosts.borrow().get(key).and_then(|h| h.clone());
+                let Some(host) = host else { continue };
+                // Cleared first: a wake-up from now on queues the host again.
+                host.signal.queued.store(false, SeqCst);
+                if host.ended() {
+                    this.watch.release(key);
+                } else if host.signal.armed.load(SeqCst) {
+                    host.drive();
+                }
+                driven += 1;
+                if driven == WATCH_BATCH {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
         }
-        Poll::Pending
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // The runtime is going away: the actors it ran go with it.
+        self.watch.alive.set(false);
+        let hosts = std::mem::take(&mut *self.watch.hosts.borrow_mut());
+        self.watch.free.borrow_mut().clear();
+        drop(hosts);
     }
 }
 
@@ -176,16 +313,21 @@ mod tests {
 
     /// An actor stand-in: counts its polls, wakes itself during the first `self_wakes`
     /// of them, and hands its waker out for wake-ups from "elsewhere".
+    /// It ends at the first poll after `done` is set.
     struct Probe {
         polls: Rc<AtomicUsize>,
         self_wakes: usize,
-        waker: Rc<RefCell<Option<Waker>>>,
+        waker: WakerSlot,
+        done: Rc<Cell<bool>>,
     }
 
     impl Future for Probe {
         type Output = ();
         fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
             self.polls.fetch_add(1, Relaxed);
+            if self.done.get() {
+                return Poll::Ready(());
+            }
             *self.waker.borrow_mut() = Some(cx.waker().clone());
             if self.self_wakes > 0 {
                 self.self_wakes -= 1;
@@ -195,11 +337,22 @@ mod tests {
         }
     }
 
-    fn host(self_wakes: usize) -> (Rc<Host>, Rc<AtomicUsize>, Rc<RefCell<Option<Waker>>>) {
+    /// Where a probe leaves its waker.
+    type WakerSlot = Rc<RefCell<Option<Waker>>>;
+
+    fn host(self_wakes: usize) -> (Rc<Host>, Rc<AtomicUsize>, WakerSlot) {
         let polls = Rc::new(AtomicUsize::new(0));
         let waker = Rc::new(RefCell::new(None));
-        let probe = Probe { polls: polls.clone(), self_wakes, waker: waker.clone() };
+        let probe = Probe { polls: polls.clone(), self_wakes, waker: waker.clone(), done: Rc::default() };
         (Host::start(Box::pin(probe)), polls, waker)
+    }
+
+    /// A host whose actor ends when told to.
+    fn ending_host() -> (Rc<Host>, Rc<Cell<bool>>, WakerSlot) {
+        let done = Rc::new(Cell::new(false));
+        let waker = Rc::new(RefCell::new(None));
+        let probe = Probe { polls: Rc::default(), self_wakes: 0, waker: waker.clone(), done: done.clone() };
+        (Host::start(Box::pin(probe)), done, waker)
     }
 
     /// The HTTP task (a counting waker) enters the body, as actix-web polling it would.
@@ -252,5 +405,40 @@ mod tests {
         actix_web::rt::task::yield_now().await;
         assert_eq!(polls.load(Relaxed), 2);
         assert_eq!(http.0.load(Relaxed), 2);
+    }
+
+    #[actix_web::test]
+    async fn one_watchdog_serves_the_thread_and_forgets_ended_actors() {
+        let (a, a_done, _) = ending_host();
+        let (b, b_done, b_waker) = ending_host();
+        let (c, _, _) = ending_host();
+        assert!(Rc::ptr_eq(&a.watch, &b.watch) && Rc::ptr_eq(&b.watch, &c.watch));
+        let watch = a.watch.clone();
+        let before = watch.live();
+        assert!(before >= 3);
+        for h in [&a, &b, &c] {
+            body_polled(h);
+            h.drive();
+            h.body_pending();
+        }
+
+        // Ending in the body's poll: the host leaves the watchdog at once.
+        a_done.set(true);
+        a.signal.repoll.store(true, SeqCst);
+        assert!(a.drive());
+        assert_eq!(watch.live(), before - 1);
+
+        // Woken while its body waits to be polled: that is the HTTP task's job...
+        b_done.set(true);
+        b_waker.borrow().clone().expect("polled once").wake();
+        actix_web::rt::task::yield_now().await;
+        assert!(!b.ended(), "the watchdog stays out while the body may be polled");
+        // ...but the HTTP task drops the body instead: the watchdog drives the actor to
+        // its end, then forgets it.
+        b.body_gone();
+        actix_web::rt::task::yield_now().await;
+        assert!(b.ended());
+        assert_eq!(watch.live(), before - 2);
+        drop(c);
     }
 }

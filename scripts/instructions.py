@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""User-space instructions per echoed message, per server: a figure that does not drift.
+"""User-space instructions per echoed message (or per handshake), per server: a figure
+that does not drift.
 
     python3 scripts/instructions.py [--secs 5] [--inflight 1] [--size 64] [--kind text]
+    python3 scripts/instructions.py --handshakes [--conns 8]
 
 CPU time per message on a shared 2-core VM moves by 30% between runs; the kernel's share
 (one recv and one send per message at 1 in flight, the same for every server) also
@@ -9,7 +11,9 @@ hides what the server's own code costs. This runs each server of scripts/bench.p
 valgrind's cachegrind (instruction counts only), drives it with examples/loadgen for
 --secs, and prints instructions per message and the ratio to the direct
 actix-web-actors echo. Start-up and handshakes are included, a few percent of the total
-at the default settings. Needs valgrind (apt-get install valgrind). Loopback only.
+at the default settings. With --handshakes the load is loadgen's connect-rate mode
+(handshake, close, again) and the figure is instructions per cycle. Needs valgrind
+(apt-get install valgrind). Loopback only.
 """
 import argparse
 import json
@@ -53,35 +57,47 @@ def run_one(sargs, a):
             ["taskset", "-c", "0", "valgrind", "--tool=cachegrind", "--cache-sim=no",
              f"--cachegrind-out-file={out}", os.path.join(EX, sargs[0]), *sargs[1:], "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"ws://127.0.0.1:{port}/ws"
+        if a.handshakes:
+            cmd = ["connect-rate", "--url", url, "--conns", str(a.conns), "--secs", str(a.secs)]
+        else:
+            cmd = ["echo", "--url", url, "--conns", str(a.conns), "--inflight", str(a.inflight),
+                   "--size", str(a.size), "--kind", a.kind, "--secs", str(a.secs)]
         try:
             wait_listening(port, server)
-            load = subprocess.run(
-                ["taskset", "-c", "1", os.path.join(EX, "loadgen"), "echo", "--url", f"ws://127.0.0.1:{port}/ws",
-                 "--conns", str(a.conns), "--inflight", str(a.inflight), "--size", str(a.size), "--kind", a.kind,
-                 "--secs", str(a.secs)], capture_output=True, text=True, check=True)
+            load = subprocess.run(["taskset", "-c", "1", os.path.join(EX, "loadgen"), *cmd],
+                                  capture_output=True, text=True, check=True)
         finally:
             server.send_signal(2)  # SIGINT: actix-web stops, valgrind writes its counts
             server.wait(timeout=120)
-        msgs = json.loads(load.stdout.strip().splitlines()[-1])["msgs"]
-        return instructions(out) / msgs, msgs
+        report = json.loads(load.stdout.strip().splitlines()[-1])
+        count = report["cycles"] if a.handshakes else report["msgs"]
+        return instructions(out) / count, count
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--secs", type=float, default=5.0)
-    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--conns", type=int, default=None, help="50 for echo, 8 for --handshakes")
+    ap.add_argument("--handshakes", action="store_true", help="handshake-and-close cycles instead of echo")
     ap.add_argument("--inflight", type=int, default=1)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--kind", default="text", choices=["text", "binary"])
     a = ap.parse_args()
+    if a.conns is None:
+        a.conns = 8 if a.handshakes else 50
     subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
                     "--example", "baseline_actors", "--example", "baseline_actix_ws"], cwd=ROOT, check=True)
-    print(f"{a.size} B {a.kind}, {a.conns} conns, {a.inflight} in flight, {a.secs:g} s under cachegrind")
+    if a.handshakes:
+        print(f"handshake + close cycles, {a.conns} at a time, {a.secs:g} s under cachegrind")
+    else:
+        print(f"{a.size} B {a.kind}, {a.conns} conns, {a.inflight} in flight, {a.secs:g} s under cachegrind")
+    unit = "cycle" if a.handshakes else "msg"
     base = None
     for name, sargs in SERVERS:
-        per_msg, msgs = run_one(sargs, a)
-        base = base or per_msg
-        print(f"{name:34} {per_msg:9,.0f} instructions/msg  {per_msg / base:5.2f}x  ({msgs} msgs)", flush=True)
+        per, count = run_one(sargs, a)
+        base = base or per
+        print(f"{name:34} {per:9,.0f} instructions/{unit}  {per / base:5.2f}x  ({count} {unit}s)", flush=True)
 
 
 if __name__ == "__main__":

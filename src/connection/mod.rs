@@ -70,7 +70,8 @@ pub struct WsConnection {
     protocol: Option<String>,
     compressed: bool,
     registry: Option<Registry>,
-    /// The target acknowledged `MessageConnect`: reading may start.
+    /// `MessageConnect` is with the target (first in its mailbox, or handled): reading
+    /// may start.
     open: bool,
     /// Incoming messages handed to the target, and how far it has handled them.
     window: Window,

@@ -224,12 +224,20 @@ impl Watch {
 
     /// Forgets an ended host. A stale key still in the queue finds the place empty, or a
     /// newer host with nothing to do.
+    ///
+    /// When the last host goes, the table gives back what a peak of connections grew.
     fn release(&self, key: usize) {
         let host = self.hosts.borrow_mut().get_mut(key).and_then(Option::take);
         if host.is_some() {
-            self.free.borrow_mut().push(key);
+            let mut free = self.free.borrow_mut();
+            free.push(key);
+            let mut hosts = self.hosts.borrow_mut();
+            if free.len() == hosts.len() {
+                *free = Vec::new();
+                *hosts = Vec::new();
+            }
         }
-        // Dropped here, outside the borrow: it may be the last reference to the host.
+        // Dropped here, outside the borrows: it may be the last reference to the host.
         drop(host);
     }
 
@@ -440,5 +448,23 @@ mod tests {
         assert!(b.ended());
         assert_eq!(watch.live(), before - 2);
         drop(c);
+    }
+
+    #[actix_web::test]
+    async fn the_watchdog_table_shrinks_when_its_last_host_ends() {
+        let hosts: Vec<_> = (0..100).map(|_| ending_host()).collect();
+        let watch = hosts[0].0.watch.clone();
+        assert!(watch.hosts.borrow().capacity() >= 100);
+        for (host, done, _) in &hosts {
+            done.set(true);
+            assert!(host.drive());
+        }
+        assert_eq!(watch.live(), 0);
+        assert_eq!(watch.hosts.borrow().capacity(), 0);
+        assert_eq!(watch.free.borrow().capacity(), 0);
+        // The table works on from empty.
+        let (next, _, _) = ending_host();
+        assert!(Rc::ptr_eq(&next.watch, &watch));
+        assert_eq!(watch.live(), 1);
     }
 }

@@ -404,10 +404,13 @@ async fn heartbeat_pings_keep_an_answering_peer_alive() {
     assert!(c.id.is_connected());
 }
 
-/// A target that holds every message until released, to model a slow worker.
+/// A target that holds every message until released, to model a slow worker; with
+/// `connect_gate`, its `MessageConnect` handler also blocks its thread until the test
+/// opens that gate.
 struct Gate {
     release: std::sync::Arc<tokio::sync::Semaphore>,
     tx: tokio::sync::mpsc::UnboundedSender<(&'static str, Event)>,
+    connect_gate: Option<std::sync::mpsc::Receiver<()>>,
 }
 impl Actor for Gate {
     type Context = Context<Self>;
@@ -415,6 +418,9 @@ impl Actor for Gate {
 impl actix::Handler<MessageConnect> for Gate {
     type Result = ();
     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        if let Some(gate) = &self.connect_gate {
+            let _ = gate.recv();
+        }
         let _ = self.tx.send(("gate", Event::Connect(m)));
     }
 }
@@ -440,7 +446,7 @@ impl actix::Handler<MessageDisconnect> for Gate {
 async fn a_slow_target_slows_the_reading_instead_of_buffering() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let gate = Gate { release: release.clone(), tx }.start();
+    let gate = Gate { release: release.clone(), tx, connect_gate: None }.start();
     let mut opts = HandlerOptions::new(Target::from_addr(gate));
     opts.connection.max_in_flight = 4;
     let srv = serve(Handler::new(opts));
@@ -558,39 +564,6 @@ async fn a_burst_larger_than_the_buffer_reaches_a_reading_peer() {
     }
 }
 
-/// A target whose `MessageConnect` handler blocks its thread until the test opens the
-/// gate; it records what it handles, like `Recorder`.
-struct ConnectGate {
-    open: std::sync::mpsc::Receiver<()>,
-    tx: tokio::sync::mpsc::UnboundedSender<(&'static str, Event)>,
-}
-
-impl Actor for ConnectGate {
-    type Context = Context<Self>;
-}
-
-impl actix::Handler<MessageConnect> for ConnectGate {
-    type Result = ();
-    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
-        let _ = self.open.recv();
-        let _ = self.tx.send(("gate", Event::Connect(m)));
-    }
-}
-
-impl actix::Handler<Message> for ConnectGate {
-    type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-        let _ = self.tx.send(("gate", Event::Message(m)));
-    }
-}
-
-impl actix::Handler<MessageDisconnect> for ConnectGate {
-    type Result = ();
-    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
-        let _ = self.tx.send(("gate", Event::Disconnect(m)));
-    }
-}
-
 #[actix_web::test]
 async fn message_connect_comes_first_even_when_its_handler_is_slow() {
     // One actor: MessageConnect is queued first in its mailbox. Different actors: the
@@ -600,9 +573,12 @@ async fn message_connect_comes_first_even_when_its_handler_is_slow() {
         let (open, gate_rx) = std::sync::mpsc::channel();
         let arbiter = actix::Arbiter::new();
         let gate_tx = tx.clone();
-        let gate = ConnectGate::start_in_arbiter(&arbiter.handle(), move |_| ConnectGate {
-            open: gate_rx,
+        // Messages pass at once: only MessageConnect is held.
+        let release = std::sync::Arc::new(tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS));
+        let gate = Gate::start_in_arbiter(&arbiter.handle(), move |_| Gate {
+            release,
             tx: gate_tx,
+            connect_gate: Some(gate_rx),
         });
         let target = if one_actor {
             Target::from_addr(gate)

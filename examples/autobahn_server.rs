@@ -32,7 +32,7 @@ async fn main() -> std::io::Result<()> {
         close_timeout: Duration::from_secs(2),
         ..ConnectionConfig::default()
     };
-    let handler = Handler::new(HandlerOptions::new(pool).compression(true).connection(config));
+    let handler = Handler::new(HandlerOptions::new(pool).compression(true).connection(config))?;
     let server = HttpServer::new(move || App::new().default_service(handler.route()))
         .workers(1)
         // Close TCP right after the closing handshake (see Handler's docs).

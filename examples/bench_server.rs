@@ -39,11 +39,13 @@ async fn main() -> std::io::Result<()> {
         max_write_buffer: 64 << 20,
         ..ConnectionConfig::default()
     };
+    config.validate()?;
     let server = HttpServer::new(move || {
         // Runs on each worker thread: the pool's actors start on that thread's arbiter.
         let pool = Pool::new((0..4).map(|_| Echo.start())).expect("four workers");
         let handler =
-            Handler::new(HandlerOptions::new(pool).compression(compression).connection(config.clone()));
+            Handler::new(HandlerOptions::new(pool).compression(compression).connection(config.clone()))
+                .expect("settings validated before the server starts");
         App::new().route("/ws", handler.route())
     })
     .workers(workers)

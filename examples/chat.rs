@@ -9,7 +9,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::{
@@ -81,23 +80,23 @@ fn parse_addr() -> String {
 async fn main() -> std::io::Result<()> {
     let addr = parse_addr();
     let room = Room::default().start();
-    let handler = Handler::new(HandlerOptions::new(Target::from_addr(room)).compression(true));
+    let handler = Handler::new(HandlerOptions::new(Target::from_addr(room)).compression(true))?;
     let h = handler.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .route(
-                "/",
-                web::get()
-                    .to(|| async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) }),
-            )
-            .route("/ws", h.route())
-    })
-    .client_request_timeout(handler.handshake_timeout())
-    .client_disconnect_timeout(Duration::ZERO)
-    .shutdown_signal(handler.shutdown_on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))
-    .bind(&addr)?;
+    let server = handler
+        .configure_server(HttpServer::new(move || {
+            App::new()
+                .route(
+                    "/",
+                    web::get().to(|| async {
+                        HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE)
+                    }),
+                )
+                .route("/ws", h.route())
+        }))
+        .shutdown_signal(handler.shutdown_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        }))
+        .bind(&addr)?;
     // Printed for scripts that start the example on port 0.
     println!("chat on http://{}/", server.addrs()[0]);
     server.run().await

@@ -77,12 +77,12 @@ async fn main() -> std::io::Result<()> {
     });
     let pool = Pool::new(workers).map_err(std::io::Error::other)?;
     // Browsers offer permessage-deflate; accept it.
-    let handler = Handler::new(HandlerOptions::new(pool).compression(true));
+    let handler = Handler::new(HandlerOptions::new(pool).compression(true))?;
     let h = handler.clone();
-    let server = HttpServer::new(move || App::new().route("/ws", h.route()))
-        .client_request_timeout(handler.handshake_timeout())
-        // Close TCP right after the closing handshake (see Handler's docs).
-        .client_disconnect_timeout(std::time::Duration::ZERO)
+    // Handshake timeout, TCP closed right after the closing handshake, each socket's
+    // local address for MessageConnect (see Handler::configure_server).
+    let server = handler
+        .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
         .shutdown_signal(handler.shutdown_on(async {
             let _ = tokio::signal::ctrl_c().await;
         }))

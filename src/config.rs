@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::protocol::{DeflateConfig, Limits};
+use crate::ConfigError;
 
 /// Limits, timers and the outgoing-buffer policy of a connection.
 ///
@@ -13,24 +14,29 @@ use crate::protocol::{DeflateConfig, Limits};
 /// | `heartbeat` | 30 s | a ping after this long without receiving anything |
 /// | `idle_timeout` | 90 s | close with 1001 after this long without receiving anything |
 /// | `close_timeout` | 5 s | how long to wait for the peer's side of the closing handshake |
-/// | `max_write_buffer` | 1 MiB | bound on buffered outgoing bytes (see below) |
-/// | `write_timeout` | 10 s | how long a queued write may wait for room before the peer counts as stuck |
+/// | `max_write_buffer` | 1 MiB | encoded outgoing bytes, at most; past it writes queue (see below) |
+/// | `max_write_queue` | 64 MiB | payload bytes of queued writes, at most; past it the peer is a slow consumer |
+/// | `write_timeout` | 10 s | how long the peer may take no byte while bytes wait for it |
 /// | `max_in_flight` | 32 | messages handed to the target and not yet handled, at most |
 /// | `max_in_flight_bytes` | 1 MiB | their payload bytes, at most (one larger message may go alone) |
 /// | `fragment_size` | `None` | split outgoing messages into frames of at most this many bytes |
 /// | `deflate` | defaults of [`DeflateConfig`] | used when compression is enabled |
 ///
-/// Outgoing-buffer policy: a message is written into the buffer while it holds less than
-/// `max_write_buffer` bytes. Past that, writes queue in order and wait for the peer to
-/// read: [`ConnectionId::send_wait`](crate::ConnectionId::send_wait) returns once its
+/// Outgoing policy: a slow consumer is a peer that does not read over time, not one that
+/// meets a burst. A message is encoded into the outgoing buffer while it holds less than
+/// `max_write_buffer` bytes. Past that, writes queue in order and go out as the peer
+/// reads: [`ConnectionId::send_wait`](crate::ConnectionId::send_wait) returns once its
 /// message is in the buffer, a fire-and-forget [`ConnectionId::send`](crate::ConnectionId::send)
-/// just waits in the queue. A peer that leaves the oldest queued write waiting longer than
-/// `write_timeout`, or fire-and-forget writes that would queue more than another
-/// `max_write_buffer` bytes, make the connection close with 1008 and
-/// [`DisconnectReason::SlowConsumer`](crate::DisconnectReason::SlowConsumer). So a burst
-/// larger than the buffer (say, echoing a big message) goes out as the peer reads it, and
-/// a stuck peer costs at most about twice `max_write_buffer` for `write_timeout`. Pings and
-/// pongs never queue; a close queues behind the writes before it.
+/// waits in the queue, and [`ConnectionId::try_send`](crate::ConnectionId::try_send)
+/// answers `Full` instead, without closing anything. The connection closes with 1008 and
+/// [`DisconnectReason::SlowConsumer`](crate::DisconnectReason::SlowConsumer) when the peer
+/// takes no byte for `write_timeout` while bytes wait for it (found within 1.25 times
+/// `write_timeout`), or when queued writes would pass `max_write_queue` bytes (a producer
+/// outpacing its peer for good). So a burst of any size up to `max_write_queue` reaches a
+/// reading peer whole, and a connection holds at most about `max_write_buffer` +
+/// `max_write_queue` + 64 KiB (the HTTP layer's share) of outgoing data, for at most 1.25
+/// `write_timeout` once its peer stops reading. Pings and pongs never queue; a close
+/// queues behind the writes before it.
 ///
 /// Incoming backpressure: a connection hands its target at most `max_in_flight` messages
 /// (and `max_in_flight_bytes` of payload) that the target has not handled yet, in order, and
@@ -68,11 +74,14 @@ pub struct ConnectionConfig {
     pub idle_timeout: Option<Duration>,
     /// Wait this long for the peer to complete a closing handshake we started.
     pub close_timeout: Duration,
-    /// Bound on buffered outgoing bytes.
+    /// Encoded outgoing bytes, at most; past it writes queue.
     pub max_write_buffer: usize,
-    /// How long the oldest queued write may wait for room in the outgoing buffer.
+    /// Payload bytes of queued writes, at most; past it the peer is a slow consumer. One
+    /// write larger than this still queues alone.
+    pub max_write_queue: usize,
+    /// How long the peer may take no byte while bytes wait for it.
     pub write_timeout: Duration,
-    /// Messages handed to the target and not yet handled, at most (0 counts as 1).
+    /// Messages handed to the target and not yet handled, at most.
     pub max_in_flight: usize,
     /// Payload bytes of those messages, at most; a message larger than this is handed over
     /// alone.
@@ -92,11 +101,128 @@ impl Default for ConnectionConfig {
             idle_timeout: Some(Duration::from_secs(90)),
             close_timeout: Duration::from_secs(5),
             max_write_buffer: 1 << 20,
+            max_write_queue: 64 << 20,
             write_timeout: Duration::from_secs(10),
             max_in_flight: 32,
             max_in_flight_bytes: 1 << 20,
             fragment_size: None,
             deflate: DeflateConfig::default(),
         }
+    }
+}
+
+impl ConnectionConfig {
+    /// Checks every setting; [`Handler::new`](crate::Handler::new) and
+    /// [`connect`](crate::connect) call it, so a connection never starts with a setting
+    /// that cannot work (a zero-sized buffer or window would never read).
+    ///
+    /// ```
+    /// use actix_meta_websocket::ConnectionConfig;
+    /// assert!(ConnectionConfig::default().validate().is_ok());
+    /// let cfg = ConnectionConfig { max_in_flight_bytes: 0, ..Default::default() };
+    /// assert_eq!(cfg.validate().unwrap_err().to_string(),
+    ///     "invalid setting `max_in_flight_bytes`: must be at least 1");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason| Err(ConfigError { field, reason });
+        let positive = "must be at least 1";
+        let nonzero_time = "must be longer than zero";
+        if self.limits.max_frame_size == 0 {
+            return err("limits.max_frame_size", positive);
+        }
+        if self.limits.max_message_size == 0 {
+            return err("limits.max_message_size", positive);
+        }
+        if self.heartbeat.is_some_and(|d| d.is_zero()) {
+            return err("heartbeat", "must be longer than zero (None turns pings off)");
+        }
+        if self.idle_timeout.is_some_and(|d| d.is_zero()) {
+            return err("idle_timeout", "must be longer than zero (None turns it off)");
+        }
+        if self.close_timeout.is_zero() {
+            return err("close_timeout", nonzero_time);
+        }
+        if self.write_timeout.is_zero() {
+            return err("write_timeout", nonzero_time);
+        }
+        if self.max_write_buffer == 0 {
+            return err("max_write_buffer", positive);
+        }
+        if self.max_in_flight == 0 {
+            return err("max_in_flight", positive);
+        }
+        if self.max_in_flight_bytes == 0 {
+            return err("max_in_flight_bytes", positive);
+        }
+        if self.fragment_size == Some(0) {
+            return err("fragment_size", "must be at least 1 (None sends one frame per message)");
+        }
+        self.validate_deflate()
+    }
+
+    fn validate_deflate(&self) -> Result<(), ConfigError> {
+        let d = &self.deflate;
+        let bits = "must be 8..=15";
+        if !(8..=15).contains(&d.server_max_window_bits) {
+            return Err(ConfigError { field: "deflate.server_max_window_bits", reason: bits });
+        }
+        if !(8..=15).contains(&d.client_max_window_bits) {
+            return Err(ConfigError { field: "deflate.client_max_window_bits", reason: bits });
+        }
+        if d.level > 9 {
+            return Err(ConfigError { field: "deflate.level", reason: "must be 0..=9" });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_unworkable_setting_is_named() {
+        let cases: Vec<(&str, ConnectionConfig)> = vec![
+            ("max_write_buffer", ConnectionConfig { max_write_buffer: 0, ..Default::default() }),
+            ("max_in_flight_bytes", ConnectionConfig { max_in_flight_bytes: 0, ..Default::default() }),
+            ("max_in_flight", ConnectionConfig { max_in_flight: 0, ..Default::default() }),
+            ("write_timeout", ConnectionConfig { write_timeout: Duration::ZERO, ..Default::default() }),
+            ("close_timeout", ConnectionConfig { close_timeout: Duration::ZERO, ..Default::default() }),
+            ("heartbeat", ConnectionConfig { heartbeat: Some(Duration::ZERO), ..Default::default() }),
+            ("idle_timeout", ConnectionConfig { idle_timeout: Some(Duration::ZERO), ..Default::default() }),
+            ("fragment_size", ConnectionConfig { fragment_size: Some(0), ..Default::default() }),
+            (
+                "limits.max_frame_size",
+                ConnectionConfig {
+                    limits: Limits { max_frame_size: 0, ..Limits::default() },
+                    ..Default::default()
+                },
+            ),
+            (
+                "deflate.server_max_window_bits",
+                ConnectionConfig {
+                    deflate: DeflateConfig { server_max_window_bits: 16, ..DeflateConfig::default() },
+                    ..Default::default()
+                },
+            ),
+            (
+                "deflate.level",
+                ConnectionConfig {
+                    deflate: DeflateConfig { level: 10, ..DeflateConfig::default() },
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (field, cfg) in cases {
+            assert_eq!(cfg.validate().map_err(|e| e.field), Err(field));
+        }
+        // Zero queue is a policy (no queue at all), not a mistake; None turns timers off.
+        let ok = ConnectionConfig {
+            max_write_queue: 0,
+            heartbeat: None,
+            idle_timeout: None,
+            ..Default::default()
+        };
+        assert_eq!(ok.validate(), Ok(()));
     }
 }

@@ -1,6 +1,7 @@
 //! Errors of the public API.
 
 use crate::protocol::{DeflateNegotiationError, EncodeError};
+use crate::Message;
 
 /// A pool cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +25,52 @@ pub enum SendError {
     /// payload, text that is not UTF-8).
     #[error("invalid message: {0}")]
     Invalid(String),
+}
+
+/// A [`ConnectionId::try_send`](crate::ConnectionId::try_send) that did not write; the
+/// message comes back.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TrySendError {
+    /// The peer is behind: the connection holds `max_write_buffer` bytes it has not taken.
+    /// Nothing was closed.
+    #[error("the connection's outgoing buffer is full")]
+    Full(Message),
+    /// The connection is gone.
+    #[error("connection closed")]
+    Closed(Message),
+}
+
+impl TrySendError {
+    /// The message that was not written.
+    pub fn into_message(self) -> Message {
+        match self {
+            TrySendError::Full(m) | TrySendError::Closed(m) => m,
+        }
+    }
+}
+
+/// A setting that cannot work, named by its field.
+///
+/// ```
+/// use actix_meta_websocket::ConnectionConfig;
+/// let cfg = ConnectionConfig { max_write_buffer: 0, ..Default::default() };
+/// let err = cfg.validate().unwrap_err();
+/// assert_eq!(err.field, "max_write_buffer");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The field, as written in [`ConnectionConfig`](crate::ConnectionConfig) (nested
+    /// fields with a dot: `limits.max_frame_size`).
+    pub field: &'static str,
+    /// Why its value cannot work.
+    pub reason: &'static str,
+}
+
+impl From<ConfigError> for std::io::Error {
+    fn from(e: ConfigError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+    }
 }
 
 impl From<EncodeError> for SendError {
@@ -65,6 +112,9 @@ pub enum ConnectError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The options hold a setting that cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// No target: the pool's actors are all gone.
     #[error("no live target in the pool")]
     NoTarget,
@@ -85,7 +135,9 @@ pub enum ConnectError {
         /// The cause.
         reason: String,
     },
-    /// The handshake (DNS, TCP, proxy, TLS and upgrade together) took longer than allowed.
+    /// The handshake (DNS, TCP, proxy, TLS and upgrade together) took longer than allowed:
+    /// the handshake timeout, or, with a caller's awc client, the time after which that
+    /// client's own timeout gave up.
     #[error("handshake timed out after {0:?}")]
     Timeout(std::time::Duration),
     /// The server answered with something other than 101.

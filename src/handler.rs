@@ -4,18 +4,21 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_service::{IntoServiceFactory, Service, ServiceFactory};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Extensions};
 use actix_web::http::{header, Method, StatusCode, Version};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, HttpServer, ResponseError};
 
 use crate::connection::transport::{Pipe, ServerTransport};
 use crate::connection::{sized_copy, ConnectInfo, Setup, Shutdown, WsConnection};
 use crate::protocol::{self, parse_extension_headers, Role};
 use crate::registry::Registry;
-use crate::{ConnectData, ConnectionConfig, Pool};
+use crate::{ConfigError, ConnectData, ConnectionConfig, Pool};
 
 /// A predicate on the upgrade request that allows (true) or refuses (false) its origin.
 pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
@@ -38,7 +41,7 @@ pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 ///     .check_origin(|req| {
 ///         req.headers().get("origin").map_or(true, |o| o.as_bytes() == b"https://example.com")
 ///     });
-/// let handler = Handler::new(options);
+/// let handler = Handler::new(options).unwrap();
 /// # }
 /// ```
 #[derive(Clone)]
@@ -168,20 +171,23 @@ struct Inner {
     /// `options.connection`, shared by every connection instead of copied into each.
     connection: Arc<ConnectionConfig>,
     registry: Registry,
-    shut_down: AtomicBool,
 }
 
 /// Upgrades actix-web requests to WebSocket connections, one [`WsConnection`] actor each.
 ///
 /// Cheap to clone; clones share the live-connection set and the shutdown state.
 ///
-/// Two `HttpServer` settings matter to WebSockets:
+/// Three `HttpServer` settings matter to WebSockets; [`configure_server`](Self::configure_server)
+/// applies them in one call:
 /// - `client_request_timeout(handler.handshake_timeout())`: actix-web reads the upgrade
 ///   request's head before any handler runs, so this is what bounds a client that stalls
 ///   mid-handshake.
 /// - `client_disconnect_timeout(Duration::ZERO)`: after the closing handshake the server
 ///   should close TCP first (RFC 6455 7.1.1). actix-web lingers instead, for this timeout
 ///   (default 1 s), waiting for the client to close; with zero it closes at once.
+/// - `on_connect(record_local_addr)`: records each accepted socket's own address, which
+///   [`MessageConnect::local_addr`](crate::MessageConnect::local_addr) reports (without
+///   it, the listener's address, `0.0.0.0:port` on a wildcard bind).
 ///
 /// ```no_run
 /// # use actix::{Actor, Addr, Context};
@@ -193,7 +199,7 @@ struct Inner {
 /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix_web::main] async fn main() -> std::io::Result<()> {
-/// let handler = Handler::new(HandlerOptions::new(Pool::new([Worker.start()]).unwrap()));
+/// let handler = Handler::new(HandlerOptions::new(Pool::new([Worker.start()]).unwrap()))?;
 /// let h = handler.clone();
 /// HttpServer::new(move || {
 ///     let h2 = h.clone();
@@ -211,6 +217,7 @@ struct Inner {
 /// })
 /// .client_request_timeout(handler.handshake_timeout())
 /// .client_disconnect_timeout(std::time::Duration::ZERO)
+/// .on_connect(record_local_addr)
 /// .shutdown_signal(handler.shutdown_on(async { let _ = tokio::signal::ctrl_c().await; }))
 /// .bind("127.0.0.1:8080")?
 /// .run()
@@ -235,16 +242,74 @@ impl fmt::Debug for Handler {
 type UpgradeFuture = std::future::Ready<Result<HttpResponse, HandshakeError>>;
 
 impl Handler {
-    /// A handler with `options`.
-    pub fn new(options: HandlerOptions) -> Self {
-        Handler {
+    /// A handler with `options`, or the setting in `options.connection` that cannot work.
+    ///
+    /// ```
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// # struct Worker;
+    /// # impl Actor for Worker { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// # #[actix::main] async fn main() {
+    /// let mut options = HandlerOptions::new(Target::from_addr(Worker.start()));
+    /// options.connection.max_write_buffer = 0;
+    /// let err = Handler::new(options).unwrap_err();
+    /// assert_eq!(err.field, "max_write_buffer");
+    /// # }
+    /// ```
+    pub fn new(options: HandlerOptions) -> Result<Self, ConfigError> {
+        options.connection.validate()?;
+        Ok(Handler {
             inner: Arc::new(Inner {
                 connection: Arc::new(options.connection.clone()),
                 options,
                 registry: Registry::default(),
-                shut_down: AtomicBool::new(false),
             }),
-        }
+        })
+    }
+
+    /// Applies the `HttpServer` settings a WebSocket server needs (see the type's docs):
+    /// the handshake timeout as `client_request_timeout`, no lingering after the closing
+    /// handshake, and [`record_local_addr`] as `on_connect` (call it from your own
+    /// `on_connect` if you have one).
+    ///
+    /// ```no_run
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// # use actix_web::{App, HttpServer};
+    /// # struct Worker;
+    /// # impl Actor for Worker { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// # #[actix_web::main] async fn main() -> std::io::Result<()> {
+    /// let handler = Handler::new(HandlerOptions::new(Target::from_addr(Worker.start())))?;
+    /// let h = handler.clone();
+    /// handler
+    ///     .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
+    ///     .bind("127.0.0.1:8080")?
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    pub fn configure_server<F, I, S, B>(&self, server: HttpServer<F, I, S, B>) -> HttpServer<F, I, S, B>
+    where
+        F: Fn() -> I + Send + Clone + 'static,
+        I: IntoServiceFactory<S, actix_http::Request>,
+        S: ServiceFactory<actix_http::Request, Config = AppConfig> + 'static,
+        S::Error: Into<actix_web::Error> + 'static,
+        S::InitError: fmt::Debug,
+        S::Response: Into<actix_http::Response<B>> + 'static,
+        <S::Service as Service<actix_http::Request>>::Future: 'static,
+        S::Service: 'static,
+        B: MessageBody + 'static,
+    {
+        server
+            .client_request_timeout(self.handshake_timeout())
+            .client_disconnect_timeout(Duration::ZERO)
+            .on_connect(record_local_addr)
     }
 
     /// An actix-web route (any method; non-GET is answered 405) that upgrades every request.
@@ -279,6 +344,7 @@ impl Handler {
     ) -> Result<HttpResponse, HandshakeError> {
         let opts = &self.inner.options;
         let accepted = check_request(req, opts)?;
+        // Checked again, under the registry's lock, when the connection joins it.
         if self.is_shut_down() {
             return Err(HandshakeError::Unavailable("shutting down"));
         }
@@ -303,7 +369,7 @@ impl Handler {
             config: self.inner.connection.clone(),
             deflate: accepted.deflate.map(|(p, _)| p),
             protocol: accepted.protocol,
-            local_addr: Some(req.app_config().local_addr()),
+            local_addr: Some(local_addr(req)),
             remote_addr: req.peer_addr(),
             info: ConnectInfo { uri, headers: sized_copy(req.headers()), data },
             registry: Some(self.inner.registry.clone()),
@@ -324,12 +390,13 @@ impl Handler {
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.shut_down.load(Ordering::Acquire)
+        self.inner.registry.is_shutting_down()
     }
 
     /// Stops accepting (new upgrades get 503), closes every open connection with 1001
     /// Going Away, and resolves when all of them have ended (each target has been sent
-    /// its `MessageDisconnect`).
+    /// its `MessageDisconnect`). An upgrade accepted while shutdown begins is closed with
+    /// 1001 too, and waited for.
     ///
     /// ```
     /// # use actix::{Actor, Context};
@@ -340,15 +407,14 @@ impl Handler {
     /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
     /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
     /// # #[actix::main] async fn main() {
-    /// let handler = Handler::new(HandlerOptions::new(Target::from_addr(Worker.start())));
+    /// let handler = Handler::new(HandlerOptions::new(Target::from_addr(Worker.start()))).unwrap();
     /// handler.shutdown().await; // no connections: resolves at once
     /// assert!(handler.is_shut_down());
     /// assert_eq!(handler.connections(), 0);
     /// # }
     /// ```
     pub fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.inner.shut_down.store(true, Ordering::Release);
-        let conns = self.inner.registry.snapshot();
+        let conns = self.inner.registry.begin_shutdown();
         tracing::info!(connections = conns.len(), "websocket handler shutting down");
         for id in conns {
             id.addr().do_send(Shutdown);
@@ -369,6 +435,30 @@ impl Handler {
             signal.await;
             h.shutdown().await;
         }
+    }
+}
+
+/// The accepted socket's own address, recorded by [`record_local_addr`].
+#[derive(Debug, Clone, Copy)]
+struct LocalAddr(SocketAddr);
+
+/// An `HttpServer::on_connect` callback that records each accepted TCP socket's own
+/// address, so [`MessageConnect::local_addr`](crate::MessageConnect::local_addr) reports
+/// the address the peer reached (on a wildcard bind, not `0.0.0.0:port`).
+/// [`Handler::configure_server`] installs it; call it from your own `on_connect` if you
+/// have one. Over TLS the listener's address is reported.
+pub fn record_local_addr(conn: &dyn Any, ext: &mut Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Ok(addr) = tcp.local_addr() {
+            ext.insert(LocalAddr(addr));
+        }
+    }
+}
+
+fn local_addr(req: &HttpRequest) -> SocketAddr {
+    match req.conn_data::<LocalAddr>() {
+        Some(LocalAddr(addr)) => *addr,
+        None => req.app_config().local_addr(),
     }
 }
 

@@ -34,7 +34,7 @@
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
-//!     let handler = Handler::new(HandlerOptions::new(Pool::new([Echo.start(), Echo.start()]).unwrap()));
+//!     let handler = Handler::new(HandlerOptions::new(Pool::new([Echo.start(), Echo.start()]).unwrap()))?;
 //!     HttpServer::new(move || App::new().route("/ws", handler.route()))
 //!         .bind("127.0.0.1:8080")?
 //!         .run()
@@ -59,8 +59,8 @@ mod stats;
 pub use client::{connect, ConnectionOptions, Proxy};
 pub use config::ConnectionConfig;
 pub use connection::{GetStats, SendMessage, SendPrepared, WsConnection};
-pub use error::{ConnectError, PoolError, SendError};
-pub use handler::{Handler, HandlerOptions, HandshakeError, OriginCheck};
+pub use error::{ConfigError, ConnectError, PoolError, SendError, TrySendError};
+pub use handler::{record_local_addr, Handler, HandlerOptions, HandshakeError, OriginCheck};
 pub use message::{
     ConnectData, ConnectionId, DisconnectReason, Initiator, Message, MessageConnect, MessageDisconnect,
     MessageKind,

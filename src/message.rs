@@ -5,6 +5,7 @@ use std::any::Any;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::Addr;
@@ -13,7 +14,7 @@ use bytes::Bytes;
 
 use crate::connection::{SendMessage, WsConnection};
 use crate::protocol::CloseCode;
-use crate::{SendError, Stats};
+use crate::{SendError, Stats, TrySendError};
 
 /// Identifies one connection and lets its holder write to it, like the `gen.Alias` of
 /// Ergo's meta-process.
@@ -26,7 +27,7 @@ use crate::{SendError, Stats};
 /// # async fn demo(id: ConnectionId) -> Result<(), actix_meta_websocket::SendError> {
 /// id.send(Message::text("fire and forget"));
 /// id.send_wait(Message::binary(vec![1, 2, 3])).await?; // Ok once accepted for writing
-/// id.close(1000, "bye");
+/// id.close(1000, "bye")?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -37,11 +38,41 @@ pub struct ConnectionId(Arc<IdInner>);
 struct IdInner {
     seq: u64,
     addr: Addr<WsConnection>,
+    /// Outgoing bytes the connection holds and the peer has not taken, as of its latest
+    /// poll; written by the connection, read by `try_send`.
+    backlog: AtomicUsize,
+    /// The connection's `max_write_buffer`.
+    write_limit: usize,
+    /// The connection has sent its close frame: it writes nothing more.
+    closing: AtomicBool,
 }
 
 impl ConnectionId {
-    pub(crate) fn new(seq: u64, addr: Addr<WsConnection>) -> Self {
-        ConnectionId(Arc::new(IdInner { seq, addr }))
+    pub(crate) fn new(seq: u64, addr: Addr<WsConnection>, write_limit: usize) -> Self {
+        ConnectionId(Arc::new(IdInner {
+            seq,
+            addr,
+            backlog: AtomicUsize::new(0),
+            write_limit,
+            closing: AtomicBool::new(false),
+        }))
+    }
+
+    pub(crate) fn mark_closing(&self) {
+        self.0.closing.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_backlog(&self, bytes: usize) {
+        // Written only when it changed: readers on other threads keep their cached copy.
+        if self.0.backlog.load(Ordering::Relaxed) != bytes {
+            self.0.backlog.store(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Outgoing bytes the connection holds that the peer has not taken yet (encoded,
+    /// handed to the HTTP layer, or queued), as of the connection's latest turn.
+    pub fn backlog(&self) -> usize {
+        self.0.backlog.load(Ordering::Relaxed)
     }
 
     /// The process-wide unique number of this connection.
@@ -62,11 +93,39 @@ impl ConnectionId {
     /// Writes `msg` without waiting. Text, binary, ping and pong are queued; close starts
     /// the closing handshake after the writes queued before it. A message for a connection
     /// that is gone or closing is dropped (use [`send_wait`](Self::send_wait) to learn about
-    /// that). Over the outgoing buffer's bound, messages wait in order for the peer to read;
-    /// a peer that stays stuck is closed as a slow consumer (the policy is on
+    /// that). Over the outgoing buffer's bound, messages wait in order for the peer to read,
+    /// so a burst reaches a reading peer whole; a peer that takes nothing for the write
+    /// timeout is closed as a slow consumer (the policy is on
     /// [`ConnectionConfig`](crate::ConnectionConfig)).
     pub fn send(&self, msg: Message) {
         self.0.addr.do_send(msg);
+    }
+
+    /// Writes `msg` without waiting, unless the peer is behind: when the connection already
+    /// holds `max_write_buffer` bytes the peer has not taken, the message comes back as
+    /// [`TrySendError::Full`] and nothing is closed, so a producer can skip, coalesce or
+    /// retry later instead of queueing. Once the connection has sent its close frame, the
+    /// message comes back as [`TrySendError::Closed`].
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, Message, TrySendError};
+    /// # fn demo(id: &ConnectionId, tick: String) {
+    /// match id.try_send(Message::text(tick)) {
+    ///     Ok(()) => {}
+    ///     Err(TrySendError::Full(_)) => { /* the peer is behind: drop this tick, send the next */ }
+    ///     Err(TrySendError::Closed(_)) => { /* gone */ }
+    /// }
+    /// # }
+    /// ```
+    pub fn try_send(&self, msg: Message) -> Result<(), TrySendError> {
+        if self.0.closing.load(Ordering::Relaxed) || !self.0.addr.connected() {
+            return Err(TrySendError::Closed(msg));
+        }
+        if self.backlog() >= self.0.write_limit {
+            return Err(TrySendError::Full(msg));
+        }
+        self.0.addr.do_send(msg);
+        Ok(())
     }
 
     /// Writes `msg` and waits until the connection accepted it into its outgoing buffer.
@@ -109,9 +168,30 @@ impl ConnectionId {
         self.0.addr.do_send(crate::connection::SendPrepared(msg.clone()));
     }
 
-    /// Starts the closing handshake with `code` and `reason`.
-    pub fn close(&self, code: u16, reason: &str) {
-        self.send(Message::close(CloseCode(code), reason));
+    /// Starts the closing handshake with `code` and `reason` (cut to fit the frame), after
+    /// the writes queued before it. A code that may not be sent (below 1000, 1004-1006,
+    /// 1015, 1016-2999, 5000 and up) is refused here with [`SendError::Invalid`].
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, SendError};
+    /// # fn demo(id: &ConnectionId) {
+    /// id.close(4000, "game over").unwrap();
+    /// assert!(matches!(id.close(1006, "abnormal"), Err(SendError::Invalid(_)))); // never on the wire
+    /// # }
+    /// ```
+    pub fn close(&self, code: impl Into<CloseCode>, reason: &str) -> Result<(), SendError> {
+        let code = code.into();
+        if !code.is_valid_on_wire() {
+            return Err(SendError::Invalid(format!("close code {code} may not be sent")));
+        }
+        self.send(Message::close(code, reason));
+        Ok(())
+    }
+
+    /// Starts the closing handshake with a close frame that has no code (the peer sees
+    /// 1005, no status).
+    pub fn close_bare(&self) {
+        self.send(Message::close_bare());
     }
 
     /// Addresses, counters and age of the running connection.
@@ -221,7 +301,9 @@ impl Message {
         Message { id: None, kind: MessageKind::Pong, body: body.into() }
     }
 
-    /// A close with `code` and `reason` (cut to fit the frame).
+    /// A close with `code` and `reason` (cut to fit the frame). A code that may not be sent
+    /// is refused when the message is written ([`ConnectionId::send_wait`] returns
+    /// [`SendError::Invalid`]); [`ConnectionId::close`] checks it at once.
     pub fn close(code: impl Into<CloseCode>, reason: &str) -> Self {
         let code = code.into();
         let reason = crate::protocol::truncate_reason(reason);
@@ -229,6 +311,17 @@ impl Message {
         body.extend_from_slice(&code.0.to_be_bytes());
         body.extend_from_slice(reason.as_bytes());
         Message { id: None, kind: MessageKind::Close, body: Bytes::from(body) }
+    }
+
+    /// A close frame without a code or reason.
+    ///
+    /// ```
+    /// use actix_meta_websocket::{Message, MessageKind};
+    /// let m = Message::close_bare();
+    /// assert_eq!((m.kind, m.body.len()), (MessageKind::Close, 0));
+    /// ```
+    pub fn close_bare() -> Self {
+        Message { id: None, kind: MessageKind::Close, body: Bytes::new() }
     }
 
     /// The body as text, for text messages.
@@ -353,12 +446,17 @@ pub enum DisconnectReason {
     /// Nothing was received within the idle timeout.
     #[error("idle timeout")]
     IdleTimeout,
-    /// The outgoing buffer stayed over its bound (the peer does not read).
-    #[error("slow consumer: outgoing buffer over its bound")]
+    /// The peer took no byte for the write timeout while bytes waited for it, or writes
+    /// queued past `max_write_queue`; the connection was closed with 1008.
+    #[error("slow consumer: the peer did not take what was written")]
     SlowConsumer,
     /// The target actor stopped; the connection was closed with 1011.
     #[error("target actor is gone")]
     TargetGone,
+    /// The target did not handle `MessageConnect` within the idle timeout; the connection
+    /// was closed with 1011.
+    #[error("target did not handle MessageConnect in time")]
+    TargetTimeout,
     /// The handler was shut down; the connection was closed with 1001.
     #[error("shutdown")]
     Shutdown,
@@ -383,7 +481,7 @@ impl DisconnectReason {
             DisconnectReason::Closed { code, .. } | DisconnectReason::Protocol { code, .. } => *code,
             DisconnectReason::IdleTimeout | DisconnectReason::Shutdown => CloseCode::GOING_AWAY,
             DisconnectReason::SlowConsumer => CloseCode::POLICY_VIOLATION,
-            DisconnectReason::TargetGone => CloseCode::INTERNAL_ERROR,
+            DisconnectReason::TargetGone | DisconnectReason::TargetTimeout => CloseCode::INTERNAL_ERROR,
             DisconnectReason::CloseTimeout | DisconnectReason::ConnectionLost(_) => CloseCode::ABNORMAL,
         }
     }

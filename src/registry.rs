@@ -9,6 +9,9 @@ use crate::ConnectionId;
 
 /// Live connections by sequence number; clones share the set. Holding the connection's
 /// own `ConnectionId` costs no allocation (a new actix address would cost two).
+///
+/// Joining and the start of shutdown take one lock, so every connection either is in the
+/// set shutdown closes, or learns when it joins that shutdown has begun.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
     inner: Arc<Inner>,
@@ -16,29 +19,46 @@ pub(crate) struct Registry {
 
 #[derive(Default)]
 struct Inner {
-    conns: Mutex<HashMap<u64, ConnectionId>>,
+    state: Mutex<State>,
     emptied: Notify,
 }
 
+#[derive(Default)]
+struct State {
+    conns: HashMap<u64, ConnectionId>,
+    shutting_down: bool,
+}
+
 impl Registry {
-    pub(crate) fn insert(&self, id: ConnectionId) {
-        self.lock().insert(id.seq(), id);
+    /// Adds a connection; returns false when shutdown has begun (the connection is added
+    /// all the same, so shutdown waits for it to end).
+    pub(crate) fn join(&self, id: ConnectionId) -> bool {
+        let mut state = self.lock();
+        state.conns.insert(id.seq(), id);
+        !state.shutting_down
     }
 
     pub(crate) fn remove(&self, seq: u64) {
-        let mut conns = self.lock();
-        conns.remove(&seq);
-        if conns.is_empty() {
+        let mut state = self.lock();
+        state.conns.remove(&seq);
+        if state.conns.is_empty() {
             self.inner.emptied.notify_waiters();
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().conns.len()
     }
 
-    pub(crate) fn snapshot(&self) -> Vec<ConnectionId> {
-        self.lock().values().cloned().collect()
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.lock().shutting_down
+    }
+
+    /// Marks shutdown as begun and returns the connections that joined before.
+    pub(crate) fn begin_shutdown(&self) -> Vec<ConnectionId> {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        state.conns.values().cloned().collect()
     }
 
     /// Waits until no connection is left.
@@ -47,15 +67,15 @@ impl Registry {
             let notified = self.inner.emptied.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.lock().is_empty() {
+            if self.lock().conns.is_empty() {
                 return;
             }
             notified.await;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ConnectionId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock leaves a plain map behind: still usable.
-        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

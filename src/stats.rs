@@ -7,6 +7,7 @@ use crate::protocol::Role;
 
 /// A snapshot of one connection, from [`ConnectionId::stats`](crate::ConnectionId::stats).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Our end's address.
     pub local_addr: Option<SocketAddr>,
@@ -18,16 +19,23 @@ pub struct Stats {
     pub protocol: Option<String>,
     /// Whether permessage-deflate is in use.
     pub compressed: bool,
-    /// Bytes received on the wire.
+    /// Bytes received on the wire: frame headers, masks and compressed payloads included.
     pub bytes_in: u64,
-    /// Bytes written to the wire.
+    /// Bytes written to the wire, counted the same way.
     pub bytes_out: u64,
     /// Data messages received (and handed to the target).
     pub messages_in: u64,
-    /// Messages accepted for writing.
+    /// Messages accepted for writing (data, ping and pong).
     pub messages_out: u64,
-    /// Outgoing bytes not yet on the socket.
+    /// Payload bytes of the data messages received, after inflating (what Ergo's inspect
+    /// reports as bytes in).
+    pub message_bytes_in: u64,
+    /// Payload bytes of the messages accepted for writing, before compressing.
+    pub message_bytes_out: u64,
+    /// Encoded outgoing bytes not yet on the socket.
     pub buffered_out: usize,
+    /// Payload bytes of writes queued behind a full outgoing buffer.
+    pub queued_out: usize,
     /// Received bytes not yet decoded.
     pub buffered_in: usize,
     /// Time since the connection started.

@@ -39,7 +39,9 @@ async fn expect_message(rx: &mut Events) -> Message {
 async fn client_and_server_talk_both_ways_with_and_without_compression() {
     for compression in [false, true] {
         let (server_worker, mut server_rx) = recorder("server", true);
-        let srv = serve(Handler::new(options(server_worker).compression(compression).protocols(["b", "a"])));
+        let srv = serve(
+            Handler::new(options(server_worker).compression(compression).protocols(["b", "a"])).unwrap(),
+        );
         let (client_worker, mut client_rx) = recorder("client", false);
         let opts = ConnectionOptions::new(url(&srv.url()), Target::from_addr(client_worker))
             .compression(compression)
@@ -76,7 +78,7 @@ async fn client_and_server_talk_both_ways_with_and_without_compression() {
         if compression {
             assert!(stats.bytes_out < 200, "the repetitive text went out compressed: {stats:?}");
         }
-        id.close(1000, "done");
+        id.close(1000, "done").unwrap();
         let d = next_disconnect(&mut client_rx).await;
         assert_eq!(
             d.reason,
@@ -122,7 +124,7 @@ async fn client_against_tokio_tungstenite_server() {
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i * 31) as u8).collect();
     id.send_wait(Message::binary(big.clone())).await.unwrap();
     assert_eq!(&expect_message(&mut rx).await.body[..], &big[..]);
-    id.close(4000, "bye");
+    id.close(4000, "bye").unwrap();
     let d = next_disconnect(&mut rx).await;
     assert_eq!(d.reason.code(), CloseCode(4000));
 }
@@ -179,7 +181,7 @@ async fn client_against_python_websockets_with_compression() {
     }
     let stats = id.stats().await.unwrap();
     assert!(stats.bytes_in < stats.messages_in * 600 / 4, "echoes arrived compressed: {stats:?}");
-    id.close(1000, "");
+    id.close(1000, "").unwrap();
     assert_eq!(next_disconnect(&mut rx).await.reason.code(), CloseCode::NORMAL);
 }
 
@@ -196,7 +198,7 @@ async fn wss_against_an_actix_web_rustls_server() {
         .with_single_cert(vec![cert_der.clone()], key_der)
         .unwrap();
     let (server_worker, mut server_rx) = recorder("server", true);
-    let handler = Handler::new(options(server_worker));
+    let handler = Handler::new(options(server_worker)).unwrap();
     let h = handler.clone();
     let server = actix_web::HttpServer::new(move || actix_web::App::new().route("/ws", h.route()))
         .workers(1)
@@ -226,7 +228,7 @@ async fn wss_against_an_actix_web_rustls_server() {
     expect_connect(&mut server_rx).await;
     id.send_wait(Message::text("over tls")).await.unwrap();
     assert_eq!(expect_message(&mut rx).await.as_text(), Some("over tls"));
-    id.close(1000, "");
+    id.close(1000, "").unwrap();
     next_disconnect(&mut rx).await;
 
     // Without the test root the certificate is refused, as a TLS error.
@@ -280,7 +282,7 @@ fn tinyproxy() -> (Child_, u16, std::path::PathBuf) {
 async fn a_real_http_proxy_carries_the_connection() {
     let (_proxy, proxy_port, log) = tinyproxy();
     let (server_worker, mut server_rx) = recorder("server", true);
-    let srv = serve(Handler::new(options(server_worker)));
+    let srv = serve(Handler::new(options(server_worker)).unwrap());
     let (worker, mut rx) = recorder("client", false);
     let opts = ConnectionOptions::new(url(&srv.url()), Target::from_addr(worker))
         .proxy(Proxy::url(&format!("http://127.0.0.1:{proxy_port}")).unwrap());
@@ -293,7 +295,7 @@ async fn a_real_http_proxy_carries_the_connection() {
     assert_eq!(expect_message(&mut rx).await.as_text(), Some("via proxy"));
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(logged.contains(&format!("CONNECT 127.0.0.1:{}", srv.addr.port())), "{logged}");
-    id.close(1000, "");
+    id.close(1000, "").unwrap();
     next_disconnect(&mut rx).await;
 
     // A proxy that refuses the tunnel (tinyproxy denies a port nobody listens on with 5xx).

@@ -33,7 +33,7 @@ fn limited(max_frame: usize, max_message: usize) -> (HandlerOptions, Events) {
 #[actix_web::test]
 async fn slow_headers_are_cut_by_the_handshake_timeout() {
     let (worker, _rx) = recorder("w", false);
-    let handler = Handler::new(options(worker).handshake_timeout(Duration::from_millis(500)));
+    let handler = Handler::new(options(worker).handshake_timeout(Duration::from_millis(500))).unwrap();
     let srv = serve(handler);
     let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
     let request = upgrade_request(srv.addr, "");
@@ -70,7 +70,7 @@ async fn slow_headers_are_cut_by_the_handshake_timeout() {
 #[actix_web::test]
 async fn garbage_and_oversized_requests_get_4xx() {
     let (worker, _rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)));
+    let srv = serve(Handler::new(options(worker)).unwrap());
     let (status, ..) = http_request(srv.addr, "\x16\x03\x01garbage\r\n\r\n").await;
     assert_eq!(status, 400);
     // A 1 MiB header: actix-web refuses heads past its buffer limit.
@@ -94,7 +94,7 @@ async fn garbage_and_oversized_requests_get_4xx() {
 #[actix_web::test]
 async fn a_2_pow_63_frame_is_refused_from_its_header() {
     let (opts, mut rx) = limited(1 << 20, 4 << 20);
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     raw.send_raw(&[0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4]).await;
     assert_eq!(raw.expect_close().await, 1009);
@@ -111,7 +111,7 @@ async fn a_2_pow_63_frame_is_refused_from_its_header() {
 async fn a_huge_message_in_small_fragments_stops_at_the_limit() {
     let limit = 1 << 20;
     let (opts, mut rx) = limited(64 * 1024, limit);
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let (mut rd, mut wr) = raw.stream.into_split();
     // Up to 1 GiB in 1 KiB fragments; the server must close long before.
@@ -154,7 +154,7 @@ async fn a_deflate_bomb_is_stopped_at_the_inflated_limit() {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker).compression(true);
     opts.connection.limits.max_message_size = 1 << 20;
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     let mut enc = Encoder::new(Role::Client, Some(&DeflateParams::default()), 9, 0);
@@ -183,7 +183,7 @@ async fn a_deflate_bomb_is_stopped_at_the_inflated_limit() {
 #[actix_web::test]
 async fn bad_utf8_split_across_fragments_fails_fast() {
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)));
+    let srv = serve(Handler::new(options(worker)).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     // "κ" split, then an invalid continuation; the message is never finished.
     raw.send_raw(&client_frame(false, 0, 1, b"ok \xce")).await;
@@ -203,7 +203,7 @@ async fn a_ping_flood_without_reading_stays_bounded() {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
     opts.connection.max_write_buffer = 64 * 1024;
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     let (_rd, mut wr) = raw.stream.into_split(); // never read: pongs pile up at the server
@@ -235,7 +235,7 @@ async fn a_ping_flood_without_reading_stays_bounded() {
 #[actix_web::test]
 async fn a_vanished_peer_is_noticed() {
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)));
+    let srv = serve(Handler::new(options(worker)).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(_) = next(&mut rx).await.1 else { panic!() };
     // An RST instead of a close: linger 0 then drop.
@@ -251,31 +251,6 @@ async fn a_vanished_peer_is_noticed() {
         "peer socket reset without a close frame",
         &[("detected_after_ms", started.elapsed().as_millis().to_string())],
     );
-}
-
-fn socket_linger_zero(s: &std::net::TcpStream) {
-    // SO_LINGER {on, 0}: close sends RST.
-    #[repr(C)]
-    struct Linger {
-        l_onoff: i32,
-        l_linger: i32,
-    }
-    extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, val: *const std::ffi::c_void, len: u32) -> i32;
-    }
-    use std::os::fd::AsRawFd;
-    let l = Linger { l_onoff: 1, l_linger: 0 };
-    // SOL_SOCKET = 1, SO_LINGER = 13 on Linux.
-    let r = unsafe {
-        setsockopt(
-            s.as_raw_fd(),
-            1,
-            13,
-            &l as *const Linger as *const _,
-            std::mem::size_of::<Linger>() as u32,
-        )
-    };
-    assert_eq!(r, 0, "setsockopt(SO_LINGER)");
 }
 
 /// A worker that stops when told; under a Supervisor it is restarted at the same address.
@@ -312,7 +287,7 @@ impl actix::Handler<MessageDisconnect> for Fragile {
 async fn a_supervised_worker_restarts_and_keeps_serving_its_connections() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = actix::Supervisor::start(move |_| Fragile { tx });
-    let srv = serve(Handler::new(HandlerOptions::new(Target::from_addr(worker))));
+    let srv = serve(Handler::new(HandlerOptions::new(Target::from_addr(worker))).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     raw.send_raw(&client_frame(true, 0, 1, b"crash")).await;
@@ -331,7 +306,7 @@ async fn a_supervised_worker_restarts_and_keeps_serving_its_connections() {
 #[actix_web::test]
 async fn shutdown_under_load_writes_everything_it_acknowledged() {
     let (worker, mut rx) = recorder("w", false);
-    let handler = Handler::new(options(worker));
+    let handler = Handler::new(options(worker)).unwrap();
     let srv = serve(handler.clone());
     let mut clients = Vec::new();
     let mut ids = Vec::new();

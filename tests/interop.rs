@@ -57,7 +57,7 @@ async fn peer_client_against_our_server(peer: &'static str, deflate: bool) {
     let (worker, mut rx) = recorder("server", true);
     let mut opts = options(worker).compression(deflate);
     opts.connection.fragment_size = Some(4096); // our echo of the 1 MiB message goes out fragmented
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let url = srv.url();
     let mode = if deflate { "deflate" } else { "none" };
     let out = actix_web::rt::task::spawn_blocking(move || {
@@ -97,7 +97,7 @@ async fn our_client_against_peer_server(peer: &'static str, deflate: bool) {
         let Event::Message(got) = next(&mut rx).await.1 else { panic!("expected a message") };
         assert_eq!((got.kind, &got.body), (want.kind, &want.body));
     }
-    id.close(4001, "done");
+    id.close(4001, "done").unwrap();
     let d = next_disconnect(&mut rx).await;
     assert_eq!(
         d.reason,

@@ -70,7 +70,8 @@ async fn buffers_a_large_message_grew_are_given_back_when_the_connection_goes_qu
     // The quiet check runs with the heartbeat.
     let quick = ConnectionConfig { heartbeat: Some(Duration::from_millis(50)), ..Default::default() };
     let (server_worker, mut server_rx) = recorder("server", true);
-    let srv = serve(Handler::new(options(server_worker).compression(true).connection(quick.clone())));
+    let srv =
+        serve(Handler::new(options(server_worker).compression(true).connection(quick.clone())).unwrap());
     let (client_worker, mut client_rx) = recorder("client", false);
     let url = url::Url::parse(&srv.url()).unwrap();
     let mut ids = Vec::new();

@@ -26,7 +26,7 @@ async fn round_robin_over_two_members_across_three_connections() {
     let a = Recorder { name: "a", tx: tx.clone(), echo: false }.start();
     let b = Recorder { name: "b", tx, echo: false }.start();
     let pool = Pool::new([a, b]).unwrap();
-    let srv = serve(Handler::new(HandlerOptions::new(pool)));
+    let srv = serve(Handler::new(HandlerOptions::new(pool)).unwrap());
     let mut order = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..3 {
@@ -48,7 +48,7 @@ async fn round_robin_over_two_members_across_three_connections() {
 #[actix_web::test]
 async fn connect_echo_close_in_order_with_the_same_id() {
     let (worker, mut rx) = recorder("w", true);
-    let srv = serve(Handler::new(options(worker)));
+    let srv = serve(Handler::new(options(worker)).unwrap());
     let mut ws = tungstenite(&format!("{}?room=7", srv.url())).await;
 
     let id = match next(&mut rx).await.1 {
@@ -103,7 +103,7 @@ async fn connect_echo_close_in_order_with_the_same_id() {
 #[actix_web::test]
 async fn writes_by_id_with_every_kind() {
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)));
+    let srv = serve(Handler::new(options(worker)).unwrap());
     let mut ws = tungstenite(&srv.url()).await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     c.id.send(Message::default()); // unset kind: text, empty
@@ -136,7 +136,7 @@ async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
     // One server accepting permessage-deflate; a plain peer gets the shared frame, a
     // compressing peer (our client) gets the message compressed for its own context.
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker).compression(true)));
+    let srv = serve(Handler::new(options(worker).compression(true)).unwrap());
     let mut plain = tungstenite(&srv.url()).await;
     let Event::Connect(a) = next(&mut rx).await.1 else { panic!() };
     let (client_worker, mut crx) = recorder("c", false);
@@ -183,7 +183,7 @@ async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
 #[actix_web::test]
 async fn http_failures_have_the_right_status() {
     let (worker, _rx) = recorder("w", false);
-    let handler = Handler::new(options(worker));
+    let handler = Handler::new(options(worker)).unwrap();
     let srv = serve(handler.clone());
     let a = srv.addr;
     let cases: Vec<(String, u16)> = vec![
@@ -212,7 +212,7 @@ async fn origin_predicate_allows_cross_origin() {
     let opts = options(worker).check_origin(|req| {
         req.headers().get("origin").is_some_and(|o| o.as_bytes() == b"https://app.example")
     });
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     RawClient::connect(srv.addr, "Origin: https://app.example\r\n").await;
     let (status, ..) =
         http_request(srv.addr, &upgrade_request(srv.addr, "Origin: https://other.example\r\n")).await;
@@ -222,7 +222,7 @@ async fn origin_predicate_allows_cross_origin() {
 #[actix_web::test]
 async fn no_live_pool_member_gives_503() {
     let (worker, _rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker.clone())));
+    let srv = serve(Handler::new(options(worker.clone())).unwrap());
     let _ = worker.send(StopRecorder).await;
     let (status, ..) = http_request(srv.addr, &upgrade_request(srv.addr, "")).await;
     assert_eq!(status, 503);
@@ -242,7 +242,7 @@ impl actix::Handler<StopRecorder> for Recorder {
 async fn subprotocol_and_compression_are_negotiated() {
     let (worker, mut rx) = recorder("w", true);
     let opts = options(worker).protocols(["v2", "v1"]).compression(true);
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (mut raw, head) = RawClient::connect(
         srv.addr,
         "Sec-WebSocket-Protocol: v1, v2\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
@@ -284,7 +284,7 @@ async fn violation(payload_frames: Vec<u8>, want: CloseCode, check: impl Fn(&Pro
     let mut opts = options(worker);
     opts.connection.limits.max_frame_size = 1024;
     opts.connection.limits.max_message_size = 4096;
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     raw.send_raw(&payload_frames).await;
     assert_eq!(raw.expect_close().await, want.0);
@@ -338,7 +338,7 @@ async fn answers_to_messages_before_a_violation_or_close_go_out_first() {
     let arbiter = actix::Arbiter::new();
     let worker =
         Recorder::start_in_arbiter(&arbiter.handle(), move |_| Recorder { name: "w", tx, echo: true });
-    let srv = serve(Handler::new(options(worker)));
+    let srv = serve(Handler::new(options(worker)).unwrap());
     // One write: a text message, then `after`; the echo must come before our close `code`.
     let message_then = |text: &'static [u8], after: Vec<u8>, code: u16, round: usize| async move {
         let (mut raw, _) = RawClient::connect(srv.addr, "").await;
@@ -369,7 +369,7 @@ async fn idle_timeout_closes_a_silent_peer() {
     let mut opts = options(worker);
     opts.connection.heartbeat = None;
     opts.connection.idle_timeout = Some(Duration::from_millis(300));
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     assert_eq!(
         raw.recv().await,
@@ -388,7 +388,7 @@ async fn heartbeat_pings_keep_an_answering_peer_alive() {
     let mut opts = options(worker);
     opts.connection.heartbeat = Some(Duration::from_millis(50));
     opts.connection.idle_timeout = Some(Duration::from_millis(400));
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let mut ws = tungstenite(&srv.url()).await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     // tungstenite answers pings while we read; ten of them outlast the idle timeout.
@@ -449,7 +449,7 @@ async fn a_slow_target_slows_the_reading_instead_of_buffering() {
     let gate = Gate { release: release.clone(), tx, connect_gate: None }.start();
     let mut opts = HandlerOptions::new(Target::from_addr(gate));
     opts.connection.max_in_flight = 4;
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
 
@@ -492,7 +492,7 @@ async fn stuck_peer() -> (Events, MessageConnect, RawClient, TestServer) {
     opts.connection.max_write_buffer = 256 * 1024;
     opts.connection.write_timeout = Duration::from_millis(300);
     opts.connection.close_timeout = Duration::from_millis(300);
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     (rx, c, raw, srv)
@@ -544,7 +544,7 @@ async fn a_burst_larger_than_the_buffer_reaches_a_reading_peer() {
         let mut opts = options(worker);
         opts.connection.write_timeout = Duration::from_secs(60);
         opts.connection.fragment_size = fragment_size;
-        let srv = serve(Handler::new(opts));
+        let srv = serve(Handler::new(opts).unwrap());
         let mut ws = tungstenite(&srv.url()).await;
         let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
         let big = vec![9u8; size];
@@ -586,7 +586,7 @@ async fn message_connect_comes_first_even_when_its_handler_is_slow() {
             let recorder = Recorder { name: "recorder", tx, echo: false }.start();
             Target::from_recipients(gate.recipient(), recorder.clone().recipient(), recorder.recipient())
         };
-        let srv = serve(Handler::new(HandlerOptions::new(target)));
+        let srv = serve(Handler::new(HandlerOptions::new(target)).unwrap());
         let (mut raw, _) = RawClient::connect(srv.addr, "").await;
         raw.send_raw(&client_frame(true, 0, 1, b"at once")).await;
         // Nothing may arrive while MessageConnect is being handled: a negative check, so
@@ -618,7 +618,7 @@ async fn a_stopped_target_gives_1011_and_a_disconnect() {
     opts.connection.close_timeout = Duration::from_secs(60);
     // A full window when the target dies must not stop the reading.
     opts.connection.max_in_flight = 1;
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(_) = next(&mut rx).await.1 else { panic!() };
     dying.send(StopRecorder).await.unwrap();
@@ -638,7 +638,7 @@ async fn a_stopped_target_gives_1011_and_a_disconnect() {
 #[actix_web::test]
 async fn shutdown_closes_with_1001_disconnects_all_and_refuses_new() {
     let (worker, mut rx) = recorder("w", false);
-    let handler = Handler::new(options(worker));
+    let handler = Handler::new(options(worker)).unwrap();
     let srv = serve(handler.clone());
     let mut clients = Vec::new();
     for _ in 0..3 {
@@ -682,7 +682,7 @@ async fn busy_target_keeps_order(max_in_flight: usize) {
     });
     let mut opts = options(worker);
     opts.connection.max_in_flight = max_in_flight;
-    let srv = serve(Handler::new(opts));
+    let srv = serve(Handler::new(opts).unwrap());
     const CONNS: usize = 4;
     const EACH: usize = 1000;
     let mut clients = Vec::new();

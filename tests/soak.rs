@@ -71,7 +71,7 @@ async fn thousands_of_connections_leave_nothing_behind() {
             se.fetch_add(1, Ordering::Relaxed);
         }
     });
-    let handler = Handler::new(options(server_worker));
+    let handler = Handler::new(options(server_worker)).unwrap();
     let srv = serve(handler.clone());
     let url = url::Url::parse(&srv.url()).unwrap();
 
@@ -82,7 +82,7 @@ async fn thousands_of_connections_leave_nothing_behind() {
     let target = Target::from_addr(counter);
     let id = connect(ConnectionOptions::new(url.clone(), target.clone())).await.unwrap();
     id.send_wait(Message::text("warm")).await.unwrap();
-    id.close(1000, "");
+    id.close(1000, "").unwrap();
     while disconnects.load(Ordering::Relaxed) < 1 {
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
@@ -101,7 +101,7 @@ async fn thousands_of_connections_leave_nothing_behind() {
                 for i in 0..10 {
                     id.send_wait(Message::text(format!("m{i}"))).await.expect("send");
                 }
-                id.close(1000, "");
+                id.close(1000, "").unwrap();
             }
         }));
     }

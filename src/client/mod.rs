@@ -139,7 +139,7 @@ impl ConnectionOptions {
 impl fmt::Debug for ConnectionOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionOptions")
-            .field("url", &self.url.as_str())
+            .field("url", &redacted(&self.url))
             .field("target", &self.target)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("compression", &self.compression)
@@ -174,8 +174,8 @@ impl fmt::Debug for ConnectionOptions {
 /// # Ok(()) }
 /// ```
 pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, ConnectError> {
-    let url_err =
-        |reason: &str| ConnectError::Url { url: options.url.to_string(), reason: reason.to_owned() };
+    let url_err = |reason: &str| ConnectError::Url { url: redacted(&options.url), reason: reason.to_owned() };
+    options.connection.validate()?;
     match options.url.scheme() {
         "ws" | "wss" => {}
         _ => return Err(url_err("scheme must be ws or wss")),
@@ -194,6 +194,7 @@ pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, Connect
         None => build_client(&options, proxy, state.clone()),
     };
     let timeout = options.handshake_timeout;
+    let started = std::time::Instant::now();
     let dial = handshake(&options, client);
     let (response_headers, socket, read_buf) = match tokio::time::timeout(timeout, dial).await {
         Ok(Ok(r)) => r,
@@ -211,6 +212,8 @@ pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, Connect
                         reason: source.to_string(),
                     }
                 }
+                // A caller's client gave up on its own timeout: say after how long.
+                (None, ConnectError::Timeout(_)) => ConnectError::Timeout(started.elapsed()),
                 (None, e) => e,
             });
         }
@@ -257,9 +260,20 @@ pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, Connect
         protocol,
         local_addr,
         remote_addr,
-        info: ConnectInfo { uri: options.url.to_string(), headers: response_headers, data: None },
+        info: ConnectInfo { uri: redacted(&options.url), headers: response_headers, data: None },
         registry: None,
     }))
+}
+
+/// `url` with its credentials, if any, replaced by `***`, for errors, logs and `Debug`.
+pub(crate) fn redacted(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username("***");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 async fn handshake(

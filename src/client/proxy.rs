@@ -15,8 +15,10 @@ use crate::ConnectError;
 /// let p = Proxy::url("http://user:pw@127.0.0.1:3128").unwrap();
 /// assert!(matches!(p, Proxy::Url(_)));
 /// assert!(Proxy::url("socks5://127.0.0.1:1080").is_err());
+/// // Credentials never show in `Debug` output or errors.
+/// assert_eq!(format!("{p:?}"), "Url(\"http://***@127.0.0.1:3128/\")");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum Proxy {
     /// From `HTTPS_PROXY` (wss) or `HTTP_PROXY` (ws), upper or lower case, unless
     /// `NO_PROXY` matches the host. As in Go, `localhost` and loopback addresses are never
@@ -27,6 +29,16 @@ pub enum Proxy {
     None,
     /// Always through this `http://` proxy (credentials in the URL are sent as Basic auth).
     Url(url::Url),
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proxy::FromEnv => f.write_str("FromEnv"),
+            Proxy::None => f.write_str("None"),
+            Proxy::Url(u) => f.debug_tuple("Url").field(&super::redacted(u)).finish(),
+        }
+    }
 }
 
 impl Proxy {
@@ -57,10 +69,11 @@ impl Proxy {
 }
 
 fn parse_proxy_url(s: &str) -> Result<url::Url, ConnectError> {
-    let bad = |reason: &str| ConnectError::Url { url: s.to_owned(), reason: reason.to_owned() };
+    let bad = |reason: &str| ConnectError::Url { url: redact_str(s), reason: reason.to_owned() };
     // Go accepts a bare host:port and means http://host:port.
     let u = match url::Url::parse(s) {
         Ok(u) if u.has_host() => u,
+        Err(e) if s.contains("://") => return Err(bad(&format!("proxy URL: {e}"))),
         _ => url::Url::parse(&format!("http://{s}")).map_err(|e| bad(&format!("proxy URL: {e}")))?,
     };
     match u.scheme() {
@@ -69,8 +82,26 @@ fn parse_proxy_url(s: &str) -> Result<url::Url, ConnectError> {
     }
 }
 
+/// A proxy string as given, with anything before an `@` in its authority hidden: it may be
+/// credentials, even in a string too broken to parse.
+fn redact_str(s: &str) -> String {
+    let (scheme, rest) = s.split_once("://").map_or(("", s), |(a, b)| (a, b));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let sep = if scheme.is_empty() { "" } else { "://" };
+            format!("{scheme}{sep}***{}", &rest[at..])
+        }
+        None => s.to_owned(),
+    }
+}
+
+/// The first of the upper- and lower-case variable that is set and not empty (Go's
+/// `getEnvAny`).
 fn env_var(env: &impl Fn(&str) -> Option<String>, upper: &str) -> Option<String> {
-    env(upper).or_else(|| env(&upper.to_ascii_lowercase())).filter(|v| !v.is_empty())
+    [upper.to_owned(), upper.to_ascii_lowercase()]
+        .into_iter()
+        .find_map(|name| env(&name).filter(|v| !v.is_empty()))
 }
 
 fn from_env(
@@ -102,8 +133,9 @@ fn from_env(
     parse_proxy_url(&proxy).map(Some)
 }
 
-/// `NO_PROXY`: comma-separated `*`, hosts, `.domain` / `domain` suffixes, IPs, CIDR
-/// blocks, each optionally with `:port`.
+/// `NO_PROXY`: comma-separated `*`, hosts, IPs, CIDR blocks, each optionally with `:port`.
+/// As in Go, `example.com` matches that host and its subdomains, `.example.com` and
+/// `*.example.com` only its subdomains.
 fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
     let ip: Option<std::net::IpAddr> = host.parse().ok();
     list.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
@@ -124,8 +156,11 @@ fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
         if let Some(ip) = ip {
             return name.parse::<std::net::IpAddr>().is_ok_and(|n| n == ip);
         }
-        let suffix = name.trim_start_matches("*.").trim_start_matches('.');
-        host == suffix || host.ends_with(&format!(".{suffix}"))
+        let name = name.strip_prefix('*').filter(|n| n.starts_with('.')).unwrap_or(&name);
+        match name.strip_prefix('.') {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == name || host.ends_with(&format!(".{name}")),
+        }
     })
 }
 
@@ -222,6 +257,14 @@ mod tests {
         assert_eq!(resolve(&Proxy::FromEnv, "ws://localhost:1/ws", &env), None);
         assert_eq!(resolve(&Proxy::FromEnv, "ws://[::1]:1/ws", &env), None);
         assert_eq!(resolve(&Proxy::FromEnv, "ws://example.com/ws", &[]), None);
+        // An empty upper-case variable falls back to the lower-case one, as in Go.
+        let env = [("HTTP_PROXY", ""), ("http_proxy", "http://lower:3128")];
+        assert_eq!(
+            resolve(&Proxy::FromEnv, "ws://example.com/ws", &env).as_deref(),
+            Some("http://lower:3128/")
+        );
+        let env = [("HTTP_PROXY", "http://p:1"), ("NO_PROXY", ""), ("no_proxy", "example.com")];
+        assert_eq!(resolve(&Proxy::FromEnv, "ws://example.com/ws", &env), None);
         // An explicit proxy applies to everything.
         let p = Proxy::url("http://127.0.0.1:3128").unwrap();
         assert_eq!(resolve(&p, "ws://127.0.0.1:1/", &[]).as_deref(), Some("http://127.0.0.1:3128/"));
@@ -236,7 +279,11 @@ mod tests {
         assert!(with("*", "ws://a.example.com/"));
         assert!(with("example.com", "ws://a.example.com/"));
         assert!(with(".example.com", "ws://a.example.com/"));
+        assert!(with("*.example.com", "ws://a.example.com/"));
         assert!(with("example.com", "ws://example.com/"));
+        // Go's rule: a leading dot (or `*.`) means subdomains only.
+        assert!(!with(".example.com", "ws://example.com/"));
+        assert!(!with("*.example.com", "ws://example.com/"));
         assert!(!with("example.com", "ws://notexample.com/"));
         assert!(with("other, a.example.com:80", "ws://a.example.com/"));
         assert!(!with("a.example.com:81", "ws://a.example.com/"));
@@ -252,5 +299,44 @@ mod tests {
         assert_eq!((u.host_str(), u.port()), (Some("p"), Some(3128)));
         let u = parse_proxy_url("http://us%40er:p%3Ass@p:1").unwrap();
         assert_eq!(basic_auth(&u).as_deref(), Some("Basic dXNAZXI6cDpzcw=="));
+    }
+
+    #[test]
+    fn credentials_stay_out_of_debug_output_and_errors() {
+        let p = Proxy::url("http://alice:s3cret@proxy.example:3128").unwrap();
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("alice") && !shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("proxy.example:3128"), "{shown}");
+        for bad in ["socks5://alice:s3cret@proxy.example:1080", "http://alice:s3cret@[::1"] {
+            let err = Proxy::url(bad).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("alice") && !shown.contains("s3cret"), "{shown}");
+        }
+        let target = url::Url::parse("ws://bob:hunter2@example.com/ws").unwrap();
+        let options = crate::ConnectionOptions::new(target, crate::Pool::from(dead_target()));
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("bob") && !shown.contains("hunter2"), "{shown}");
+    }
+
+    fn dead_target() -> crate::Target {
+        use actix::{Actor, AsyncContext};
+        struct Nobody;
+        impl Actor for Nobody {
+            type Context = actix::Context<Self>;
+        }
+        impl actix::Handler<crate::MessageConnect> for Nobody {
+            type Result = ();
+            fn handle(&mut self, _: crate::MessageConnect, _: &mut Self::Context) {}
+        }
+        impl actix::Handler<crate::Message> for Nobody {
+            type Result = ();
+            fn handle(&mut self, _: crate::Message, _: &mut Self::Context) {}
+        }
+        impl actix::Handler<crate::MessageDisconnect> for Nobody {
+            type Result = ();
+            fn handle(&mut self, _: crate::MessageDisconnect, _: &mut Self::Context) {}
+        }
+        let ctx = actix::Context::<Nobody>::new();
+        crate::Target::from_addr(ctx.address())
     }
 }

@@ -1,12 +1,13 @@
 //! `WsConnection`: the actor that owns one WebSocket connection, accepted or dialled.
 
+mod handover;
 mod host;
 mod outgoing;
 mod pump;
 mod tick;
 pub(crate) mod transport;
+mod write_queue;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,9 +28,11 @@ use crate::{
     ConnectData, ConnectionConfig, ConnectionId, DisconnectReason, Initiator, Message, MessageConnect,
     MessageDisconnect, MessageKind, SendError, Stats, Target,
 };
+use handover::Handover;
 use host::Host;
 use outgoing::Outgoing;
 use transport::{BodyStream, Pipe, Transport};
+use write_queue::{Outbound, Stall, StallWatch, Waiter, WriteQueue};
 
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -61,7 +64,6 @@ pub struct WsConnection {
     encoder: Encoder,
     read_buf: BytesMut,
     out: Outgoing,
-    target: Target,
     config: Arc<ConnectionConfig>,
     /// Boxed: needed only until `MessageConnect` goes out.
     connect_info: Option<Box<ConnectInfo>>,
@@ -70,19 +72,8 @@ pub struct WsConnection {
     protocol: Option<String>,
     compressed: bool,
     registry: Option<Registry>,
-    /// `MessageConnect` is with the target (first in its mailbox, or handled): reading
-    /// may start.
-    open: bool,
-    /// Incoming messages handed to the target, and how far it has handled them.
-    window: Window,
-    /// The latest decoded message, not yet handed over: it goes last in its batch, as the
-    /// one whose handling the connection awaits (see `Window`).
-    held: Option<Message>,
-    /// Hand-overs whose handling is awaited, oldest first.
-    fences: VecDeque<Fence>,
-    /// The box of the last answered hand-over, for the next one: at one hand-over in flight
-    /// (the usual case), no allocation per hand-over.
-    spare_request: Option<RequestBox>,
+    /// Incoming messages on their way to the target.
+    handover: Handover,
     /// What waits for the target to handle the messages before it (see `after_target`).
     deferred: Option<Deferred>,
     /// The pump poll that last saw a hand-over answered (see `run_deferred`).
@@ -96,11 +87,9 @@ pub struct WsConnection {
     /// The transport has been closed or failed; the actor is stopping.
     finished: bool,
     reason: Option<DisconnectReason>,
-    waiters: VecDeque<Waiter>,
-    /// Payload bytes of the fire-and-forget writes in `waiters`.
-    waiting_bytes: usize,
-    /// A timer watches the oldest waiter.
-    stall_timer: bool,
+    /// Writes waiting for room in `out`.
+    queue: WriteQueue,
+    stall: StallWatch,
     /// Heartbeat and idle timeout; run by the pump.
     tick: Option<tick::Tick>,
     pump_waker: Option<Waker>,
@@ -111,100 +100,12 @@ pub struct WsConnection {
     span: tracing::Span,
 }
 
-/// Counts of messages (and their bytes) handed to the target and handled by it.
-///
-/// Handing each message over with `Recipient::send` costs a oneshot channel and a boxed
-/// future per message. Instead, every message of a batch but the last goes with `do_send`,
-/// and the last with `send`: the target's mailbox is FIFO, so when that one is handled,
-/// every earlier one is too. Answers arrive in order too: a handler returns before the
-/// next message is handled, and for a handler that returns a future actix answers when it
-/// completes (so the window waits).
-///
-/// The `send` must be queued at once, before any later `do_send`. It goes through the
-/// recipient all connections share; when actix's mailbox bound has parked that sender,
-/// `send` refuses and hands back a request holding a fresh, unparked clone, which queues
-/// the message on its first poll (see `hand_over_held`). A clone per hand-over would do
-/// too, but costs three allocations and two atomic read-modify-writes each time.
-#[derive(Debug, Default, Clone, Copy)]
-struct Window {
-    sent: u64,
-    sent_bytes: u64,
-    handled: u64,
-    handled_bytes: u64,
-}
-
-impl Window {
-    fn in_flight(&self) -> u64 {
-        self.sent - self.handled
-    }
-
-    fn is_open(&self, config: &ConnectionConfig) -> bool {
-        self.in_flight() < config.max_in_flight.max(1) as u64
-            && self.sent_bytes - self.handled_bytes < config.max_in_flight_bytes as u64
-    }
-}
-
 /// Ends of the incoming stream that wait for the target (see `WsConnection::after_target`).
 enum Deferred {
     /// A protocol error: fail the connection.
     Fail(ProtocolError),
     /// The peer's close: answer it with this code.
     CloseReply(CloseCode),
-}
-
-/// A message handed over with `send`: when it is answered, the target has handled every
-/// message up to `sent` (and `sent_bytes`).
-struct Fence {
-    answer: Answer,
-    sent: u64,
-    sent_bytes: u64,
-}
-
-/// A request in place; boxes are kept for the next hand-over (see `spare_request`).
-type RequestBox = std::pin::Pin<Box<Option<RecipientRequest<Message>>>>;
-
-enum Answer {
-    Awaited(RequestBox),
-    /// Answered on the poll that queued it (a request must not be polled again after).
-    Ready(Result<(), MailboxError>),
-}
-
-/// Polls a request in its box; an answered request is dropped at once, so the box is free
-/// for the next hand-over.
-fn poll_request(
-    request: &mut RequestBox,
-    task: &mut std::task::Context<'_>,
-) -> std::task::Poll<Result<(), MailboxError>> {
-    let Some(pending) = request.as_mut().as_pin_mut() else {
-        return std::task::Poll::Ready(Err(MailboxError::Closed)); // Not reached: polled once.
-    };
-    let answer = std::future::Future::poll(pending, task);
-    if answer.is_ready() {
-        request.set(None);
-    }
-    answer
-}
-
-/// A write waiting for room in the outgoing buffer, in arrival order.
-struct Waiter {
-    item: Outbound,
-    /// The awaiting sender (`send_wait`); `None` for fire-and-forget writes.
-    tx: Option<oneshot::Sender<Result<(), SendError>>>,
-    since: Instant,
-}
-
-enum Outbound {
-    Message(Message),
-    Prepared(crate::PreparedMessage),
-}
-
-impl Outbound {
-    fn len(&self) -> usize {
-        match self {
-            Outbound::Message(m) => m.body.len(),
-            Outbound::Prepared(p) => p.body().len(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -214,6 +115,8 @@ struct Counters {
     bytes_out: u64,
     messages_in: u64,
     messages_out: u64,
+    message_bytes_in: u64,
+    message_bytes_out: u64,
 }
 
 /// What the target learns in `MessageConnect`, besides addresses.
@@ -224,9 +127,8 @@ pub(crate) struct ConnectInfo {
 }
 
 /// A copy of `headers` in a map sized to them, for `MessageConnect`. `HeaderMap::clone`
-/// keeps the source's capacity, and actix-http reuses request heads, so a plain clone cost
-/// about 6.7 KB per handshake; freed, that memory was later reused under the HTTP layer's
-/// buffers and kept pages of them resident (about 1.6 KiB of RSS per idle connection).
+/// keeps the source's capacity, and actix-http reuses request heads, so a plain clone would
+/// keep a pooled head's whole table alive for the life of the connection.
 pub(crate) fn sized_copy(headers: &HeaderMap) -> HeaderMap {
     let mut copy = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers.iter() {
@@ -254,7 +156,7 @@ impl WsConnection {
     /// Starts the actor on a task of its own (a dialled connection).
     pub(crate) fn start(setup: Setup) -> ConnectionId {
         let ctx = Context::new();
-        let id = ConnectionId::new(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), ctx.address());
+        let id = Self::new_id(&ctx, &setup);
         ctx.run(Self::new(setup, id.clone()));
         id
     }
@@ -262,9 +164,23 @@ impl WsConnection {
     /// Starts the actor inside the HTTP task of an accepted upgrade, polled by its body.
     pub(crate) fn start_in_body(setup: Setup, body: &mut BodyStream) -> ConnectionId {
         let ctx = Context::new();
-        let id = ConnectionId::new(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), ctx.address());
+        let id = Self::new_id(&ctx, &setup);
         let actor = Self::new(setup, id.clone());
         body.host(Host::start(Box::pin(ctx.into_future(actor))));
+        id
+    }
+
+    /// The connection's id. It joins the handler's registry here, before the upgrade is
+    /// answered, so a shutdown that begins from now on reaches it: if one has begun already,
+    /// the connection is told at once, and handles that first thing after starting.
+    fn new_id(ctx: &Context<Self>, setup: &Setup) -> ConnectionId {
+        let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+        let id = ConnectionId::new(seq, ctx.address(), setup.config.max_write_buffer);
+        if let Some(registry) = &setup.registry {
+            if !registry.join(id.clone()) {
+                id.addr().do_send(Shutdown);
+            }
+        }
         id
     }
 
@@ -290,7 +206,7 @@ impl WsConnection {
             ),
             read_buf: setup.read_buf,
             out: Outgoing::default(),
-            target: setup.target,
+            handover: Handover::new(setup.target),
             connect_info: Some(Box::new(setup.info)),
             local_addr: setup.local_addr,
             remote_addr: setup.remote_addr,
@@ -298,11 +214,6 @@ impl WsConnection {
             compressed: deflate.is_some(),
             registry: setup.registry,
             config,
-            open: false,
-            window: Window::default(),
-            held: None,
-            fences: VecDeque::new(),
-            spare_request: None,
             deferred: None,
             answered_at: 0,
             pump_polls: 0,
@@ -311,21 +222,24 @@ impl WsConnection {
             fail_fast: false,
             finished: false,
             reason: None,
-            waiters: VecDeque::new(),
-            waiting_bytes: 0,
-            stall_timer: false,
+            queue: WriteQueue::default(),
+            stall: StallWatch::default(),
             tick: None,
             pump_waker: None,
             pump_wake_pending: false,
-            counters: Counters { started: now, bytes_in: 0, bytes_out: 0, messages_in: 0, messages_out: 0 },
+            counters: Counters {
+                started: now,
+                bytes_in: 0,
+                bytes_out: 0,
+                messages_in: 0,
+                messages_out: 0,
+                message_bytes_in: 0,
+                message_bytes_out: 0,
+            },
             last_activity: now,
             last_ping: now,
             span,
         }
-    }
-
-    fn id(&self) -> Option<ConnectionId> {
-        Some(self.id.clone())
     }
 
     /// Asks for the pump to run. One request stands until the pump runs, so a burst of
@@ -354,10 +268,9 @@ impl WsConnection {
     }
 
     /// The outgoing-buffer policy for writes nobody awaits: dropped once closing; written
-    /// while the buffer has room and nothing waits before them; otherwise queued to wait
-    /// for the peer to read, like `send_wait`. The queue holds at most `max_write_buffer`
-    /// bytes and its oldest write waits at most `write_timeout`: past either, the peer is
-    /// a slow consumer.
+    /// while the buffer has room and nothing waits before them; otherwise queued in order
+    /// for the peer to read, like `send_wait`. A queue past `max_write_queue` bytes means
+    /// the producer outpaces the peer for good: the peer is closed as a slow consumer.
     fn write_unawaited(&mut self, item: Outbound, ctx: &mut Context<Self>) {
         if self.close_sent {
             tracing::trace!(parent: &self.span, "message for a closing connection dropped");
@@ -369,13 +282,12 @@ impl WsConnection {
             }
             return;
         }
-        let len = item.len();
-        if self.waiting_bytes + len > self.config.max_write_buffer && self.waiting_bytes > 0 {
+        if self.queue.would_overflow(item.len(), self.config.max_write_queue) {
+            tracing::debug!(parent: &self.span, queued = self.queue.bytes(), "write queue over its bound");
             self.slow_consumer(ctx);
             return;
         }
-        self.waiting_bytes += len;
-        self.enqueue(Waiter { item, tx: None, since: Instant::now() }, ctx);
+        self.enqueue(Waiter { item, tx: None }, ctx);
     }
 
     /// Whether a write has to queue behind earlier ones or for room. Pings and pongs never
@@ -384,31 +296,53 @@ impl WsConnection {
     fn must_wait(&self, item: &Outbound) -> bool {
         match item {
             Outbound::Message(m) if matches!(m.kind, MessageKind::Ping | MessageKind::Pong) => false,
-            Outbound::Message(m) if m.kind == MessageKind::Close => !self.waiters.is_empty(),
-            _ => !self.waiters.is_empty() || !self.has_room(),
+            Outbound::Message(m) if m.kind == MessageKind::Close => !self.queue.is_empty(),
+            _ => !self.queue.is_empty() || !self.has_room(),
         }
     }
 
     fn enqueue(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
-        self.waiters.push_back(waiter);
-        if !self.stall_timer {
-            self.stall_timer = true;
-            ctx.run_later(self.config.write_timeout, |act, ctx| act.check_stall(ctx));
+        self.queue.push(waiter);
+        self.watch_stall(ctx);
+    }
+
+    /// Bytes the peer has taken: written to the socket, or taken by actix-web's dispatcher.
+    fn bytes_taken(&self) -> u64 {
+        self.counters.bytes_out - self.transport.buffered() as u64
+    }
+
+    /// Bytes wait for the peer to take them.
+    fn bytes_waiting(&self) -> bool {
+        !self.out.is_empty() || !self.queue.is_empty() || self.transport.buffered() > 0
+    }
+
+    /// Starts watching for a peer that takes nothing while bytes wait for it; called when
+    /// a write is refused for room. Costs nothing while nothing waits.
+    fn watch_stall(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.config.write_timeout;
+        if let Some(first) = self.stall.arm(self.bytes_taken(), Instant::now(), timeout) {
+            ctx.run_later(first, |act, ctx| act.check_stall(ctx));
         }
     }
 
-    /// Closes as a slow consumer if the oldest waiting write has waited `write_timeout`;
-    /// otherwise watches the new oldest one.
     fn check_stall(&mut self, ctx: &mut Context<Self>) {
-        self.stall_timer = false;
-        let Some(front) = self.waiters.front() else { return };
-        let waited = front.since.elapsed();
-        if waited >= self.config.write_timeout {
-            self.slow_consumer(ctx);
-        } else {
-            self.stall_timer = true;
-            ctx.run_later(self.config.write_timeout - waited, |act, ctx| act.check_stall(ctx));
+        if self.finished {
+            return;
         }
+        let timeout = self.config.write_timeout;
+        match self.stall.check(self.bytes_taken(), self.bytes_waiting(), Instant::now(), timeout) {
+            Stall::Clear => {}
+            Stall::Stuck => self.slow_consumer(ctx),
+            Stall::Recheck(after) => {
+                ctx.run_later(after, |act, ctx| act.check_stall(ctx));
+            }
+        }
+    }
+
+    /// Tells writers how far behind the peer is, for [`ConnectionId::try_send`].
+    fn publish_backlog(&self) {
+        let backlog = self.out.len() + self.transport.buffered() + self.queue.bytes();
+        self.id.set_backlog(backlog);
     }
 
     fn fragment_size(&self) -> usize {
@@ -417,6 +351,18 @@ impl WsConnection {
 
     fn has_room(&self) -> bool {
         self.out.len() + self.transport.buffered() < self.config.max_write_buffer
+    }
+
+    /// Whether the pump may read and decode: the target has `MessageConnect` and room in
+    /// its window, no end of the stream waits for it, the peer has not closed, we are not
+    /// failing, and the outgoing buffer has room (pongs to a ping flood would pile up).
+    fn may_read(&self) -> bool {
+        self.handover.is_connected()
+            && self.deferred.is_none()
+            && !self.fail_fast
+            && !self.close_received
+            && self.handover.has_room(&self.config)
+            && self.has_room()
     }
 
     /// Starts the closing handshake from this side.
@@ -437,7 +383,16 @@ impl WsConnection {
             let _ = self.encoder.encode_close(None, &mut self.out.open);
         }
         self.close_sent = true;
+        self.id.mark_closing();
         self.fail_waiters();
+        self.arm_close_timer(ctx);
+        self.wake();
+    }
+
+    /// After our close frame, the peer has `close_timeout` to complete the handshake (or,
+    /// when we answered its close, to let the server drop TCP); then TCP is dropped anyway
+    /// (RFC 6455 7.1.1 lets the client close when the server does not).
+    fn arm_close_timer(&mut self, ctx: &mut Context<Self>) {
         ctx.run_later(self.config.close_timeout, |act, ctx| {
             if !act.finished {
                 tracing::debug!(parent: &act.span, "closing handshake timed out");
@@ -447,7 +402,6 @@ impl WsConnection {
                 ctx.stop();
             }
         });
-        self.wake();
     }
 
     /// Fails the connection: close frame with the error's code, then drop the transport.
@@ -460,7 +414,7 @@ impl WsConnection {
     }
 
     fn slow_consumer(&mut self, ctx: &mut Context<Self>) {
-        tracing::debug!(parent: &self.span, buffered = self.out.len(), "slow consumer");
+        tracing::debug!(parent: &self.span, buffered = self.out.len(), queued = self.queue.bytes(), "slow consumer");
         self.start_close(CloseCode::POLICY_VIOLATION, "slow consumer", DisconnectReason::SlowConsumer, ctx);
         // The peer is not reading, so waiting for its close would only hold memory.
         self.fail_fast = true;
@@ -472,29 +426,20 @@ impl WsConnection {
     }
 
     fn fail_waiters(&mut self) {
-        let dropped = self.waiters.iter().filter(|w| w.tx.is_none()).count();
-        if dropped > 0 {
-            tracing::debug!(parent: &self.span, dropped, "queued messages dropped by the close");
-        }
         let error = match self.reason {
             Some(DisconnectReason::SlowConsumer) => SendError::SlowConsumer,
             _ => SendError::Closed,
         };
-        for w in self.waiters.drain(..) {
-            if let Some(tx) = w.tx {
-                let _ = tx.send(Err(error.clone()));
-            }
+        let dropped = self.queue.fail_all(&error);
+        if dropped > 0 {
+            tracing::debug!(parent: &self.span, dropped, "queued messages dropped by the close");
         }
-        self.waiting_bytes = 0;
     }
 
     /// Moves waiting writes into the outgoing buffer, in order, while there is room.
     fn release_waiters(&mut self, ctx: &mut Context<Self>) {
         while self.has_room() && !self.close_sent {
-            let Some(w) = self.waiters.pop_front() else { break };
-            if w.tx.is_none() {
-                self.waiting_bytes -= w.item.len();
-            }
+            let Some(w) = self.queue.pop() else { break };
             let r = self.write_outbound(w.item, ctx);
             match w.tx {
                 Some(tx) => {
@@ -523,11 +468,16 @@ impl WsConnection {
                     return Err(SendError::Closed);
                 }
                 self.out.push_shared(p.server_frame().clone());
-                self.counters.messages_out += 1;
+                self.count_out(p.body().len());
                 self.wake();
                 Ok(())
             }
         }
+    }
+
+    fn count_out(&mut self, payload: usize) {
+        self.counters.messages_out += 1;
+        self.counters.message_bytes_out += payload as u64;
     }
 
     /// Encodes one outgoing message; `Err` only for messages that cannot be sent.
@@ -548,7 +498,7 @@ impl WsConnection {
             MessageKind::Close => {
                 let (code, text) = match parse_close_payload(&msg.body) {
                     Ok(Some(f)) => (f.code, f.reason),
-                    Ok(None) => (CloseCode::NORMAL, String::new()),
+                    Ok(None) => (CloseCode::NO_STATUS, String::new()),
                     Err(e) => return Err(SendError::Invalid(format!("close payload: {e}"))),
                 };
                 let reason =
@@ -557,16 +507,15 @@ impl WsConnection {
                 return Ok(());
             }
         }
-        self.counters.messages_out += 1;
+        self.count_out(msg.body.len());
         self.wake();
         Ok(())
     }
 
     fn write_data(&mut self, kind: DataKind, body: &[u8]) -> Result<(), SendError> {
-        // Copied, not queued as shared `Bytes`: measured on the 64 KiB echo, sharing kept
-        // the read buffer's allocation alive until the HTTP layer copied it out, so every
-        // read allocated afresh (2-3 page faults a message) and the body stream yielded one
-        // message per flush; the copy was 30% faster.
+        // Copied into the open buffer rather than queued as shared `Bytes`: sharing keeps
+        // the read buffer's allocation alive until the HTTP layer copies it out, so every
+        // read would allocate afresh.
         let size = self.fragment_size();
         self.encoder.encode_message_fragmented(kind, body, size, &mut self.out.open)?;
         Ok(())
@@ -607,7 +556,7 @@ impl WsConnection {
     /// nothing in flight there is nothing to wait for, and no timer to pay for.
     fn after_target(&mut self, action: Deferred, ctx: &mut Context<Self>) {
         self.deferred = Some(action);
-        if self.window.in_flight() == 0 {
+        if self.handover.in_flight() == 0 {
             return;
         }
         ctx.run_later(self.config.close_timeout, |act, ctx| {
@@ -624,7 +573,7 @@ impl WsConnection {
     /// in this actor's mailbox, which actix drains before the pump only on the next poll;
     /// so an answer seen in this very poll makes the action wait for the next one.
     fn run_deferred(&mut self, ctx: &mut Context<Self>, task: &std::task::Context<'_>) -> bool {
-        if self.deferred.is_none() || self.held.is_some() || self.window.in_flight() > 0 {
+        if self.deferred.is_none() || !self.handover.is_drained() {
             return false;
         }
         if self.answered_at == self.pump_polls {
@@ -649,95 +598,60 @@ impl WsConnection {
                     let echo = (code != CloseCode::NO_STATUS).then_some((code, ""));
                     let _ = self.encoder.encode_close(echo, &mut self.out.open);
                     self.close_sent = true;
+                    self.id.mark_closing();
                     self.fail_waiters();
+                    self.arm_close_timer(ctx);
                 }
             }
         }
     }
 
+    /// Hands a decoded message to the target. Every decoded message goes, whatever ends
+    /// the connection afterwards; only a target that is gone does not get it.
     fn deliver(&mut self, kind: MessageKind, body: bytes::Bytes) {
-        if self.fail_fast || matches!(self.reason, Some(DisconnectReason::TargetGone)) {
-            return; // Failing, or nobody to deliver to.
-        }
-        // After our own close frame the peer may still send what it had in flight: it is
-        // delivered, not dropped, until the peer's close arrives.
         self.counters.messages_in += 1;
-        self.window.sent += 1;
-        self.window.sent_bytes += body.len() as u64;
-        if let Some(previous) = self.held.take() {
-            self.target.0.message.do_send(previous);
-        }
-        self.held = Some(Message { id: self.id(), kind, body });
-        if !self.window.is_open(&self.config) {
+        self.counters.message_bytes_in += body.len() as u64;
+        let msg = Message { id: Some(self.id.clone()), kind, body };
+        if self.handover.push(msg, &self.config) {
             self.hand_over_held();
         }
     }
 
-    /// Hands the held message to the target as the one whose handling is awaited; called
-    /// whenever the pump stops reading, so no message waits in `held` across polls. The
-    /// pump polls the answer (see `poll_fences`), which saves a task wake-up per batch.
+    /// Hands the held message over as the batch's fence (see `Handover`).
     fn hand_over_held(&mut self) {
-        let Some(msg) = self.held.take() else { return };
-        let mut request = self.spare_request.take().unwrap_or_else(|| Box::pin(None));
-        request.set(Some(self.target.0.message.send(msg)));
-        // This first poll queues a refused send (see `Window`). It registers the pump's
-        // waker for the oldest awaited answer only: `poll_fences` registers it for the
-        // next one when that one is answered.
-        let waker = match &self.pump_waker {
-            Some(w) if self.fences.is_empty() => w,
-            _ => Waker::noop(),
-        };
-        let answer = match poll_request(&mut request, &mut std::task::Context::from_waker(waker)) {
-            std::task::Poll::Pending => Answer::Awaited(request),
-            std::task::Poll::Ready(res) => {
-                // Refused for good (the target is gone): the pump must look again.
-                self.spare_request = Some(request);
-                self.wake();
-                Answer::Ready(res)
-            }
-        };
-        self.fences.push_back(Fence { answer, sent: self.window.sent, sent_bytes: self.window.sent_bytes });
+        if self.handover.hand_over_held(self.pump_waker.as_ref()) {
+            // Refused for good (the target is gone): the pump must look again.
+            self.wake();
+        }
     }
 
-    /// Moves the window on for every answered hand-over, oldest first.
-    fn poll_fences(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) {
-        while let Some(fence) = self.fences.front_mut() {
-            let answer = match &mut fence.answer {
-                Answer::Awaited(request) => poll_request(request, task),
-                Answer::Ready(res) => std::task::Poll::Ready(*res),
-            };
-            match answer {
-                std::task::Poll::Pending => break,
-                std::task::Poll::Ready(res) => {
-                    let (sent, sent_bytes) = (fence.sent, fence.sent_bytes);
-                    if let Some(Fence { answer: Answer::Awaited(request), .. }) = self.fences.pop_front() {
-                        self.spare_request = Some(request);
-                    }
-                    self.last_activity = Instant::now();
-                    if res.is_err() {
-                        // Nobody will answer the rest; reopen the window so the peer's close
-                        // is still read (messages meanwhile are dropped: no target).
-                        self.fences.clear();
-                        self.window.handled = self.window.sent;
-                        self.window.handled_bytes = self.window.sent_bytes;
-                        self.target_gone(ctx);
-                        break;
-                    }
-                    self.window.handled = sent;
-                    self.window.handled_bytes = sent_bytes;
-                    self.answered_at = self.pump_polls;
-                }
-            }
+    /// Moves the window on for every answered hand-over; polled once per pump poll, since
+    /// answers come from other actors, which wake this task.
+    fn poll_answers(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) {
+        let answers = self.handover.poll_answers(task);
+        if answers.any {
+            self.last_activity = Instant::now();
+            self.answered_at = self.pump_polls;
+        }
+        if answers.target_gone {
+            self.target_gone(ctx);
         }
     }
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
-        if self.close_sent || !self.open || self.window.in_flight() > 0 {
+        if self.close_sent {
             return;
         }
-        // A connection gone quiet gives back its spare request box (192 bytes) and what a
-        // burst or a large message left in its buffers.
-        self.spare_request = None;
+        if !self.handover.is_connected() {
+            self.check_connect_timeout(ctx);
+            return;
+        }
+        if self.handover.in_flight() > 0 {
+            return;
+        }
+        // A connection gone quiet gives back its spare request box and what a burst or a
+        // large message left in its buffers.
+        self.handover.release_spare();
         self.release_buffers();
         let idle = self.last_activity.elapsed();
         if let Some(limit) = self.config.idle_timeout {
@@ -756,6 +670,17 @@ impl WsConnection {
         }
     }
 
+    /// A target that has not handled `MessageConnect` within the idle timeout will not:
+    /// the connection, which cannot read meanwhile, closes with 1011.
+    fn check_connect_timeout(&mut self, ctx: &mut Context<Self>) {
+        let Some(limit) = self.config.idle_timeout else { return };
+        if self.counters.started.elapsed() >= limit {
+            tracing::warn!(parent: &self.span, "target did not handle MessageConnect in time");
+            let text = "target did not answer";
+            self.start_close(CloseCode::INTERNAL_ERROR, text, DisconnectReason::TargetTimeout, ctx);
+        }
+    }
+
     /// Drops the buffers that hold nothing. A buffer keeps the capacity of the largest
     /// message it carried, and the encode buffer keeps a shared allocation alive even at
     /// zero capacity, so without this a connection that once carried a 1 MiB message would
@@ -767,9 +692,7 @@ impl WsConnection {
         if self.out.is_empty() {
             self.out = Outgoing::default();
         }
-        if self.waiters.is_empty() {
-            self.waiters = VecDeque::new();
-        }
+        self.queue.release();
         self.encoder.release_scratch();
     }
 
@@ -788,17 +711,13 @@ impl Actor for WsConnection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let id = self.id.clone();
-        if let Some(reg) = &self.registry {
-            reg.insert(id.clone());
-        }
         let info = self.connect_info.take().map_or_else(
             || ConnectInfo { uri: String::new(), headers: HeaderMap::new(), data: None },
             |info| *info,
         );
         tracing::info!(parent: &self.span, uri = %info.uri, protocol = ?self.protocol, compressed = self.compressed, "connected");
         let connect = MessageConnect {
-            id,
+            id: self.id.clone(),
             remote_addr: self.remote_addr,
             local_addr: self.local_addr,
             uri: info.uri,
@@ -807,24 +726,9 @@ impl Actor for WsConnection {
             compressed: self.compressed,
             data: info.data,
         };
-        // MessageConnect always comes first. Through one mailbox, queueing it first is
-        // enough; across actors, reading starts once the target has handled it.
-        if self.target.0.one_mailbox {
-            if self.target.0.connect.connected() {
-                self.target.0.connect.do_send(connect);
-                self.open = true;
-            } else {
-                self.target_gone(ctx);
-            }
-        } else {
-            ctx.spawn(self.target.0.connect.send(connect).into_actor(self).map(|res, act, ctx| match res {
-                Ok(()) => {
-                    act.open = true;
-                    act.last_activity = Instant::now();
-                    act.wake();
-                }
-                Err(_) => act.target_gone(ctx),
-            }));
+        // The pump is not polled yet: the answer, if awaited, is polled on its first poll.
+        if !self.handover.connect(connect, None) {
+            self.target_gone(ctx);
         }
         ctx.spawn(pump::Pump);
         self.tick = self.tick_interval().map(tick::Tick::new);
@@ -836,10 +740,12 @@ impl Actor for WsConnection {
         if let Some(reg) = &self.registry {
             reg.remove(self.seq);
         }
+        self.id.mark_closing();
+        self.id.set_backlog(0);
         let reason =
             self.reason.take().unwrap_or_else(|| DisconnectReason::ConnectionLost("actor stopped".into()));
         tracing::info!(parent: &self.span, %reason, bytes_in = self.counters.bytes_in, bytes_out = self.counters.bytes_out, "disconnected");
-        self.target.0.disconnect.do_send(MessageDisconnect { id: self.id.clone(), reason });
+        self.handover.finish(MessageDisconnect { id: self.id.clone(), reason });
     }
 }
 
@@ -858,29 +764,23 @@ impl Handler<Message> for WsConnection {
 pub struct SendMessage(pub Message);
 
 impl Handler<SendMessage> for WsConnection {
-    type Result = ResponseActFuture<Self, Result<(), SendError>>;
+    type Result = ResponseFuture<Result<(), SendError>>;
 
     fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
         self.pump_runs_next();
         if self.close_sent {
-            return Box::pin(actix::fut::ready(Err(SendError::Closed)));
+            return Box::pin(std::future::ready(Err(SendError::Closed)));
         }
         let item = Outbound::Message(msg);
         if !self.must_wait(&item) {
             let r = self.write_outbound(item, ctx);
-            return Box::pin(actix::fut::ready(r));
+            return Box::pin(std::future::ready(r));
         }
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Waiter { item, tx: Some(tx), since: Instant::now() }, ctx);
-        let timeout = self.config.write_timeout;
-        Box::pin(actix::clock::timeout(timeout, rx).into_actor(self).map(|r, act, ctx| match r {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(SendError::Closed),
-            Err(_) => {
-                act.slow_consumer(ctx);
-                Err(SendError::SlowConsumer)
-            }
-        }))
+        self.enqueue(Waiter { item, tx: Some(tx) }, ctx);
+        // Answered when written, or when the connection closes (a stuck peer is closed by
+        // the stall watch within 1.25 write timeouts).
+        Box::pin(async move { rx.await.unwrap_or(Err(SendError::Closed)) })
     }
 }
 
@@ -917,7 +817,10 @@ impl Handler<GetStats> for WsConnection {
             bytes_out: self.counters.bytes_out,
             messages_in: self.counters.messages_in,
             messages_out: self.counters.messages_out,
+            message_bytes_in: self.counters.message_bytes_in,
+            message_bytes_out: self.counters.message_bytes_out,
             buffered_out: self.out.len() + self.transport.buffered(),
+            queued_out: self.queue.bytes(),
             buffered_in: self.read_buf.len(),
             age: self.counters.started.elapsed(),
         })

@@ -43,14 +43,11 @@ impl ActorFuture<WsConnection> for Pump {
             act.tick = Some(tick);
         }
         // Answers arrive from other actors, which wake this task: once per poll is enough.
-        act.poll_fences(ctx, task);
+        act.poll_answers(ctx, task);
         for _ in 0..BUDGET {
             match step(act, ctx, task) {
                 Step::Progress => continue,
-                Step::Idle => {
-                    act.hand_over_held();
-                    return Poll::Pending;
-                }
+                Step::Idle => return pause(act, ctx),
                 Step::Done => {
                     act.hand_over_held();
                     act.finished = true;
@@ -59,10 +56,20 @@ impl ActorFuture<WsConnection> for Pump {
                 }
             }
         }
-        act.hand_over_held();
         task.waker().wake_by_ref();
-        Poll::Pending
+        pause(act, ctx)
     }
+}
+
+/// Ends a pump poll that leaves the connection running: no message stays held, a peer
+/// that leaves bytes waiting is watched, and writers learn the backlog.
+fn pause(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> Poll<()> {
+    act.hand_over_held();
+    if !act.has_room() {
+        act.watch_stall(ctx);
+    }
+    act.publish_backlog();
+    Poll::Pending
 }
 
 fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut TaskContext<'_>) -> Step {
@@ -83,14 +90,17 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
                 act.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
                 return Step::Done;
             }
-            Poll::Pending => break,
+            Poll::Pending => {
+                act.watch_stall(ctx);
+                break;
+            }
         }
     }
     if !act.has_room() {
         // Reading and queued writes wait for room, which a drained body makes without
         // any write of ours being refused.
         act.transport.want_room(task);
-    } else if !act.waiters.is_empty() {
+    } else if !act.queue.is_empty() {
         act.release_waiters(ctx);
         progress = true;
     }
@@ -107,13 +117,7 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
         };
     }
 
-    // Read and decode while the target keeps up (its window has room), and not while the
-    // outgoing buffer is over its bound (pongs to a ping flood would pile up).
-    let may_read = act.open
-        && act.deferred.is_none()
-        && act.window.is_open(&act.config)
-        && !act.close_received
-        && act.has_room();
+    let may_read = act.may_read();
     if may_read && decode_one(act, ctx) {
         return Step::Progress;
     }

@@ -97,10 +97,9 @@ impl TestServer {
 
 pub fn serve(handler: Handler) -> TestServer {
     let h = handler.clone();
-    let server = HttpServer::new(move || App::new().route("/ws", h.route()))
+    let server = handler
+        .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
         .workers(1)
-        .client_request_timeout(handler.handshake_timeout())
-        .client_disconnect_timeout(Duration::ZERO)
         .disable_signals()
         .bind("127.0.0.1:0")
         .expect("bind");
@@ -152,6 +151,12 @@ pub fn upgrade_request(addr: SocketAddr, extra: &str) -> String {
 }
 
 impl RawClient {
+    /// A raw peer over an upgraded `stream` (with what was read past the handshake),
+    /// decoding what the other side sends: server frames when `Role::Client`.
+    pub fn over(stream: TcpStream, buf: BytesMut, role: Role) -> RawClient {
+        RawClient { stream, buf, decoder: Decoder::new(role, Limits::default(), None) }
+    }
+
     pub async fn connect(addr: SocketAddr, extra: &str) -> (RawClient, String) {
         let (status, head, stream, buf) = http_request(addr, &upgrade_request(addr, extra)).await;
         assert_eq!(status, 101, "{head}");
@@ -214,5 +219,85 @@ pub fn client_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(&key);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
+    out
+}
+
+/// SO_LINGER {on, 0}: closing `s` sends RST instead of FIN.
+pub fn socket_linger_zero(s: &std::net::TcpStream) {
+    #[repr(C)]
+    struct Linger {
+        l_onoff: i32,
+        l_linger: i32,
+    }
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const std::ffi::c_void, len: u32) -> i32;
+    }
+    use std::os::fd::AsRawFd;
+    let l = Linger { l_onoff: 1, l_linger: 0 };
+    // SOL_SOCKET = 1, SO_LINGER = 13 on Linux.
+    let r = unsafe {
+        setsockopt(
+            s.as_raw_fd(),
+            1,
+            13,
+            &l as *const Linger as *const _,
+            std::mem::size_of::<Linger>() as u32,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt(SO_LINGER)");
+}
+
+/// Resets `stream` (RST, no FIN).
+pub fn reset(stream: TcpStream) {
+    let std_stream = stream.into_std().expect("into_std");
+    socket_linger_zero(&std_stream);
+    drop(std_stream);
+}
+
+/// Accepts one WebSocket client on `listener` and answers its upgrade by hand; returns
+/// the raw stream for crafting server frames (unmasked).
+pub async fn accept_raw(listener: &tokio::net::TcpListener) -> (TcpStream, BytesMut) {
+    let (mut tcp, _) = listener.accept().await.expect("accept");
+    let mut buf = BytesMut::with_capacity(4096);
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read_buf(&mut buf))
+            .await
+            .expect("request timed out")
+            .expect("read");
+        assert!(n > 0, "client left before its request");
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let _ = buf.split_to(end);
+    let key = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-key")))
+        .map(|(_, v)| v.trim().to_owned())
+        .expect("a key");
+    let accept = actix_meta_websocket::protocol::accept_key(key.as_bytes());
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tcp.write_all(answer.as_bytes()).await.expect("write");
+    (tcp, buf)
+}
+
+/// An unmasked server frame.
+pub fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= 0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
     out
 }

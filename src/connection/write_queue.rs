@@ -1,0 +1,230 @@
+//! Writes that wait for room in the outgoing buffer, in arrival order, and the watch that
+//! tells a peer that does not read from one that reads slowly.
+//!
+//! Knows messages and clocks; nothing of sockets or frames. The policy it serves: a burst
+//! queues and drains as fast as the peer reads; a peer that takes no byte for
+//! `write_timeout` while bytes wait for it is a slow consumer; the queue holds at most
+//! `max_write_queue` bytes, so a producer that outpaces its peer for good cannot grow
+//! memory without bound.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::{Message, PreparedMessage, SendError};
+
+/// A write for the connection.
+pub(super) enum Outbound {
+    Message(Message),
+    Prepared(PreparedMessage),
+}
+
+impl Outbound {
+    /// Payload bytes.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Outbound::Message(m) => m.body.len(),
+            Outbound::Prepared(p) => p.body().len(),
+        }
+    }
+}
+
+/// A write waiting for room.
+pub(super) struct Waiter {
+    pub(super) item: Outbound,
+    /// The awaiting sender (`send_wait`); `None` for fire-and-forget writes.
+    pub(super) tx: Option<oneshot::Sender<Result<(), SendError>>>,
+}
+
+/// The writes waiting for room, oldest first, and their payload bytes.
+#[derive(Default)]
+pub(super) struct WriteQueue {
+    waiters: VecDeque<Waiter>,
+    bytes: usize,
+}
+
+impl WriteQueue {
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    /// Payload bytes waiting.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether `len` more bytes would take the queue past `max`. One write always fits in
+    /// an empty queue, so a message larger than the bound is not refused for its size.
+    pub(super) fn would_overflow(&self, len: usize, max: usize) -> bool {
+        !self.waiters.is_empty() && self.bytes + len > max
+    }
+
+    pub(super) fn push(&mut self, waiter: Waiter) {
+        self.bytes += waiter.item.len();
+        self.waiters.push_back(waiter);
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Waiter> {
+        let w = self.waiters.pop_front()?;
+        self.bytes -= w.item.len();
+        Some(w)
+    }
+
+    /// Answers every awaiting sender with `error` and empties the queue; returns how many
+    /// fire-and-forget writes were dropped with it.
+    pub(super) fn fail_all(&mut self, error: &SendError) -> usize {
+        let mut dropped = 0;
+        for w in self.waiters.drain(..) {
+            match w.tx {
+                Some(tx) => {
+                    let _ = tx.send(Err(error.clone()));
+                }
+                None => dropped += 1,
+            }
+        }
+        self.bytes = 0;
+        dropped
+    }
+
+    /// Gives back the queue's memory when it is empty.
+    pub(super) fn release(&mut self) {
+        if self.waiters.is_empty() {
+            self.waiters = VecDeque::new();
+        }
+    }
+}
+
+/// What a stall check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stall {
+    /// Nothing waits for the peer: stop watching.
+    Clear,
+    /// The peer took no byte for the whole write timeout while bytes waited.
+    Stuck,
+    /// Check again after this long.
+    Recheck(Duration),
+}
+
+/// Watches the bytes the peer takes while writes wait for it. Checked a few times per
+/// write timeout, so a stuck peer is found within 1.25 write timeouts, and the watch costs
+/// nothing while nothing waits.
+#[derive(Debug, Default)]
+pub(super) struct StallWatch {
+    /// A check is scheduled.
+    armed: bool,
+    /// Bytes the peer had taken at the last check that saw it take any.
+    mark: u64,
+    /// When that was.
+    since: Option<Instant>,
+}
+
+impl StallWatch {
+    /// Starts watching, if not already; returns the delay of the first check when a check
+    /// must be scheduled.
+    pub(super) fn arm(&mut self, taken: u64, now: Instant, timeout: Duration) -> Option<Duration> {
+        if self.armed {
+            return None;
+        }
+        self.armed = true;
+        self.mark = taken;
+        self.since = Some(now);
+        Some(Self::period(timeout))
+    }
+
+    /// The scheduled check: `taken` is what the peer has taken so far, `waiting` whether
+    /// bytes still wait for it.
+    pub(super) fn check(&mut self, taken: u64, waiting: bool, now: Instant, timeout: Duration) -> Stall {
+        if !waiting {
+            self.armed = false;
+            return Stall::Clear;
+        }
+        let since = *self.since.get_or_insert(now);
+        if taken != self.mark {
+            self.mark = taken;
+            self.since = Some(now);
+        } else if now.duration_since(since) >= timeout {
+            self.armed = false;
+            return Stall::Stuck;
+        }
+        Stall::Recheck(Self::period(timeout))
+    }
+
+    fn period(timeout: Duration) -> Duration {
+        (timeout / 4).max(Duration::from_millis(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fire_and_forget(len: usize) -> Waiter {
+        Waiter { item: Outbound::Message(Message::binary(vec![0u8; len])), tx: None }
+    }
+
+    #[test]
+    fn the_queue_counts_bytes_and_keeps_order() {
+        let mut q = WriteQueue::default();
+        assert!(!q.would_overflow(10_000, 100), "an empty queue takes one write of any size");
+        q.push(fire_and_forget(60));
+        assert!(q.would_overflow(41, 100));
+        assert!(!q.would_overflow(40, 100));
+        q.push(fire_and_forget(40));
+        assert_eq!(q.bytes(), 100);
+        assert_eq!(q.pop().map(|w| w.item.len()), Some(60));
+        assert_eq!(q.bytes(), 40);
+    }
+
+    #[test]
+    fn failing_the_queue_answers_awaiting_senders_and_counts_the_rest() {
+        let mut q = WriteQueue::default();
+        let (tx, mut rx) = oneshot::channel();
+        q.push(fire_and_forget(1));
+        q.push(Waiter { item: Outbound::Message(Message::text("x")), tx: Some(tx) });
+        assert_eq!(q.fail_all(&SendError::SlowConsumer), 1);
+        assert_eq!(rx.try_recv(), Ok(Err(SendError::SlowConsumer)));
+        assert!(q.is_empty() && q.bytes() == 0);
+    }
+
+    #[test]
+    fn a_peer_that_takes_nothing_for_the_timeout_is_stuck() {
+        let t = Duration::from_millis(400);
+        let start = Instant::now();
+        let mut w = StallWatch::default();
+        assert_eq!(w.arm(0, start, t), Some(Duration::from_millis(100)));
+        assert_eq!(w.arm(0, start, t), None, "one check at a time");
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(w.check(0, true, at(100), t), Stall::Recheck(Duration::from_millis(100)));
+        assert_eq!(w.check(0, true, at(300), t), Stall::Recheck(Duration::from_millis(100)));
+        assert_eq!(w.check(0, true, at(400), t), Stall::Stuck);
+    }
+
+    #[test]
+    fn a_peer_that_keeps_reading_is_not_stuck_however_long_it_takes() {
+        let t = Duration::from_millis(400);
+        let start = Instant::now();
+        let mut w = StallWatch::default();
+        w.arm(0, start, t);
+        for step in 1..100u64 {
+            let now = start + Duration::from_millis(100 * step);
+            assert!(matches!(w.check(step * 10, true, now, t), Stall::Recheck(_)), "step {step}");
+        }
+        // Once it stops, the timeout counts from its last progress.
+        let last = start + Duration::from_millis(9_900);
+        assert!(matches!(w.check(990, true, last + Duration::from_millis(300), t), Stall::Recheck(_)));
+        assert_eq!(w.check(990, true, last + Duration::from_millis(400), t), Stall::Stuck);
+    }
+
+    #[test]
+    fn nothing_waiting_ends_the_watch_and_a_new_one_starts_afresh() {
+        let t = Duration::from_millis(400);
+        let start = Instant::now();
+        let mut w = StallWatch::default();
+        w.arm(0, start, t);
+        assert_eq!(w.check(0, false, start + Duration::from_secs(5), t), Stall::Clear);
+        let later = start + Duration::from_secs(10);
+        assert!(w.arm(0, later, t).is_some());
+        assert!(matches!(w.check(0, true, later + Duration::from_millis(100), t), Stall::Recheck(_)));
+    }
+}

@@ -44,6 +44,9 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+#[macro_use]
+mod setters;
+
 mod client;
 mod config;
 mod connection;

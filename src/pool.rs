@@ -87,6 +87,41 @@ impl Target {
     }
 }
 
+/// What a connection does with its target: it does not reach into the recipients.
+impl Target {
+    /// All three recipients reach one actor's FIFO mailbox.
+    pub(crate) fn is_one_mailbox(&self) -> bool {
+        self.0.one_mailbox
+    }
+
+    pub(crate) fn connect_alive(&self) -> bool {
+        self.0.connect.connected()
+    }
+
+    pub(crate) fn queue_connect(&self, msg: MessageConnect) {
+        self.0.connect.do_send(msg);
+    }
+
+    pub(crate) fn request_connect(
+        &self,
+        msg: MessageConnect,
+    ) -> actix::dev::RecipientRequest<MessageConnect> {
+        self.0.connect.send(msg)
+    }
+
+    pub(crate) fn queue_message(&self, msg: Message) {
+        self.0.message.do_send(msg);
+    }
+
+    pub(crate) fn request_message(&self, msg: Message) -> actix::dev::RecipientRequest<Message> {
+        self.0.message.send(msg)
+    }
+
+    pub(crate) fn queue_disconnect(&self, msg: MessageDisconnect) {
+        self.0.disconnect.do_send(msg);
+    }
+}
+
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target").field("alive", &self.is_alive()).finish()

@@ -1,6 +1,7 @@
 //! The set of live connections a handler started, for shutdown.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -20,6 +21,8 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Inner {
     state: Mutex<State>,
+    /// `State::shutting_down`, readable without the lock.
+    shutting_down: AtomicBool,
     emptied: Notify,
 }
 
@@ -29,16 +32,36 @@ struct State {
     shutting_down: bool,
 }
 
+impl Inner {
+    /// For the upgrade's early answer (503) without taking the lock.
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// A connection's place in a registry: it leaves when this is dropped.
+pub(crate) struct Registration {
+    registry: Registry,
+    seq: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove(self.seq);
+    }
+}
+
 impl Registry {
-    /// Adds a connection; returns false when shutdown has begun (the connection is added
-    /// all the same, so shutdown waits for it to end).
-    pub(crate) fn join(&self, id: ConnectionId) -> bool {
+    /// Adds a connection; the flag says whether shutdown has begun (the connection is
+    /// added all the same, so shutdown waits for it to end).
+    pub(crate) fn join(&self, id: &ConnectionId) -> (Registration, bool) {
         let mut state = self.lock();
-        state.conns.insert(id.seq(), id);
-        !state.shutting_down
+        state.conns.insert(id.seq(), id.clone());
+        let registration = Registration { registry: self.clone(), seq: id.seq() };
+        (registration, state.shutting_down)
     }
 
-    pub(crate) fn remove(&self, seq: u64) {
+    fn remove(&self, seq: u64) {
         let mut state = self.lock();
         state.conns.remove(&seq);
         if state.conns.is_empty() {
@@ -51,13 +74,14 @@ impl Registry {
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.lock().shutting_down
+        self.inner.is_shutting_down()
     }
 
     /// Marks shutdown as begun and returns the connections that joined before.
     pub(crate) fn begin_shutdown(&self) -> Vec<ConnectionId> {
         let mut state = self.lock();
         state.shutting_down = true;
+        self.inner.shutting_down.store(true, Ordering::Release);
         state.conns.values().cloned().collect()
     }
 

@@ -36,7 +36,7 @@ impl Service<ConnectInfo<Uri>> for Dialer {
     actix_service::always_ready!();
 
     fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
-        let host = req.hostname().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = super::bare_host(req.hostname()).to_owned();
         let port = req.port();
         let uri = req.request().clone();
         let proxy = self.proxy.clone();

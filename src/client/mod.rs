@@ -15,9 +15,8 @@ pub use proxy::Proxy;
 use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
 
-use crate::connection::transport::{IoTransport, Pipe};
-use crate::connection::{sized_copy, ConnectInfo, Setup, WsConnection};
-use crate::protocol::{parse_extension_headers, Role};
+use crate::connection::{Parts, WsConnection};
+use crate::protocol::parse_extension_headers;
 use crate::{ConnectError, ConnectionConfig, ConnectionId, Pool};
 
 /// What to dial and how (Ergo's `ConnectionOptions`).
@@ -82,16 +81,15 @@ impl ConnectionOptions {
         }
     }
 
-    /// Sets [`compression`](Self::compression).
-    pub fn compression(mut self, on: bool) -> Self {
-        self.compression = on;
-        self
-    }
-
-    /// Sets [`handshake_timeout`](Self::handshake_timeout).
-    pub fn handshake_timeout(mut self, t: Duration) -> Self {
-        self.handshake_timeout = t;
-        self
+    setters! {
+        /// Sets [`compression`](Self::compression).
+        compression: bool,
+        /// Sets [`handshake_timeout`](Self::handshake_timeout).
+        handshake_timeout: Duration,
+        /// Sets the per-connection settings.
+        connection: ConnectionConfig,
+        /// Sets the proxy policy.
+        proxy: Proxy,
     }
 
     /// Sets the subprotocols to offer.
@@ -107,18 +105,6 @@ impl ConnectionOptions {
             (Ok(n), Ok(v)) => self.headers.push((n, v)),
             _ => tracing::warn!(name, "invalid request header ignored"),
         }
-        self
-    }
-
-    /// Sets the per-connection settings.
-    pub fn connection(mut self, config: ConnectionConfig) -> Self {
-        self.connection = config;
-        self
-    }
-
-    /// Sets the proxy policy.
-    pub fn proxy(mut self, proxy: Proxy) -> Self {
-        self.proxy = proxy;
         self
     }
 
@@ -174,95 +160,131 @@ impl fmt::Debug for ConnectionOptions {
 /// # Ok(()) }
 /// ```
 pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, ConnectError> {
-    let url_err = |reason: &str| ConnectError::Url { url: redacted(&options.url), reason: reason.to_owned() };
     options.connection.validate()?;
-    match options.url.scheme() {
-        "ws" | "wss" => {}
-        _ => return Err(url_err("scheme must be ws or wss")),
-    }
-    if options.url.host_str().is_none() {
-        return Err(url_err("no host"));
-    }
-    if options.url.scheme() == "wss" && !cfg!(feature = "rustls") {
-        return Err(url_err("wss:// needs the `rustls` feature"));
-    }
+    check_url(&options.url)?;
     let target = options.target.pick().ok_or(ConnectError::NoTarget)?;
-    let proxy = options.proxy.resolve(&options.url, |k| std::env::var(k).ok())?;
-    let state = Rc::new(RefCell::new(dialer::DialState::default()));
-    let client = match &options.client {
-        Some(c) => c.clone(),
-        None => build_client(&options, proxy, state.clone()),
-    };
-    let timeout = options.handshake_timeout;
-    let started = std::time::Instant::now();
-    let dial = handshake(&options, client);
-    let (response_headers, socket, read_buf) = match tokio::time::timeout(timeout, dial).await {
-        Ok(Ok(r)) => r,
-        // The dialer's own error says more than awc's wrapping of it.
-        Ok(Err(e)) => {
-            let mut st = state.borrow_mut();
-            return Err(match (st.error.take(), e) {
-                (Some(ours), _) => ours,
-                // TCP was up, so an I/O failure before the upgrade on wss is the TLS step.
-                (None, ConnectError::Connect { source, .. })
-                    if st.remote.is_some() && options.url.scheme() == "wss" =>
-                {
-                    ConnectError::Tls {
-                        host: options.url.host_str().unwrap_or_default().to_owned(),
-                        reason: source.to_string(),
-                    }
-                }
-                // A caller's client gave up on its own timeout: say after how long.
-                (None, ConnectError::Timeout(_)) => ConnectError::Timeout(started.elapsed()),
-                (None, e) => e,
-            });
-        }
-        Err(_) => return Err(ConnectError::Timeout(timeout)),
-    };
-    let (local_addr, remote_addr) = {
-        let st = state.borrow();
-        (st.local, st.remote)
-    };
-
-    let protocol = match response_headers.get(header::SEC_WEBSOCKET_PROTOCOL) {
-        None => None,
-        Some(v) => {
-            let p = v.to_str().map_err(|_| ConnectError::Handshake("subprotocol is not text".into()))?;
-            if !options.protocols.iter().any(|o| o == p) {
-                return Err(ConnectError::Handshake(format!(
-                    "server chose subprotocol {p:?}, which was not offered"
-                )));
-            }
-            Some(p.to_owned())
-        }
-    };
-    let ext_lines: Vec<&str> =
-        response_headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).filter_map(|v| v.to_str().ok()).collect();
-    let answered = parse_extension_headers(ext_lines).map_err(|e| ConnectError::Handshake(e.to_string()))?;
-    let deflate = if options.compression {
-        options.connection.deflate.accept_client(&answered)?
-    } else if let Some(ext) = answered.first() {
-        return Err(ConnectError::Handshake(format!(
-            "server enabled extension {:?}, which was not offered",
-            ext.name
-        )));
-    } else {
-        None
-    };
-
-    Ok(WsConnection::start(Setup {
-        role: Role::Client,
-        transport: Pipe::Io(Box::new(IoTransport::new(socket))),
-        read_buf,
+    let dialled = dial(&options).await?;
+    let headers = dialled.response.headers();
+    let protocol = chosen_protocol(&options, headers)?;
+    let deflate = accepted_deflate(&options, headers)?;
+    let parts = Parts {
         target,
         config: Arc::new(options.connection.clone()),
         deflate,
         protocol,
-        local_addr,
-        remote_addr,
-        info: ConnectInfo { uri: redacted(&options.url), headers: response_headers, data: None },
-        registry: None,
-    }))
+        local_addr: dialled.local_addr,
+        remote_addr: dialled.remote_addr,
+        uri: redacted(&options.url),
+        headers,
+        data: None,
+    };
+    Ok(WsConnection::dial(parts, dialled.socket, dialled.read_buf))
+}
+
+fn check_url(url: &url::Url) -> Result<(), ConnectError> {
+    let url_err = |reason: &str| Err(ConnectError::Url { url: redacted(url), reason: reason.to_owned() });
+    match url.scheme() {
+        "ws" | "wss" => {}
+        _ => return url_err("scheme must be ws or wss"),
+    }
+    if url.host_str().is_none() {
+        return url_err("no host");
+    }
+    if url.scheme() == "wss" && !cfg!(feature = "rustls") {
+        return url_err("wss:// needs the `rustls` feature");
+    }
+    Ok(())
+}
+
+/// An upgraded connection, before its answer is checked.
+struct Dialled {
+    response: awc::ClientResponse,
+    socket: awc::BoxedSocket,
+    /// What was read past the 101 answer.
+    read_buf: bytes::BytesMut,
+    local_addr: Option<std::net::SocketAddr>,
+    remote_addr: Option<std::net::SocketAddr>,
+}
+
+/// DNS, TCP, proxy, TLS and the upgrade, within the handshake timeout.
+async fn dial(options: &ConnectionOptions) -> Result<Dialled, ConnectError> {
+    let proxy = options.proxy.resolve(&options.url, |k| std::env::var(k).ok())?;
+    let state = Rc::new(RefCell::new(dialer::DialState::default()));
+    let client = match &options.client {
+        Some(c) => c.clone(),
+        None => build_client(options, proxy, state.clone()),
+    };
+    let timeout = options.handshake_timeout;
+    let started = std::time::Instant::now();
+    let (response, socket, read_buf) = match tokio::time::timeout(timeout, handshake(options, client)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(dial_error(options, &mut state.borrow_mut(), e, started)),
+        Err(_) => return Err(ConnectError::Timeout(timeout)),
+    };
+    let st = state.borrow();
+    Ok(Dialled { response, socket, read_buf, local_addr: st.local, remote_addr: st.remote })
+}
+
+/// The dialer's own error says more than awc's wrapping of it.
+fn dial_error(
+    options: &ConnectionOptions,
+    st: &mut dialer::DialState,
+    e: ConnectError,
+    started: std::time::Instant,
+) -> ConnectError {
+    match (st.error.take(), e) {
+        (Some(ours), _) => ours,
+        // TCP was up, so an I/O failure before the upgrade on wss is the TLS step.
+        (None, ConnectError::Connect { source, .. })
+            if st.remote.is_some() && options.url.scheme() == "wss" =>
+        {
+            ConnectError::Tls {
+                host: options.url.host_str().unwrap_or_default().to_owned(),
+                reason: source.to_string(),
+            }
+        }
+        // A caller's client gave up on its own timeout: say after how long.
+        (None, ConnectError::Timeout(_)) => ConnectError::Timeout(started.elapsed()),
+        (None, e) => e,
+    }
+}
+
+/// The subprotocol the server chose, which must be one we offered.
+fn chosen_protocol(options: &ConnectionOptions, headers: &HeaderMap) -> Result<Option<String>, ConnectError> {
+    let Some(v) = headers.get(header::SEC_WEBSOCKET_PROTOCOL) else { return Ok(None) };
+    let p = v.to_str().map_err(|_| ConnectError::Handshake("subprotocol is not text".into()))?;
+    if !options.protocols.iter().any(|o| o == p) {
+        return Err(ConnectError::Handshake(format!(
+            "server chose subprotocol {p:?}, which was not offered"
+        )));
+    }
+    Ok(Some(p.to_owned()))
+}
+
+/// The server's permessage-deflate answer, which must fit our offer; no extension at all
+/// when we offered none.
+fn accepted_deflate(
+    options: &ConnectionOptions,
+    headers: &HeaderMap,
+) -> Result<Option<crate::protocol::DeflateParams>, ConnectError> {
+    let lines: Vec<&str> =
+        headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).filter_map(|v| v.to_str().ok()).collect();
+    let answered = parse_extension_headers(lines).map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    if options.compression {
+        return Ok(options.connection.deflate.accept_client(&answered)?);
+    }
+    match answered.first() {
+        Some(ext) => Err(ConnectError::Handshake(format!(
+            "server enabled extension {:?}, which was not offered",
+            ext.name
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// A host as written in a URL, without the brackets of an IPv6 literal.
+pub(crate) fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
 /// `url` with its credentials, if any, replaced by `***`, for errors, logs and `Debug`.
@@ -279,7 +301,7 @@ pub(crate) fn redacted(url: &url::Url) -> String {
 async fn handshake(
     options: &ConnectionOptions,
     client: awc::Client,
-) -> Result<(HeaderMap, awc::BoxedSocket, bytes::BytesMut), ConnectError> {
+) -> Result<(awc::ClientResponse, awc::BoxedSocket, bytes::BytesMut), ConnectError> {
     let mut req = client.ws(options.url.as_str());
     for (name, value) in &options.headers {
         req = req.header(name.clone(), value.clone());
@@ -291,9 +313,8 @@ async fn handshake(
         req = req.set_header(header::SEC_WEBSOCKET_EXTENSIONS, options.connection.deflate.client_offer());
     }
     let (response, framed) = req.connect().await.map_err(|e| map_ws_error(e, &options.url))?;
-    let headers = sized_copy(response.headers());
     let parts = framed.into_parts();
-    Ok((headers, parts.io, parts.read_buf))
+    Ok((response, parts.io, parts.read_buf))
 }
 
 /// An awc client whose TCP step is our dialer (proxy, addresses), HTTP/1.1 only: a

@@ -152,7 +152,7 @@ fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
         if want_port.is_some_and(|p| p != port) {
             return false;
         }
-        let name = name.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let name = super::bare_host(name).to_ascii_lowercase();
         if let Some(ip) = ip {
             return name.parse::<std::net::IpAddr>().is_ok_and(|n| n == ip);
         }
@@ -198,7 +198,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Opens a TCP connection to `proxy` and a `CONNECT host:port` tunnel through it.
 pub(crate) async fn tunnel(proxy: &url::Url, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
-    let proxy_host = proxy.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let proxy_host = super::bare_host(proxy.host_str().unwrap_or_default());
     let proxy_port = proxy.port_or_known_default().unwrap_or(80);
     let proxy_addr = format!("{proxy_host}:{proxy_port}");
     let mut stream = TcpStream::connect((proxy_host, proxy_port))

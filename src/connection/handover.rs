@@ -121,17 +121,16 @@ impl Handover {
     /// actors, messages wait until the target has handled it. Returns false if the target
     /// is gone.
     pub(super) fn connect(&mut self, msg: MessageConnect, waker: Option<&Waker>) -> bool {
-        let recipients = &self.target.0;
-        if recipients.one_mailbox {
-            if !recipients.connect.connected() {
+        if self.target.is_one_mailbox() {
+            if !self.target.connect_alive() {
                 self.gone = true;
                 return false;
             }
-            recipients.connect.do_send(msg);
+            self.target.queue_connect(msg);
             self.connect = Connect::Delivered;
             return true;
         }
-        let mut request = Box::pin(recipients.connect.send(msg));
+        let mut request = Box::pin(self.target.request_connect(msg));
         // The first poll queues it; an answer already here means it was refused.
         let noop = Waker::noop();
         let mut task = Context::from_waker(waker.unwrap_or(noop));
@@ -182,7 +181,7 @@ impl Handover {
         self.window.sent += 1;
         self.window.sent_bytes += msg.body.len() as u64;
         if let Some(previous) = self.held.replace(msg) {
-            self.target.0.message.do_send(previous);
+            self.target.queue_message(previous);
         }
         !self.has_room(config)
     }
@@ -194,7 +193,7 @@ impl Handover {
     pub(super) fn hand_over_held(&mut self, waker: Option<&Waker>) -> bool {
         let Some(msg) = self.held.take() else { return false };
         let mut request = self.spare.take().unwrap_or_else(|| Box::pin(None));
-        request.set(Some(self.target.0.message.send(msg)));
+        request.set(Some(self.target.request_message(msg)));
         let waker = match waker {
             Some(w) if self.fences.is_empty() => w,
             _ => Waker::noop(),
@@ -269,8 +268,8 @@ impl Handover {
     pub(super) fn finish(&mut self, disconnect: MessageDisconnect) {
         if let Some(msg) = self.held.take() {
             if !self.gone {
-                self.target.0.message.do_send(msg);
                 // `do_send` needs no fence: nothing waits on it.
+                self.target.queue_message(msg);
             }
         }
         let awaited_connect = match std::mem::replace(&mut self.connect, Connect::Delivered) {
@@ -285,16 +284,16 @@ impl Handover {
                 Answer::Ready(_) => None,
             })
             .collect();
-        let recipients = self.target.0.clone();
-        if recipients.one_mailbox {
-            recipients.disconnect.do_send(disconnect);
+        let target = self.target.clone();
+        if target.is_one_mailbox() {
+            target.queue_disconnect(disconnect);
             if !fences.is_empty() {
                 actix::spawn(await_fences(fences));
             }
             return;
         }
         if awaited_connect.is_none() && fences.is_empty() {
-            recipients.disconnect.do_send(disconnect);
+            target.queue_disconnect(disconnect);
             return;
         }
         actix::spawn(async move {
@@ -302,7 +301,7 @@ impl Handover {
                 let _ = request.await;
             }
             await_fences(fences).await;
-            recipients.disconnect.do_send(disconnect);
+            target.queue_disconnect(disconnect);
         });
     }
 }

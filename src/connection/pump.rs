@@ -1,19 +1,73 @@
 //! The connection's I/O loop: one future, polled inside the actor, that flushes outgoing
-//! bytes, reads and decodes when the target is ready, and closes the transport when the
+//! bytes, reads and decodes while the target keeps up, and ends the transport when the
 //! closing handshake (or a failure) says so.
 
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use actix::prelude::*;
 
-use super::transport::Transport;
-use super::{Deferred, WsConnection};
-use crate::protocol::Role;
+use super::framed::{Flushed, Read};
+use super::WsConnection;
 use crate::DisconnectReason;
 
 /// Rounds of work before the pump yields to other actors on the same thread.
 const BUDGET: usize = 64;
+
+/// The pump's own bookkeeping: how to wake it, and which poll saw the target's last answer.
+#[derive(Default)]
+pub(super) struct PumpState {
+    waker: Option<Waker>,
+    /// A wake-up stands: further ones are not needed until the pump runs.
+    wake_pending: bool,
+    polls: u64,
+    answered_at: u64,
+}
+
+impl PumpState {
+    fn enter(&mut self, task: &TaskContext<'_>) {
+        self.wake_pending = false;
+        self.polls += 1;
+        match &self.waker {
+            Some(w) if w.will_wake(task.waker()) => {}
+            _ => self.waker = Some(task.waker().clone()),
+        }
+    }
+
+    pub(super) fn waker(&self) -> Option<&Waker> {
+        self.waker.as_ref()
+    }
+
+    /// Asks for the pump to run. One request stands until the pump runs, so a burst of
+    /// writes costs one wake-up, not one per message.
+    pub(super) fn wake(&mut self) {
+        if self.wake_pending {
+            return;
+        }
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+            self.wake_pending = true;
+        }
+    }
+
+    /// For message handlers: actix polls an actor's spawned futures (the pump among them)
+    /// right after its mailbox, so a write made there needs no wake-up.
+    pub(super) fn runs_next(&mut self) {
+        self.wake_pending = true;
+    }
+
+    /// The target answered during this poll.
+    pub(super) fn answered(&mut self) {
+        self.answered_at = self.polls;
+    }
+
+    /// A reply the target wrote before answering may sit in this actor's mailbox, which
+    /// actix drains before the pump only on the next poll: what must follow the replies
+    /// waits one poll after an answer.
+    pub(super) fn answered_this_poll(&self) -> bool {
+        self.answered_at == self.polls
+    }
+}
 
 pub(super) struct Pump;
 
@@ -32,15 +86,9 @@ impl ActorFuture<WsConnection> for Pump {
         ctx: &mut Context<WsConnection>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        act.pump_wake_pending = false;
-        act.pump_polls += 1;
-        match &act.pump_waker {
-            Some(w) if w.will_wake(task.waker()) => {}
-            _ => act.pump_waker = Some(task.waker().clone()),
-        }
-        if let Some(mut tick) = act.tick.take() {
-            tick.poll(act, ctx, task);
-            act.tick = Some(tick);
+        act.pump.enter(task);
+        if act.tick.as_mut().is_some_and(|t| t.poll(task)) {
+            act.on_tick(ctx);
         }
         // Answers arrive from other actors, which wake this task: once per poll is enough.
         act.poll_answers(ctx, task);
@@ -50,7 +98,7 @@ impl ActorFuture<WsConnection> for Pump {
                 Step::Idle => return pause(act, ctx),
                 Step::Done => {
                     act.hand_over_held();
-                    act.finished = true;
+                    act.lifecycle.finish();
                     ctx.stop();
                     return Poll::Ready(());
                 }
@@ -73,106 +121,102 @@ fn pause(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> Poll<()> {
 }
 
 fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut TaskContext<'_>) -> Step {
-    if act.finished {
+    if act.lifecycle.is_done() {
         return Step::Done;
     }
-    let mut progress = act.run_deferred(ctx, task);
+    let mut progress = act.answer_peer_end(ctx, task);
+    match write(act, ctx, task) {
+        Some(Step::Done) => return Step::Done,
+        Some(_) => progress = true,
+        None => {}
+    }
+    if act.lifecycle.drop_tcp_when_flushed(act.framed.role()) && act.framed.is_flushed() {
+        return match act.framed.poll_close(task) {
+            Poll::Ready(_) => Step::Done,
+            Poll::Pending => Step::Idle,
+        };
+    }
+    match read(act, ctx, task) {
+        Step::Idle if progress => Step::Progress,
+        other => other,
+    }
+}
 
-    // Write what is buffered.
-    while let Some(chunk) = act.out.front() {
-        match act.transport.poll_write(task, chunk) {
-            // No step needed for this alone: room it makes is seen below.
-            Poll::Ready(Ok(n)) => {
-                act.out.consumed(n);
-                act.counters.bytes_out += n as u64;
-            }
-            Poll::Ready(Err(e)) => {
-                act.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
-                return Step::Done;
-            }
-            Poll::Pending => {
-                act.watch_stall(ctx);
-                break;
-            }
+/// Flushes, and lets queued writes into the room that made; `Some` when that did
+/// something the caller must know of.
+fn write(
+    act: &mut WsConnection,
+    ctx: &mut Context<WsConnection>,
+    task: &mut TaskContext<'_>,
+) -> Option<Step> {
+    match act.framed.flush(task) {
+        // No step needed for this alone: room it makes is seen below.
+        Flushed::All => {}
+        Flushed::Blocked => act.watch_stall(ctx),
+        Flushed::Failed(e) => {
+            act.lifecycle.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
+            return Some(Step::Done);
         }
     }
     if !act.has_room() {
         // Reading and queued writes wait for room, which a drained body makes without
         // any write of ours being refused.
-        act.transport.want_room(task);
-    } else if !act.queue.is_empty() {
-        act.release_waiters(ctx);
-        progress = true;
+        act.framed.want_room(task);
+        None
+    } else if act.release_waiters(ctx) {
+        Some(Step::Progress)
+    } else {
+        None
     }
+}
 
-    // Close the transport once our close is flushed: right away when failing or when the
-    // handshake is complete on the server (RFC 6455 7.1.1: the server closes TCP first);
-    // a client waits for the server to close.
-    let handshake_done = act.close_sent && act.close_received;
-    let close_now = act.fail_fast || (handshake_done && act.role == Role::Server);
-    if close_now && act.out.is_empty() {
-        return match act.transport.poll_close(task) {
-            Poll::Ready(_) => Step::Done,
-            Poll::Pending => Step::Idle,
-        };
-    }
-
+/// Decodes what was read, or reads more, while the connection may.
+fn read(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut TaskContext<'_>) -> Step {
     let may_read = act.may_read();
     if may_read && decode_one(act, ctx) {
         return Step::Progress;
     }
-    // A client that completed the handshake still reads, to see the server's EOF.
-    if may_read || (handshake_done && act.role == Role::Client) {
-        let hint = act.decoder.pending_payload();
-        match act.transport.poll_read(task, &mut act.read_buf, hint) {
-            Poll::Ready(Ok(0)) => {
-                if !handshake_done {
-                    act.set_reason(DisconnectReason::ConnectionLost(
-                        "peer closed the TCP connection without a close frame".into(),
-                    ));
-                }
-                return Step::Done;
-            }
-            Poll::Ready(Ok(n)) => {
-                act.counters.bytes_in += n as u64;
-                act.last_activity = std::time::Instant::now();
-                if handshake_done {
-                    act.read_buf.clear();
-                }
-                // Decode what arrived in this step, not the next.
-                if may_read {
-                    decode_one(act, ctx);
-                }
-                progress = true;
-            }
-            Poll::Ready(Err(e)) => {
-                act.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
-                return Step::Done;
-            }
-            Poll::Pending => {}
-        }
+    let role = act.framed.role();
+    if !may_read && !act.lifecycle.reads_for_eof(role) {
+        return Step::Idle;
     }
-    if progress {
-        Step::Progress
-    } else {
-        Step::Idle
+    match act.framed.read(task) {
+        Read::Eof => {
+            if !act.lifecycle.handshake_done() {
+                let lost = "peer closed the TCP connection without a close frame";
+                act.lifecycle.set_reason(DisconnectReason::ConnectionLost(lost.into()));
+            }
+            Step::Done
+        }
+        Read::Failed(e) => {
+            act.lifecycle.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
+            Step::Done
+        }
+        Read::Bytes => {
+            act.liveness.heard(std::time::Instant::now());
+            if act.lifecycle.reads_for_eof(role) {
+                act.framed.discard_read();
+            } else if may_read {
+                // Decode what arrived in this step, not the next.
+                decode_one(act, ctx);
+            }
+            Step::Progress
+        }
+        Read::Pending => Step::Idle,
     }
 }
 
 /// Decodes and handles the next incoming frame, if the read buffer holds a whole one;
 /// returns whether it did anything.
 fn decode_one(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> bool {
-    if act.read_buf.is_empty() {
-        return false; // Every frame takes at least one byte (the decoder keeps none).
-    }
-    match act.decoder.decode(&mut act.read_buf) {
+    match act.framed.decode() {
         Ok(Some(incoming)) => {
             act.on_incoming(incoming, ctx);
             true
         }
         Ok(None) => false,
         Err(e) => {
-            act.after_target(Deferred::Fail(e), ctx);
+            act.peer_ended(super::lifecycle::PeerEnd::Violation(e), ctx);
             true
         }
     }

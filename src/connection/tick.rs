@@ -1,19 +1,18 @@
-//! The connection's periodic check (heartbeat and idle timeout), run by the pump, that
-//! costs next to nothing on the polls its timer did not cause.
+//! The connection's periodic check: when it runs (a timer that costs next to nothing on
+//! the polls it did not cause) and what it finds (a ping due, the idle timeout reached).
 //!
-//! actix's `run_interval` polls its timer on every poll of the actor, that is, twice per
-//! echoed message, and as an item of the actor's context of its own; a tokio `Sleep` poll
-//! registers the waker anew each time. A timer polled once keeps the waker it was given,
-//! so this one is polled again only when it has elapsed or the actor's waker has changed.
+//! actix's `run_interval` polls its timer on every poll of the actor, twice per echoed
+//! message, and a tokio `Sleep` poll registers the waker anew each time. A timer polled
+//! once keeps the waker it was given, so this one is polled again only when it has
+//! elapsed or the actor's waker has changed.
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Waker};
 use std::time::Duration;
 
-use actix::prelude::*;
 use tokio::time::{sleep, Instant, Sleep};
 
-use super::WsConnection;
+use crate::ConnectionConfig;
 
 pub(super) struct Tick {
     every: Duration,
@@ -23,30 +22,128 @@ pub(super) struct Tick {
 }
 
 impl Tick {
-    pub(super) fn new(every: Duration) -> Self {
-        Tick { every, timer: Box::pin(sleep(every)), registered: None }
+    /// A check every `period(config)`, if any; needs a tokio runtime.
+    pub(super) fn for_config(config: &ConnectionConfig) -> Option<Self> {
+        let every = period(config)?;
+        Some(Tick { every, timer: Box::pin(sleep(every)), registered: None })
     }
 
-    /// Runs `on_tick` if the timer has elapsed; called at the start of every pump poll.
-    pub(super) fn poll(
-        &mut self,
-        act: &mut WsConnection,
-        ctx: &mut Context<WsConnection>,
-        task: &mut TaskContext<'_>,
-    ) {
+    /// Whether the check is due; called at the start of every pump poll.
+    pub(super) fn poll(&mut self, task: &mut TaskContext<'_>) -> bool {
         let current = matches!(&self.registered, Some(w) if w.will_wake(task.waker()));
         if current && !self.timer.is_elapsed() {
-            return;
+            return false;
         }
         // With tokio's cooperative budget spent, the poll returns early without taking the
         // waker (and has the task polled again).
         let registers = tokio::task::coop::has_budget_remaining();
+        let mut due = false;
         // Loops at most twice: a freshly reset timer is not elapsed.
         while std::future::Future::poll(self.timer.as_mut(), task).is_ready() {
-            act.on_tick(ctx);
+            due = true;
             let next = Instant::now() + self.every;
             self.timer.as_mut().reset(next);
         }
         self.registered = registers.then(|| task.waker().clone());
+        due
+    }
+}
+
+/// The check's period: the heartbeat, or a quarter of the idle timeout if shorter; `None`
+/// when both are off.
+fn period(config: &ConnectionConfig) -> Option<Duration> {
+    let every = match (config.heartbeat, config.idle_timeout) {
+        (None, None) => return None,
+        (Some(h), None) => h,
+        (None, Some(i)) => i / 4,
+        (Some(h), Some(i)) => h.min(i / 4),
+    };
+    Some(every.max(Duration::from_millis(5)))
+}
+
+/// What the periodic check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    Nothing,
+    Ping,
+    IdleTimeout,
+}
+
+/// When the peer was last heard from, and when we last pinged it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Liveness {
+    last_activity: std::time::Instant,
+    last_ping: std::time::Instant,
+}
+
+impl Liveness {
+    pub(super) fn new(now: std::time::Instant) -> Self {
+        Liveness { last_activity: now, last_ping: now }
+    }
+
+    /// Something arrived (bytes from the peer, or the target's answer).
+    pub(super) fn heard(&mut self, now: std::time::Instant) {
+        self.last_activity = now;
+    }
+
+    /// What a check at `now` must do.
+    pub(super) fn check(&mut self, now: std::time::Instant, config: &ConnectionConfig) -> Due {
+        let idle = now.saturating_duration_since(self.last_activity);
+        if config.idle_timeout.is_some_and(|limit| idle >= limit) {
+            return Due::IdleTimeout;
+        }
+        match config.heartbeat {
+            Some(every) if idle >= every && now.saturating_duration_since(self.last_ping) >= every => {
+                self.last_ping = now;
+                Due::Ping
+            }
+            _ => Due::Nothing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(heartbeat: u64, idle: u64) -> ConnectionConfig {
+        ConnectionConfig {
+            heartbeat: Some(Duration::from_secs(heartbeat)),
+            idle_timeout: Some(Duration::from_secs(idle)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_quiet_peer_is_pinged_once_per_period_then_timed_out() {
+        let start = std::time::Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let cfg = config(30, 90);
+        let mut l = Liveness::new(start);
+        assert_eq!(l.check(at(29), &cfg), Due::Nothing);
+        assert_eq!(l.check(at(30), &cfg), Due::Ping);
+        assert_eq!(l.check(at(45), &cfg), Due::Nothing, "one ping per heartbeat");
+        assert_eq!(l.check(at(60), &cfg), Due::Ping);
+        assert_eq!(l.check(at(90), &cfg), Due::IdleTimeout);
+    }
+
+    #[test]
+    fn hearing_from_the_peer_restarts_the_clock() {
+        let start = std::time::Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let cfg = config(30, 90);
+        let mut l = Liveness::new(start);
+        l.heard(at(80));
+        assert_eq!(l.check(at(100), &cfg), Due::Nothing);
+        assert_eq!(l.check(at(110), &cfg), Due::Ping);
+        assert_eq!(l.check(at(170), &cfg), Due::IdleTimeout);
+    }
+
+    #[test]
+    fn the_period_follows_the_shorter_timer() {
+        assert_eq!(period(&config(30, 90)), Some(Duration::from_millis(22_500)));
+        assert_eq!(period(&config(10, 90)), Some(Duration::from_secs(10)));
+        let off = ConnectionConfig { heartbeat: None, idle_timeout: None, ..Default::default() };
+        assert_eq!(period(&off), None);
     }
 }

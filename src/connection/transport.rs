@@ -14,11 +14,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::host::Host;
 
+/// A read's outcome: bytes appended, `Ok(0)` at the end of the stream.
+pub(crate) type ReadPoll = Poll<io::Result<usize>>;
+
 /// What the connection actor reads from and writes to.
 pub(crate) trait Transport {
     /// Appends received bytes to `buf`; `Ok(0)` is the end of the stream.
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize)
-        -> Poll<io::Result<usize>>;
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize) -> ReadPoll;
     /// Takes bytes from the front of `chunk` (advancing it); returns how many.
     fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>>;
     /// Ends the outgoing direction once everything written has gone out.
@@ -29,64 +31,61 @@ pub(crate) trait Transport {
     fn want_room(&mut self, cx: &mut Context<'_>);
 }
 
-/// The transport a connection holds: the server's in place, so its calls (several per
-/// message) are direct and inlined; a client's socket type varies, so it is boxed.
-pub(crate) enum Pipe {
-    Server(ServerTransport),
-    Io(Box<dyn Transport>),
+/// The transport a connection holds: an accepted connection's in place, so its calls
+/// (several per message) are direct and inlined; a dialled connection's socket type
+/// varies, so it is boxed.
+pub(crate) enum RoleTransport {
+    Accepted(ServerTransport),
+    Dialled(Box<dyn Transport>),
 }
 
-impl Transport for Pipe {
+impl Transport for RoleTransport {
     #[inline]
-    fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        hint: usize,
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize) -> ReadPoll {
         match self {
-            Pipe::Server(t) => t.poll_read(cx, buf, hint),
-            Pipe::Io(t) => t.poll_read(cx, buf, hint),
+            RoleTransport::Accepted(t) => t.poll_read(cx, buf, hint),
+            RoleTransport::Dialled(t) => t.poll_read(cx, buf, hint),
         }
     }
 
     #[inline]
     fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>> {
         match self {
-            Pipe::Server(t) => t.poll_write(cx, chunk),
-            Pipe::Io(t) => t.poll_write(cx, chunk),
+            RoleTransport::Accepted(t) => t.poll_write(cx, chunk),
+            RoleTransport::Dialled(t) => t.poll_write(cx, chunk),
         }
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Pipe::Server(t) => t.poll_close(cx),
-            Pipe::Io(t) => t.poll_close(cx),
+            RoleTransport::Accepted(t) => t.poll_close(cx),
+            RoleTransport::Dialled(t) => t.poll_close(cx),
         }
     }
 
     #[inline]
     fn buffered(&self) -> usize {
         match self {
-            Pipe::Server(t) => t.buffered(),
-            Pipe::Io(t) => t.buffered(),
+            RoleTransport::Accepted(t) => t.buffered(),
+            RoleTransport::Dialled(t) => t.buffered(),
         }
     }
 
     fn want_room(&mut self, cx: &mut Context<'_>) {
         match self {
-            Pipe::Server(t) => t.want_room(cx),
-            Pipe::Io(t) => t.want_room(cx),
+            RoleTransport::Accepted(t) => t.want_room(cx),
+            RoleTransport::Dialled(t) => t.want_room(cx),
         }
     }
 }
 
 /// Beyond this many bytes waiting in the response body, the server transport refuses
 /// more: the HTTP dispatcher is not draining it (the peer does not read).
-const OUTBOX_HIGH: usize = 64 * 1024;
+const BODY_QUEUE_HIGH: usize = 64 * 1024;
 
+/// The chunks the connection wrote and the response body has not yet yielded.
 #[derive(Default)]
-struct Outbox {
+struct BodyQueue {
     chunks: VecDeque<Bytes>,
     len: usize,
     closed: bool,
@@ -98,20 +97,20 @@ struct Outbox {
 /// The server side: actix-web's request payload in, a streaming 101 response body out.
 pub(crate) struct ServerTransport {
     payload: actix_web::dev::Payload,
-    out: Rc<RefCell<Outbox>>,
+    queue: Rc<RefCell<BodyQueue>>,
 }
 
 /// The response body of an upgraded request: whatever the connection writes. It also
 /// polls the connection's actor when that is hosted in the HTTP task.
 pub(crate) struct BodyStream {
-    out: Rc<RefCell<Outbox>>,
+    queue: Rc<RefCell<BodyQueue>>,
     host: Option<Rc<Host>>,
 }
 
 impl ServerTransport {
     pub(crate) fn new(payload: actix_web::dev::Payload) -> (Self, BodyStream) {
-        let out = Rc::new(RefCell::new(Outbox::default()));
-        (ServerTransport { payload, out: out.clone() }, BodyStream { out, host: None })
+        let queue = Rc::new(RefCell::new(BodyQueue::default()));
+        (ServerTransport { payload, queue: queue.clone() }, BodyStream { queue, host: None })
     }
 }
 
@@ -124,12 +123,7 @@ fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
 
 impl Transport for ServerTransport {
     #[inline]
-    fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        _hint: usize,
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, _hint: usize) -> ReadPoll {
         match Pin::new(&mut self.payload).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 // The chunk shares the dispatcher's read buffer, so unmasking in place needs
@@ -145,56 +139,56 @@ impl Transport for ServerTransport {
 
     #[inline]
     fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>> {
-        let mut out = self.out.borrow_mut();
-        if out.body_gone {
+        let mut queue = self.queue.borrow_mut();
+        if queue.body_gone {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        if out.len >= OUTBOX_HIGH {
-            store_waker(&mut out.writer_waker, cx);
+        if queue.len >= BODY_QUEUE_HIGH {
+            store_waker(&mut queue.writer_waker, cx);
             return Poll::Pending;
         }
         let chunk = std::mem::take(chunk);
         let n = chunk.len();
-        out.len += n;
-        out.chunks.push_back(chunk);
-        if let Some(w) = out.body_waker.take() {
+        queue.len += n;
+        queue.chunks.push_back(chunk);
+        if let Some(w) = queue.body_waker.take() {
             w.wake();
         }
         Poll::Ready(Ok(n))
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut out = self.out.borrow_mut();
-        out.closed = true;
-        if let Some(w) = out.body_waker.take() {
+        let mut queue = self.queue.borrow_mut();
+        queue.closed = true;
+        if let Some(w) = queue.body_waker.take() {
             w.wake();
         }
-        if out.chunks.is_empty() || out.body_gone {
+        if queue.chunks.is_empty() || queue.body_gone {
             Poll::Ready(Ok(()))
         } else {
-            store_waker(&mut out.writer_waker, cx);
+            store_waker(&mut queue.writer_waker, cx);
             Poll::Pending
         }
     }
 
     #[inline]
     fn buffered(&self) -> usize {
-        self.out.borrow().len
+        self.queue.borrow().len
     }
 
     fn want_room(&mut self, cx: &mut Context<'_>) {
-        let mut out = self.out.borrow_mut();
-        if out.len > 0 {
-            store_waker(&mut out.writer_waker, cx);
+        let mut queue = self.queue.borrow_mut();
+        if queue.len > 0 {
+            store_waker(&mut queue.writer_waker, cx);
         }
     }
 }
 
 impl Drop for ServerTransport {
     fn drop(&mut self) {
-        let mut out = self.out.borrow_mut();
-        out.closed = true;
-        if let Some(w) = out.body_waker.take() {
+        let mut queue = self.queue.borrow_mut();
+        queue.closed = true;
+        if let Some(w) = queue.body_waker.take() {
             w.wake();
         }
     }
@@ -214,24 +208,24 @@ impl Stream for BodyStream {
         if let Some(host) = &self.host {
             host.enter_body(cx);
             // Writes made while we poll need no wake-up: we look at the outbox next.
-            self.out.borrow_mut().body_waker = None;
+            self.queue.borrow_mut().body_waker = None;
             host.drive();
         }
-        let mut out = self.out.borrow_mut();
-        if let Some(chunk) = out.chunks.pop_front() {
-            out.len -= chunk.len();
-            if let Some(w) = out.writer_waker.take() {
+        let mut queue = self.queue.borrow_mut();
+        if let Some(chunk) = queue.chunks.pop_front() {
+            queue.len -= chunk.len();
+            if let Some(w) = queue.writer_waker.take() {
                 w.wake();
             }
             return Poll::Ready(Some(Ok(chunk)));
         }
-        if out.closed {
-            if let Some(w) = out.writer_waker.take() {
+        if queue.closed {
+            if let Some(w) = queue.writer_waker.take() {
                 w.wake();
             }
             return Poll::Ready(None);
         }
-        store_waker(&mut out.body_waker, cx);
+        store_waker(&mut queue.body_waker, cx);
         if let Some(host) = &self.host {
             host.body_pending();
         }
@@ -241,9 +235,9 @@ impl Stream for BodyStream {
 
 impl Drop for BodyStream {
     fn drop(&mut self) {
-        let mut out = self.out.borrow_mut();
-        out.body_gone = true;
-        if let Some(w) = out.writer_waker.take() {
+        let mut queue = self.queue.borrow_mut();
+        queue.body_gone = true;
+        if let Some(w) = queue.writer_waker.take() {
             w.wake();
         }
         if let Some(host) = &self.host {
@@ -267,12 +261,7 @@ const READ_MIN: usize = 8 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Transport for IoTransport<T> {
-    fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        hint: usize,
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize) -> ReadPoll {
         let want = hint.clamp(READ_MIN, READ_MAX);
         if buf.capacity() - buf.len() < want / 2 {
             buf.reserve(want);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::{Message, PreparedMessage, SendError};
+use crate::{Message, MessageKind, PreparedMessage, SendError};
 
 /// A write for the connection.
 pub(super) enum Outbound {
@@ -37,14 +37,51 @@ pub(super) struct Waiter {
     pub(super) tx: Option<oneshot::Sender<Result<(), SendError>>>,
 }
 
-/// The writes waiting for room, oldest first, and their payload bytes.
+/// Where a write goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// Into the outgoing buffer now.
+    Write,
+    /// Behind the writes already waiting, until the peer makes room.
+    Queue,
+    /// Past the queue's bound: the peer is a slow consumer.
+    Overflow,
+}
+
+/// The writes waiting for room, oldest first, their payload bytes, and the watch over
+/// the peer while bytes wait for it.
 #[derive(Default)]
 pub(super) struct WriteQueue {
     waiters: VecDeque<Waiter>,
     bytes: usize,
+    pub(super) stall: StallWatch,
 }
 
 impl WriteQueue {
+    /// The policy for one write. Pings and pongs never wait (they are small and may go
+    /// between anything); a close waits for the writes before it, so they are not lost;
+    /// data also waits for room. Awaited writes never overflow: their senders wait.
+    pub(super) fn admit(
+        &self,
+        item: &Outbound,
+        awaited: bool,
+        has_room: bool,
+        max_queue: usize,
+    ) -> Admission {
+        let waits = match item {
+            Outbound::Message(m) if matches!(m.kind, MessageKind::Ping | MessageKind::Pong) => false,
+            Outbound::Message(m) if m.kind == MessageKind::Close => !self.is_empty(),
+            _ => !self.is_empty() || !has_room,
+        };
+        if !waits {
+            Admission::Write
+        } else if !awaited && self.would_overflow(item.len(), max_queue) {
+            Admission::Overflow
+        } else {
+            Admission::Queue
+        }
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.waiters.is_empty()
     }
@@ -56,7 +93,7 @@ impl WriteQueue {
 
     /// Whether `len` more bytes would take the queue past `max`. One write always fits in
     /// an empty queue, so a message larger than the bound is not refused for its size.
-    pub(super) fn would_overflow(&self, len: usize, max: usize) -> bool {
+    fn would_overflow(&self, len: usize, max: usize) -> bool {
         !self.waiters.is_empty() && self.bytes + len > max
     }
 
@@ -174,6 +211,22 @@ mod tests {
         assert_eq!(q.bytes(), 100);
         assert_eq!(q.pop().map(|w| w.item.len()), Some(60));
         assert_eq!(q.bytes(), 40);
+    }
+
+    #[test]
+    fn control_frames_pass_data_waits_and_a_close_keeps_its_place() {
+        let mut q = WriteQueue::default();
+        let ping = Outbound::Message(Message::ping("p"));
+        let close = Outbound::Message(Message::close(1000u16, ""));
+        let data = Outbound::Message(Message::text("d"));
+        assert_eq!(q.admit(&data, false, true, 100), Admission::Write);
+        assert_eq!(q.admit(&data, false, false, 100), Admission::Queue, "no room: data waits");
+        assert_eq!(q.admit(&close, false, false, 100), Admission::Write, "nothing before it");
+        q.push(fire_and_forget(100));
+        assert_eq!(q.admit(&ping, false, false, 100), Admission::Write);
+        assert_eq!(q.admit(&close, false, true, 1000), Admission::Queue, "behind the queued write");
+        assert_eq!(q.admit(&data, false, true, 100), Admission::Overflow);
+        assert_eq!(q.admit(&data, true, true, 100), Admission::Queue, "an awaited write waits instead");
     }
 
     #[test]

@@ -115,45 +115,53 @@ pub fn parse_extensions(value: &str) -> Result<Vec<Extension>, ExtensionParseErr
     let mut out = Vec::new();
     loop {
         c.skip_ws();
-        match c.peek() {
-            None => break,
-            // Empty list elements are allowed by the #rule.
-            Some(b',') => {
-                c.at += 1;
-                continue;
-            }
-            _ => {}
+        if c.peek().is_none() {
+            break;
+        }
+        // Empty list elements are allowed by the #rule.
+        if c.eat(b',') {
+            continue;
         }
         let name = c.token()?;
-        let mut params = Vec::new();
-        loop {
-            c.skip_ws();
-            match c.peek() {
-                None => break,
-                Some(b',') => {
-                    c.at += 1;
-                    break;
-                }
-                Some(b';') => {
-                    c.at += 1;
-                    c.skip_ws();
-                    let key = c.token()?;
-                    c.skip_ws();
-                    let val = if c.peek() == Some(b'=') {
-                        c.at += 1;
-                        c.skip_ws();
-                        Some(if c.peek() == Some(b'"') { c.quoted()? } else { c.token()? })
-                    } else {
-                        None
-                    };
-                    params.push((key, val));
-                }
-                Some(_) => return Err(c.err("';' or ','")),
-            }
-        }
+        let params = c.params()?;
         out.push(Extension { name, params });
     }
     Ok(out)
+}
+
+impl Cursor<'_> {
+    /// Consumes `b` if it is next.
+    fn eat(&mut self, b: u8) -> bool {
+        let next = self.peek() == Some(b);
+        if next {
+            self.at += 1;
+        }
+        next
+    }
+
+    /// `; key[=value]` parameters up to the end of this element (its `,` is consumed).
+    fn params(&mut self) -> Result<Vec<(String, Option<String>)>, ExtensionParseError> {
+        let mut params = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.peek().is_none() || self.eat(b',') {
+                return Ok(params);
+            }
+            if !self.eat(b';') {
+                return Err(self.err("';' or ','"));
+            }
+            self.skip_ws();
+            let key = self.token()?;
+            self.skip_ws();
+            let val = if self.eat(b'=') {
+                self.skip_ws();
+                Some(if self.peek() == Some(b'"') { self.quoted()? } else { self.token()? })
+            } else {
+                None
+            };
+            params.push((key, val));
+        }
+    }
 }
 
 /// Parses every `Sec-WebSocket-Extensions` line of a request or response, in order.

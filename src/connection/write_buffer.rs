@@ -1,7 +1,7 @@
 //! The bytes a connection has encoded and not yet handed to its transport.
 //!
-//! Frames are encoded one after another into an open buffer, so a burst of messages leaves
-//! as one chunk. A frame that is already encoded and shared (a `PreparedMessage` broadcast
+//! Frames are encoded one after another into the tail buffer, so a burst of messages
+//! leaves as one chunk. A frame that is already encoded and shared (a `PreparedMessage` broadcast
 //! to many connections) is queued as it is, without a copy per connection.
 
 use std::collections::VecDeque;
@@ -9,17 +9,17 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 #[derive(Default)]
-pub(crate) struct Outgoing {
-    /// Finished chunks, oldest first; they go out before `open`.
+pub(crate) struct WriteBuffer {
+    /// Finished chunks, oldest first; they go out before `tail`.
     sealed: VecDeque<Bytes>,
     sealed_len: usize,
     /// Where frames are encoded.
-    pub(crate) open: BytesMut,
+    pub(crate) tail: BytesMut,
 }
 
-impl Outgoing {
+impl WriteBuffer {
     pub(crate) fn len(&self) -> usize {
-        self.sealed_len + self.open.len()
+        self.sealed_len + self.tail.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -36,8 +36,8 @@ impl Outgoing {
     }
 
     fn seal(&mut self) {
-        if !self.open.is_empty() {
-            let chunk = self.open.split().freeze();
+        if !self.tail.is_empty() {
+            let chunk = self.tail.split().freeze();
             self.sealed_len += chunk.len();
             self.sealed.push_back(chunk);
         }
@@ -45,7 +45,7 @@ impl Outgoing {
 
     /// The next bytes to write, if any.
     pub(crate) fn front(&mut self) -> Option<&mut Bytes> {
-        if self.sealed.is_empty() && !self.open.is_empty() {
+        if self.sealed.is_empty() && !self.tail.is_empty() {
             self.seal();
         }
         self.sealed.front_mut()
@@ -65,7 +65,7 @@ mod tests {
     use super::*;
     use bytes::Buf;
 
-    fn drain(out: &mut Outgoing, step: usize) -> Vec<u8> {
+    fn drain(out: &mut WriteBuffer, step: usize) -> Vec<u8> {
         let mut all = Vec::new();
         while let Some(chunk) = out.front() {
             let n = step.min(chunk.len());
@@ -78,14 +78,14 @@ mod tests {
 
     #[test]
     fn keeps_the_order_of_encoded_and_shared_bytes() {
-        let mut out = Outgoing::default();
-        out.open.extend_from_slice(b"h1");
+        let mut out = WriteBuffer::default();
+        out.tail.extend_from_slice(b"h1");
         out.push_shared(Bytes::from_static(b"payload-one"));
-        out.open.extend_from_slice(b"h2");
-        out.open.extend_from_slice(b"small");
+        out.tail.extend_from_slice(b"h2");
+        out.tail.extend_from_slice(b"small");
         out.push_shared(Bytes::new());
         out.push_shared(Bytes::from_static(b"payload-two"));
-        out.open.extend_from_slice(b"tail");
+        out.tail.extend_from_slice(b"tail");
         assert_eq!(out.len(), 2 + 11 + 2 + 5 + 11 + 4);
         assert_eq!(drain(&mut out, 3), b"h1payload-oneh2smallpayload-twotail");
         assert!(out.is_empty());
@@ -93,13 +93,13 @@ mod tests {
 
     #[test]
     fn counts_partial_writes() {
-        let mut out = Outgoing::default();
+        let mut out = WriteBuffer::default();
         out.push_shared(Bytes::from_static(b"abcdef"));
         let chunk = out.front().unwrap();
         chunk.advance(4);
         out.consumed(4);
         assert_eq!(out.len(), 2);
-        out.open.extend_from_slice(b"gh");
+        out.tail.extend_from_slice(b"gh");
         assert_eq!(drain(&mut out, 1), b"efgh");
         assert!(out.is_empty() && out.front().is_none());
     }

@@ -1,0 +1,95 @@
+//! What a connection accepts in its mailbox: writes (fire-and-forget, awaited, prepared),
+//! a request for its stats, and the handler's shutdown.
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::write_queue::{Outbound, Waiter};
+use super::WsConnection;
+use crate::protocol::CloseCode;
+use crate::{DisconnectReason, Message, SendError, Stats};
+
+impl Handler<Message> for WsConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
+        self.pump.runs_next();
+        self.submit(Waiter { item: Outbound::Message(msg), tx: None }, ctx);
+    }
+}
+
+/// An awaitable write (see [`ConnectionId::send_wait`](crate::ConnectionId::send_wait)).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "Result<(), SendError>")]
+pub struct SendMessage(pub Message);
+
+impl Handler<SendMessage> for WsConnection {
+    type Result = ResponseFuture<Result<(), SendError>>;
+
+    fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
+        self.pump.runs_next();
+        let (tx, rx) = oneshot::channel();
+        self.submit(Waiter { item: Outbound::Message(msg), tx: Some(tx) }, ctx);
+        // Answered when written, or when the connection closes (a stuck peer is closed by
+        // the stall watch within 1.25 write timeouts).
+        Box::pin(async move { rx.await.unwrap_or(Err(SendError::Closed)) })
+    }
+}
+
+/// Writes a [`PreparedMessage`](crate::PreparedMessage) (see
+/// [`ConnectionId::send_prepared`](crate::ConnectionId::send_prepared)).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct SendPrepared(pub crate::PreparedMessage);
+
+impl Handler<SendPrepared> for WsConnection {
+    type Result = ();
+
+    fn handle(&mut self, SendPrepared(msg): SendPrepared, ctx: &mut Self::Context) {
+        self.pump.runs_next();
+        self.submit(Waiter { item: Outbound::Prepared(msg), tx: None }, ctx);
+    }
+}
+
+/// Asks a connection for its [`Stats`] (see [`ConnectionId::stats`](crate::ConnectionId::stats)).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for WsConnection {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let d = &self.details;
+        MessageResult(Stats {
+            local_addr: d.local_addr,
+            remote_addr: d.remote_addr,
+            role: self.framed.role(),
+            protocol: d.protocol.clone(),
+            compressed: d.compressed,
+            bytes_in: self.framed.bytes_in(),
+            bytes_out: self.framed.bytes_out(),
+            messages_in: d.messages.messages_in,
+            messages_out: d.messages.messages_out,
+            message_bytes_in: d.messages.bytes_in,
+            message_bytes_out: d.messages.bytes_out,
+            buffered_out: self.framed.pending_out(),
+            queued_out: self.queue.bytes(),
+            buffered_in: self.framed.buffered_in(),
+            age: d.started.elapsed(),
+        })
+    }
+}
+
+/// Closes the connection with 1001 Going Away (sent by a handler's shutdown).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
+impl Handler<Shutdown> for WsConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.close(CloseCode::GOING_AWAY, "server shutting down", DisconnectReason::Shutdown, ctx);
+    }
+}

@@ -1,0 +1,155 @@
+//! The actor's write path: a write from its mailbox is encoded into the write buffer,
+//! queued while the buffer is over its bound, or refused; queued writes follow as the peer
+//! makes room; a peer that takes nothing while bytes wait is watched and, past the write
+//! timeout, closed as a slow consumer.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::write_queue::{Admission, Outbound, Stall, Waiter};
+use super::WsConnection;
+use crate::protocol::{CloseCode, DataKind, OpCode, Role};
+use crate::{DisconnectReason, Initiator, MessageKind, SendError};
+
+impl WsConnection {
+    /// Takes a write: encoded now, queued for room, or refused. An awaited write is
+    /// answered through its waiter; a fire-and-forget one is dropped once closing, and past
+    /// the queue's bound the peer is a slow consumer.
+    pub(super) fn submit(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
+        if self.lifecycle.close_sent() {
+            match waiter.tx {
+                Some(tx) => {
+                    let _ = tx.send(Err(SendError::Closed));
+                }
+                None => tracing::trace!(parent: &self.span, "message for a closing connection dropped"),
+            }
+            return;
+        }
+        let awaited = waiter.tx.is_some();
+        match self.queue.admit(&waiter.item, awaited, self.has_room(), self.config.max_write_queue) {
+            Admission::Write => self.write_answering(waiter, ctx),
+            Admission::Queue => {
+                self.queue.push(waiter);
+                self.watch_stall(ctx);
+            }
+            Admission::Overflow => {
+                tracing::debug!(parent: &self.span, queued = self.queue.bytes(), "write queue over its bound");
+                self.slow_consumer(ctx);
+            }
+        }
+    }
+
+    /// Writes `waiter`'s message and answers its sender, or logs a refusal nobody awaits.
+    fn write_answering(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
+        let result = self.write(waiter.item, ctx);
+        match waiter.tx {
+            Some(tx) => {
+                let _ = tx.send(result);
+            }
+            None => {
+                if let Err(e) = result {
+                    tracing::warn!(parent: &self.span, error = %e, "outgoing message refused");
+                }
+            }
+        }
+    }
+
+    /// Moves queued writes into the outgoing buffer, in order, while there is room;
+    /// returns whether any waited.
+    pub(super) fn release_waiters(&mut self, ctx: &mut Context<Self>) -> bool {
+        let waited = !self.queue.is_empty();
+        while self.has_room() && !self.lifecycle.close_sent() {
+            let Some(w) = self.queue.pop() else { break };
+            self.write_answering(w, ctx);
+        }
+        waited
+    }
+
+    /// Starts watching for a peer that takes nothing while bytes wait for it; called when
+    /// a write is refused for room. Costs nothing while nothing waits.
+    pub(super) fn watch_stall(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.config.write_timeout;
+        if let Some(first) = self.queue.stall.arm(self.framed.bytes_taken(), Instant::now(), timeout) {
+            ctx.run_later(first, |act, ctx| act.check_stall(ctx));
+        }
+    }
+
+    fn check_stall(&mut self, ctx: &mut Context<Self>) {
+        if self.lifecycle.is_done() {
+            return;
+        }
+        let waiting = self.framed.pending_out() > 0 || !self.queue.is_empty();
+        let timeout = self.config.write_timeout;
+        match self.queue.stall.check(self.framed.bytes_taken(), waiting, Instant::now(), timeout) {
+            Stall::Clear => {}
+            Stall::Stuck => self.slow_consumer(ctx),
+            Stall::Recheck(after) => {
+                ctx.run_later(after, |act, ctx| act.check_stall(ctx));
+            }
+        }
+    }
+
+    /// Tells writers how far behind the peer is, for [`ConnectionId::try_send`].
+    pub(super) fn publish_backlog(&self) {
+        self.id.set_backlog(self.framed.pending_out() + self.queue.bytes());
+    }
+
+    /// Encodes one outgoing message; `Err` only for messages that cannot be sent.
+    fn write(&mut self, item: Outbound, ctx: &mut Context<Self>) -> Result<(), SendError> {
+        if self.lifecycle.close_sent() {
+            return Err(SendError::Closed);
+        }
+        let msg = match item {
+            Outbound::Prepared(p) if self.takes_shared_frames() => {
+                self.framed.push_frame(p.server_frame().clone());
+                self.count_out(p.body().len());
+                return Ok(());
+            }
+            Outbound::Prepared(p) => p.to_message(),
+            Outbound::Message(m) => m,
+        };
+        match msg.kind {
+            MessageKind::Text => {
+                if simdutf8::basic::from_utf8(&msg.body).is_err() {
+                    return Err(SendError::Invalid("text message is not UTF-8".into()));
+                }
+                self.framed.encode_data(DataKind::Text, &msg.body, self.fragment_size())?;
+            }
+            MessageKind::Binary => {
+                self.framed.encode_data(DataKind::Binary, &msg.body, self.fragment_size())?
+            }
+            MessageKind::Ping => self.framed.encode_control(OpCode::Ping, &msg.body)?,
+            MessageKind::Pong => self.framed.encode_control(OpCode::Pong, &msg.body)?,
+            MessageKind::Close => return self.write_close(&msg.body, ctx),
+        }
+        self.count_out(msg.body.len());
+        Ok(())
+    }
+
+    /// A `Close` message from a writer: the closing handshake with its code and reason.
+    fn write_close(&mut self, payload: &[u8], ctx: &mut Context<Self>) -> Result<(), SendError> {
+        let (code, text) = match crate::protocol::parse_close_payload(payload) {
+            Ok(Some(f)) => (f.code, f.reason),
+            Ok(None) => (CloseCode::NO_STATUS, String::new()),
+            Err(e) => return Err(SendError::Invalid(format!("close payload: {e}"))),
+        };
+        let reason = DisconnectReason::Closed { initiator: Initiator::Local, code, reason: text.clone() };
+        self.close(code, &text, reason, ctx);
+        Ok(())
+    }
+
+    /// A broadcast's frame, encoded once for uncompressed server connections, fits as is.
+    fn takes_shared_frames(&self) -> bool {
+        self.framed.role() == Role::Server && !self.framed.compresses() && self.config.fragment_size.is_none()
+    }
+
+    fn count_out(&mut self, payload: usize) {
+        self.details.messages.sent(payload);
+        self.wake();
+    }
+
+    fn fragment_size(&self) -> usize {
+        self.config.fragment_size.unwrap_or(usize::MAX)
+    }
+}

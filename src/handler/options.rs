@@ -1,0 +1,99 @@
+//! How a `Handler` accepts connections: `HandlerOptions`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+
+use crate::{ConnectionConfig, Pool};
+
+/// A predicate on the upgrade request that allows (true) or refuses (false) its origin.
+pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
+
+/// How a [`Handler`] accepts connections (Ergo's `HandlerOptions`).
+///
+/// ```
+/// # use actix::{Actor, Addr, Context};
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix::main] async fn main() {
+/// let pool = Pool::new([Worker.start(), Worker.start()]).unwrap();
+/// let options = HandlerOptions::new(pool)
+///     .compression(true)
+///     .protocols(["chat.v1"])
+///     .check_origin(|req| {
+///         req.headers().get("origin").map_or(true, |o| o.as_bytes() == b"https://example.com")
+///     });
+/// let handler = Handler::new(options).unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct HandlerOptions {
+    /// The targets of new connections, round-robin.
+    pub pool: Pool,
+    /// Bound on the opening handshake (default 15 s). actix-web reads request headers
+    /// before the handler runs, so give the same value to
+    /// `HttpServer::client_request_timeout` (see [`Handler::handshake_timeout`]).
+    pub handshake_timeout: Duration,
+    /// Accept permessage-deflate offers (default off).
+    pub compression: bool,
+    /// Origin policy; `None` refuses a request whose `Origin` host differs from its `Host`.
+    pub check_origin: Option<OriginCheck>,
+    /// Subprotocols in order of preference; the first one the client also lists is chosen.
+    pub protocols: Vec<String>,
+    /// Limits, timers and buffers of each connection.
+    pub connection: ConnectionConfig,
+}
+
+impl HandlerOptions {
+    /// Options with defaults and the given pool (or a single [`Target`](crate::Target)).
+    pub fn new(pool: impl Into<Pool>) -> Self {
+        HandlerOptions {
+            pool: pool.into(),
+            handshake_timeout: Duration::from_secs(15),
+            compression: false,
+            check_origin: None,
+            protocols: Vec::new(),
+            connection: ConnectionConfig::default(),
+        }
+    }
+
+    setters! {
+        /// Sets [`compression`](Self::compression).
+        compression: bool,
+        /// Sets [`handshake_timeout`](Self::handshake_timeout).
+        handshake_timeout: Duration,
+        /// Sets the per-connection settings.
+        connection: ConnectionConfig,
+    }
+
+    /// Sets the origin predicate.
+    pub fn check_origin(mut self, f: impl Fn(&HttpRequest) -> bool + Send + Sync + 'static) -> Self {
+        self.check_origin = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets the supported subprotocols, most preferred first.
+    pub fn protocols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, protocols: I) -> Self {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+impl fmt::Debug for HandlerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerOptions")
+            .field("pool", &self.pool)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("compression", &self.compression)
+            .field("check_origin", &self.check_origin.is_some())
+            .field("protocols", &self.protocols)
+            .field("connection", &self.connection)
+            .finish()
+    }
+}

@@ -1,0 +1,183 @@
+//! What an upgrade request must be, and what it says: the checks of RFC 6455 4.2.1 and the
+//! origin policy, the subprotocol and permessage-deflate answers, the local address; and
+//! the HTTP answers for refused upgrades.
+
+use std::any::Any;
+use std::net::SocketAddr;
+
+use actix_web::dev::Extensions;
+use actix_web::http::{header, Method, StatusCode, Version};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+
+use super::HandlerOptions;
+use crate::protocol::{self, parse_extension_headers};
+
+/// Why an upgrade request was refused; answers with the matching HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// Not a valid WebSocket upgrade (400).
+    #[error("bad WebSocket upgrade request: {0}")]
+    BadRequest(&'static str),
+    /// Not a GET (405).
+    #[error("WebSocket upgrade must use GET")]
+    MethodNotAllowed,
+    /// `Sec-WebSocket-Version` is not 13 (426, with `Sec-WebSocket-Version: 13`).
+    #[error("unsupported WebSocket version")]
+    UnsupportedVersion,
+    /// The origin check refused the request (403).
+    #[error("origin not allowed")]
+    OriginRefused,
+    /// The handler is shut down, or no pool member is alive (503).
+    #[error("WebSocket service unavailable: {0}")]
+    Unavailable(&'static str),
+}
+
+impl ResponseError for HandshakeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            HandshakeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HandshakeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HandshakeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            HandshakeError::OriginRefused => StatusCode::FORBIDDEN,
+            HandshakeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        match self {
+            HandshakeError::UnsupportedVersion => {
+                res.insert_header((header::SEC_WEBSOCKET_VERSION, protocol::VERSION));
+            }
+            HandshakeError::MethodNotAllowed => {
+                res.insert_header((header::ALLOW, "GET"));
+            }
+            _ => {}
+        }
+        res.content_type("text/plain; charset=utf-8").body(self.to_string())
+    }
+}
+
+/// The accepted socket's own address, recorded by [`record_local_addr`].
+#[derive(Debug, Clone, Copy)]
+struct LocalAddr(SocketAddr);
+
+/// An `HttpServer::on_connect` callback that records each accepted TCP socket's own
+/// address, so [`MessageConnect::local_addr`](crate::MessageConnect::local_addr) reports
+/// the address the peer reached (on a wildcard bind, not `0.0.0.0:port`).
+/// [`Handler::configure_server`] installs it; call it from your own `on_connect` if you
+/// have one. Over TLS the listener's address is reported.
+pub fn record_local_addr(conn: &dyn Any, ext: &mut Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Ok(addr) = tcp.local_addr() {
+            ext.insert(LocalAddr(addr));
+        }
+    }
+}
+
+pub(super) fn local_addr(req: &HttpRequest) -> SocketAddr {
+    match req.conn_data::<LocalAddr>() {
+        Some(LocalAddr(addr)) => *addr,
+        None => req.app_config().local_addr(),
+    }
+}
+
+/// An upgrade request that passed the checks, and the answers to give it.
+pub(super) struct Accepted {
+    accept: [u8; 28],
+    /// The subprotocol chosen.
+    pub(super) protocol: Option<String>,
+    /// The permessage-deflate parameters agreed, and the answer that says so.
+    pub(super) deflate: Option<(protocol::DeflateParams, String)>,
+}
+
+impl Accepted {
+    /// The 101 answer's head.
+    pub(super) fn switching_protocols(&self) -> actix_web::HttpResponseBuilder {
+        let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+        res.upgrade("websocket").insert_header((header::SEC_WEBSOCKET_ACCEPT, &self.accept[..]));
+        if let Some(p) = &self.protocol {
+            res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, p.as_str()));
+        }
+        if let Some((_, answer)) = &self.deflate {
+            res.insert_header((header::SEC_WEBSOCKET_EXTENSIONS, answer.as_str()));
+        }
+        res
+    }
+}
+
+fn single_header(req: &HttpRequest, name: header::HeaderName) -> Result<Option<&[u8]>, HandshakeError> {
+    let mut values = req.headers().get_all(name);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(HandshakeError::BadRequest("repeated WebSocket header"));
+    }
+    Ok(first.map(|v| v.as_bytes()))
+}
+
+fn has_token(req: &HttpRequest, name: header::HeaderName, token: &str) -> bool {
+    req.headers()
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(protocol::header_tokens)
+        .any(|t| t.eq_ignore_ascii_case(token))
+}
+
+pub(super) fn check_request(req: &HttpRequest, opts: &HandlerOptions) -> Result<Accepted, HandshakeError> {
+    if !has_token(req, header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::BadRequest("missing 'Connection: upgrade'"));
+    }
+    if !has_token(req, header::UPGRADE, "websocket") {
+        return Err(HandshakeError::BadRequest("missing 'Upgrade: websocket'"));
+    }
+    if req.method() != Method::GET {
+        return Err(HandshakeError::MethodNotAllowed);
+    }
+    if req.version() != Version::HTTP_11 {
+        return Err(HandshakeError::BadRequest("WebSocket upgrades need HTTP/1.1"));
+    }
+    if single_header(req, header::SEC_WEBSOCKET_VERSION)? != Some(protocol::VERSION.as_bytes()) {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let allowed = match &opts.check_origin {
+        Some(check) => check(req),
+        None => same_origin(req),
+    };
+    if !allowed {
+        return Err(HandshakeError::OriginRefused);
+    }
+    let key = single_header(req, header::SEC_WEBSOCKET_KEY)?
+        .ok_or(HandshakeError::BadRequest("missing Sec-WebSocket-Key"))?;
+    if !protocol::is_valid_key(key) {
+        return Err(HandshakeError::BadRequest("invalid Sec-WebSocket-Key"));
+    }
+    let protocol = if opts.protocols.is_empty() {
+        None
+    } else {
+        let requested = req.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL).filter_map(|v| v.to_str().ok());
+        protocol::select_subprotocol(requested, &opts.protocols).map(str::to_owned)
+    };
+    let deflate = if opts.compression {
+        let lines: Vec<&str> =
+            req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS).filter_map(|v| v.to_str().ok()).collect();
+        // An unparseable extension header means no extension, not a failed handshake.
+        parse_extension_headers(lines)
+            .ok()
+            .and_then(|offers| opts.connection.deflate.negotiate_server(&offers))
+    } else {
+        None
+    };
+    Ok(Accepted { accept: protocol::accept_key_bytes(key), protocol, deflate })
+}
+
+/// gorilla's default: no `Origin`, or an `Origin` whose host (and port, as written)
+/// equals `Host`, ignoring case.
+fn same_origin(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    let Some((_, rest)) = origin.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let Some(host) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+    !authority.is_empty() && authority.eq_ignore_ascii_case(host)
+}

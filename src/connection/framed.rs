@@ -67,6 +67,7 @@ impl Framed {
         }
     }
 
+    #[inline]
     pub(super) fn role(&self) -> Role {
         self.role
     }
@@ -77,6 +78,7 @@ impl Framed {
     }
 
     /// Hands encoded bytes to the transport until it takes no more.
+    #[inline]
     pub(super) fn flush(&mut self, task: &mut Context<'_>) -> Flushed {
         while let Some(chunk) = self.write_buf.front() {
             match self.transport.poll_write(task, chunk) {
@@ -92,11 +94,13 @@ impl Framed {
     }
 
     /// Encoded bytes not yet taken by the peer: ours and the transport's.
+    #[inline]
     pub(super) fn pending_out(&self) -> usize {
         self.write_buf.len() + self.transport.buffered()
     }
 
     /// Nothing encoded waits for the transport.
+    #[inline]
     pub(super) fn is_flushed(&self) -> bool {
         self.write_buf.is_empty()
     }
@@ -130,6 +134,7 @@ impl Framed {
     }
 
     /// Reads what the transport has, sized for the frame being received.
+    #[inline]
     pub(super) fn read(&mut self, task: &mut Context<'_>) -> Read {
         let hint = self.decoder.pending_payload();
         match self.transport.poll_read(task, &mut self.read_buf, hint) {
@@ -149,6 +154,7 @@ impl Framed {
     }
 
     /// The next whole frame or message, if the read buffer holds one.
+    #[inline]
     pub(super) fn decode(&mut self) -> Result<Option<Incoming>, ProtocolError> {
         if self.read_buf.is_empty() {
             return Ok(None); // Every frame takes at least one byte (the decoder keeps none).

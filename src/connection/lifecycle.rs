@@ -72,11 +72,13 @@ impl Lifecycle {
     }
 
     /// Data may be read and handed to the target.
+    #[inline]
     pub(super) fn may_read(&self) -> bool {
         matches!(self.state, State::Open | State::CloseSent)
     }
 
     /// Our close frame is out: nothing more may be written.
+    #[inline]
     pub(super) fn close_sent(&self) -> bool {
         match &self.state {
             State::Open => false,
@@ -86,6 +88,7 @@ impl Lifecycle {
     }
 
     /// The peer's end waits for the target.
+    #[inline]
     pub(super) fn is_draining(&self) -> bool {
         matches!(self.state, State::Draining { .. })
     }
@@ -93,22 +96,26 @@ impl Lifecycle {
     /// TCP ends as soon as the outgoing bytes are flushed: at once when failing, and on
     /// the server once the handshake is complete (RFC 6455 7.1.1: the server closes TCP
     /// first); a client waits for the server to do it.
+    #[inline]
     pub(super) fn drop_tcp_when_flushed(&self, role: Role) -> bool {
         matches!(self.state, State::Closed { failing } if failing || role == Role::Server)
     }
 
     /// A client past the handshake reads only to see the server's EOF.
+    #[inline]
     pub(super) fn reads_for_eof(&self, role: Role) -> bool {
-        self.state == State::Closed { failing: false } && role == Role::Client
+        matches!(self.state, State::Closed { failing: false }) && role == Role::Client
     }
 
     /// Both close frames are exchanged (EOF then is the expected end, not a loss).
+    #[inline]
     pub(super) fn handshake_done(&self) -> bool {
-        self.state == State::Closed { failing: false }
+        matches!(self.state, State::Closed { failing: false })
     }
 
+    #[inline]
     pub(super) fn is_done(&self) -> bool {
-        self.state == State::Done
+        matches!(self.state, State::Done)
     }
 
     /// We close with `code`: returns the frame to write, if one is not out already.
@@ -130,7 +137,7 @@ impl Lifecycle {
     /// ends once flushed, without waiting for the peer.
     pub(super) fn fail(&mut self, code: CloseCode, text: &str, reason: DisconnectReason) -> CloseFrame {
         let frame = self.close(code, text, reason);
-        if self.state != State::Done {
+        if !self.is_done() {
             self.state = State::Closed { failing: true };
         }
         frame

@@ -4,7 +4,7 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::write_queue::{Outbound, Waiter};
+use super::write_queue::Outbound;
 use super::WsConnection;
 use crate::protocol::CloseCode;
 use crate::{DisconnectReason, Message, SendError, Stats};
@@ -14,7 +14,7 @@ impl Handler<Message> for WsConnection {
 
     fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
         self.pump.runs_next();
-        self.submit(Waiter { item: Outbound::Message(msg), tx: None }, ctx);
+        self.submit(Outbound::Message(msg), None, ctx);
     }
 }
 
@@ -29,7 +29,7 @@ impl Handler<SendMessage> for WsConnection {
     fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
         self.pump.runs_next();
         let (tx, rx) = oneshot::channel();
-        self.submit(Waiter { item: Outbound::Message(msg), tx: Some(tx) }, ctx);
+        self.submit(Outbound::Message(msg), Some(tx), ctx);
         // Answered when written, or when the connection closes (a stuck peer is closed by
         // the stall watch within 1.25 write timeouts).
         Box::pin(async move { rx.await.unwrap_or(Err(SendError::Closed)) })
@@ -47,7 +47,7 @@ impl Handler<SendPrepared> for WsConnection {
 
     fn handle(&mut self, SendPrepared(msg): SendPrepared, ctx: &mut Self::Context) {
         self.pump.runs_next();
-        self.submit(Waiter { item: Outbound::Prepared(msg), tx: None }, ctx);
+        self.submit(Outbound::Prepared(msg), None, ctx);
     }
 }
 

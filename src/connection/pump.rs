@@ -124,7 +124,7 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
     if act.lifecycle.is_done() {
         return Step::Done;
     }
-    let mut progress = act.answer_peer_end(ctx, task);
+    let mut progress = act.lifecycle.is_draining() && act.answer_peer_end(ctx, task);
     match write(act, ctx, task) {
         Some(Step::Done) => return Step::Done,
         Some(_) => progress = true,
@@ -158,14 +158,18 @@ fn write(
             return Some(Step::Done);
         }
     }
-    if !act.has_room() {
-        // Reading and queued writes wait for room, which a drained body makes without
-        // any write of ours being refused.
-        act.framed.want_room(task);
+    if act.queue.is_empty() {
+        if !act.has_room() {
+            // Reading waits for room, which a drained body makes without any write of
+            // ours being refused.
+            act.framed.want_room(task);
+        }
         None
-    } else if act.release_waiters(ctx) {
+    } else if act.has_room() {
+        act.release_waiters(ctx);
         Some(Step::Progress)
     } else {
+        act.framed.want_room(task);
         None
     }
 }

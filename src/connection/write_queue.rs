@@ -30,11 +30,14 @@ impl Outbound {
     }
 }
 
+/// Where an awaited write (`send_wait`) learns its outcome.
+pub(super) type Answer = oneshot::Sender<Result<(), SendError>>;
+
 /// A write waiting for room.
 pub(super) struct Waiter {
     pub(super) item: Outbound,
-    /// The awaiting sender (`send_wait`); `None` for fire-and-forget writes.
-    pub(super) tx: Option<oneshot::Sender<Result<(), SendError>>>,
+    /// The awaiting sender; `None` for fire-and-forget writes.
+    pub(super) tx: Option<Answer>,
 }
 
 /// Where a write goes.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::write_queue::{Admission, Outbound, Stall, Waiter};
+use super::write_queue::{Admission, Answer, Outbound, Stall, Waiter};
 use super::WsConnection;
 use crate::protocol::{CloseCode, DataKind, OpCode, Role};
 use crate::{DisconnectReason, Initiator, MessageKind, SendError};
@@ -16,9 +16,9 @@ impl WsConnection {
     /// Takes a write: encoded now, queued for room, or refused. An awaited write is
     /// answered through its waiter; a fire-and-forget one is dropped once closing, and past
     /// the queue's bound the peer is a slow consumer.
-    pub(super) fn submit(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
+    pub(super) fn submit(&mut self, item: Outbound, tx: Option<Answer>, ctx: &mut Context<Self>) {
         if self.lifecycle.close_sent() {
-            match waiter.tx {
+            match tx {
                 Some(tx) => {
                     let _ = tx.send(Err(SendError::Closed));
                 }
@@ -26,11 +26,13 @@ impl WsConnection {
             }
             return;
         }
-        let awaited = waiter.tx.is_some();
-        match self.queue.admit(&waiter.item, awaited, self.has_room(), self.config.max_write_queue) {
-            Admission::Write => self.write_answering(waiter, ctx),
+        match self.queue.admit(&item, tx.is_some(), self.has_room(), self.config.max_write_queue) {
+            Admission::Write => {
+                let result = self.write(&item, ctx);
+                self.answer_write(tx, result);
+            }
             Admission::Queue => {
-                self.queue.push(waiter);
+                self.queue.push(Waiter { item, tx });
                 self.watch_stall(ctx);
             }
             Admission::Overflow => {
@@ -40,10 +42,9 @@ impl WsConnection {
         }
     }
 
-    /// Writes `waiter`'s message and answers its sender, or logs a refusal nobody awaits.
-    fn write_answering(&mut self, waiter: Waiter, ctx: &mut Context<Self>) {
-        let result = self.write(waiter.item, ctx);
-        match waiter.tx {
+    /// Answers an awaited write, or logs a refusal nobody awaits.
+    fn answer_write(&self, tx: Option<Answer>, result: Result<(), SendError>) {
+        match tx {
             Some(tx) => {
                 let _ = tx.send(result);
             }
@@ -55,15 +56,13 @@ impl WsConnection {
         }
     }
 
-    /// Moves queued writes into the outgoing buffer, in order, while there is room;
-    /// returns whether any waited.
-    pub(super) fn release_waiters(&mut self, ctx: &mut Context<Self>) -> bool {
-        let waited = !self.queue.is_empty();
+    /// Moves queued writes into the outgoing buffer, in order, while there is room.
+    pub(super) fn release_waiters(&mut self, ctx: &mut Context<Self>) {
         while self.has_room() && !self.lifecycle.close_sent() {
             let Some(w) = self.queue.pop() else { break };
-            self.write_answering(w, ctx);
+            let result = self.write(&w.item, ctx);
+            self.answer_write(w.tx, result);
         }
-        waited
     }
 
     /// Starts watching for a peer that takes nothing while bytes wait for it; called when
@@ -96,18 +95,20 @@ impl WsConnection {
     }
 
     /// Encodes one outgoing message; `Err` only for messages that cannot be sent.
-    fn write(&mut self, item: Outbound, ctx: &mut Context<Self>) -> Result<(), SendError> {
-        if self.lifecycle.close_sent() {
-            return Err(SendError::Closed);
-        }
+    /// Callers check that our close frame is not out yet.
+    fn write(&mut self, item: &Outbound, ctx: &mut Context<Self>) -> Result<(), SendError> {
+        let converted;
         let msg = match item {
+            Outbound::Message(m) => m,
             Outbound::Prepared(p) if self.takes_shared_frames() => {
                 self.framed.push_frame(p.server_frame().clone());
                 self.count_out(p.body().len());
                 return Ok(());
             }
-            Outbound::Prepared(p) => p.to_message(),
-            Outbound::Message(m) => m,
+            Outbound::Prepared(p) => {
+                converted = p.to_message();
+                &converted
+            }
         };
         match msg.kind {
             MessageKind::Text => {

@@ -52,12 +52,13 @@ enum Connect {
     Delivered,
 }
 
-/// Counts of messages (and their bytes) handed to the target and handled by it.
+/// Counts of messages (and their bytes) handed to the target and handled by it. The
+/// message counts wrap; only their difference matters.
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
-    sent: u64,
+    sent: u32,
     sent_bytes: u64,
-    handled: u64,
+    handled: u32,
     handled_bytes: u64,
 }
 
@@ -65,7 +66,7 @@ struct Window {
 /// message up to `sent` (and `sent_bytes`).
 struct Fence {
     answer: Answer,
-    sent: u64,
+    sent: u32,
     sent_bytes: u64,
 }
 
@@ -157,7 +158,7 @@ impl Handover {
 
     /// Messages handed over and not yet handled.
     pub(super) fn in_flight(&self) -> u64 {
-        self.window.sent - self.window.handled
+        u64::from(self.window.sent.wrapping_sub(self.window.handled))
     }
 
     /// The window has room for another message.
@@ -178,7 +179,7 @@ impl Handover {
         if self.gone {
             return false; // Nobody to deliver to: the one documented loss.
         }
-        self.window.sent += 1;
+        self.window.sent = self.window.sent.wrapping_add(1);
         self.window.sent_bytes += msg.body.len() as u64;
         if let Some(previous) = self.held.replace(msg) {
             self.target.queue_message(previous);

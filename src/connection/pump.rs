@@ -20,14 +20,15 @@ pub(super) struct PumpState {
     waker: Option<Waker>,
     /// A wake-up stands: further ones are not needed until the pump runs.
     wake_pending: bool,
-    polls: u64,
-    answered_at: u64,
+    /// Wraps; only equality matters.
+    polls: u32,
+    answered_at: u32,
 }
 
 impl PumpState {
     fn enter(&mut self, task: &TaskContext<'_>) {
         self.wake_pending = false;
-        self.polls += 1;
+        self.polls = self.polls.wrapping_add(1);
         match &self.waker {
             Some(w) if w.will_wake(task.waker()) => {}
             _ => self.waker = Some(task.waker().clone()),

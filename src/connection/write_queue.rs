@@ -151,11 +151,9 @@ pub(super) enum Stall {
 /// nothing while nothing waits.
 #[derive(Debug, Default)]
 pub(super) struct StallWatch {
-    /// A check is scheduled.
-    armed: bool,
     /// Bytes the peer had taken at the last check that saw it take any.
     mark: u64,
-    /// When that was.
+    /// When that was; `None` while no check is scheduled.
     since: Option<Instant>,
 }
 
@@ -163,10 +161,9 @@ impl StallWatch {
     /// Starts watching, if not already; returns the delay of the first check when a check
     /// must be scheduled.
     pub(super) fn arm(&mut self, taken: u64, now: Instant, timeout: Duration) -> Option<Duration> {
-        if self.armed {
+        if self.since.is_some() {
             return None;
         }
-        self.armed = true;
         self.mark = taken;
         self.since = Some(now);
         Some(Self::period(timeout))
@@ -175,16 +172,15 @@ impl StallWatch {
     /// The scheduled check: `taken` is what the peer has taken so far, `waiting` whether
     /// bytes still wait for it.
     pub(super) fn check(&mut self, taken: u64, waiting: bool, now: Instant, timeout: Duration) -> Stall {
-        if !waiting {
-            self.armed = false;
+        let Some(since) = self.since.filter(|_| waiting) else {
+            self.since = None;
             return Stall::Clear;
-        }
-        let since = *self.since.get_or_insert(now);
+        };
         if taken != self.mark {
             self.mark = taken;
             self.since = Some(now);
         } else if now.duration_since(since) >= timeout {
-            self.armed = false;
+            self.since = None;
             return Stall::Stuck;
         }
         Stall::Recheck(Self::period(timeout))

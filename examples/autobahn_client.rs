@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_meta_websocket::protocol::Limits;
 use actix_meta_websocket::{
-    connect, ConnectionConfig, ConnectionOptions, Message, MessageConnect, MessageDisconnect, Target,
+    connect, ConnectionSettings, DialOptions, MessageConnect, MessageDisconnect, Target, WsMessage,
 };
 use tokio::sync::mpsc;
 
@@ -29,13 +29,12 @@ impl actix::Handler<MessageConnect> for Case {
     fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
 }
 
-impl actix::Handler<Message> for Case {
+impl actix::Handler<WsMessage> for Case {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
         if self.echo {
-            if let Some(id) = m.id.clone() {
-                id.send(Message { id: None, ..m });
-            }
+            let (id, same) = m.into_parts();
+            id.send(same);
         } else {
             let _ = self.events.send(m.as_text().map(str::to_owned));
         }
@@ -49,25 +48,30 @@ impl actix::Handler<MessageDisconnect> for Case {
     }
 }
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
+/// The client under Autobahn|Testsuite's fuzzing server: runs every case, then asks for
+/// the reports.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// The fuzzing server.
+    #[arg(long, default_value = "ws://127.0.0.1:9001")]
+    url: String,
+    /// The agent name the reports are filed under.
+    #[arg(long, default_value = "actix-meta-websocket")]
+    agent: String,
 }
 
 async fn run(base: &str, path: &str, echo: bool) -> Result<Option<String>, String> {
-    let url = url::Url::parse(&format!("{base}{path}")).map_err(|e| e.to_string())?;
+    let url = format!("{base}{path}");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let target = Target::from_addr(Case { events: tx, echo }.start());
-    let config = ConnectionConfig {
+    let config = ConnectionSettings {
         limits: Limits { max_frame_size: 64 << 20, max_message_size: 64 << 20 },
         max_write_buffer: 128 << 20,
         close_timeout: Duration::from_secs(2),
-        ..ConnectionConfig::default()
+        ..ConnectionSettings::default()
     };
-    let options = ConnectionOptions::new(url, target).compression(true).connection(config);
+    let options = DialOptions::new(url, target).compression(true).settings(config);
     let _id = connect(options).await.map_err(|e| e.to_string())?;
     let mut first = None;
     // Until the disconnect (None); remember the first text for getCaseCount.
@@ -79,8 +83,7 @@ async fn run(base: &str, path: &str, echo: bool) -> Result<Option<String>, Strin
 
 #[actix::main]
 async fn main() {
-    let base = arg("--url", "ws://127.0.0.1:9001");
-    let agent = arg("--agent", "actix-meta-websocket");
+    let Cli { url: base, agent } = clap::Parser::parse();
     let count: u32 = match run(&base, "/getCaseCount", false).await {
         Ok(Some(n)) => n.trim().parse().unwrap_or(0),
         other => {

@@ -10,29 +10,33 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::protocol::Limits;
-use actix_meta_websocket::{ConnectionConfig, Handler, HandlerOptions, Pool};
+use actix_meta_websocket::{ConnectionSettings, HandlerOptions, Pool, WsHandler};
 use actix_web::{App, HttpServer};
 
 #[path = "shared/echo.rs"]
 mod echo;
 use echo::Echo;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+/// The server under Autobahn|Testsuite's fuzzing client: echo, compression accepted.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 9002)]
+    port: u16,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = arg("--port").and_then(|p| p.parse().ok()).unwrap_or(9002);
+    let Cli { port } = clap::Parser::parse();
     let pool = Pool::new((0..4).map(|_| Echo.start())).map_err(std::io::Error::other)?;
-    let config = ConnectionConfig {
+    let config = ConnectionSettings {
         limits: Limits { max_frame_size: 64 << 20, max_message_size: 64 << 20 },
         max_write_buffer: 128 << 20,
         close_timeout: Duration::from_secs(2),
-        ..ConnectionConfig::default()
+        ..ConnectionSettings::default()
     };
-    let handler = Handler::new(HandlerOptions::new(pool).compression(true).connection(config))?;
+    let handler = WsHandler::new(HandlerOptions::new(pool).compression(true).settings(config))?;
     let server = HttpServer::new(move || App::new().default_service(handler.route()))
         .workers(1)
         // Close TCP right after the closing handshake (see Handler's docs).

@@ -32,14 +32,21 @@ async fn index(req: HttpRequest, body: web::Payload) -> Result<HttpResponse, Err
     Ok(response)
 }
 
+/// Benchmark baseline: an actix-ws echo.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 9102)]
+    port: u16,
+    /// actix-web worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let get = |name: &str| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
-    };
-    let port: u16 = get("--port").unwrap_or(9102) as u16;
-    let workers: usize = get("--workers").unwrap_or(1) as usize;
+    let Cli { port, workers } = clap::Parser::parse();
     HttpServer::new(|| App::new().route("/ws", web::get().to(index)))
         .workers(workers)
         .backlog(4096)

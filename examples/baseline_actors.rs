@@ -96,19 +96,25 @@ async fn index(
     ws::WsResponseBuilder::new(Conn { worker }, &req, stream).frame_size(16 << 20).start()
 }
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
+/// Benchmark baseline: an actix-web-actors echo, direct or through a hand-written pool.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 9101)]
+    port: u16,
+    /// Echo in the session actor, or through a pool of 4 workers.
+    #[arg(long, value_parser = ["direct", "pool"], default_value = "direct")]
+    mode: String,
+    /// actix-web worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = arg("--port", "9101").parse().unwrap_or(9101);
-    let pooled = arg("--mode", "direct") == "pool";
-    let workers: usize = arg("--workers", "1").parse().unwrap_or(1);
+    let cli: Cli = clap::Parser::parse();
+    let (port, pooled, workers) = (cli.port, cli.mode == "pool", cli.workers);
     HttpServer::new(move || {
         let pool = pooled.then(|| Pool { workers: (0..4).map(|_| Worker.start()).collect(), next: 0.into() });
         App::new().app_data(web::Data::new(pool)).route("/ws", web::get().to(index))

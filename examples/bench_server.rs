@@ -13,38 +13,42 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::protocol::Limits;
-use actix_meta_websocket::{ConnectionConfig, Handler, HandlerOptions, Pool};
+use actix_meta_websocket::{ConnectionSettings, HandlerOptions, Pool, WsHandler};
 use actix_web::{App, HttpServer};
 
 #[path = "shared/echo.rs"]
 mod echo;
 use echo::Echo;
 
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Echo through a pool of 4 workers, for load tests.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 9100)]
+    port: u16,
+    /// actix-web worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Accept permessage-deflate.
+    #[arg(long)]
+    compression: bool,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = arg("--port", 9100);
-    let workers: usize = arg("--workers", 1);
-    let compression = std::env::args().any(|a| a == "--compression");
-    let config = ConnectionConfig {
+    let Cli { port, workers, compression } = clap::Parser::parse();
+    let config = ConnectionSettings {
         limits: Limits { max_frame_size: 16 << 20, max_message_size: 16 << 20 },
         max_write_buffer: 64 << 20,
-        ..ConnectionConfig::default()
+        ..ConnectionSettings::default()
     };
     config.validate()?;
     let server = HttpServer::new(move || {
         // Runs on each worker thread: the pool's actors start on that thread's arbiter.
         let pool = Pool::new((0..4).map(|_| Echo.start())).expect("four workers");
         let handler =
-            Handler::new(HandlerOptions::new(pool).compression(compression).connection(config.clone()))
+            WsHandler::new(HandlerOptions::new(pool).compression(compression).settings(config.clone()))
                 .expect("settings validated before the server starts");
         App::new().route("/ws", handler.route())
     })

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use actix_meta_websocket::{
-    ConnectionId, Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect, PreparedMessage,
-    Target,
+    ConnectionId, HandlerOptions, MessageConnect, MessageDisconnect, Outgoing, PreparedMessage, Target,
+    WsHandler, WsMessage,
 };
 use actix_web::{web, App, HttpResponse, HttpServer};
 
@@ -43,17 +43,17 @@ impl actix::Handler<MessageConnect> for Room {
     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
         let name = format!("guest{}", m.id.seq());
         println!("{name} connected (compression {})", m.compressed);
-        m.id.send(Message::text(format!("you are {name}")));
+        m.id.send(Outgoing::text(format!("you are {name}")));
         self.members.insert(m.id, name.clone());
         self.broadcast(format!("{name} joined"));
     }
 }
 
-impl actix::Handler<Message> for Room {
+impl actix::Handler<WsMessage> for Room {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-        let (Some(id), Some(text)) = (&m.id, m.as_text()) else { return };
-        if let Some(name) = self.members.get(id) {
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        let Some(text) = m.as_text() else { return };
+        if let Some(name) = self.members.get(&m.id) {
             self.broadcast(format!("{name}: {text}"));
         }
     }
@@ -68,19 +68,20 @@ impl actix::Handler<MessageDisconnect> for Room {
     }
 }
 
-fn parse_addr() -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--addr")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "127.0.0.1:8081".into())
+/// A chat in the browser: open the printed address in two tabs.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Where to listen (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    addr: std::net::SocketAddr,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let addr = parse_addr();
+    let addr = <Cli as clap::Parser>::parse().addr;
     let room = Room::default().start();
-    let handler = Handler::new(HandlerOptions::new(Target::from_addr(room)).compression(true))?;
+    let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(room)).compression(true))?;
     let h = handler.clone();
     let server = handler
         .configure_server(HttpServer::new(move || {

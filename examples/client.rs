@@ -8,7 +8,9 @@
 //! ```
 
 use actix::prelude::*;
-use actix_meta_websocket::{connect, ConnectionOptions, Message, MessageConnect, MessageDisconnect, Target};
+use actix_meta_websocket::{
+    connect, DialOptions, MessageConnect, MessageDisconnect, Outgoing, Target, WsMessage,
+};
 use tokio::io::AsyncBufReadExt;
 
 /// Prints the connection's events; signals `done` when the connection ends.
@@ -32,9 +34,9 @@ impl actix::Handler<MessageConnect> for Printer {
     }
 }
 
-impl actix::Handler<Message> for Printer {
+impl actix::Handler<WsMessage> for Printer {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
         match m.as_text() {
             Some(text) => println!("{text}"),
             None => println!("<{} bytes of {:?}>", m.body.len(), m.kind),
@@ -52,25 +54,25 @@ impl actix::Handler<MessageDisconnect> for Printer {
     }
 }
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+/// Dials a WebSocket server, prints what arrives, sends each line of standard input as a
+/// text message, and closes with 1000 at the end of input.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// The server.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: actix_meta_websocket::Url,
+    /// Offer permessage-deflate.
+    #[arg(long)]
+    compression: bool,
 }
 
 #[actix::main]
 async fn main() {
-    let url = arg("--url").unwrap_or_else(|| "ws://127.0.0.1:8080/ws".to_owned());
-    let url = match url::Url::parse(&url) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("bad --url {url}: {e}");
-            std::process::exit(2);
-        }
-    };
-    let compression = std::env::args().any(|a| a == "--compression");
+    let Cli { url, compression } = clap::Parser::parse();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let printer = Printer { done: Some(done_tx) }.start();
-    let options = ConnectionOptions::new(url, Target::from_addr(printer)).compression(compression);
+    let options = DialOptions::new(url, Target::from_addr(printer)).compression(compression);
     let id = match connect(options).await {
         Ok(id) => id,
         Err(e) => {
@@ -82,12 +84,12 @@ async fn main() {
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => {
-                if id.send_wait(Message::text(line)).await.is_err() {
+                if id.send_wait(Outgoing::text(line)).await.is_err() {
                     break; // the connection ended
                 }
             }
             Ok(None) | Err(_) => {
-                let _ = id.send_wait(Message::close(1000, "bye")).await;
+                let _ = id.send_wait(Outgoing::close(1000, "bye")).await;
                 break;
             }
         }

@@ -11,7 +11,9 @@
 //! ```
 
 use actix::prelude::*;
-use actix_meta_websocket::{Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect, Pool};
+use actix_meta_websocket::{
+    HandlerOptions, MessageConnect, MessageDisconnect, Outgoing, Pool, WsHandler, WsMessage,
+};
 use actix_web::{App, HttpServer};
 
 struct Worker {
@@ -33,15 +35,15 @@ impl actix::Handler<MessageConnect> for Worker {
     type Result = ();
     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
         tracing::info!(worker = %self.name, id = %m.id, peer = ?m.remote_addr, "connected");
-        m.id.send(Message::text(format!("hello from {}", self.name)));
+        m.id.send(Outgoing::text(format!("hello from {}", self.name)));
     }
 }
 
-impl actix::Handler<Message> for Worker {
+impl actix::Handler<WsMessage> for Worker {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-        let (Some(id), Some(text)) = (&m.id, m.as_text()) else { return };
-        id.send(Message::text(format!("OK {}", text.trim_end_matches(['\r', '\n']))));
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        let Some(text) = m.as_text() else { return };
+        m.id.send(format!("OK {}", text.trim_end_matches(['\r', '\n'])));
     }
 }
 
@@ -52,15 +54,14 @@ impl actix::Handler<MessageDisconnect> for Worker {
     }
 }
 
-fn parse_addr() -> String {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--addr") {
-        Some(i) => args.get(i + 1).cloned().unwrap_or_else(|| {
-            eprintln!("--addr needs HOST:PORT");
-            std::process::exit(2)
-        }),
-        None => "127.0.0.1:8080".to_owned(),
-    }
+/// The echo server: three supervised workers greet each connection and answer every
+/// text line with `OK <line>`.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
 }
 
 #[actix_web::main]
@@ -70,14 +71,14 @@ async fn main() -> std::io::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr = parse_addr();
+    let addr = <Cli as clap::Parser>::parse().addr;
     let workers = (1..=3).map(|i| {
         let name = format!("worker{i}");
         Supervisor::start(move |_| Worker { name })
     });
     let pool = Pool::new(workers).map_err(std::io::Error::other)?;
     // Browsers offer permessage-deflate; accept it.
-    let handler = Handler::new(HandlerOptions::new(pool).compression(true))?;
+    let handler = WsHandler::new(HandlerOptions::new(pool).compression(true))?;
     let h = handler.clone();
     // Handshake timeout, TCP closed right after the closing handshake, each socket's
     // local address for MessageConnect (see Handler::configure_server).

@@ -27,6 +27,41 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+/// A WebSocket load generator for a loopback `ws://` URL, bounded in time; prints one
+/// JSON line of results.
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    /// echo: messages echoed; hold: idle connections (prints READY once all are open);
+    /// connect-rate: handshake and close cycles.
+    #[arg(value_parser = ["echo", "hold", "connect-rate"], default_value = "echo")]
+    mode: String,
+    /// The server, on a loopback IP address.
+    #[arg(long, default_value = "ws://127.0.0.1:9100/ws")]
+    url: url::Url,
+    /// Connections (or parallel loops for connect-rate).
+    #[arg(long, default_value_t = 50)]
+    conns: usize,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Message kind.
+    #[arg(long, value_parser = ["text", "binary"], default_value = "text")]
+    kind: String,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Source addresses 127.0.0.1..=127.0.0.N (hold mode, past 64k connections per source).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    sources: u8,
+    /// Offer permessage-deflate.
+    #[arg(long)]
+    deflate: bool,
+}
+
 struct Args {
     mode: String,
     addr: SocketAddr,
@@ -42,26 +77,32 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let get = |name: &str| argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).cloned();
-    let url =
-        url::Url::parse(&get("--url").unwrap_or_else(|| "ws://127.0.0.1:9100/ws".into())).expect("--url");
-    let host = url.host_str().expect("host").to_owned();
-    let ip: IpAddr = host.parse().expect("--url must use a loopback IP address");
-    assert!(ip.is_loopback(), "loopback only");
-    Args {
-        mode: argv.get(1).cloned().unwrap_or_else(|| "echo".into()),
-        addr: SocketAddr::new(ip, url.port().unwrap_or(80)),
-        host: format!("{host}:{}", url.port().unwrap_or(80)),
-        path: url.path().to_owned(),
-        conns: get("--conns").and_then(|v| v.parse().ok()).unwrap_or(50),
-        inflight: get("--inflight").and_then(|v| v.parse().ok()).unwrap_or(1),
-        size: get("--size").and_then(|v| v.parse().ok()).unwrap_or(64),
-        text: get("--kind").as_deref() != Some("binary"),
-        secs: get("--secs").and_then(|v| v.parse().ok()).unwrap_or(5.0),
-        sources: get("--sources").and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
-        deflate: argv.iter().any(|a| a == "--deflate"),
+    let cli = <Cli as clap::Parser>::parse();
+    let Some(host) = cli.url.host_str().map(str::to_owned) else {
+        clap_error("--url has no host");
+    };
+    let ip: IpAddr = host.parse().unwrap_or_else(|_| clap_error("--url must use a loopback IP address"));
+    if !ip.is_loopback() {
+        clap_error("--url must use a loopback IP address");
     }
+    let port = cli.url.port().unwrap_or(80);
+    Args {
+        mode: cli.mode,
+        addr: SocketAddr::new(ip, port),
+        host: format!("{host}:{port}"),
+        path: cli.url.path().to_owned(),
+        conns: cli.conns,
+        inflight: cli.inflight,
+        size: cli.size,
+        text: cli.kind == "text",
+        secs: cli.secs,
+        sources: cli.sources,
+        deflate: cli.deflate,
+    }
+}
+
+fn clap_error(msg: &str) -> ! {
+    <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::ValueValidation, msg).exit()
 }
 
 struct Conn {

@@ -1,10 +1,11 @@
 //! Errors of the public API.
 
 use crate::protocol::{DeflateNegotiationError, EncodeError};
-use crate::Message;
+use crate::Outgoing;
 
 /// A pool cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PoolError {
     /// A pool needs at least one target (Ergo falls back to the parent process; actix has none).
     #[error("a pool needs at least one target")]
@@ -14,7 +15,7 @@ pub enum PoolError {
 /// A message could not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SendError {
+pub enum WriteError {
     /// The connection is closing or gone.
     #[error("connection closed")]
     Closed,
@@ -30,19 +31,20 @@ pub enum SendError {
 /// A [`ConnectionId::try_send`](crate::ConnectionId::try_send) that did not write; the
 /// message comes back.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrySendError {
     /// The peer is behind: the connection holds `max_write_buffer` bytes it has not taken.
     /// Nothing was closed.
     #[error("the connection's outgoing buffer is full")]
-    Full(Message),
+    Full(Outgoing),
     /// The connection is gone.
     #[error("connection closed")]
-    Closed(Message),
+    Closed(Outgoing),
 }
 
 impl TrySendError {
     /// The message that was not written.
-    pub fn into_message(self) -> Message {
+    pub fn into_message(self) -> Outgoing {
         match self {
             TrySendError::Full(m) | TrySendError::Closed(m) => m,
         }
@@ -52,19 +54,49 @@ impl TrySendError {
 /// A setting that cannot work, named by its field.
 ///
 /// ```
-/// use actix_meta_websocket::ConnectionConfig;
-/// let cfg = ConnectionConfig { max_write_buffer: 0, ..Default::default() };
+/// use actix_meta_websocket::ConnectionSettings;
+/// let cfg = ConnectionSettings { max_write_buffer: 0, ..Default::default() };
 /// let err = cfg.validate().unwrap_err();
 /// assert_eq!(err.field, "max_write_buffer");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting `{field}`: {reason}")]
+#[non_exhaustive]
 pub struct ConfigError {
-    /// The field, as written in [`ConnectionConfig`](crate::ConnectionConfig) (nested
+    /// The field, as written in [`ConnectionSettings`](crate::ConnectionSettings) (nested
     /// fields with a dot: `limits.max_frame_size`).
     pub field: &'static str,
     /// Why its value cannot work.
     pub reason: &'static str,
+}
+
+impl ConnectError {
+    /// Whether dialling again later may succeed: the network, the server or a proxy had a
+    /// passing problem (refused or reset TCP, a timeout, HTTP 408, 429 or 5xx). Mistakes in
+    /// the options, a server that answers in a way we refuse, TLS failures and a pool with no
+    /// live target are not worth retrying.
+    ///
+    /// ```
+    /// use actix_meta_websocket::ConnectError;
+    /// assert!(ConnectError::Status { status: 503 }.is_retryable());
+    /// assert!(!ConnectError::Status { status: 404 }.is_retryable());
+    /// assert!(ConnectError::Timeout(std::time::Duration::from_secs(15)).is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ConnectError::Connect { .. } | ConnectError::Timeout(_) | ConnectError::Http(_) => true,
+            ConnectError::Status { status } => matches!(status, 408 | 429 | 500..=599),
+            ConnectError::Proxy { status, .. } => {
+                status.split_whitespace().nth(1).is_some_and(|code| code.starts_with('5'))
+            }
+            ConnectError::Url { .. }
+            | ConnectError::Config(_)
+            | ConnectError::NoTarget
+            | ConnectError::Tls { .. }
+            | ConnectError::Handshake(_)
+            | ConnectError::Deflate(_) => false,
+        }
+    }
 }
 
 impl From<ConfigError> for std::io::Error {
@@ -73,9 +105,9 @@ impl From<ConfigError> for std::io::Error {
     }
 }
 
-impl From<EncodeError> for SendError {
+impl From<EncodeError> for WriteError {
     fn from(e: EncodeError) -> Self {
-        SendError::Invalid(e.to_string())
+        WriteError::Invalid(e.to_string())
     }
 }
 
@@ -87,18 +119,18 @@ impl From<EncodeError> for SendError {
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
 /// let target = Target::from_addr(Worker.start());
 /// // Nothing listens on port 1 of the loopback: the TCP step fails, with its address.
 /// let url = url::Url::parse("ws://127.0.0.1:1/ws").unwrap();
-/// match connect(ConnectionOptions::new(url, target.clone())).await {
+/// match connect(DialOptions::new(url, target.clone())).await {
 ///     Err(ConnectError::Connect { addr, .. }) => assert_eq!(addr, "127.0.0.1:1"),
 ///     other => panic!("{other:?}"),
 /// }
 /// let url = url::Url::parse("http://127.0.0.1/ws").unwrap();
-/// assert!(matches!(connect(ConnectionOptions::new(url, target)).await, Err(ConnectError::Url { .. })));
+/// assert!(matches!(connect(DialOptions::new(url, target)).await, Err(ConnectError::Url { .. })));
 /// # }
 /// ```
 #[derive(Debug, thiserror::Error)]

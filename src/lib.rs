@@ -1,41 +1,61 @@
 //! WebSocket connections as first-class actix actors, after the Ergo Framework's
 //! WebSocket meta-process.
 //!
-//! - A [`Handler`] mounted as an actix-web route upgrades each request and starts one
+//! - A [`WsHandler`] mounted as an actix-web route upgrades each request and starts one
 //!   [`WsConnection`] actor for it; [`connect`] dials out with awc and starts the same
 //!   kind of actor.
-//! - Each connection sends [`MessageConnect`], every [`Message`] and one final
+//! - Each connection sends [`MessageConnect`], every [`WsMessage`] and one final
 //!   [`MessageDisconnect`] to a target picked round-robin from a [`Pool`].
-//! - Whoever holds a connection's [`ConnectionId`] writes to it by sending a [`Message`].
+//! - Whoever holds a connection's [`ConnectionId`] writes to it by sending an [`Outgoing`]
+//!   message (or a `&str`, `String` or bytes).
 //!
 //! Underneath is [`protocol`], a strict sans-IO RFC 6455 codec with permessage-deflate.
+//! The names do not clash with actix's: `use actix::prelude::*;` and
+//! `use actix_meta_websocket::*;` work together.
+//!
+//! | Ergo (`meta/websocket`) | here |
+//! |---|---|
+//! | `CreateHandler`, WebSocket Handler | [`WsHandler`], mounted with [`WsHandler::route`] |
+//! | `HandlerOptions` | [`HandlerOptions`] (per-connection knobs: [`ConnectionSettings`]) |
+//! | `CreateConnection` + `SpawnMeta`, `ConnectionOptions` | [`connect`] with [`DialOptions`] ([`reconnect`] to keep it up) |
+//! | WebSocket Connection meta-process | [`WsConnection`], one actor per connection |
+//! | `MessageConnect` | [`MessageConnect`] |
+//! | `Message` (incoming) | [`WsMessage`], with the connection's id |
+//! | `Message` (outgoing) | [`Outgoing`] |
+//! | `MessageDisconnect` | [`MessageDisconnect`], with a [`DisconnectReason`] |
+//! | `gen.Alias` of the meta-process | [`ConnectionId`] |
+//! | `Send` / `SendAlias` to the alias | [`ConnectionId::send`], [`ConnectionId::send_wait`], [`ConnectionId::try_send`] |
+//! | `ProcessPool` | [`Pool`] of [`Target`]s |
+//! | `HandleInspect` | [`ConnectionId::stats`] |
 //!
 //! ```no_run
-//! use actix::{Actor, Context};
-//! use actix_meta_websocket::{Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect, Pool};
+//! use actix::prelude::*;
+//! use actix_meta_websocket::*;
 //! use actix_web::{App, HttpServer};
 //!
 //! struct Echo;
 //! impl Actor for Echo { type Context = Context<Self>; }
-//! impl actix::Handler<MessageConnect> for Echo {
+//! impl Handler<MessageConnect> for Echo {
 //!     type Result = ();
-//!     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) { m.id.send(Message::text("hi")); }
+//!     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) { m.id.send("hi"); }
 //! }
-//! impl actix::Handler<Message> for Echo {
+//! impl Handler<WsMessage> for Echo {
 //!     type Result = ();
-//!     fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-//!         if let Some(id) = &m.id { id.send(Message { id: None, ..m }); }
+//!     fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+//!         let (id, same) = m.into_parts();
+//!         id.send(same);
 //!     }
 //! }
-//! impl actix::Handler<MessageDisconnect> for Echo {
+//! impl Handler<MessageDisconnect> for Echo {
 //!     type Result = ();
 //!     fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) { println!("{} gone: {}", m.id, m.reason); }
 //! }
 //!
 //! #[actix_web::main]
 //! async fn main() -> std::io::Result<()> {
-//!     let handler = Handler::new(HandlerOptions::new(Pool::new([Echo.start(), Echo.start()]).unwrap()))?;
-//!     HttpServer::new(move || App::new().route("/ws", handler.route()))
+//!     let handler = WsHandler::new(HandlerOptions::new(Pool::from([Echo.start(), Echo.start()])))?;
+//!     let h = handler.clone();
+//!     handler.configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
 //!         .bind("127.0.0.1:8080")?
 //!         .run()
 //!         .await
@@ -48,29 +68,33 @@
 mod setters;
 
 mod client;
-mod config;
 mod connection;
 mod error;
 mod handler;
+mod id;
 mod message;
 mod pool;
 mod prepared;
 pub mod protocol;
 mod registry;
+mod settings;
 mod stats;
 
-pub use client::{connect, ConnectionOptions, Proxy};
-pub use config::ConnectionConfig;
+pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting};
 pub use connection::{GetStats, SendMessage, SendPrepared, WsConnection};
-pub use error::{ConfigError, ConnectError, PoolError, SendError, TrySendError};
-pub use handler::{record_local_addr, Handler, HandlerOptions, HandshakeError, OriginCheck};
+pub use error::{ConfigError, ConnectError, PoolError, TrySendError, WriteError};
+pub use handler::{record_local_addr, HandlerOptions, HandshakeError, OriginCheck, Upgrade, WsHandler};
+pub use id::ConnectionId;
 pub use message::{
-    ConnectData, ConnectionId, DisconnectReason, Initiator, Message, MessageConnect, MessageDisconnect,
-    MessageKind,
+    DataTypeError, DisconnectReason, Initiator, MessageConnect, MessageDisconnect, MessageKind, Outgoing,
+    WsMessage,
 };
 pub use pool::{Pool, Target};
 pub use prepared::PreparedMessage;
+pub use settings::ConnectionSettings;
 pub use stats::Stats;
+/// URLs for [`DialOptions`] and [`Proxy`], re-exported so dialling needs no `url` dependency.
+pub use url::Url;
 
 /// The README's Rust examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

@@ -1,246 +1,15 @@
-//! The messages a connection exchanges with its target and its writers, and the id that
-//! addresses a connection.
+//! The messages a connection exchanges with its target and its writers.
 
 use std::any::Any;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use actix::Addr;
 use actix_http::header::HeaderMap;
 use bytes::Bytes;
 
-use crate::connection::{SendMessage, WsConnection};
 use crate::protocol::CloseCode;
-use crate::{SendError, Stats, TrySendError};
-
-/// Identifies one connection and lets its holder write to it, like the `gen.Alias` of
-/// Ergo's meta-process.
-///
-/// Cheap to clone (one shared allocation holding a number and an actor address), usable as
-/// a map key; equality and hashing use the number only.
-///
-/// ```no_run
-/// # use actix_meta_websocket::{ConnectionId, Message};
-/// # async fn demo(id: ConnectionId) -> Result<(), actix_meta_websocket::SendError> {
-/// id.send(Message::text("fire and forget"));
-/// id.send_wait(Message::binary(vec![1, 2, 3])).await?; // Ok once accepted for writing
-/// id.close(1000, "bye")?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct ConnectionId(Arc<IdInner>);
-
-// Shared rather than cloned: every delivered message carries the id, and cloning an actix
-// `Addr` registers a new sender (two allocations) where an `Arc` clone is one increment.
-struct IdInner {
-    seq: u64,
-    addr: Addr<WsConnection>,
-    /// Outgoing bytes the connection holds and the peer has not taken, as of its latest
-    /// poll; written by the connection, read by `try_send`.
-    backlog: AtomicUsize,
-    /// The connection's `max_write_buffer`.
-    write_limit: usize,
-    /// The connection has sent its close frame: it writes nothing more.
-    closing: AtomicBool,
-}
-
-impl ConnectionId {
-    pub(crate) fn new(seq: u64, addr: Addr<WsConnection>, write_limit: usize) -> Self {
-        ConnectionId(Arc::new(IdInner {
-            seq,
-            addr,
-            backlog: AtomicUsize::new(0),
-            write_limit,
-            closing: AtomicBool::new(false),
-        }))
-    }
-
-    pub(crate) fn mark_closing(&self) {
-        self.0.closing.store(true, Ordering::Relaxed);
-    }
-
-    pub(crate) fn set_backlog(&self, bytes: usize) {
-        // Written only when it changed: readers on other threads keep their cached copy.
-        if self.0.backlog.load(Ordering::Relaxed) != bytes {
-            self.0.backlog.store(bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// Outgoing bytes the connection holds that the peer has not taken yet (encoded,
-    /// handed to the HTTP layer, or queued), as of the connection's latest turn.
-    pub fn backlog(&self) -> usize {
-        self.0.backlog.load(Ordering::Relaxed)
-    }
-
-    /// The process-wide unique number of this connection.
-    pub fn seq(&self) -> u64 {
-        self.0.seq
-    }
-
-    /// The connection actor's address.
-    pub fn addr(&self) -> &Addr<WsConnection> {
-        &self.0.addr
-    }
-
-    /// Whether the connection actor is still running.
-    pub fn is_connected(&self) -> bool {
-        self.0.addr.connected()
-    }
-
-    /// Writes `msg` without waiting. Text, binary, ping and pong are queued; close starts
-    /// the closing handshake after the writes queued before it. A message for a connection
-    /// that is gone or closing is dropped (use [`send_wait`](Self::send_wait) to learn about
-    /// that). Over the outgoing buffer's bound, messages wait in order for the peer to read,
-    /// so a burst reaches a reading peer whole; a peer that takes nothing for the write
-    /// timeout is closed as a slow consumer (the policy is on
-    /// [`ConnectionConfig`](crate::ConnectionConfig)).
-    pub fn send(&self, msg: Message) {
-        self.0.addr.do_send(msg);
-    }
-
-    /// Writes `msg` without waiting, unless the peer is behind: when the connection already
-    /// holds `max_write_buffer` bytes the peer has not taken, the message comes back as
-    /// [`TrySendError::Full`] and nothing is closed, so a producer can skip, coalesce or
-    /// retry later instead of queueing. Once the connection has sent its close frame, the
-    /// message comes back as [`TrySendError::Closed`].
-    ///
-    /// ```no_run
-    /// # use actix_meta_websocket::{ConnectionId, Message, TrySendError};
-    /// # fn demo(id: &ConnectionId, tick: String) {
-    /// match id.try_send(Message::text(tick)) {
-    ///     Ok(()) => {}
-    ///     Err(TrySendError::Full(_)) => { /* the peer is behind: drop this tick, send the next */ }
-    ///     Err(TrySendError::Closed(_)) => { /* gone */ }
-    /// }
-    /// # }
-    /// ```
-    pub fn try_send(&self, msg: Message) -> Result<(), TrySendError> {
-        if self.0.closing.load(Ordering::Relaxed) || !self.0.addr.connected() {
-            return Err(TrySendError::Closed(msg));
-        }
-        if self.backlog() >= self.0.write_limit {
-            return Err(TrySendError::Full(msg));
-        }
-        self.0.addr.do_send(msg);
-        Ok(())
-    }
-
-    /// Writes `msg` and waits until the connection accepted it into its outgoing buffer.
-    /// While the buffer is over its bound this waits for the peer to read; a peer stuck for
-    /// longer than the write timeout gets the connection closed and this returns an error.
-    ///
-    /// ```no_run
-    /// # use actix_meta_websocket::{ConnectionId, Message, SendError};
-    /// # async fn demo(id: ConnectionId, rows: Vec<Vec<u8>>) {
-    /// // A producer that slows down to the peer's pace instead of buffering without end.
-    /// for row in rows {
-    ///     match id.send_wait(Message::binary(row)).await {
-    ///         Ok(()) => {}
-    ///         Err(SendError::SlowConsumer) => break, // closed with 1008: the peer stopped reading
-    ///         Err(e) => { eprintln!("{id}: {e}"); break }
-    ///     }
-    /// }
-    /// # }
-    /// ```
-    pub async fn send_wait(&self, msg: Message) -> Result<(), SendError> {
-        match self.0.addr.send(SendMessage(msg)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Closed),
-        }
-    }
-
-    /// Writes a message prepared once for many connections, without waiting; the same
-    /// policy as [`send`](Self::send).
-    ///
-    /// ```no_run
-    /// # use actix_meta_websocket::{ConnectionId, PreparedMessage};
-    /// # fn demo(room: &[ConnectionId]) {
-    /// let news = PreparedMessage::text(r#"{"price":101.5}"#); // framed once
-    /// for id in room {
-    ///     id.send_prepared(&news);
-    /// }
-    /// # }
-    /// ```
-    pub fn send_prepared(&self, msg: &crate::PreparedMessage) {
-        self.0.addr.do_send(crate::connection::SendPrepared(msg.clone()));
-    }
-
-    /// Starts the closing handshake with `code` and `reason` (cut to fit the frame), after
-    /// the writes queued before it. A code that may not be sent (below 1000, 1004-1006,
-    /// 1015, 1016-2999, 5000 and up) is refused here with [`SendError::Invalid`].
-    ///
-    /// ```no_run
-    /// # use actix_meta_websocket::{ConnectionId, SendError};
-    /// # fn demo(id: &ConnectionId) {
-    /// id.close(4000, "game over").unwrap();
-    /// assert!(matches!(id.close(1006, "abnormal"), Err(SendError::Invalid(_)))); // never on the wire
-    /// # }
-    /// ```
-    pub fn close(&self, code: impl Into<CloseCode>, reason: &str) -> Result<(), SendError> {
-        let code = code.into();
-        if !code.is_valid_on_wire() {
-            return Err(SendError::Invalid(format!("close code {code} may not be sent")));
-        }
-        self.send(Message::close(code, reason));
-        Ok(())
-    }
-
-    /// Starts the closing handshake with a close frame that has no code (the peer sees
-    /// 1005, no status).
-    pub fn close_bare(&self) {
-        self.send(Message::close_bare());
-    }
-
-    /// Addresses, counters and age of the running connection.
-    ///
-    /// ```no_run
-    /// # use actix_meta_websocket::ConnectionId;
-    /// # async fn demo(id: ConnectionId) {
-    /// match id.stats().await {
-    ///     Ok(s) => println!("{id}: {} in, {} out, {} B waiting", s.messages_in, s.messages_out, s.buffered_out),
-    ///     Err(_) => println!("{id} has ended"),
-    /// }
-    /// # }
-    /// ```
-    pub async fn stats(&self) -> Result<Stats, SendError> {
-        self.0.addr.send(crate::connection::GetStats).await.map_err(|_| SendError::Closed)
-    }
-}
-
-impl PartialEq for ConnectionId {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.seq == other.0.seq
-    }
-}
-impl Eq for ConnectionId {}
-impl Hash for ConnectionId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.seq.hash(state)
-    }
-}
-impl PartialOrd for ConnectionId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for ConnectionId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.seq.cmp(&other.0.seq)
-    }
-}
-impl fmt::Debug for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnectionId({})", self.0.seq)
-    }
-}
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws#{}", self.0.seq)
-    }
-}
+use crate::ConnectionId;
 
 /// The kind of a WebSocket message, numbered as in RFC 6455 (and Ergo's `MessageType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -259,85 +28,229 @@ pub enum MessageKind {
     Pong = 10,
 }
 
-/// A WebSocket message, incoming (from the peer, to the target) or outgoing (to the
-/// connection, to be written).
+/// A message from the peer, as its connection's target receives it (Ergo's `Message`,
+/// incoming). Text and binary only: the connection answers pings and handles closes itself.
 ///
 /// ```
-/// use actix_meta_websocket::{Message, MessageKind};
-/// let m = Message::text("hello");
-/// assert_eq!(m.kind, MessageKind::Text);
-/// assert_eq!(m.as_text(), Some("hello"));
-/// assert_eq!(Message::default().kind, MessageKind::Text); // an unset kind means text
+/// # use actix::{Actor, Context, Handler};
+/// # use actix_meta_websocket::{WsMessage, MessageConnect, MessageDisconnect};
+/// struct Echo;
+/// # impl Actor for Echo { type Context = Context<Self>; }
+/// # impl Handler<MessageConnect> for Echo { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl Handler<MessageDisconnect> for Echo { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// impl Handler<WsMessage> for Echo {
+///     type Result = ();
+///     fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+///         let (id, same) = m.into_parts();
+///         id.send(same); // the same kind and body, back to where it came from
+///     }
+/// }
 /// ```
-#[derive(Debug, Clone, Default, actix::Message)]
+#[derive(Debug, Clone, actix::Message)]
 #[rtype(result = "()")]
-pub struct Message {
-    /// The connection the message came from; ignored on outgoing messages.
-    pub id: Option<ConnectionId>,
-    /// What kind of message this is.
+#[non_exhaustive]
+pub struct WsMessage {
+    /// The connection it came from: write to it to answer.
+    pub id: ConnectionId,
+    /// Text or binary.
     pub kind: MessageKind,
-    /// The payload. For incoming text it is valid UTF-8.
+    /// The payload; valid UTF-8 for text.
     pub body: Bytes,
 }
 
-impl Message {
+impl WsMessage {
+    pub(crate) fn new(id: ConnectionId, kind: MessageKind, body: Bytes) -> Self {
+        WsMessage { id, kind, body }
+    }
+
+    /// The body as text, for text messages.
+    pub fn as_text(&self) -> Option<&str> {
+        as_text(self.kind, &self.body)
+    }
+
+    /// The body, text or binary, read as JSON into a `T` (feature `serde`).
+    ///
+    /// ```
+    /// # #[cfg(feature = "serde")] fn demo(m: actix_meta_websocket::WsMessage) {
+    /// #[derive(serde::Deserialize)]
+    /// struct Move { x: i32, y: i32 }
+    /// match m.json::<Move>() {
+    ///     Ok(mv) => println!("to {},{}", mv.x, mv.y),
+    ///     Err(e) => eprintln!("not a move: {e}"), // e.g. "missing field `y` at line 1 column 8"
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The connection, and the same kind and body as a message to write: an echo without
+    /// a copy.
+    ///
+    /// ```no_run
+    /// # fn echo(m: actix_meta_websocket::WsMessage) {
+    /// let (id, same) = m.into_parts();
+    /// id.send(same);
+    /// # }
+    /// ```
+    pub fn into_parts(self) -> (ConnectionId, Outgoing) {
+        (self.id, Outgoing { kind: self.kind, body: self.body })
+    }
+}
+
+/// A message to write to a connection (Ergo's `Message`, outgoing): what
+/// [`ConnectionId::send`] and its kin take. Text when the kind is not set.
+///
+/// ```
+/// use actix_meta_websocket::{MessageKind, Outgoing};
+/// let m = Outgoing::text("hello");
+/// assert_eq!((m.kind, m.as_text()), (MessageKind::Text, Some("hello")));
+/// assert_eq!(Outgoing::default().kind, MessageKind::Text); // an unset kind means text
+/// // Plain values convert: &str and String to text, bytes to binary.
+/// assert_eq!(Outgoing::from("hi").kind, MessageKind::Text);
+/// assert_eq!(Outgoing::from(vec![1u8, 2]).kind, MessageKind::Binary);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct Outgoing {
+    /// What kind of message this is.
+    pub kind: MessageKind,
+    /// The payload.
+    pub body: Bytes,
+}
+
+impl Outgoing {
     /// A text message.
     pub fn text(body: impl Into<String>) -> Self {
-        Message { id: None, kind: MessageKind::Text, body: Bytes::from(body.into()) }
+        Outgoing { kind: MessageKind::Text, body: Bytes::from(body.into()) }
     }
 
     /// A binary message.
     pub fn binary(body: impl Into<Bytes>) -> Self {
-        Message { id: None, kind: MessageKind::Binary, body: body.into() }
+        Outgoing { kind: MessageKind::Binary, body: body.into() }
     }
 
     /// A ping (at most 125 bytes).
     pub fn ping(body: impl Into<Bytes>) -> Self {
-        Message { id: None, kind: MessageKind::Ping, body: body.into() }
+        Outgoing { kind: MessageKind::Ping, body: body.into() }
     }
 
     /// A pong (at most 125 bytes).
     pub fn pong(body: impl Into<Bytes>) -> Self {
-        Message { id: None, kind: MessageKind::Pong, body: body.into() }
+        Outgoing { kind: MessageKind::Pong, body: body.into() }
     }
 
     /// A close with `code` and `reason` (cut to fit the frame). A code that may not be sent
     /// is refused when the message is written ([`ConnectionId::send_wait`] returns
-    /// [`SendError::Invalid`]); [`ConnectionId::close`] checks it at once.
+    /// [`WriteError::Invalid`](crate::WriteError::Invalid)); [`ConnectionId::close`] checks it
+    /// at once.
     pub fn close(code: impl Into<CloseCode>, reason: &str) -> Self {
         let code = code.into();
         let reason = crate::protocol::truncate_reason(reason);
         let mut body = Vec::with_capacity(2 + reason.len());
         body.extend_from_slice(&code.0.to_be_bytes());
         body.extend_from_slice(reason.as_bytes());
-        Message { id: None, kind: MessageKind::Close, body: Bytes::from(body) }
+        Outgoing { kind: MessageKind::Close, body: Bytes::from(body) }
     }
 
     /// A close frame without a code or reason.
     ///
     /// ```
-    /// use actix_meta_websocket::{Message, MessageKind};
-    /// let m = Message::close_bare();
+    /// use actix_meta_websocket::{MessageKind, Outgoing};
+    /// let m = Outgoing::close_bare();
     /// assert_eq!((m.kind, m.body.len()), (MessageKind::Close, 0));
     /// ```
     pub fn close_bare() -> Self {
-        Message { id: None, kind: MessageKind::Close, body: Bytes::new() }
+        Outgoing { kind: MessageKind::Close, body: Bytes::new() }
     }
 
     /// The body as text, for text messages.
     pub fn as_text(&self) -> Option<&str> {
-        match self.kind {
-            MessageKind::Text => std::str::from_utf8(&self.body).ok(),
-            _ => None,
-        }
+        as_text(self.kind, &self.body)
+    }
+
+    /// `value` as a JSON text message (feature `serde`).
+    ///
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// use actix_meta_websocket::Outgoing;
+    /// #[derive(serde::Serialize)]
+    /// struct Price { symbol: &'static str, bid: f64 }
+    /// let m = Outgoing::json(&Price { symbol: "EURUSD", bid: 1.0841 }).unwrap();
+    /// assert_eq!(m.as_text(), Some(r#"{"symbol":"EURUSD","bid":1.0841}"#));
+    /// # }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Outgoing { kind: MessageKind::Text, body: Bytes::from(serde_json::to_vec(value)?) })
     }
 }
 
-/// A value attached at upgrade time (e.g. the authenticated user), delivered in
-/// [`MessageConnect::data`].
-pub type ConnectData = Arc<dyn Any + Send + Sync>;
+fn as_text(kind: MessageKind, body: &[u8]) -> Option<&str> {
+    match kind {
+        MessageKind::Text => std::str::from_utf8(body).ok(),
+        _ => None,
+    }
+}
 
-/// Sent to the target when a connection starts, before any [`Message`] of it.
+/// Echoes: the same kind and body.
+impl From<WsMessage> for Outgoing {
+    fn from(m: WsMessage) -> Self {
+        Outgoing { kind: m.kind, body: m.body }
+    }
+}
+
+impl From<&str> for Outgoing {
+    fn from(text: &str) -> Self {
+        Outgoing::text(text)
+    }
+}
+
+impl From<String> for Outgoing {
+    fn from(text: String) -> Self {
+        Outgoing::text(text)
+    }
+}
+
+impl From<Bytes> for Outgoing {
+    fn from(bytes: Bytes) -> Self {
+        Outgoing::binary(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Outgoing {
+    fn from(bytes: Vec<u8>) -> Self {
+        Outgoing::binary(bytes)
+    }
+}
+
+/// A value attached at upgrade time (e.g. the authenticated user), with its type's name
+/// for the error a wrong type gets.
+#[derive(Clone)]
+pub(crate) struct ConnectData {
+    value: Arc<dyn Any + Send + Sync>,
+    type_name: &'static str,
+}
+
+impl ConnectData {
+    pub(crate) fn new<T: Any + Send + Sync>(value: T) -> Self {
+        ConnectData { value: Arc::new(value), type_name: std::any::type_name::<T>() }
+    }
+}
+
+/// [`MessageConnect::data`] asked for a type that was not attached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MessageConnect carries {attached}, not {expected}")]
+#[non_exhaustive]
+pub struct DataTypeError {
+    /// The type asked for.
+    pub expected: &'static str,
+    /// The type attached, or `"nothing"`.
+    pub attached: &'static str,
+}
+
+/// Sent to the target when a connection starts, before any [`WsMessage`] of it.
 ///
 /// A target made from one actor ([`Target::from_addr`](crate::Target::from_addr)) gets it
 /// first in its mailbox, and the connection reads from the peer at once; when the
@@ -346,6 +259,7 @@ pub type ConnectData = Arc<dyn Any + Send + Sync>;
 /// reading only once it has been handled.
 #[derive(Clone, actix::Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct MessageConnect {
     /// The connection.
     pub id: ConnectionId,
@@ -361,30 +275,37 @@ pub struct MessageConnect {
     pub protocol: Option<String>,
     /// Whether permessage-deflate was negotiated.
     pub compressed: bool,
-    /// The value attached with the upgrade, if any.
-    pub data: Option<ConnectData>,
+    /// The value attached with the upgrade (see [`Upgrade::data`](crate::Upgrade::data)).
+    pub(crate) data: Option<ConnectData>,
 }
 
 impl MessageConnect {
-    /// The attached value, if there is one of type `T`.
+    /// The value attached with the upgrade, as a `T`; asking for another type than the one
+    /// attached (or when none was) is an error that names both.
     ///
     /// ```
     /// # use actix::{Actor, Context};
     /// # use actix_meta_websocket::*;
-    /// struct User(String); // attached by your route: `handler.upgrade_with(&req, body, User(name))`
+    /// struct User(String); // attached by your route: `Upgrade::new().data(User(name))`
     ///
     /// struct Chat;
     /// # impl Actor for Chat { type Context = Context<Self>; }
     /// impl actix::Handler<MessageConnect> for Chat {
     ///     type Result = ();
     ///     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
-    ///         let name = m.data::<User>().map_or("anonymous", |u| u.0.as_str());
-    ///         m.id.send(Message::text(format!("welcome, {name}")));
+    ///         match m.data::<User>() {
+    ///             Ok(user) => m.id.send(format!("welcome, {}", user.0)),
+    ///             Err(e) => eprintln!("{e}"), // e.g. "MessageConnect carries nothing, not User"
+    ///         }
     ///     }
     /// }
     /// ```
-    pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.data.as_deref().and_then(|d| d.downcast_ref())
+    pub fn data<T: Any + Send + Sync>(&self) -> Result<&T, DataTypeError> {
+        let expected = std::any::type_name::<T>();
+        match &self.data {
+            None => Err(DataTypeError { expected, attached: "nothing" }),
+            Some(d) => d.value.downcast_ref().ok_or(DataTypeError { expected, attached: d.type_name }),
+        }
     }
 }
 
@@ -405,6 +326,7 @@ impl fmt::Debug for MessageConnect {
 /// Sent to the target exactly once, when a connection has ended.
 #[derive(Debug, Clone, actix::Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct MessageDisconnect {
     /// The connection.
     pub id: ConnectionId,

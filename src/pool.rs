@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler, Recipient};
 
-use crate::{Message, MessageConnect, MessageDisconnect, PoolError};
+use crate::{MessageConnect, MessageDisconnect, PoolError, WsMessage};
 
 /// One actor that handles a connection's three messages.
 ///
@@ -16,7 +16,7 @@ use crate::{Message, MessageConnect, MessageDisconnect, PoolError};
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
 /// let target = Target::from_addr(Worker.start());
@@ -30,7 +30,7 @@ pub struct Target(pub(crate) Arc<Recipients>);
 
 pub(crate) struct Recipients {
     pub(crate) connect: Recipient<MessageConnect>,
-    pub(crate) message: Recipient<Message>,
+    pub(crate) message: Recipient<WsMessage>,
     pub(crate) disconnect: Recipient<MessageDisconnect>,
     /// All three reach one actor's mailbox, which is FIFO: `MessageConnect` queued
     /// before the first `Message` is handled before it, with no need to await it.
@@ -41,8 +41,9 @@ impl Target {
     /// A target from an actor's address.
     pub fn from_addr<A>(addr: Addr<A>) -> Self
     where
-        A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
-        A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
+        A: Actor + Handler<MessageConnect> + Handler<WsMessage> + Handler<MessageDisconnect>,
+        A::Context:
+            ToEnvelope<A, MessageConnect> + ToEnvelope<A, WsMessage> + ToEnvelope<A, MessageDisconnect>,
     {
         Target(Arc::new(Recipients {
             connect: addr.clone().recipient(),
@@ -60,7 +61,7 @@ impl Target {
     /// # struct Worker;
     /// # impl Actor for Worker { type Context = Context<Self>; }
     /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
     /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
     /// # struct Audit;
     /// # impl Actor for Audit { type Context = Context<Self>; }
@@ -75,7 +76,7 @@ impl Target {
     /// ```
     pub fn from_recipients(
         connect: Recipient<MessageConnect>,
-        message: Recipient<Message>,
+        message: Recipient<WsMessage>,
         disconnect: Recipient<MessageDisconnect>,
     ) -> Self {
         Target(Arc::new(Recipients { connect, message, disconnect, one_mailbox: false }))
@@ -109,11 +110,11 @@ impl Target {
         self.0.connect.send(msg)
     }
 
-    pub(crate) fn queue_message(&self, msg: Message) {
+    pub(crate) fn queue_message(&self, msg: WsMessage) {
         self.0.message.do_send(msg);
     }
 
-    pub(crate) fn request_message(&self, msg: Message) -> actix::dev::RecipientRequest<Message> {
+    pub(crate) fn request_message(&self, msg: WsMessage) -> actix::dev::RecipientRequest<WsMessage> {
         self.0.message.send(msg)
     }
 
@@ -130,8 +131,8 @@ impl std::fmt::Debug for Target {
 
 impl<A> From<Addr<A>> for Target
 where
-    A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
-    A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
+    A: Actor + Handler<MessageConnect> + Handler<WsMessage> + Handler<MessageDisconnect>,
+    A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, WsMessage> + ToEnvelope<A, MessageDisconnect>,
 {
     fn from(addr: Addr<A>) -> Self {
         Target::from_addr(addr)
@@ -149,7 +150,7 @@ where
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
 /// let pool = Pool::new((0..3).map(|_| Worker.start())).unwrap();
@@ -168,8 +169,9 @@ impl Pool {
     pub fn new<A, I>(addrs: I) -> Result<Self, PoolError>
     where
         I: IntoIterator<Item = Addr<A>>,
-        A: Actor + Handler<MessageConnect> + Handler<Message> + Handler<MessageDisconnect>,
-        A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, Message> + ToEnvelope<A, MessageDisconnect>,
+        A: Actor + Handler<MessageConnect> + Handler<WsMessage> + Handler<MessageDisconnect>,
+        A::Context:
+            ToEnvelope<A, MessageConnect> + ToEnvelope<A, WsMessage> + ToEnvelope<A, MessageDisconnect>,
     {
         Self::from_targets(addrs.into_iter().map(Target::from_addr))
     }
@@ -201,7 +203,7 @@ impl Pool {
     /// # struct Worker;
     /// # impl Actor for Worker { type Context = Context<Self>; }
     /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
     /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
     /// # #[actix::main] async fn main() {
     /// let pool = Pool::new([Worker.start(), Worker.start()]).unwrap();
@@ -229,6 +231,56 @@ impl Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool").field("targets", &self.targets.len()).finish()
+    }
+}
+
+/// One actor: `HandlerOptions::new(addr)` and `DialOptions::new(url, addr)`.
+impl<A> From<Addr<A>> for Pool
+where
+    A: Actor + Handler<MessageConnect> + Handler<WsMessage> + Handler<MessageDisconnect>,
+    A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, WsMessage> + ToEnvelope<A, MessageDisconnect>,
+{
+    fn from(addr: Addr<A>) -> Self {
+        Pool::from(Target::from_addr(addr))
+    }
+}
+
+/// A fixed set of actors, never empty: `[]` does not compile.
+///
+/// ```
+/// # use actix::{Actor, Context};
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix::main] async fn main() {
+/// let pool = Pool::from([Worker.start(), Worker.start()]);
+/// assert_eq!(pool.len(), 2);
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # use actix::{Actor, Addr, Context};
+/// # use actix_meta_websocket::*;
+/// # struct Worker;
+/// # impl Actor for Worker { type Context = Context<Self>; }
+/// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// let empty: [Addr<Worker>; 0] = [];
+/// let pool = Pool::from(empty);
+/// ```
+impl<A, const N: usize> From<[Addr<A>; N]> for Pool
+where
+    A: Actor + Handler<MessageConnect> + Handler<WsMessage> + Handler<MessageDisconnect>,
+    A::Context: ToEnvelope<A, MessageConnect> + ToEnvelope<A, WsMessage> + ToEnvelope<A, MessageDisconnect>,
+{
+    fn from(addrs: [Addr<A>; N]) -> Self {
+        const { assert!(N > 0, "a pool needs at least one actor") };
+        let targets: Arc<[Target]> = addrs.into_iter().map(Target::from_addr).collect();
+        Pool { targets, next: Arc::new(AtomicUsize::new(0)) }
     }
 }
 

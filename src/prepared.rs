@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{DataKind, Encoder, Role};
-use crate::{Message, MessageKind};
+use crate::{MessageKind, Outgoing};
 
 /// A text or binary message for broadcasting: the frame for uncompressed server
 /// connections is encoded once, on first use, and copied to each of them; compressed or
@@ -64,12 +64,12 @@ impl PreparedMessage {
         })
     }
 
-    /// The same content as an ordinary [`Message`].
-    pub fn to_message(&self) -> Message {
+    /// The same content as an ordinary [`Outgoing`] message.
+    pub fn to_outgoing(&self) -> Outgoing {
         let kind = match self.inner.kind {
             DataKind::Text => MessageKind::Text,
             DataKind::Binary => MessageKind::Binary,
         };
-        Message { id: None, kind, body: self.inner.body.clone() }
+        Outgoing { kind, body: self.inner.body.clone() }
     }
 }

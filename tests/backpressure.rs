@@ -28,17 +28,17 @@ impl actix::Handler<MessageConnect> for Burster {
     }
 }
 
-impl actix::Handler<Message> for Burster {
+impl actix::Handler<WsMessage> for Burster {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-        let id = m.id.clone().expect("incoming");
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        let id = m.id.clone();
         if let Some(args) = m.as_text().and_then(|t| t.strip_prefix("burst ")) {
             let (n, size) = args.split_once(' ').expect("burst N SIZE");
             let (n, size): (u32, usize) = (n.parse().unwrap(), size.parse().unwrap());
             for i in 0..n {
                 let mut body = vec![(i % 251) as u8; size];
                 body[..4].copy_from_slice(&i.to_be_bytes());
-                id.send(Message::binary(body));
+                id.send(Outgoing::binary(body));
             }
         }
         let _ = self.tx.send(("burster", Event::Message(m)));
@@ -52,11 +52,11 @@ impl actix::Handler<MessageDisconnect> for Burster {
     }
 }
 
-fn burster(opts: impl FnOnce(&mut ConnectionConfig)) -> (TestServer, Events) {
+fn burster(opts: impl FnOnce(&mut ConnectionSettings)) -> (TestServer, Events) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut options = HandlerOptions::new(Target::from_addr(Burster { tx }.start()));
-    opts(&mut options.connection);
-    (serve(Handler::new(options).unwrap()), rx)
+    opts(&mut options.settings);
+    (serve(WsHandler::new(options).unwrap()), rx)
 }
 
 #[actix_web::test]
@@ -143,16 +143,16 @@ async fn try_send_answers_full_instead_of_closing() {
     let write_timeout = Duration::from_millis(500);
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
-    opts.connection.max_write_buffer = 128 * 1024;
-    opts.connection.write_timeout = write_timeout;
-    opts.connection.close_timeout = Duration::from_millis(200);
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.max_write_buffer = 128 * 1024;
+    opts.settings.write_timeout = write_timeout;
+    opts.settings.close_timeout = Duration::from_millis(200);
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     let chunk = bytes::Bytes::from(vec![5u8; 64 * 1024]);
     let mut accepted = 0;
     let full = loop {
-        match c.id.try_send(Message::binary(chunk.clone())) {
+        match c.id.try_send(Outgoing::binary(chunk.clone())) {
             Ok(()) => accepted += 1,
             Err(TrySendError::Full(m)) => break m,
             Err(e) => panic!("{e:?}"),
@@ -167,9 +167,9 @@ async fn try_send_answers_full_instead_of_closing() {
     // The kernel may still take what the connection held. More than loopback buffers can
     // hold, to a peer that still reads nothing: the stall watch closes it.
     for _ in 0..192 {
-        c.id.send(Message::binary(chunk.clone()));
+        c.id.send(Outgoing::binary(chunk.clone()));
     }
     assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::SlowConsumer);
-    assert!(matches!(c.id.try_send(Message::text("late")), Err(TrySendError::Closed(_))));
+    assert!(matches!(c.id.try_send(Outgoing::text("late")), Err(TrySendError::Closed(_))));
     drop(raw);
 }

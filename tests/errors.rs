@@ -15,14 +15,14 @@ use common::*;
 async fn settings_that_cannot_work_are_refused_with_their_field() {
     let (worker, _rx) = recorder("w", false);
     let mut opts = options(worker.clone());
-    opts.connection.max_in_flight_bytes = 0;
-    let err = Handler::new(opts).unwrap_err();
+    opts.settings.max_in_flight_bytes = 0;
+    let err = WsHandler::new(opts).unwrap_err();
     assert_eq!(err.field, "max_in_flight_bytes");
     assert!(err.to_string().contains("max_in_flight_bytes"), "{err}");
 
     let url = url::Url::parse("ws://127.0.0.1:1/ws").unwrap();
-    let config = ConnectionConfig { max_write_buffer: 0, ..Default::default() };
-    match connect(ConnectionOptions::new(url, Target::from_addr(worker)).connection(config)).await {
+    let config = ConnectionSettings { max_write_buffer: 0, ..Default::default() };
+    match connect(DialOptions::new(url, Target::from_addr(worker)).settings(config)).await {
         Err(ConnectError::Config(e)) => assert_eq!(e.field, "max_write_buffer"),
         other => panic!("{other:?}"),
     }
@@ -31,18 +31,18 @@ async fn settings_that_cannot_work_are_refused_with_their_field() {
 #[actix_web::test]
 async fn close_codes_that_may_not_be_sent_are_refused_and_a_bare_close_is_possible() {
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)).unwrap());
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     for code in [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
         assert!(
-            matches!(c.id.close(code, "no"), Err(SendError::Invalid(_))),
+            matches!(c.id.close(code, "no"), Err(WriteError::Invalid(_))),
             "close({code}) must be refused at the call"
         );
     }
     // The awaitable form refuses the same codes when it writes.
-    let refused = c.id.send_wait(Message::close(CloseCode(1015), "tls")).await;
-    assert!(matches!(refused, Err(SendError::Invalid(_))), "{refused:?}");
+    let refused = c.id.send_wait(Outgoing::close(CloseCode(1015), "tls")).await;
+    assert!(matches!(refused, Err(WriteError::Invalid(_))), "{refused:?}");
     // Nothing was sent meanwhile; the connection is open.
     raw.send_raw(&client_frame(true, 0, 9, b"still there?")).await;
     assert_eq!(raw.recv().await, Some(Incoming::Pong("still there?".into())));
@@ -63,7 +63,7 @@ async fn message_connect_reports_the_accepted_sockets_local_address() {
     // A wildcard bind, reached through 127.0.0.2: the listener is 0.0.0.0:port, the
     // accepted socket 127.0.0.2:port.
     let (worker, mut rx) = recorder("w", false);
-    let handler = Handler::new(options(worker)).unwrap();
+    let handler = WsHandler::new(options(worker)).unwrap();
     let h = handler.clone();
     let server = handler
         .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
@@ -86,7 +86,7 @@ async fn message_connect_reports_the_accepted_sockets_local_address() {
 #[actix_web::test]
 async fn stats_report_message_bytes_and_wire_bytes() {
     let (worker, mut rx) = recorder("w", true);
-    let srv = serve(Handler::new(options(worker).compression(true)).unwrap());
+    let srv = serve(WsHandler::new(options(worker).compression(true)).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     assert!(c.compressed);
@@ -113,7 +113,7 @@ async fn a_callers_client_that_times_out_first_reports_its_timeout() {
     let (worker, _rx) = recorder("client", false);
     let client = awc::Client::builder().timeout(Duration::from_millis(300)).finish();
     let opts =
-        ConnectionOptions::new(url::Url::parse(&format!("ws://{addr}/")).unwrap(), Target::from_addr(worker))
+        DialOptions::new(url::Url::parse(&format!("ws://{addr}/")).unwrap(), Target::from_addr(worker))
             .client(client)
             .handshake_timeout(Duration::from_secs(30));
     match connect(opts).await {

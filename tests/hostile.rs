@@ -25,15 +25,15 @@ fn record(case: &str, what: &str, figures: &[(&str, String)]) {
 fn limited(max_frame: usize, max_message: usize) -> (HandlerOptions, Events) {
     let (worker, rx) = recorder("w", false);
     let mut opts = options(worker);
-    opts.connection.limits.max_frame_size = max_frame;
-    opts.connection.limits.max_message_size = max_message;
+    opts.settings.limits.max_frame_size = max_frame;
+    opts.settings.limits.max_message_size = max_message;
     (opts, rx)
 }
 
 #[actix_web::test]
 async fn slow_headers_are_cut_by_the_handshake_timeout() {
     let (worker, _rx) = recorder("w", false);
-    let handler = Handler::new(options(worker).handshake_timeout(Duration::from_millis(500))).unwrap();
+    let handler = WsHandler::new(options(worker).handshake_timeout(Duration::from_millis(500))).unwrap();
     let srv = serve(handler);
     let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
     let request = upgrade_request(srv.addr, "");
@@ -70,7 +70,7 @@ async fn slow_headers_are_cut_by_the_handshake_timeout() {
 #[actix_web::test]
 async fn garbage_and_oversized_requests_get_4xx() {
     let (worker, _rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)).unwrap());
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
     let (status, ..) = http_request(srv.addr, "\x16\x03\x01garbage\r\n\r\n").await;
     assert_eq!(status, 400);
     // A 1 MiB header: actix-web refuses heads past its buffer limit.
@@ -94,7 +94,7 @@ async fn garbage_and_oversized_requests_get_4xx() {
 #[actix_web::test]
 async fn a_2_pow_63_frame_is_refused_from_its_header() {
     let (opts, mut rx) = limited(1 << 20, 4 << 20);
-    let srv = serve(Handler::new(opts).unwrap());
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     raw.send_raw(&[0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4]).await;
     assert_eq!(raw.expect_close().await, 1009);
@@ -111,7 +111,7 @@ async fn a_2_pow_63_frame_is_refused_from_its_header() {
 async fn a_huge_message_in_small_fragments_stops_at_the_limit() {
     let limit = 1 << 20;
     let (opts, mut rx) = limited(64 * 1024, limit);
-    let srv = serve(Handler::new(opts).unwrap());
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let (mut rd, mut wr) = raw.stream.into_split();
     // Up to 1 GiB in 1 KiB fragments; the server must close long before.
@@ -153,8 +153,8 @@ async fn a_huge_message_in_small_fragments_stops_at_the_limit() {
 async fn a_deflate_bomb_is_stopped_at_the_inflated_limit() {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker).compression(true);
-    opts.connection.limits.max_message_size = 1 << 20;
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.limits.max_message_size = 1 << 20;
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     let mut enc = Encoder::new(Role::Client, Some(&DeflateParams::default()), 9, 0);
@@ -183,7 +183,7 @@ async fn a_deflate_bomb_is_stopped_at_the_inflated_limit() {
 #[actix_web::test]
 async fn bad_utf8_split_across_fragments_fails_fast() {
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)).unwrap());
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     // "κ" split, then an invalid continuation; the message is never finished.
     raw.send_raw(&client_frame(false, 0, 1, b"ok \xce")).await;
@@ -202,8 +202,8 @@ async fn bad_utf8_split_across_fragments_fails_fast() {
 async fn a_ping_flood_without_reading_stays_bounded() {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
-    opts.connection.max_write_buffer = 64 * 1024;
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.max_write_buffer = 64 * 1024;
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     let (_rd, mut wr) = raw.stream.into_split(); // never read: pongs pile up at the server
@@ -235,7 +235,7 @@ async fn a_ping_flood_without_reading_stays_bounded() {
 #[actix_web::test]
 async fn a_vanished_peer_is_noticed() {
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)).unwrap());
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(_) = next(&mut rx).await.1 else { panic!() };
     // An RST instead of a close: linger 0 then drop.
@@ -267,9 +267,9 @@ impl actix::Handler<MessageConnect> for Fragile {
         let _ = self.tx.send(("fragile", Event::Connect(m)));
     }
 }
-impl actix::Handler<Message> for Fragile {
+impl actix::Handler<WsMessage> for Fragile {
     type Result = ();
-    fn handle(&mut self, m: Message, ctx: &mut actix::Context<Self>) {
+    fn handle(&mut self, m: WsMessage, ctx: &mut actix::Context<Self>) {
         if m.as_text() == Some("crash") {
             actix::ActorContext::stop(ctx);
         }
@@ -287,7 +287,7 @@ impl actix::Handler<MessageDisconnect> for Fragile {
 async fn a_supervised_worker_restarts_and_keeps_serving_its_connections() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = actix::Supervisor::start(move |_| Fragile { tx });
-    let srv = serve(Handler::new(HandlerOptions::new(Target::from_addr(worker))).unwrap());
+    let srv = serve(WsHandler::new(HandlerOptions::new(Target::from_addr(worker))).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     raw.send_raw(&client_frame(true, 0, 1, b"crash")).await;
@@ -295,7 +295,7 @@ async fn a_supervised_worker_restarts_and_keeps_serving_its_connections() {
     assert_eq!(m.as_text(), Some("crash"));
     raw.send_raw(&client_frame(true, 0, 1, b"still here")).await;
     let Event::Message(m) = next(&mut rx).await.1 else { panic!() };
-    assert_eq!((m.as_text(), m.id.as_ref()), (Some("still here"), Some(&c.id)));
+    assert_eq!((m.as_text(), &m.id), (Some("still here"), &c.id));
     record(
         "supervised_restart",
         "worker stops mid-stream under actix::Supervisor",
@@ -306,7 +306,7 @@ async fn a_supervised_worker_restarts_and_keeps_serving_its_connections() {
 #[actix_web::test]
 async fn shutdown_under_load_writes_everything_it_acknowledged() {
     let (worker, mut rx) = recorder("w", false);
-    let handler = Handler::new(options(worker)).unwrap();
+    let handler = WsHandler::new(options(worker)).unwrap();
     let srv = serve(handler.clone());
     let mut clients = Vec::new();
     let mut ids = Vec::new();
@@ -321,7 +321,7 @@ async fn shutdown_under_load_writes_everything_it_acknowledged() {
         writers.push(actix_rt::spawn(async move {
             let mut acked = 0u64;
             loop {
-                match id.send_wait(Message::text(format!("{acked}"))).await {
+                match id.send_wait(Outgoing::text(format!("{acked}"))).await {
                     Ok(()) => acked += 1,
                     Err(_) => return acked,
                 }

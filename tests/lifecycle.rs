@@ -13,8 +13,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_meta_websocket::protocol::{Incoming, Role};
 use actix_meta_websocket::{
-    connect, ConnectionId, ConnectionOptions, DisconnectReason, Handler, HandlerOptions, Message,
-    MessageConnect, MessageDisconnect, Target,
+    connect, ConnectionId, DialOptions, DisconnectReason, HandlerOptions, MessageConnect, MessageDisconnect,
+    Outgoing, Target, WsHandler, WsMessage,
 };
 use common::*;
 use tokio::io::AsyncWriteExt;
@@ -79,11 +79,11 @@ impl actix::Handler<MessageConnect> for Ledger {
     }
 }
 
-impl actix::Handler<Message> for Ledger {
+impl actix::Handler<WsMessage> for Ledger {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
         std::thread::sleep(self.delay);
-        let id = m.id.clone().expect("incoming messages carry their id");
+        let id = m.id.clone();
         self.shared.with(id.seq(), |s| {
             if !s.connected || s.disconnects > 0 {
                 s.errors.push(format!("message {} outside connect..disconnect", s.messages));
@@ -91,7 +91,7 @@ impl actix::Handler<Message> for Ledger {
             s.messages += 1;
         });
         if self.echo {
-            id.send(Message { id: None, ..m });
+            id.send(Outgoing::from(m));
         }
     }
 }
@@ -356,8 +356,8 @@ async fn dialled_case(target: Target, case: String, n: usize) {
         reset(raw.stream);
     });
     let config =
-        actix_meta_websocket::ConnectionConfig { close_timeout: CLOSE_TIMEOUT, ..Default::default() };
-    connect(ConnectionOptions::new(url, target).connection(config)).await.expect("dial");
+        actix_meta_websocket::ConnectionSettings { close_timeout: CLOSE_TIMEOUT, ..Default::default() };
+    connect(DialOptions::new(url, target).settings(config)).await.expect("dial");
     server.await.unwrap();
 }
 
@@ -366,12 +366,12 @@ async fn run(ending: Ending, kind: Kind, slow: bool) -> serde_like::Row {
     let echo = ending == Ending::ResetWhileWriting;
     let mut t = target(kind, slow, echo);
     let mut opts = HandlerOptions::new(t.target.clone());
-    opts.connection.close_timeout = CLOSE_TIMEOUT;
+    opts.settings.close_timeout = CLOSE_TIMEOUT;
     if ending == Ending::IdleTimeout {
-        opts.connection.idle_timeout = Some(Duration::from_millis(300));
-        opts.connection.heartbeat = None;
+        opts.settings.idle_timeout = Some(Duration::from_millis(300));
+        opts.settings.heartbeat = None;
     }
-    let handler = Handler::new(opts).unwrap();
+    let handler = WsHandler::new(opts).unwrap();
     let srv = serve(handler.clone());
     let (synced_tx, mut synced) = mpsc::unbounded_channel();
     let mut cases = Vec::new();
@@ -509,7 +509,7 @@ async fn a_dialled_connection_drops_tcp_when_the_server_keeps_it_open() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = url::Url::parse(&format!("ws://{}/ws", listener.local_addr().unwrap())).unwrap();
     let (worker, mut rx) = recorder("client", false);
-    let config = actix_meta_websocket::ConnectionConfig {
+    let config = actix_meta_websocket::ConnectionSettings {
         close_timeout: Duration::from_millis(200),
         ..Default::default()
     };
@@ -523,7 +523,7 @@ async fn a_dialled_connection_drops_tcp_when_the_server_keeps_it_open() {
         let after = raw.recv().await;
         (answer, after)
     });
-    connect(ConnectionOptions::new(url, Target::from_addr(worker)).connection(config)).await.unwrap();
+    connect(DialOptions::new(url, Target::from_addr(worker)).settings(config)).await.unwrap();
     let (answer, after) = server.await.unwrap();
     assert!(matches!(&answer, Some(Incoming::Close(Some(f))) if f.code.0 == 1000), "{answer:?}");
     assert_eq!(after, None, "TCP dropped by the client");
@@ -536,8 +536,8 @@ async fn upgrades_racing_shutdown_are_closed_and_waited_for() {
     for round in 0..40 {
         let (worker, mut rx) = recorder("w", false);
         let mut opts = options(worker);
-        opts.connection.close_timeout = Duration::from_millis(200);
-        let handler = Handler::new(opts).unwrap();
+        opts.settings.close_timeout = Duration::from_millis(200);
+        let handler = WsHandler::new(opts).unwrap();
         let srv = serve(handler.clone());
         let clients: Vec<_> = (0..12)
             .map(|_| {
@@ -621,9 +621,9 @@ impl actix::Handler<MessageConnect> for HeldConnect {
     }
 }
 
-impl actix::Handler<Message> for HeldConnect {
+impl actix::Handler<WsMessage> for HeldConnect {
     type Result = ();
-    fn handle(&mut self, _: Message, _: &mut Context<Self>) {
+    fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {
         self.log.lock().unwrap().push("message".into());
     }
 }
@@ -641,7 +641,7 @@ async fn held_target(
     connect: HeldConnect,
     block: Option<std::sync::mpsc::Receiver<()>>,
     opts: impl FnOnce(&mut HandlerOptions),
-) -> (Handler, RawClient, Events, ArbiterHandle) {
+) -> (WsHandler, RawClient, Events, ArbiterHandle) {
     let arbiter = Arbiter::new().handle();
     let held = HeldConnect::start_in_arbiter(&arbiter, move |_| connect);
     if let Some(block) = block {
@@ -651,7 +651,7 @@ async fn held_target(
     let target = Target::from_recipients(held.clone().recipient(), held.recipient(), recorder.recipient());
     let mut options = HandlerOptions::new(target);
     opts(&mut options);
-    let handler = Handler::new(options).unwrap();
+    let handler = WsHandler::new(options).unwrap();
     let srv = serve(handler.clone());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     (handler, raw, rx, arbiter)
@@ -663,7 +663,7 @@ async fn message_connect_is_not_skipped_when_the_connection_ends_before_it_is_ha
     let (unblock, block) = std::sync::mpsc::channel();
     let connect = HeldConnect { log: log.clone(), hold: None };
     let (handler, mut raw, mut rx, _arbiter) = held_target(connect, Some(block), |o| {
-        o.connection.close_timeout = Duration::from_millis(100);
+        o.settings.close_timeout = Duration::from_millis(100);
     })
     .await;
     // Ends while MessageConnect waits: shutdown, unanswered by a peer that cannot be read.
@@ -682,8 +682,8 @@ async fn a_message_connect_that_is_never_answered_ends_the_connection_at_the_idl
     let hold = Arc::new(tokio::sync::Notify::new());
     let connect = HeldConnect { log: log.clone(), hold: Some(hold.clone()) };
     let (_handler, mut raw, mut rx, _arbiter) = held_target(connect, None, |o| {
-        o.connection.idle_timeout = Some(Duration::from_millis(300));
-        o.connection.close_timeout = Duration::from_millis(100);
+        o.settings.idle_timeout = Some(Duration::from_millis(300));
+        o.settings.close_timeout = Duration::from_millis(100);
     })
     .await;
     raw.send_raw(&client_frame(true, 0, 1, b"anyone?")).await;

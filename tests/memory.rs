@@ -68,17 +68,17 @@ async fn buffers_a_large_message_grew_are_given_back_when_the_connection_goes_qu
     const CONNS: usize = 4;
     const SIZE: usize = 2 << 20;
     // The quiet check runs with the heartbeat.
-    let quick = ConnectionConfig { heartbeat: Some(Duration::from_millis(50)), ..Default::default() };
+    let quick = ConnectionSettings { heartbeat: Some(Duration::from_millis(50)), ..Default::default() };
     let (server_worker, mut server_rx) = recorder("server", true);
     let srv =
-        serve(Handler::new(options(server_worker).compression(true).connection(quick.clone())).unwrap());
+        serve(WsHandler::new(options(server_worker).compression(true).settings(quick.clone())).unwrap());
     let (client_worker, mut client_rx) = recorder("client", false);
     let url = url::Url::parse(&srv.url()).unwrap();
     let mut ids = Vec::new();
     for _ in 0..CONNS {
-        let opts = ConnectionOptions::new(url.clone(), Target::from_addr(client_worker.clone()))
+        let opts = DialOptions::new(url.clone(), Target::from_addr(client_worker.clone()))
             .compression(true)
-            .connection(quick.clone());
+            .settings(quick.clone());
         ids.push(connect(opts).await.expect("dial"));
     }
     for rx in [&mut client_rx, &mut server_rx] {
@@ -92,7 +92,7 @@ async fn buffers_a_large_message_grew_are_given_back_when_the_connection_goes_qu
     // Each client sends 2 MiB; the server's worker echoes it. Both events are dropped as
     // soon as they are checked, so no test code holds a message.
     for id in &ids {
-        id.send_wait(Message::binary(body.clone())).await.expect("send");
+        id.send_wait(Outgoing::binary(body.clone())).await.expect("send");
     }
     for rx in [&mut client_rx, &mut server_rx] {
         for _ in 0..CONNS {

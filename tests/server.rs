@@ -26,7 +26,7 @@ async fn round_robin_over_two_members_across_three_connections() {
     let a = Recorder { name: "a", tx: tx.clone(), echo: false }.start();
     let b = Recorder { name: "b", tx, echo: false }.start();
     let pool = Pool::new([a, b]).unwrap();
-    let srv = serve(Handler::new(HandlerOptions::new(pool)).unwrap());
+    let srv = serve(WsHandler::new(HandlerOptions::new(pool)).unwrap());
     let mut order = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..3 {
@@ -48,7 +48,7 @@ async fn round_robin_over_two_members_across_three_connections() {
 #[actix_web::test]
 async fn connect_echo_close_in_order_with_the_same_id() {
     let (worker, mut rx) = recorder("w", true);
-    let srv = serve(Handler::new(options(worker)).unwrap());
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
     let mut ws = tungstenite(&format!("{}?room=7", srv.url())).await;
 
     let id = match next(&mut rx).await.1 {
@@ -65,7 +65,7 @@ async fn connect_echo_close_in_order_with_the_same_id() {
     ws.send(TMessage::binary(vec![0u8, 1, 2, 255])).await.unwrap();
     match next(&mut rx).await.1 {
         Event::Message(m) => {
-            assert_eq!(m.id.as_ref(), Some(&id));
+            assert_eq!(&m.id, &id);
             assert_eq!((m.kind, m.as_text()), (MessageKind::Text, Some("héllo")));
         }
         other => panic!("{other:?}"),
@@ -103,21 +103,21 @@ async fn connect_echo_close_in_order_with_the_same_id() {
 #[actix_web::test]
 async fn writes_by_id_with_every_kind() {
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker)).unwrap());
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
     let mut ws = tungstenite(&srv.url()).await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
-    c.id.send(Message::default()); // unset kind: text, empty
-    c.id.send_wait(Message::binary(&b"\x00bin"[..])).await.unwrap();
-    c.id.send(Message::ping(&b"p"[..]));
+    c.id.send(Outgoing::default()); // unset kind: text, empty
+    c.id.send_wait(Outgoing::binary(&b"\x00bin"[..])).await.unwrap();
+    c.id.send(Outgoing::ping(&b"p"[..]));
     assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text(""));
     assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::binary(&b"\x00bin"[..]));
     assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::Ping(bytes::Bytes::from_static(b"p")));
     // Invalid outgoing messages are refused to the awaiting sender, not sent.
-    let bad_text = Message { id: None, kind: MessageKind::Text, body: bytes::Bytes::from_static(b"\xff") };
-    assert!(matches!(c.id.send_wait(bad_text).await, Err(SendError::Invalid(_))));
-    assert!(matches!(c.id.send_wait(Message::ping(vec![0u8; 126])).await, Err(SendError::Invalid(_))));
+    let bad_text = Outgoing { kind: MessageKind::Text, body: bytes::Bytes::from_static(b"\xff") };
+    assert!(matches!(c.id.send_wait(bad_text).await, Err(WriteError::Invalid(_))));
+    assert!(matches!(c.id.send_wait(Outgoing::ping(vec![0u8; 126])).await, Err(WriteError::Invalid(_))));
     // Close from our side with a code and reason.
-    c.id.send_wait(Message::close(4002, "bye")).await.unwrap();
+    c.id.send_wait(Outgoing::close(4002, "bye")).await.unwrap();
     match ws.next().await.unwrap().unwrap() {
         TMessage::Close(Some(f)) => assert_eq!((u16::from(f.code), f.reason.as_str()), (4002, "bye")),
         other => panic!("{other:?}"),
@@ -128,7 +128,7 @@ async fn writes_by_id_with_every_kind() {
         d.reason,
         DisconnectReason::Closed { initiator: Initiator::Local, code: CloseCode(4002), reason: "bye".into() }
     );
-    assert_eq!(c.id.send_wait(Message::text("late")).await, Err(SendError::Closed));
+    assert_eq!(c.id.send_wait(Outgoing::text("late")).await, Err(WriteError::Closed));
 }
 
 #[actix_web::test]
@@ -136,11 +136,11 @@ async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
     // One server accepting permessage-deflate; a plain peer gets the shared frame, a
     // compressing peer (our client) gets the message compressed for its own context.
     let (worker, mut rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker).compression(true)).unwrap());
+    let srv = serve(WsHandler::new(options(worker).compression(true)).unwrap());
     let mut plain = tungstenite(&srv.url()).await;
     let Event::Connect(a) = next(&mut rx).await.1 else { panic!() };
     let (client_worker, mut crx) = recorder("c", false);
-    let opts = ConnectionOptions::new(url::Url::parse(&srv.url()).unwrap(), Target::from_addr(client_worker))
+    let opts = DialOptions::new(url::Url::parse(&srv.url()).unwrap(), Target::from_addr(client_worker))
         .compression(true);
     connect(opts).await.unwrap();
     let Event::Connect(b) = next(&mut rx).await.1 else { panic!() };
@@ -150,11 +150,11 @@ async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
     let big: String = (0..20_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let prepared = [PreparedMessage::text(big.clone()), PreparedMessage::binary(vec![1u8, 2, 3])];
     for id in [&a.id, &b.id] {
-        id.send(Message::text("before"));
+        id.send(Outgoing::text("before"));
         for p in &prepared {
             id.send_prepared(p);
         }
-        id.send(Message::text("after"));
+        id.send(Outgoing::text("after"));
     }
     let want = [
         TMessage::text("before"),
@@ -166,10 +166,10 @@ async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
         assert_eq!(&plain.next().await.unwrap().unwrap(), w);
     }
     let want_ours = [
-        Message::text("before"),
-        Message::text(big),
-        Message::binary(vec![1u8, 2, 3]),
-        Message::text("after"),
+        Outgoing::text("before"),
+        Outgoing::text(big),
+        Outgoing::binary(vec![1u8, 2, 3]),
+        Outgoing::text("after"),
     ];
     for w in &want_ours {
         let Event::Message(got) = next(&mut crx).await.1 else { panic!("expected a message") };
@@ -183,7 +183,7 @@ async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
 #[actix_web::test]
 async fn http_failures_have_the_right_status() {
     let (worker, _rx) = recorder("w", false);
-    let handler = Handler::new(options(worker)).unwrap();
+    let handler = WsHandler::new(options(worker)).unwrap();
     let srv = serve(handler.clone());
     let a = srv.addr;
     let cases: Vec<(String, u16)> = vec![
@@ -212,7 +212,7 @@ async fn origin_predicate_allows_cross_origin() {
     let opts = options(worker).check_origin(|req| {
         req.headers().get("origin").is_some_and(|o| o.as_bytes() == b"https://app.example")
     });
-    let srv = serve(Handler::new(opts).unwrap());
+    let srv = serve(WsHandler::new(opts).unwrap());
     RawClient::connect(srv.addr, "Origin: https://app.example\r\n").await;
     let (status, ..) =
         http_request(srv.addr, &upgrade_request(srv.addr, "Origin: https://other.example\r\n")).await;
@@ -222,7 +222,7 @@ async fn origin_predicate_allows_cross_origin() {
 #[actix_web::test]
 async fn no_live_pool_member_gives_503() {
     let (worker, _rx) = recorder("w", false);
-    let srv = serve(Handler::new(options(worker.clone())).unwrap());
+    let srv = serve(WsHandler::new(options(worker.clone())).unwrap());
     let _ = worker.send(StopRecorder).await;
     let (status, ..) = http_request(srv.addr, &upgrade_request(srv.addr, "")).await;
     assert_eq!(status, 503);
@@ -242,7 +242,7 @@ impl actix::Handler<StopRecorder> for Recorder {
 async fn subprotocol_and_compression_are_negotiated() {
     let (worker, mut rx) = recorder("w", true);
     let opts = options(worker).protocols(["v2", "v1"]).compression(true);
-    let srv = serve(Handler::new(opts).unwrap());
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (mut raw, head) = RawClient::connect(
         srv.addr,
         "Sec-WebSocket-Protocol: v1, v2\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
@@ -282,9 +282,9 @@ async fn subprotocol_and_compression_are_negotiated() {
 async fn violation(payload_frames: Vec<u8>, want: CloseCode, check: impl Fn(&ProtocolError) -> bool) {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
-    opts.connection.limits.max_frame_size = 1024;
-    opts.connection.limits.max_message_size = 4096;
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.limits.max_frame_size = 1024;
+    opts.settings.limits.max_message_size = 4096;
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     raw.send_raw(&payload_frames).await;
     assert_eq!(raw.expect_close().await, want.0);
@@ -338,7 +338,7 @@ async fn answers_to_messages_before_a_violation_or_close_go_out_first() {
     let arbiter = actix::Arbiter::new();
     let worker =
         Recorder::start_in_arbiter(&arbiter.handle(), move |_| Recorder { name: "w", tx, echo: true });
-    let srv = serve(Handler::new(options(worker)).unwrap());
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
     // One write: a text message, then `after`; the echo must come before our close `code`.
     let message_then = |text: &'static [u8], after: Vec<u8>, code: u16, round: usize| async move {
         let (mut raw, _) = RawClient::connect(srv.addr, "").await;
@@ -367,9 +367,9 @@ async fn answers_to_messages_before_a_violation_or_close_go_out_first() {
 async fn idle_timeout_closes_a_silent_peer() {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
-    opts.connection.heartbeat = None;
-    opts.connection.idle_timeout = Some(Duration::from_millis(300));
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.heartbeat = None;
+    opts.settings.idle_timeout = Some(Duration::from_millis(300));
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     assert_eq!(
         raw.recv().await,
@@ -386,9 +386,9 @@ async fn idle_timeout_closes_a_silent_peer() {
 async fn heartbeat_pings_keep_an_answering_peer_alive() {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
-    opts.connection.heartbeat = Some(Duration::from_millis(50));
-    opts.connection.idle_timeout = Some(Duration::from_millis(400));
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.heartbeat = Some(Duration::from_millis(50));
+    opts.settings.idle_timeout = Some(Duration::from_millis(400));
+    let srv = serve(WsHandler::new(opts).unwrap());
     let mut ws = tungstenite(&srv.url()).await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     // tungstenite answers pings while we read; ten of them outlast the idle timeout.
@@ -424,9 +424,9 @@ impl actix::Handler<MessageConnect> for Gate {
         let _ = self.tx.send(("gate", Event::Connect(m)));
     }
 }
-impl actix::Handler<Message> for Gate {
+impl actix::Handler<WsMessage> for Gate {
     type Result = ResponseFuture<()>;
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) -> Self::Result {
         let release = self.release.clone();
         let tx = self.tx.clone();
         Box::pin(async move {
@@ -448,8 +448,8 @@ async fn a_slow_target_slows_the_reading_instead_of_buffering() {
     let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let gate = Gate { release: release.clone(), tx, connect_gate: None }.start();
     let mut opts = HandlerOptions::new(Target::from_addr(gate));
-    opts.connection.max_in_flight = 4;
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.max_in_flight = 4;
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
 
@@ -489,10 +489,10 @@ async fn a_slow_target_slows_the_reading_instead_of_buffering() {
 async fn stuck_peer() -> (Events, MessageConnect, RawClient, TestServer) {
     let (worker, mut rx) = recorder("w", false);
     let mut opts = options(worker);
-    opts.connection.max_write_buffer = 256 * 1024;
-    opts.connection.write_timeout = Duration::from_millis(300);
-    opts.connection.close_timeout = Duration::from_millis(300);
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.max_write_buffer = 256 * 1024;
+    opts.settings.write_timeout = Duration::from_millis(300);
+    opts.settings.close_timeout = Duration::from_millis(300);
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
     (rx, c, raw, srv)
@@ -504,13 +504,13 @@ async fn a_stuck_peer_hits_the_outgoing_bound() {
     let chunk = bytes::Bytes::from(vec![1u8; 64 * 1024]);
     let mut accepted = 0usize;
     let err = loop {
-        match c.id.send_wait(Message::binary(chunk.clone())).await {
+        match c.id.send_wait(Outgoing::binary(chunk.clone())).await {
             Ok(()) => accepted += 1,
             Err(e) => break e,
         }
         assert!(accepted < 10_000, "never pushed back");
     };
-    assert_eq!(err, SendError::SlowConsumer);
+    assert_eq!(err, WriteError::SlowConsumer);
     assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::SlowConsumer);
     drop(raw);
 }
@@ -522,7 +522,7 @@ async fn fire_and_forget_writes_to_a_stuck_peer_stay_bounded_then_close() {
     // 64 MiB offered without waiting: the connection must neither buffer it all nor
     // lose it silently; it closes as a slow consumer.
     for _ in 0..1024 {
-        c.id.send(Message::binary(chunk.clone()));
+        c.id.send(Outgoing::binary(chunk.clone()));
     }
     let stats = c.id.stats().await;
     if let Ok(stats) = stats {
@@ -542,9 +542,9 @@ async fn a_burst_larger_than_the_buffer_reaches_a_reading_peer() {
     for (size, fragment_size) in [(3 << 20, None), (1 << 20, Some(4096))] {
         let (worker, mut rx) = recorder("w", true);
         let mut opts = options(worker);
-        opts.connection.write_timeout = Duration::from_secs(60);
-        opts.connection.fragment_size = fragment_size;
-        let srv = serve(Handler::new(opts).unwrap());
+        opts.settings.write_timeout = Duration::from_secs(60);
+        opts.settings.fragment_size = fragment_size;
+        let srv = serve(WsHandler::new(opts).unwrap());
         let mut ws = tungstenite(&srv.url()).await;
         let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
         let big = vec![9u8; size];
@@ -586,7 +586,7 @@ async fn message_connect_comes_first_even_when_its_handler_is_slow() {
             let recorder = Recorder { name: "recorder", tx, echo: false }.start();
             Target::from_recipients(gate.recipient(), recorder.clone().recipient(), recorder.recipient())
         };
-        let srv = serve(Handler::new(HandlerOptions::new(target)).unwrap());
+        let srv = serve(WsHandler::new(HandlerOptions::new(target)).unwrap());
         let (mut raw, _) = RawClient::connect(srv.addr, "").await;
         raw.send_raw(&client_frame(true, 0, 1, b"at once")).await;
         // Nothing may arrive while MessageConnect is being handled: a negative check, so
@@ -615,10 +615,10 @@ async fn a_stopped_target_gives_1011_and_a_disconnect() {
     );
     let mut opts = HandlerOptions::new(target);
     // Far beyond `next`'s 10 s: the disconnect must come from reading the peer's close.
-    opts.connection.close_timeout = Duration::from_secs(60);
+    opts.settings.close_timeout = Duration::from_secs(60);
     // A full window when the target dies must not stop the reading.
-    opts.connection.max_in_flight = 1;
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.max_in_flight = 1;
+    let srv = serve(WsHandler::new(opts).unwrap());
     let (mut raw, _) = RawClient::connect(srv.addr, "").await;
     let Event::Connect(_) = next(&mut rx).await.1 else { panic!() };
     dying.send(StopRecorder).await.unwrap();
@@ -638,7 +638,7 @@ async fn a_stopped_target_gives_1011_and_a_disconnect() {
 #[actix_web::test]
 async fn shutdown_closes_with_1001_disconnects_all_and_refuses_new() {
     let (worker, mut rx) = recorder("w", false);
-    let handler = Handler::new(options(worker)).unwrap();
+    let handler = WsHandler::new(options(worker)).unwrap();
     let srv = serve(handler.clone());
     let mut clients = Vec::new();
     for _ in 0..3 {
@@ -681,8 +681,8 @@ async fn busy_target_keeps_order(max_in_flight: usize) {
         Recorder { name: "w", tx, echo: true }
     });
     let mut opts = options(worker);
-    opts.connection.max_in_flight = max_in_flight;
-    let srv = serve(Handler::new(opts).unwrap());
+    opts.settings.max_in_flight = max_in_flight;
+    let srv = serve(WsHandler::new(opts).unwrap());
     const CONNS: usize = 4;
     const EACH: usize = 1000;
     let mut clients = Vec::new();
@@ -707,7 +707,7 @@ async fn busy_target_keeps_order(max_in_flight: usize) {
     let mut total = 0;
     while total < CONNS * EACH {
         if let (_, Event::Message(m)) = next(&mut rx).await {
-            let seq = m.id.as_ref().unwrap().seq();
+            let seq = m.id.seq();
             let n: usize = m.as_text().unwrap().split_once('-').unwrap().1.parse().unwrap();
             let expected = seen.entry(seq).or_default();
             assert_eq!(n, *expected, "connection {seq} out of order");

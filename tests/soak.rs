@@ -45,9 +45,9 @@ impl actix::Handler<MessageConnect> for Counter {
     type Result = ();
     fn handle(&mut self, _: MessageConnect, _: &mut actix::Context<Self>) {}
 }
-impl actix::Handler<Message> for Counter {
+impl actix::Handler<WsMessage> for Counter {
     type Result = ();
-    fn handle(&mut self, _: Message, _: &mut actix::Context<Self>) {
+    fn handle(&mut self, _: WsMessage, _: &mut actix::Context<Self>) {
         self.echoes.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -71,7 +71,7 @@ async fn thousands_of_connections_leave_nothing_behind() {
             se.fetch_add(1, Ordering::Relaxed);
         }
     });
-    let handler = Handler::new(options(server_worker)).unwrap();
+    let handler = WsHandler::new(options(server_worker)).unwrap();
     let srv = serve(handler.clone());
     let url = url::Url::parse(&srv.url()).unwrap();
 
@@ -80,8 +80,8 @@ async fn thousands_of_connections_leave_nothing_behind() {
     let disconnects = Arc::new(AtomicU64::new(0));
     let counter = Counter { echoes: echoes.clone(), disconnects: disconnects.clone() }.start();
     let target = Target::from_addr(counter);
-    let id = connect(ConnectionOptions::new(url.clone(), target.clone())).await.unwrap();
-    id.send_wait(Message::text("warm")).await.unwrap();
+    let id = connect(DialOptions::new(url.clone(), target.clone())).await.unwrap();
+    id.send_wait(Outgoing::text("warm")).await.unwrap();
     id.close(1000, "").unwrap();
     while disconnects.load(Ordering::Relaxed) < 1 {
         actix_rt::time::sleep(Duration::from_millis(5)).await;
@@ -96,10 +96,10 @@ async fn thousands_of_connections_leave_nothing_behind() {
         let (url, target, opened) = (url.clone(), target.clone(), opened.clone());
         loops.push(actix_rt::spawn(async move {
             while started.elapsed() < Duration::from_secs(secs) {
-                let id = connect(ConnectionOptions::new(url.clone(), target.clone())).await.expect("dial");
+                let id = connect(DialOptions::new(url.clone(), target.clone())).await.expect("dial");
                 opened.fetch_add(1, Ordering::Relaxed);
                 for i in 0..10 {
-                    id.send_wait(Message::text(format!("m{i}"))).await.expect("send");
+                    id.send_wait(Outgoing::text(format!("m{i}"))).await.expect("send");
                 }
                 id.close(1000, "").unwrap();
             }

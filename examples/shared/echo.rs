@@ -2,7 +2,7 @@
 //! back to its connection unchanged (body and kind).
 
 use actix::prelude::*;
-use actix_meta_websocket::{Message, MessageConnect, MessageDisconnect};
+use actix_meta_websocket::{MessageConnect, MessageDisconnect, WsMessage};
 
 /// Writes every message back to the connection it came from.
 pub struct Echo;
@@ -16,13 +16,11 @@ impl actix::Handler<MessageConnect> for Echo {
     fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
 }
 
-impl actix::Handler<Message> for Echo {
+impl actix::Handler<WsMessage> for Echo {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
-        let Message { id, kind, body } = m;
-        if let Some(id) = id {
-            id.send(Message { id: None, kind, body });
-        }
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        let (id, same) = m.into_parts();
+        id.send(same);
     }
 }
 

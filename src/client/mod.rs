@@ -3,6 +3,7 @@
 
 mod dialer;
 mod proxy;
+mod reconnect;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -11,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use proxy::Proxy;
+pub use reconnect::{reconnect, Backoff, DialFailed, Reconnecting};
 
 use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
 
 use crate::connection::{Parts, WsConnection};
 use crate::protocol::parse_extension_headers;
-use crate::{ConnectError, ConnectionConfig, ConnectionId, Pool};
+use crate::{ConnectError, ConnectionId, ConnectionSettings, Pool};
 
 /// What to dial and how (Ergo's `ConnectionOptions`).
 ///
@@ -27,22 +29,21 @@ use crate::{ConnectError, ConnectionConfig, ConnectionId, Pool};
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
-/// let url = url::Url::parse("ws://127.0.0.1:8080/ws").unwrap();
-/// let options = ConnectionOptions::new(url, Target::from_addr(Worker.start()))
+/// let options = DialOptions::new("ws://127.0.0.1:8080/ws", Worker.start())
 ///     .compression(true)
 ///     .protocols(["chat.v1"])
 ///     .header("authorization", "Bearer t0ken");
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct ConnectionOptions {
-    /// The server, `ws://` or `wss://`.
-    pub url: url::Url,
-    /// Who receives the connection's messages (a pool gives its next live member).
-    pub target: Pool,
+pub struct DialOptions {
+    /// The server, `ws://` or `wss://`; checked when dialling.
+    pub url: String,
+    /// Who receives the connection's messages: the pool's next live member.
+    pub pool: Pool,
     /// Bound on DNS, TCP, TLS and the upgrade together (default 15 s).
     pub handshake_timeout: Duration,
     /// Offer permessage-deflate (default off).
@@ -52,7 +53,7 @@ pub struct ConnectionOptions {
     /// Extra request headers (auth tokens, cookies, origin).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Limits, timers and buffers of the connection.
-    pub connection: ConnectionConfig,
+    pub settings: ConnectionSettings,
     /// Proxy policy (default: from the environment, as gorilla's dialer).
     pub proxy: Proxy,
     /// TLS settings for `wss://` (e.g. your own roots); by default webpki's roots.
@@ -63,17 +64,18 @@ pub struct ConnectionOptions {
     pub client: Option<awc::Client>,
 }
 
-impl ConnectionOptions {
-    /// Options with defaults for `url` and `target`.
-    pub fn new(url: url::Url, target: impl Into<Pool>) -> Self {
-        ConnectionOptions {
-            url,
-            target: target.into(),
+impl DialOptions {
+    /// Options with defaults for `url` (a `&str`, `String` or [`Url`](crate::Url)) and a
+    /// pool (an actor's `Addr`, a [`Target`](crate::Target) or a [`Pool`]).
+    pub fn new(url: impl Into<String>, pool: impl Into<Pool>) -> Self {
+        DialOptions {
+            url: url.into(),
+            pool: pool.into(),
             handshake_timeout: Duration::from_secs(15),
             compression: false,
             protocols: Vec::new(),
             headers: Vec::new(),
-            connection: ConnectionConfig::default(),
+            settings: ConnectionSettings::default(),
             proxy: Proxy::default(),
             #[cfg(feature = "rustls")]
             tls: None,
@@ -87,7 +89,7 @@ impl ConnectionOptions {
         /// Sets [`handshake_timeout`](Self::handshake_timeout).
         handshake_timeout: Duration,
         /// Sets the per-connection settings.
-        connection: ConnectionConfig,
+        settings: ConnectionSettings,
         /// Sets the proxy policy.
         proxy: Proxy,
     }
@@ -122,16 +124,16 @@ impl ConnectionOptions {
     }
 }
 
-impl fmt::Debug for ConnectionOptions {
+impl fmt::Debug for DialOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionOptions")
-            .field("url", &redacted(&self.url))
-            .field("target", &self.target)
+        f.debug_struct("DialOptions")
+            .field("url", &redact_str(&self.url))
+            .field("pool", &self.pool)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("compression", &self.compression)
             .field("protocols", &self.protocols)
             .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
-            .field("connection", &self.connection)
+            .field("connection", &self.settings)
             .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
@@ -151,38 +153,42 @@ impl fmt::Debug for ConnectionOptions {
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() -> Result<(), ConnectError> {
 /// let url = url::Url::parse("ws://127.0.0.1:8080/ws").unwrap();
-/// let id = connect(ConnectionOptions::new(url, Target::from_addr(Worker.start()))).await?;
-/// id.send(Message::text("hello"));
+/// let id = connect(DialOptions::new(url, Target::from_addr(Worker.start()))).await?;
+/// id.send(Outgoing::text("hello"));
 /// # Ok(()) }
 /// ```
-pub async fn connect(options: ConnectionOptions) -> Result<ConnectionId, ConnectError> {
-    options.connection.validate()?;
-    check_url(&options.url)?;
-    let target = options.target.pick().ok_or(ConnectError::NoTarget)?;
-    let dialled = dial(&options).await?;
+pub async fn connect(options: DialOptions) -> Result<ConnectionId, ConnectError> {
+    options.settings.validate()?;
+    let url = check_url(&options.url)?;
+    let target = options.pool.pick().ok_or(ConnectError::NoTarget)?;
+    let dialled = dial(&options, &url).await?;
     let headers = dialled.response.headers();
     let protocol = chosen_protocol(&options, headers)?;
     let deflate = accepted_deflate(&options, headers)?;
     let parts = Parts {
         target,
-        config: Arc::new(options.connection.clone()),
+        config: Arc::new(options.settings.clone()),
         deflate,
         protocol,
         local_addr: dialled.local_addr,
         remote_addr: dialled.remote_addr,
-        uri: redacted(&options.url),
+        uri: redacted(&url),
         headers,
         data: None,
     };
     Ok(WsConnection::dial(parts, dialled.socket, dialled.read_buf))
 }
 
-fn check_url(url: &url::Url) -> Result<(), ConnectError> {
-    let url_err = |reason: &str| Err(ConnectError::Url { url: redacted(url), reason: reason.to_owned() });
+fn check_url(given: &str) -> Result<url::Url, ConnectError> {
+    let url_err = |reason: &str| Err(ConnectError::Url { url: redact_str(given), reason: reason.to_owned() });
+    let url = match url::Url::parse(given) {
+        Ok(url) => url,
+        Err(e) => return url_err(&e.to_string()),
+    };
     match url.scheme() {
         "ws" | "wss" => {}
         _ => return url_err("scheme must be ws or wss"),
@@ -193,7 +199,7 @@ fn check_url(url: &url::Url) -> Result<(), ConnectError> {
     if url.scheme() == "wss" && !cfg!(feature = "rustls") {
         return url_err("wss:// needs the `rustls` feature");
     }
-    Ok(())
+    Ok(url)
 }
 
 /// An upgraded connection, before its answer is checked.
@@ -207,8 +213,8 @@ struct Dialled {
 }
 
 /// DNS, TCP, proxy, TLS and the upgrade, within the handshake timeout.
-async fn dial(options: &ConnectionOptions) -> Result<Dialled, ConnectError> {
-    let proxy = options.proxy.resolve(&options.url, |k| std::env::var(k).ok())?;
+async fn dial(options: &DialOptions, url: &url::Url) -> Result<Dialled, ConnectError> {
+    let proxy = options.proxy.resolve(url, |k| std::env::var(k).ok())?;
     let state = Rc::new(RefCell::new(dialer::DialState::default()));
     let client = match &options.client {
         Some(c) => c.clone(),
@@ -216,18 +222,19 @@ async fn dial(options: &ConnectionOptions) -> Result<Dialled, ConnectError> {
     };
     let timeout = options.handshake_timeout;
     let started = std::time::Instant::now();
-    let (response, socket, read_buf) = match tokio::time::timeout(timeout, handshake(options, client)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(dial_error(options, &mut state.borrow_mut(), e, started)),
-        Err(_) => return Err(ConnectError::Timeout(timeout)),
-    };
+    let (response, socket, read_buf) =
+        match tokio::time::timeout(timeout, handshake(options, url, client)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(dial_error(url, &mut state.borrow_mut(), e, started)),
+            Err(_) => return Err(ConnectError::Timeout(timeout)),
+        };
     let st = state.borrow();
     Ok(Dialled { response, socket, read_buf, local_addr: st.local, remote_addr: st.remote })
 }
 
 /// The dialer's own error says more than awc's wrapping of it.
 fn dial_error(
-    options: &ConnectionOptions,
+    url: &url::Url,
     st: &mut dialer::DialState,
     e: ConnectError,
     started: std::time::Instant,
@@ -235,11 +242,9 @@ fn dial_error(
     match (st.error.take(), e) {
         (Some(ours), _) => ours,
         // TCP was up, so an I/O failure before the upgrade on wss is the TLS step.
-        (None, ConnectError::Connect { source, .. })
-            if st.remote.is_some() && options.url.scheme() == "wss" =>
-        {
+        (None, ConnectError::Connect { source, .. }) if st.remote.is_some() && url.scheme() == "wss" => {
             ConnectError::Tls {
-                host: options.url.host_str().unwrap_or_default().to_owned(),
+                host: url.host_str().unwrap_or_default().to_owned(),
                 reason: source.to_string(),
             }
         }
@@ -250,7 +255,7 @@ fn dial_error(
 }
 
 /// The subprotocol the server chose, which must be one we offered.
-fn chosen_protocol(options: &ConnectionOptions, headers: &HeaderMap) -> Result<Option<String>, ConnectError> {
+fn chosen_protocol(options: &DialOptions, headers: &HeaderMap) -> Result<Option<String>, ConnectError> {
     let Some(v) = headers.get(header::SEC_WEBSOCKET_PROTOCOL) else { return Ok(None) };
     let p = v.to_str().map_err(|_| ConnectError::Handshake("subprotocol is not text".into()))?;
     if !options.protocols.iter().any(|o| o == p) {
@@ -264,14 +269,14 @@ fn chosen_protocol(options: &ConnectionOptions, headers: &HeaderMap) -> Result<O
 /// The server's permessage-deflate answer, which must fit our offer; no extension at all
 /// when we offered none.
 fn accepted_deflate(
-    options: &ConnectionOptions,
+    options: &DialOptions,
     headers: &HeaderMap,
 ) -> Result<Option<crate::protocol::DeflateParams>, ConnectError> {
     let lines: Vec<&str> =
         headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).filter_map(|v| v.to_str().ok()).collect();
     let answered = parse_extension_headers(lines).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     if options.compression {
-        return Ok(options.connection.deflate.accept_client(&answered)?);
+        return Ok(options.settings.deflate.accept_client(&answered)?);
     }
     match answered.first() {
         Some(ext) => Err(ConnectError::Handshake(format!(
@@ -287,6 +292,14 @@ pub(crate) fn bare_host(host: &str) -> &str {
     host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
+/// `url` as given, with credentials hidden (see [`redacted`]).
+fn redact_str(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => redacted(&u),
+        Err(_) => proxy::redact_str(url),
+    }
+}
+
 /// `url` with its credentials, if any, replaced by `***`, for errors, logs and `Debug`.
 pub(crate) fn redacted(url: &url::Url) -> String {
     if url.username().is_empty() && url.password().is_none() {
@@ -299,10 +312,11 @@ pub(crate) fn redacted(url: &url::Url) -> String {
 }
 
 async fn handshake(
-    options: &ConnectionOptions,
+    options: &DialOptions,
+    url: &url::Url,
     client: awc::Client,
 ) -> Result<(awc::ClientResponse, awc::BoxedSocket, bytes::BytesMut), ConnectError> {
-    let mut req = client.ws(options.url.as_str());
+    let mut req = client.ws(url.as_str());
     for (name, value) in &options.headers {
         req = req.header(name.clone(), value.clone());
     }
@@ -310,9 +324,9 @@ async fn handshake(
         req = req.protocols(&options.protocols);
     }
     if options.compression {
-        req = req.set_header(header::SEC_WEBSOCKET_EXTENSIONS, options.connection.deflate.client_offer());
+        req = req.set_header(header::SEC_WEBSOCKET_EXTENSIONS, options.settings.deflate.client_offer());
     }
-    let (response, framed) = req.connect().await.map_err(|e| map_ws_error(e, &options.url))?;
+    let (response, framed) = req.connect().await.map_err(|e| map_ws_error(e, url))?;
     let parts = framed.into_parts();
     Ok((response, parts.io, parts.read_buf))
 }
@@ -320,7 +334,7 @@ async fn handshake(
 /// An awc client whose TCP step is our dialer (proxy, addresses), HTTP/1.1 only: a
 /// WebSocket upgrade cannot ride on an HTTP/2 connection chosen by ALPN.
 fn build_client(
-    options: &ConnectionOptions,
+    options: &DialOptions,
     proxy: Option<url::Url>,
     state: Rc<RefCell<dialer::DialState>>,
 ) -> awc::Client {

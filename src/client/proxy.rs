@@ -19,6 +19,7 @@ use crate::ConnectError;
 /// assert_eq!(format!("{p:?}"), "Url(\"http://***@127.0.0.1:3128/\")");
 /// ```
 #[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Proxy {
     /// From `HTTPS_PROXY` (wss) or `HTTP_PROXY` (ws), upper or lower case, unless
     /// `NO_PROXY` matches the host. As in Go, `localhost` and loopback addresses are never
@@ -84,7 +85,7 @@ fn parse_proxy_url(s: &str) -> Result<url::Url, ConnectError> {
 
 /// A proxy string as given, with anything before an `@` in its authority hidden: it may be
 /// credentials, even in a string too broken to parse.
-fn redact_str(s: &str) -> String {
+pub(super) fn redact_str(s: &str) -> String {
     let (scheme, rest) = s.split_once("://").map_or(("", s), |(a, b)| (a, b));
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
@@ -313,7 +314,7 @@ mod tests {
             assert!(!shown.contains("alice") && !shown.contains("s3cret"), "{shown}");
         }
         let target = url::Url::parse("ws://bob:hunter2@example.com/ws").unwrap();
-        let options = crate::ConnectionOptions::new(target, crate::Pool::from(dead_target()));
+        let options = crate::DialOptions::new(target, crate::Pool::from(dead_target()));
         let shown = format!("{options:?}");
         assert!(!shown.contains("bob") && !shown.contains("hunter2"), "{shown}");
     }
@@ -328,9 +329,9 @@ mod tests {
             type Result = ();
             fn handle(&mut self, _: crate::MessageConnect, _: &mut Self::Context) {}
         }
-        impl actix::Handler<crate::Message> for Nobody {
+        impl actix::Handler<crate::WsMessage> for Nobody {
             type Result = ();
-            fn handle(&mut self, _: crate::Message, _: &mut Self::Context) {}
+            fn handle(&mut self, _: crate::WsMessage, _: &mut Self::Context) {}
         }
         impl actix::Handler<crate::MessageDisconnect> for Nobody {
             type Result = ();

@@ -9,7 +9,8 @@ use std::time::Instant;
 use actix_http::header::HeaderMap;
 
 use super::Parts;
-use crate::{ConnectData, ConnectionId, MessageConnect};
+use crate::message::ConnectData;
+use crate::{ConnectionId, MessageConnect};
 
 pub(super) struct Details {
     pub(super) started: Instant,

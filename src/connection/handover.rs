@@ -28,10 +28,10 @@ use std::task::{Context, Poll, Waker};
 
 use actix::prelude::*;
 
-use crate::{ConnectionConfig, Message, MessageConnect, MessageDisconnect, Target};
+use crate::{ConnectionSettings, MessageConnect, MessageDisconnect, Target, WsMessage};
 
 /// A request in place; its box is kept for the next hand-over (see `Handover::spare`).
-type RequestBox = Pin<Box<Option<RecipientRequest<Message>>>>;
+type RequestBox = Pin<Box<Option<RecipientRequest<WsMessage>>>>;
 
 /// What the hand-over saw while polling its answers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub(super) struct Handover {
     connect: Connect,
     window: Window,
     /// The latest message, not yet handed over: it goes last in its batch, as the fence.
-    held: Option<Message>,
+    held: Option<WsMessage>,
     /// Hand-overs whose answer is awaited, oldest first.
     fences: VecDeque<Fence>,
     /// The box of the last answered fence, for the next one: at one fence in flight (the
@@ -162,7 +162,7 @@ impl Handover {
     }
 
     /// The window has room for another message.
-    pub(super) fn has_room(&self, config: &ConnectionConfig) -> bool {
+    pub(super) fn has_room(&self, config: &ConnectionSettings) -> bool {
         self.in_flight() < config.max_in_flight as u64
             && self.window.sent_bytes - self.window.handled_bytes < config.max_in_flight_bytes as u64
     }
@@ -175,7 +175,7 @@ impl Handover {
     /// Queues `msg` for the target. It is held back as the next fence; the one held before
     /// goes now with `do_send`. Returns whether the window is now full (the caller stops
     /// reading and calls `hand_over_held`).
-    pub(super) fn push(&mut self, msg: Message, config: &ConnectionConfig) -> bool {
+    pub(super) fn push(&mut self, msg: WsMessage, config: &ConnectionSettings) -> bool {
         if self.gone {
             return false; // Nobody to deliver to: the one documented loss.
         }
@@ -320,7 +320,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{ConnectionId, WsConnection};
+    use crate::{ConnectionId, MessageKind, WsConnection};
 
     /// A target that counts messages and, on `MessageDisconnect`, reports the count.
     struct Counter {
@@ -335,9 +335,9 @@ mod tests {
         type Result = ();
         fn handle(&mut self, _: MessageConnect, _: &mut Self::Context) {}
     }
-    impl actix::Handler<Message> for Counter {
+    impl actix::Handler<WsMessage> for Counter {
         type Result = ();
-        fn handle(&mut self, _: Message, _: &mut Self::Context) {
+        fn handle(&mut self, _: WsMessage, _: &mut Self::Context) {
             std::thread::sleep(self.delay);
             self.messages.fetch_add(1, SeqCst);
         }
@@ -369,15 +369,15 @@ mod tests {
         (Target::from_addr(addr), rx)
     }
 
-    fn message() -> Message {
-        Message::text("m")
+    fn message(id: &ConnectionId) -> WsMessage {
+        WsMessage::new(id.clone(), MessageKind::Text, bytes::Bytes::from_static(b"m"))
     }
 
     #[actix::test]
     async fn finishing_with_fences_in_flight_loses_no_message() {
         // A slow target on its own thread: every batch's fence is unanswered at the end.
         let (target, done) = counter(Duration::from_millis(2));
-        let config = ConnectionConfig { max_in_flight: 4, ..Default::default() };
+        let config = ConnectionSettings { max_in_flight: 4, ..Default::default() };
         let mut handover = Handover::new(target);
         let id = some_id();
         assert!(handover.connect(
@@ -394,7 +394,7 @@ mod tests {
             None
         ));
         for n in 1..=10 {
-            if handover.push(message(), &config) || n == 10 {
+            if handover.push(message(&id), &config) || n == 10 {
                 handover.hand_over_held(None);
             }
         }
@@ -407,10 +407,11 @@ mod tests {
     #[actix::test]
     async fn a_full_window_asks_for_a_fence_and_answers_reopen_it() {
         let (target, _done) = counter(Duration::ZERO);
-        let config = ConnectionConfig { max_in_flight: 2, ..Default::default() };
+        let config = ConnectionSettings { max_in_flight: 2, ..Default::default() };
         let mut handover = Handover::new(target);
-        assert!(!handover.push(message(), &config));
-        assert!(handover.push(message(), &config), "two in flight fill a window of two");
+        let id = some_id();
+        assert!(!handover.push(message(&id), &config));
+        assert!(handover.push(message(&id), &config), "two in flight fill a window of two");
         assert!(!handover.is_drained());
         handover.hand_over_held(None);
         let answered = std::future::poll_fn(|task| {

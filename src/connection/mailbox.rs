@@ -7,12 +7,12 @@ use tokio::sync::oneshot;
 use super::write_queue::Outbound;
 use super::WsConnection;
 use crate::protocol::CloseCode;
-use crate::{DisconnectReason, Message, SendError, Stats};
+use crate::{DisconnectReason, Outgoing, Stats, WriteError};
 
-impl Handler<Message> for WsConnection {
+impl Handler<Outgoing> for WsConnection {
     type Result = ();
 
-    fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Outgoing, ctx: &mut Self::Context) {
         self.pump.runs_next();
         self.submit(Outbound::Message(msg), None, ctx);
     }
@@ -20,11 +20,11 @@ impl Handler<Message> for WsConnection {
 
 /// An awaitable write (see [`ConnectionId::send_wait`](crate::ConnectionId::send_wait)).
 #[derive(Debug, actix::Message)]
-#[rtype(result = "Result<(), SendError>")]
-pub struct SendMessage(pub Message);
+#[rtype(result = "Result<(), WriteError>")]
+pub struct SendMessage(pub Outgoing);
 
 impl Handler<SendMessage> for WsConnection {
-    type Result = ResponseFuture<Result<(), SendError>>;
+    type Result = ResponseFuture<Result<(), WriteError>>;
 
     fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
         self.pump.runs_next();
@@ -32,7 +32,7 @@ impl Handler<SendMessage> for WsConnection {
         self.submit(Outbound::Message(msg), Some(tx), ctx);
         // Answered when written, or when the connection closes (a stuck peer is closed by
         // the stall watch within 1.25 write timeouts).
-        Box::pin(async move { rx.await.unwrap_or(Err(SendError::Closed)) })
+        Box::pin(async move { rx.await.unwrap_or(Err(WriteError::Closed)) })
     }
 }
 

@@ -50,11 +50,12 @@ use actix_http::header::HeaderMap;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::message::ConnectData;
 use crate::protocol::{CloseCode, DeflateParams, Incoming, OpCode, Role};
 use crate::registry::Registration;
 use crate::{
-    ConnectData, ConnectionConfig, ConnectionId, DisconnectReason, Initiator, Message, MessageDisconnect,
-    MessageKind, SendError, Target,
+    ConnectionId, ConnectionSettings, DisconnectReason, Initiator, MessageDisconnect, MessageKind, Target,
+    WriteError, WsMessage,
 };
 use details::Details;
 use framed::{Codec, Framed};
@@ -72,26 +73,26 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// The actor behind one WebSocket connection (Ergo's WebSocket Connection meta-process).
 ///
-/// It is started by a [`Handler`](crate::Handler) for each accepted upgrade and by
+/// It is started by a [`WsHandler`](crate::WsHandler) for each accepted upgrade and by
 /// [`connect`](crate::connect) for each dialled connection; users address it through its
-/// [`ConnectionId`], which it reports in [`MessageConnect`].
+/// [`ConnectionId`], which it reports in [`MessageConnect`](crate::MessageConnect).
 ///
-/// It accepts [`Message`](crate::Message) (fire-and-forget writes) and, through
+/// It accepts [`Outgoing`](crate::Outgoing) (fire-and-forget writes) and, through
 /// [`ConnectionId::send_wait`] and [`ConnectionId::stats`], awaitable writes and stats.
 /// Its address is public for code that works with actix addresses directly:
 ///
 /// ```no_run
-/// # use actix_meta_websocket::{ConnectionId, GetStats, Message, SendMessage};
+/// # use actix_meta_websocket::{ConnectionId, GetStats, Outgoing, SendMessage};
 /// # async fn demo(id: ConnectionId) -> Result<(), actix::MailboxError> {
 /// let addr = id.addr().clone(); // Addr<WsConnection>
-/// addr.do_send(Message::text("the same as id.send"));
-/// let written = addr.send(SendMessage(Message::text("the same as id.send_wait"))).await?;
+/// addr.do_send(Outgoing::text("the same as id.send"));
+/// let written = addr.send(SendMessage(Outgoing::text("the same as id.send_wait"))).await?;
 /// let stats = addr.send(GetStats).await?;
 /// # Ok(()) }
 /// ```
 pub struct WsConnection {
     id: ConnectionId,
-    config: Arc<ConnectionConfig>,
+    config: Arc<ConnectionSettings>,
     framed: Framed,
     handover: Handover,
     queue: WriteQueue,
@@ -109,7 +110,7 @@ pub struct WsConnection {
 /// the handler and the dialer.
 pub(crate) struct Parts<'a> {
     pub(crate) target: Target,
-    pub(crate) config: Arc<ConnectionConfig>,
+    pub(crate) config: Arc<ConnectionSettings>,
     pub(crate) deflate: Option<DeflateParams>,
     pub(crate) protocol: Option<String>,
     pub(crate) local_addr: Option<SocketAddr>,
@@ -226,8 +227,8 @@ impl WsConnection {
         self.framed.encode_close(code, &text);
         self.id.mark_closing();
         let error = match self.lifecycle.reason() {
-            Some(DisconnectReason::SlowConsumer) => SendError::SlowConsumer,
-            _ => SendError::Closed,
+            Some(DisconnectReason::SlowConsumer) => WriteError::SlowConsumer,
+            _ => WriteError::Closed,
         };
         let dropped = self.queue.fail_all(&error);
         if dropped > 0 {
@@ -335,7 +336,7 @@ impl WsConnection {
     /// the connection afterwards; only a target that is gone does not get it.
     fn deliver(&mut self, kind: MessageKind, body: bytes::Bytes) {
         self.details.messages.received(body.len());
-        let msg = Message { id: Some(self.id.clone()), kind, body };
+        let msg = WsMessage::new(self.id.clone(), kind, body);
         if self.handover.push(msg, &self.config) {
             self.hand_over_held();
         }
@@ -403,7 +404,7 @@ impl WsConnection {
 
 /// A new connection's id: it carries the actor's own address, made once, which serves
 /// every message, the registry and `MessageConnect` without a new actix sender each.
-fn new_id(ctx: &Context<WsConnection>, config: &ConnectionConfig) -> ConnectionId {
+fn new_id(ctx: &Context<WsConnection>, config: &ConnectionSettings) -> ConnectionId {
     let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
     ConnectionId::new(seq, ctx.address(), config.max_write_buffer)
 }
@@ -424,7 +425,7 @@ impl Actor for WsConnection {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.lifecycle.finish();
-        let dropped = self.queue.fail_all(&SendError::Closed);
+        let dropped = self.queue.fail_all(&WriteError::Closed);
         if dropped > 0 {
             tracing::debug!(parent: &self.span, dropped, "queued messages dropped by the end");
         }
@@ -435,5 +436,6 @@ impl Actor for WsConnection {
         let (bytes_in, bytes_out) = (self.framed.bytes_in(), self.framed.bytes_out());
         tracing::info!(parent: &self.span, %reason, bytes_in, bytes_out, "disconnected");
         self.handover.finish(MessageDisconnect { id: self.id.clone(), reason });
+        self.id.mark_ended();
     }
 }

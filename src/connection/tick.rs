@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::{sleep, Instant, Sleep};
 
-use crate::ConnectionConfig;
+use crate::ConnectionSettings;
 
 pub(super) struct Tick {
     every: Duration,
@@ -23,7 +23,7 @@ pub(super) struct Tick {
 
 impl Tick {
     /// A check every `period(config)`, if any; needs a tokio runtime.
-    pub(super) fn for_config(config: &ConnectionConfig) -> Option<Self> {
+    pub(super) fn for_config(config: &ConnectionSettings) -> Option<Self> {
         let every = period(config)?;
         Some(Tick { every, timer: Box::pin(sleep(every)), registered: None })
     }
@@ -51,7 +51,7 @@ impl Tick {
 
 /// The check's period: the heartbeat, or a quarter of the idle timeout if shorter; `None`
 /// when both are off.
-fn period(config: &ConnectionConfig) -> Option<Duration> {
+fn period(config: &ConnectionSettings) -> Option<Duration> {
     let every = match (config.heartbeat, config.idle_timeout) {
         (None, None) => return None,
         (Some(h), None) => h,
@@ -87,7 +87,7 @@ impl Liveness {
     }
 
     /// What a check at `now` must do.
-    pub(super) fn check(&mut self, now: std::time::Instant, config: &ConnectionConfig) -> Due {
+    pub(super) fn check(&mut self, now: std::time::Instant, config: &ConnectionSettings) -> Due {
         let idle = now.saturating_duration_since(self.last_activity);
         if config.idle_timeout.is_some_and(|limit| idle >= limit) {
             return Due::IdleTimeout;
@@ -106,8 +106,8 @@ impl Liveness {
 mod tests {
     use super::*;
 
-    fn config(heartbeat: u64, idle: u64) -> ConnectionConfig {
-        ConnectionConfig {
+    fn config(heartbeat: u64, idle: u64) -> ConnectionSettings {
+        ConnectionSettings {
             heartbeat: Some(Duration::from_secs(heartbeat)),
             idle_timeout: Some(Duration::from_secs(idle)),
             ..Default::default()
@@ -143,7 +143,7 @@ mod tests {
     fn the_period_follows_the_shorter_timer() {
         assert_eq!(period(&config(30, 90)), Some(Duration::from_millis(22_500)));
         assert_eq!(period(&config(10, 90)), Some(Duration::from_secs(10)));
-        let off = ConnectionConfig { heartbeat: None, idle_timeout: None, ..Default::default() };
+        let off = ConnectionSettings { heartbeat: None, idle_timeout: None, ..Default::default() };
         assert_eq!(period(&off), None);
     }
 }

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::{Message, MessageKind, PreparedMessage, SendError};
+use crate::{MessageKind, Outgoing, PreparedMessage, WriteError};
 
 /// A write for the connection.
 pub(super) enum Outbound {
-    Message(Message),
+    Message(Outgoing),
     Prepared(PreparedMessage),
 }
 
@@ -31,7 +31,7 @@ impl Outbound {
 }
 
 /// Where an awaited write (`send_wait`) learns its outcome.
-pub(super) type Answer = oneshot::Sender<Result<(), SendError>>;
+pub(super) type Answer = oneshot::Sender<Result<(), WriteError>>;
 
 /// A write waiting for room.
 pub(super) struct Waiter {
@@ -113,7 +113,7 @@ impl WriteQueue {
 
     /// Answers every awaiting sender with `error` and empties the queue; returns how many
     /// fire-and-forget writes were dropped with it.
-    pub(super) fn fail_all(&mut self, error: &SendError) -> usize {
+    pub(super) fn fail_all(&mut self, error: &WriteError) -> usize {
         let mut dropped = 0;
         for w in self.waiters.drain(..) {
             match w.tx {
@@ -196,7 +196,7 @@ mod tests {
     use super::*;
 
     fn fire_and_forget(len: usize) -> Waiter {
-        Waiter { item: Outbound::Message(Message::binary(vec![0u8; len])), tx: None }
+        Waiter { item: Outbound::Message(Outgoing::binary(vec![0u8; len])), tx: None }
     }
 
     #[test]
@@ -215,9 +215,9 @@ mod tests {
     #[test]
     fn control_frames_pass_data_waits_and_a_close_keeps_its_place() {
         let mut q = WriteQueue::default();
-        let ping = Outbound::Message(Message::ping("p"));
-        let close = Outbound::Message(Message::close(1000u16, ""));
-        let data = Outbound::Message(Message::text("d"));
+        let ping = Outbound::Message(Outgoing::ping("p"));
+        let close = Outbound::Message(Outgoing::close(1000u16, ""));
+        let data = Outbound::Message(Outgoing::text("d"));
         assert_eq!(q.admit(&data, false, true, 100), Admission::Write);
         assert_eq!(q.admit(&data, false, false, 100), Admission::Queue, "no room: data waits");
         assert_eq!(q.admit(&close, false, false, 100), Admission::Write, "nothing before it");
@@ -233,9 +233,9 @@ mod tests {
         let mut q = WriteQueue::default();
         let (tx, mut rx) = oneshot::channel();
         q.push(fire_and_forget(1));
-        q.push(Waiter { item: Outbound::Message(Message::text("x")), tx: Some(tx) });
-        assert_eq!(q.fail_all(&SendError::SlowConsumer), 1);
-        assert_eq!(rx.try_recv(), Ok(Err(SendError::SlowConsumer)));
+        q.push(Waiter { item: Outbound::Message(Outgoing::text("x")), tx: Some(tx) });
+        assert_eq!(q.fail_all(&WriteError::SlowConsumer), 1);
+        assert_eq!(rx.try_recv(), Ok(Err(WriteError::SlowConsumer)));
         assert!(q.is_empty() && q.bytes() == 0);
     }
 

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use super::write_queue::{Admission, Answer, Outbound, Stall, Waiter};
 use super::WsConnection;
 use crate::protocol::{CloseCode, DataKind, OpCode, Role};
-use crate::{DisconnectReason, Initiator, MessageKind, SendError};
+use crate::{DisconnectReason, Initiator, MessageKind, WriteError};
 
 impl WsConnection {
     /// Takes a write: encoded now, queued for room, or refused. An awaited write is
@@ -20,7 +20,7 @@ impl WsConnection {
         if self.lifecycle.close_sent() {
             match tx {
                 Some(tx) => {
-                    let _ = tx.send(Err(SendError::Closed));
+                    let _ = tx.send(Err(WriteError::Closed));
                 }
                 None => tracing::trace!(parent: &self.span, "message for a closing connection dropped"),
             }
@@ -43,7 +43,7 @@ impl WsConnection {
     }
 
     /// Answers an awaited write, or logs a refusal nobody awaits.
-    fn answer_write(&self, tx: Option<Answer>, result: Result<(), SendError>) {
+    fn answer_write(&self, tx: Option<Answer>, result: Result<(), WriteError>) {
         match tx {
             Some(tx) => {
                 let _ = tx.send(result);
@@ -96,7 +96,7 @@ impl WsConnection {
 
     /// Encodes one outgoing message; `Err` only for messages that cannot be sent.
     /// Callers check that our close frame is not out yet.
-    fn write(&mut self, item: &Outbound, ctx: &mut Context<Self>) -> Result<(), SendError> {
+    fn write(&mut self, item: &Outbound, ctx: &mut Context<Self>) -> Result<(), WriteError> {
         let converted;
         let msg = match item {
             Outbound::Message(m) => m,
@@ -106,14 +106,14 @@ impl WsConnection {
                 return Ok(());
             }
             Outbound::Prepared(p) => {
-                converted = p.to_message();
+                converted = p.to_outgoing();
                 &converted
             }
         };
         match msg.kind {
             MessageKind::Text => {
                 if simdutf8::basic::from_utf8(&msg.body).is_err() {
-                    return Err(SendError::Invalid("text message is not UTF-8".into()));
+                    return Err(WriteError::Invalid("text message is not UTF-8".into()));
                 }
                 self.framed.encode_data(DataKind::Text, &msg.body, self.fragment_size())?;
             }
@@ -129,11 +129,11 @@ impl WsConnection {
     }
 
     /// A `Close` message from a writer: the closing handshake with its code and reason.
-    fn write_close(&mut self, payload: &[u8], ctx: &mut Context<Self>) -> Result<(), SendError> {
+    fn write_close(&mut self, payload: &[u8], ctx: &mut Context<Self>) -> Result<(), WriteError> {
         let (code, text) = match crate::protocol::parse_close_payload(payload) {
             Ok(Some(f)) => (f.code, f.reason),
             Ok(None) => (CloseCode::NO_STATUS, String::new()),
-            Err(e) => return Err(SendError::Invalid(format!("close payload: {e}"))),
+            Err(e) => return Err(WriteError::Invalid(format!("close payload: {e}"))),
         };
         let reason = DisconnectReason::Closed { initiator: Initiator::Local, code, reason: text.clone() };
         self.close(code, &text, reason, ctx);

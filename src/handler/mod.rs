@@ -1,4 +1,4 @@
-//! The server half: the `Handler` that upgrades actix-web requests into `WsConnection`
+//! The server half: the `WsHandler` that upgrades actix-web requests into `WsConnection`
 //! actors (Ergo's `CreateHandler`), and its shutdown.
 
 mod options;
@@ -19,14 +19,51 @@ pub use options::{HandlerOptions, OriginCheck};
 pub use request::{record_local_addr, HandshakeError};
 
 use crate::connection::{Parts, Shutdown, WsConnection};
+use crate::message::ConnectData;
 use crate::registry::Registry;
-use crate::{ConfigError, ConnectData, ConnectionConfig};
+use crate::{ConfigError, ConnectionSettings, Target};
 use request::{check_request, local_addr};
+
+/// What one upgrade chooses for itself (see [`WsHandler::upgrade_with`]).
+#[derive(Default)]
+#[must_use]
+pub struct Upgrade {
+    target: Option<Target>,
+    data: Option<ConnectData>,
+}
+
+impl Upgrade {
+    /// The handler's defaults: the pool's next target, nothing attached.
+    pub fn new() -> Self {
+        Upgrade::default()
+    }
+
+    /// This connection's target instead of the pool's next one: an actor's `Addr` or a
+    /// [`Target`].
+    pub fn target(mut self, target: impl Into<Target>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// A value for [`MessageConnect::data`](crate::MessageConnect::data), read back with
+    /// its type (`m.data::<T>()`); what an extractor or middleware established, such as the
+    /// authenticated user.
+    pub fn data<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.data = Some(ConnectData::new(value));
+        self
+    }
+}
+
+impl fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrade").field("target", &self.target).field("data", &self.data.is_some()).finish()
+    }
+}
 
 struct Inner {
     options: HandlerOptions,
-    /// `options.connection`, shared by every connection instead of copied into each.
-    connection: Arc<ConnectionConfig>,
+    /// `options.settings`, shared by every connection instead of copied into each.
+    settings: Arc<ConnectionSettings>,
     registry: Registry,
 }
 
@@ -53,10 +90,10 @@ struct Inner {
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix_web::main] async fn main() -> std::io::Result<()> {
-/// let handler = Handler::new(HandlerOptions::new(Pool::new([Worker.start()]).unwrap()))?;
+/// let handler = WsHandler::new(HandlerOptions::new(Pool::new([Worker.start()]).unwrap()))?;
 /// let h = handler.clone();
 /// HttpServer::new(move || {
 ///     let h2 = h.clone();
@@ -68,7 +105,7 @@ struct Inner {
 ///             async move {
 ///                 let user = req.headers().get("x-user").ok_or(HandshakeError::BadRequest("no user"))?;
 ///                 let user = user.to_str().unwrap_or_default().to_owned();
-///                 h.upgrade_with(&req, body, user)
+///                 h.upgrade_with(&req, body, Upgrade::new().data(user))
 ///             }
 ///         }))
 /// })
@@ -82,13 +119,13 @@ struct Inner {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Handler {
+pub struct WsHandler {
     inner: Arc<Inner>,
 }
 
-impl fmt::Debug for Handler {
+impl fmt::Debug for WsHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handler")
+        f.debug_struct("WsHandler")
             .field("options", &self.inner.options)
             .field("connections", &self.connections())
             .field("shut_down", &self.is_shut_down())
@@ -98,8 +135,8 @@ impl fmt::Debug for Handler {
 
 type UpgradeFuture = std::future::Ready<Result<HttpResponse, HandshakeError>>;
 
-impl Handler {
-    /// A handler with `options`, or the setting in `options.connection` that cannot work.
+impl WsHandler {
+    /// A handler with `options`, or the setting in `options.settings` that cannot work.
     ///
     /// ```
     /// # use actix::{Actor, Context};
@@ -107,20 +144,20 @@ impl Handler {
     /// # struct Worker;
     /// # impl Actor for Worker { type Context = Context<Self>; }
     /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
     /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
     /// # #[actix::main] async fn main() {
     /// let mut options = HandlerOptions::new(Target::from_addr(Worker.start()));
-    /// options.connection.max_write_buffer = 0;
-    /// let err = Handler::new(options).unwrap_err();
+    /// options.settings.max_write_buffer = 0;
+    /// let err = WsHandler::new(options).unwrap_err();
     /// assert_eq!(err.field, "max_write_buffer");
     /// # }
     /// ```
     pub fn new(options: HandlerOptions) -> Result<Self, ConfigError> {
-        options.connection.validate()?;
-        Ok(Handler {
+        options.settings.validate()?;
+        Ok(WsHandler {
             inner: Arc::new(Inner {
-                connection: Arc::new(options.connection.clone()),
+                settings: Arc::new(options.settings.clone()),
                 options,
                 registry: Registry::default(),
             }),
@@ -139,10 +176,10 @@ impl Handler {
     /// # struct Worker;
     /// # impl Actor for Worker { type Context = Context<Self>; }
     /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
     /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
     /// # #[actix_web::main] async fn main() -> std::io::Result<()> {
-    /// let handler = Handler::new(HandlerOptions::new(Target::from_addr(Worker.start())))?;
+    /// let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(Worker.start())))?;
     /// let h = handler.clone();
     /// handler
     ///     .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
@@ -177,27 +214,44 @@ impl Handler {
         })
     }
 
-    /// Upgrades one request: checks it, answers 101 and starts its connection actor.
+    /// Upgrades one request: checks it, answers 101 and starts its connection actor, whose
+    /// target is the pool's next live member.
     pub fn upgrade(&self, req: &HttpRequest, payload: web::Payload) -> Result<HttpResponse, HandshakeError> {
-        self.upgrade_inner(req, payload, None)
+        self.upgrade_with(req, payload, Upgrade::new())
     }
 
-    /// Like [`upgrade`](Self::upgrade), attaching `data` (e.g. the authenticated user),
-    /// which the target finds in [`MessageConnect::data`](crate::MessageConnect::data).
-    pub fn upgrade_with<T: Any + Send + Sync>(
+    /// Like [`upgrade`](Self::upgrade), with choices made for this request: its target
+    /// (say, the actor of the room in the path) and a value for
+    /// [`MessageConnect::data`](crate::MessageConnect::data) (say, the authenticated user).
+    ///
+    /// ```no_run
+    /// # use actix::{Actor, Addr, Context};
+    /// # use actix_meta_websocket::*;
+    /// # use actix_web::{web, App, HttpRequest, HttpServer};
+    /// # #[derive(Clone)] struct Room;
+    /// # impl Actor for Room { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageConnect> for Room { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<WsMessage> for Room { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<MessageDisconnect> for Room { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// struct User(String);
+    ///
+    /// async fn join(
+    ///     req: HttpRequest,
+    ///     body: web::Payload,
+    ///     room: web::Path<String>,
+    ///     rooms: web::Data<std::collections::HashMap<String, Addr<Room>>>,
+    ///     handler: web::Data<WsHandler>,
+    /// ) -> Result<actix_web::HttpResponse, actix_web::Error> {
+    ///     let room = rooms.get(room.as_str()).ok_or(HandshakeError::BadRequest("no such room"))?;
+    ///     let user = User(req.headers().get("x-user").and_then(|v| v.to_str().ok()).unwrap_or("guest").into());
+    ///     Ok(handler.upgrade_with(&req, body, Upgrade::new().target(room.clone()).data(user))?)
+    /// }
+    /// ```
+    pub fn upgrade_with(
         &self,
         req: &HttpRequest,
         payload: web::Payload,
-        data: T,
-    ) -> Result<HttpResponse, HandshakeError> {
-        self.upgrade_inner(req, payload, Some(Arc::new(data)))
-    }
-
-    fn upgrade_inner(
-        &self,
-        req: &HttpRequest,
-        payload: web::Payload,
-        data: Option<ConnectData>,
+        upgrade: Upgrade,
     ) -> Result<HttpResponse, HandshakeError> {
         let opts = &self.inner.options;
         let accepted = check_request(req, opts)?;
@@ -205,14 +259,19 @@ impl Handler {
         if self.is_shut_down() {
             return Err(HandshakeError::Unavailable("shutting down"));
         }
-        let target = opts.pool.pick().ok_or(HandshakeError::Unavailable("no live target in the pool"))?;
+        let target = match upgrade.target {
+            Some(t) if t.is_alive() => t,
+            Some(_) => return Err(HandshakeError::Unavailable("the chosen target is gone")),
+            None => opts.pool.pick().ok_or(HandshakeError::Unavailable("no live target in the pool"))?,
+        };
+        let data = upgrade.data;
 
         let mut res = accepted.switching_protocols();
         let uri =
             req.uri().path_and_query().map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
         let parts = Parts {
             target,
-            config: self.inner.connection.clone(),
+            config: self.inner.settings.clone(),
             deflate: accepted.deflate.map(|(p, _)| p),
             protocol: accepted.protocol,
             local_addr: Some(local_addr(req)),
@@ -260,10 +319,10 @@ impl Handler {
     /// # struct Worker;
     /// # impl Actor for Worker { type Context = Context<Self>; }
     /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-    /// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
     /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
     /// # #[actix::main] async fn main() {
-    /// let handler = Handler::new(HandlerOptions::new(Target::from_addr(Worker.start()))).unwrap();
+    /// let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(Worker.start()))).unwrap();
     /// handler.shutdown().await; // no connections: resolves at once
     /// assert!(handler.is_shut_down());
     /// assert_eq!(handler.connections(), 0);

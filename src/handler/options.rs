@@ -1,4 +1,4 @@
-//! How a `Handler` accepts connections: `HandlerOptions`.
+//! How a `WsHandler` accepts connections: `HandlerOptions`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 
-use crate::{ConnectionConfig, Pool};
+use crate::{ConnectionSettings, Pool};
 
 /// A predicate on the upgrade request that allows (true) or refuses (false) its origin.
 pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 
-/// How a [`Handler`] accepts connections (Ergo's `HandlerOptions`).
+/// How a [`WsHandler`](crate::WsHandler) accepts connections (Ergo's `HandlerOptions`).
 ///
 /// ```
 /// # use actix::{Actor, Addr, Context};
@@ -19,7 +19,7 @@ pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 /// # struct Worker;
 /// # impl Actor for Worker { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Worker { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
-/// # impl actix::Handler<Message> for Worker { type Result = (); fn handle(&mut self, _: Message, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Worker { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
 /// let pool = Pool::new([Worker.start(), Worker.start()]).unwrap();
@@ -29,7 +29,7 @@ pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 ///     .check_origin(|req| {
 ///         req.headers().get("origin").map_or(true, |o| o.as_bytes() == b"https://example.com")
 ///     });
-/// let handler = Handler::new(options).unwrap();
+/// let handler = WsHandler::new(options).unwrap();
 /// # }
 /// ```
 #[derive(Clone)]
@@ -38,7 +38,7 @@ pub struct HandlerOptions {
     pub pool: Pool,
     /// Bound on the opening handshake (default 15 s). actix-web reads request headers
     /// before the handler runs, so give the same value to
-    /// `HttpServer::client_request_timeout` (see [`Handler::handshake_timeout`]).
+    /// `HttpServer::client_request_timeout` (see [`WsHandler::handshake_timeout`](crate::WsHandler::handshake_timeout)).
     pub handshake_timeout: Duration,
     /// Accept permessage-deflate offers (default off).
     pub compression: bool,
@@ -47,7 +47,7 @@ pub struct HandlerOptions {
     /// Subprotocols in order of preference; the first one the client also lists is chosen.
     pub protocols: Vec<String>,
     /// Limits, timers and buffers of each connection.
-    pub connection: ConnectionConfig,
+    pub settings: ConnectionSettings,
 }
 
 impl HandlerOptions {
@@ -59,7 +59,7 @@ impl HandlerOptions {
             compression: false,
             check_origin: None,
             protocols: Vec::new(),
-            connection: ConnectionConfig::default(),
+            settings: ConnectionSettings::default(),
         }
     }
 
@@ -69,7 +69,7 @@ impl HandlerOptions {
         /// Sets [`handshake_timeout`](Self::handshake_timeout).
         handshake_timeout: Duration,
         /// Sets the per-connection settings.
-        connection: ConnectionConfig,
+        settings: ConnectionSettings,
     }
 
     /// Sets the origin predicate.
@@ -93,7 +93,7 @@ impl fmt::Debug for HandlerOptions {
             .field("compression", &self.compression)
             .field("check_origin", &self.check_origin.is_some())
             .field("protocols", &self.protocols)
-            .field("connection", &self.connection)
+            .field("connection", &self.settings)
             .finish()
     }
 }

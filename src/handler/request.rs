@@ -66,7 +66,7 @@ struct LocalAddr(SocketAddr);
 /// An `HttpServer::on_connect` callback that records each accepted TCP socket's own
 /// address, so [`MessageConnect::local_addr`](crate::MessageConnect::local_addr) reports
 /// the address the peer reached (on a wildcard bind, not `0.0.0.0:port`).
-/// [`Handler::configure_server`] installs it; call it from your own `on_connect` if you
+/// [`WsHandler::configure_server`](crate::WsHandler::configure_server) installs it; call it from your own `on_connect` if you
 /// have one. Over TLS the listener's address is reported.
 pub fn record_local_addr(conn: &dyn Any, ext: &mut Extensions) {
     if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
@@ -162,9 +162,7 @@ pub(super) fn check_request(req: &HttpRequest, opts: &HandlerOptions) -> Result<
         let lines: Vec<&str> =
             req.headers().get_all(header::SEC_WEBSOCKET_EXTENSIONS).filter_map(|v| v.to_str().ok()).collect();
         // An unparseable extension header means no extension, not a failed handshake.
-        parse_extension_headers(lines)
-            .ok()
-            .and_then(|offers| opts.connection.deflate.negotiate_server(&offers))
+        parse_extension_headers(lines).ok().and_then(|offers| opts.settings.deflate.negotiate_server(&offers))
     } else {
         None
     };

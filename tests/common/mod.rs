@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::protocol::{Decoder, Incoming, Limits, Role};
-use actix_meta_websocket::{Handler, HandlerOptions, Message, MessageConnect, MessageDisconnect};
+use actix_meta_websocket::{HandlerOptions, MessageConnect, MessageDisconnect, WsHandler, WsMessage};
 use actix_web::{App, HttpServer};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub enum Event {
     Connect(MessageConnect),
-    Message(Message),
+    Message(WsMessage),
     Disconnect(MessageDisconnect),
 }
 
@@ -41,13 +41,12 @@ impl actix::Handler<MessageConnect> for Recorder {
     }
 }
 
-impl actix::Handler<Message> for Recorder {
+impl actix::Handler<WsMessage> for Recorder {
     type Result = ();
-    fn handle(&mut self, m: Message, _: &mut Context<Self>) {
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
         if self.echo {
-            if let Some(id) = &m.id {
-                id.send(Message { id: None, kind: m.kind, body: m.body.clone() });
-            }
+            let (id, same) = m.clone().into_parts();
+            id.send(same);
         }
         let _ = self.tx.send((self.name, Event::Message(m)));
     }
@@ -95,7 +94,7 @@ impl TestServer {
     }
 }
 
-pub fn serve(handler: Handler) -> TestServer {
+pub fn serve(handler: WsHandler) -> TestServer {
     let h = handler.clone();
     let server = handler
         .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
@@ -300,4 +299,45 @@ pub fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(payload);
     out
+}
+
+/// Whether an outside peer (a program the tests talk to) is installed. Without it the test
+/// is skipped with a line on stderr that the test harness does not swallow, unless
+/// `AMW_REQUIRE_PEERS=1` (set by `scripts/test.sh`, which installs them), where a missing
+/// peer fails the test.
+pub fn peer(name: &str, installed: bool) -> bool {
+    use std::io::Write;
+    if installed {
+        return true;
+    }
+    if std::env::var("AMW_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+        panic!("{name} is required (AMW_REQUIRE_PEERS=1) but not installed");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {name} is not installed; `bash scripts/test.sh` installs it and runs every test"
+    );
+    false
+}
+
+fn runs(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn python_websockets() -> bool {
+    peer("python3 with `websockets`", runs("python3", &["-c", "import websockets"]))
+}
+
+pub fn node_ws() -> bool {
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/node_modules/ws");
+    peer("node with `ws` (tests/peers)", runs("node", &["--version"]) && modules.is_dir())
+}
+
+pub fn tinyproxy_installed() -> bool {
+    peer("tinyproxy", runs("tinyproxy", &["-v"]))
 }

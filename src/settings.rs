@@ -60,12 +60,12 @@ use crate::ConfigError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use actix_meta_websocket::ConnectionConfig;
-/// let cfg = ConnectionConfig { heartbeat: Some(Duration::from_secs(5)), ..Default::default() };
+/// use actix_meta_websocket::ConnectionSettings;
+/// let cfg = ConnectionSettings { heartbeat: Some(Duration::from_secs(5)), ..Default::default() };
 /// assert_eq!(cfg.idle_timeout, Some(Duration::from_secs(90)));
 /// ```
 #[derive(Debug, Clone)]
-pub struct ConnectionConfig {
+pub struct ConnectionSettings {
     /// Frame and message size limits.
     pub limits: Limits,
     /// Send a ping after this long without receiving; `None` disables pings.
@@ -93,9 +93,9 @@ pub struct ConnectionConfig {
     pub deflate: DeflateConfig,
 }
 
-impl Default for ConnectionConfig {
+impl Default for ConnectionSettings {
     fn default() -> Self {
-        ConnectionConfig {
+        ConnectionSettings {
             limits: Limits::default(),
             heartbeat: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(90)),
@@ -111,15 +111,15 @@ impl Default for ConnectionConfig {
     }
 }
 
-impl ConnectionConfig {
-    /// Checks every setting; [`Handler::new`](crate::Handler::new) and
+impl ConnectionSettings {
+    /// Checks every setting; [`WsHandler::new`](crate::WsHandler::new) and
     /// [`connect`](crate::connect) call it, so a connection never starts with a setting
     /// that cannot work (a zero-sized buffer or window would never read).
     ///
     /// ```
-    /// use actix_meta_websocket::ConnectionConfig;
-    /// assert!(ConnectionConfig::default().validate().is_ok());
-    /// let cfg = ConnectionConfig { max_in_flight_bytes: 0, ..Default::default() };
+    /// use actix_meta_websocket::ConnectionSettings;
+    /// assert!(ConnectionSettings::default().validate().is_ok());
+    /// let cfg = ConnectionSettings { max_in_flight_bytes: 0, ..Default::default() };
     /// assert_eq!(cfg.validate().unwrap_err().to_string(),
     ///     "invalid setting `max_in_flight_bytes`: must be at least 1");
     /// ```
@@ -182,32 +182,32 @@ mod tests {
 
     #[test]
     fn each_unworkable_setting_is_named() {
-        let cases: Vec<(&str, ConnectionConfig)> = vec![
-            ("max_write_buffer", ConnectionConfig { max_write_buffer: 0, ..Default::default() }),
-            ("max_in_flight_bytes", ConnectionConfig { max_in_flight_bytes: 0, ..Default::default() }),
-            ("max_in_flight", ConnectionConfig { max_in_flight: 0, ..Default::default() }),
-            ("write_timeout", ConnectionConfig { write_timeout: Duration::ZERO, ..Default::default() }),
-            ("close_timeout", ConnectionConfig { close_timeout: Duration::ZERO, ..Default::default() }),
-            ("heartbeat", ConnectionConfig { heartbeat: Some(Duration::ZERO), ..Default::default() }),
-            ("idle_timeout", ConnectionConfig { idle_timeout: Some(Duration::ZERO), ..Default::default() }),
-            ("fragment_size", ConnectionConfig { fragment_size: Some(0), ..Default::default() }),
+        let cases: Vec<(&str, ConnectionSettings)> = vec![
+            ("max_write_buffer", ConnectionSettings { max_write_buffer: 0, ..Default::default() }),
+            ("max_in_flight_bytes", ConnectionSettings { max_in_flight_bytes: 0, ..Default::default() }),
+            ("max_in_flight", ConnectionSettings { max_in_flight: 0, ..Default::default() }),
+            ("write_timeout", ConnectionSettings { write_timeout: Duration::ZERO, ..Default::default() }),
+            ("close_timeout", ConnectionSettings { close_timeout: Duration::ZERO, ..Default::default() }),
+            ("heartbeat", ConnectionSettings { heartbeat: Some(Duration::ZERO), ..Default::default() }),
+            ("idle_timeout", ConnectionSettings { idle_timeout: Some(Duration::ZERO), ..Default::default() }),
+            ("fragment_size", ConnectionSettings { fragment_size: Some(0), ..Default::default() }),
             (
                 "limits.max_frame_size",
-                ConnectionConfig {
+                ConnectionSettings {
                     limits: Limits { max_frame_size: 0, ..Limits::default() },
                     ..Default::default()
                 },
             ),
             (
                 "deflate.server_max_window_bits",
-                ConnectionConfig {
+                ConnectionSettings {
                     deflate: DeflateConfig { server_max_window_bits: 16, ..DeflateConfig::default() },
                     ..Default::default()
                 },
             ),
             (
                 "deflate.level",
-                ConnectionConfig {
+                ConnectionSettings {
                     deflate: DeflateConfig { level: 10, ..DeflateConfig::default() },
                     ..Default::default()
                 },
@@ -217,7 +217,7 @@ mod tests {
             assert_eq!(cfg.validate().map_err(|e| e.field), Err(field));
         }
         // Zero queue is a policy (no queue at all), not a mistake; None turns timers off.
-        let ok = ConnectionConfig {
+        let ok = ConnectionSettings {
             max_write_queue: 0,
             heartbeat: None,
             idle_timeout: None,

@@ -1,0 +1,285 @@
+//! `ConnectionId`: the id that addresses one connection and lets its holder write to it.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Notify;
+
+use actix::Addr;
+
+use crate::connection::{SendMessage, WsConnection};
+use crate::protocol::CloseCode;
+use crate::{Outgoing, Stats, TrySendError, WriteError};
+
+/// Identifies one connection and lets its holder write to it, like the `gen.Alias` of
+/// Ergo's meta-process.
+///
+/// Cheap to clone (one shared allocation holding a number and an actor address), usable as
+/// a map key; equality and hashing use the number only.
+///
+/// ```no_run
+/// # use actix_meta_websocket::{ConnectionId, Outgoing};
+/// # async fn demo(id: ConnectionId) -> Result<(), actix_meta_websocket::WriteError> {
+/// id.send(Outgoing::text("fire and forget"));
+/// id.send_wait(Outgoing::binary(vec![1, 2, 3])).await?; // Ok once accepted for writing
+/// id.close(1000, "bye")?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ConnectionId(Arc<IdInner>);
+
+// Shared rather than cloned: every delivered message carries the id, and cloning an actix
+// `Addr` registers a new sender (two allocations) where an `Arc` clone is one increment.
+struct IdInner {
+    seq: u64,
+    addr: Addr<WsConnection>,
+    /// Outgoing bytes the connection holds and the peer has not taken, as of its latest
+    /// poll; written by the connection, read by `try_send`.
+    backlog: AtomicUsize,
+    /// The connection's `max_write_buffer`.
+    write_limit: usize,
+    /// The connection has sent its close frame: it writes nothing more.
+    closing: AtomicBool,
+    /// The actor has stopped (its `MessageDisconnect` is on its way).
+    ended: AtomicBool,
+    /// Created by the first `closed()` waiter only.
+    ended_notify: OnceLock<Arc<Notify>>,
+}
+
+impl ConnectionId {
+    pub(crate) fn new(seq: u64, addr: Addr<WsConnection>, write_limit: usize) -> Self {
+        ConnectionId(Arc::new(IdInner {
+            seq,
+            addr,
+            backlog: AtomicUsize::new(0),
+            write_limit,
+            closing: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            ended_notify: OnceLock::new(),
+        }))
+    }
+
+    /// The actor has stopped: wakes whoever awaits `closed()`.
+    pub(crate) fn mark_ended(&self) {
+        self.0.ended.store(true, Ordering::SeqCst);
+        if let Some(notify) = self.0.ended_notify.get() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Resolves once the connection has ended (its actor stopped), at once if it has.
+    ///
+    /// ```no_run
+    /// # async fn demo(id: actix_meta_websocket::ConnectionId) {
+    /// id.close(1000, "done").unwrap();
+    /// id.closed().await; // the closing handshake is over, TCP is gone
+    /// # }
+    /// ```
+    pub async fn closed(&self) {
+        let notify = self.0.ended_notify.get_or_init(|| Arc::new(Notify::new())).clone();
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Read after the waiter is enabled: `mark_ended` stores before it notifies.
+            if self.0.ended.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn mark_closing(&self) {
+        self.0.closing.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_backlog(&self, bytes: usize) {
+        // Written only when it changed: readers on other threads keep their cached copy.
+        if self.0.backlog.load(Ordering::Relaxed) != bytes {
+            self.0.backlog.store(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Outgoing bytes the connection holds that the peer has not taken yet (encoded,
+    /// handed to the HTTP layer, or queued), as of the connection's latest turn.
+    pub fn backlog(&self) -> usize {
+        self.0.backlog.load(Ordering::Relaxed)
+    }
+
+    /// The process-wide unique number of this connection.
+    pub fn seq(&self) -> u64 {
+        self.0.seq
+    }
+
+    /// The connection actor's address.
+    pub fn addr(&self) -> &Addr<WsConnection> {
+        &self.0.addr
+    }
+
+    /// Whether the connection actor is still running.
+    pub fn is_connected(&self) -> bool {
+        self.0.addr.connected()
+    }
+
+    /// Writes `msg` without waiting. Text, binary, ping and pong are queued; close starts
+    /// the closing handshake after the writes queued before it. A message for a connection
+    /// that is gone or closing is dropped (use [`send_wait`](Self::send_wait) to learn about
+    /// that). Over the outgoing buffer's bound, messages wait in order for the peer to read,
+    /// so a burst reaches a reading peer whole; a peer that takes nothing for the write
+    /// timeout is closed as a slow consumer (the policy is on
+    /// [`ConnectionSettings`](crate::ConnectionSettings)).
+    pub fn send(&self, msg: impl Into<Outgoing>) {
+        self.0.addr.do_send(msg.into());
+    }
+
+    /// Writes `value` as a JSON text message without waiting (feature `serde`); an error
+    /// only if it cannot be serialized.
+    #[cfg(feature = "serde")]
+    pub fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), serde_json::Error> {
+        self.send(Outgoing::json(value)?);
+        Ok(())
+    }
+
+    /// Writes `msg` without waiting, unless the peer is behind: when the connection already
+    /// holds `max_write_buffer` bytes the peer has not taken, the message comes back as
+    /// [`TrySendError::Full`] and nothing is closed, so a producer can skip, coalesce or
+    /// retry later instead of queueing. Once the connection has sent its close frame, the
+    /// message comes back as [`TrySendError::Closed`].
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, Outgoing, TrySendError};
+    /// # fn demo(id: &ConnectionId, tick: String) {
+    /// match id.try_send(Outgoing::text(tick)) {
+    ///     Ok(()) => {}
+    ///     Err(TrySendError::Full(_)) => { /* the peer is behind: drop this tick, send the next */ }
+    ///     Err(_) => { /* closed: the connection is gone */ }
+    /// }
+    /// # }
+    /// ```
+    pub fn try_send(&self, msg: impl Into<Outgoing>) -> Result<(), TrySendError> {
+        let msg = msg.into();
+        if self.0.closing.load(Ordering::Relaxed) || !self.0.addr.connected() {
+            return Err(TrySendError::Closed(msg));
+        }
+        if self.backlog() >= self.0.write_limit {
+            return Err(TrySendError::Full(msg));
+        }
+        self.0.addr.do_send(msg);
+        Ok(())
+    }
+
+    /// Writes `msg` and waits until the connection accepted it into its outgoing buffer.
+    /// While the buffer is over its bound this waits for the peer to read; a peer stuck for
+    /// longer than the write timeout gets the connection closed and this returns an error.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, Outgoing, WriteError};
+    /// # async fn demo(id: ConnectionId, rows: Vec<Vec<u8>>) {
+    /// // A producer that slows down to the peer's pace instead of buffering without end.
+    /// for row in rows {
+    ///     match id.send_wait(Outgoing::binary(row)).await {
+    ///         Ok(()) => {}
+    ///         Err(WriteError::SlowConsumer) => break, // closed with 1008: the peer stopped reading
+    ///         Err(e) => { eprintln!("{id}: {e}"); break }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn send_wait(&self, msg: impl Into<Outgoing>) -> Result<(), WriteError> {
+        match self.0.addr.send(SendMessage(msg.into())).await {
+            Ok(r) => r,
+            Err(_) => Err(WriteError::Closed),
+        }
+    }
+
+    /// Writes a message prepared once for many connections, without waiting; the same
+    /// policy as [`send`](Self::send).
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, PreparedMessage};
+    /// # fn demo(room: &[ConnectionId]) {
+    /// let news = PreparedMessage::text(r#"{"price":101.5}"#); // framed once
+    /// for id in room {
+    ///     id.send_prepared(&news);
+    /// }
+    /// # }
+    /// ```
+    pub fn send_prepared(&self, msg: &crate::PreparedMessage) {
+        self.0.addr.do_send(crate::connection::SendPrepared(msg.clone()));
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (cut to fit the frame), after
+    /// the writes queued before it. A code that may not be sent (below 1000, 1004-1006,
+    /// 1015, 1016-2999, 5000 and up) is refused here with [`WriteError::Invalid`].
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{ConnectionId, WriteError};
+    /// # fn demo(id: &ConnectionId) {
+    /// id.close(4000, "game over").unwrap();
+    /// assert!(matches!(id.close(1006, "abnormal"), Err(WriteError::Invalid(_)))); // never on the wire
+    /// # }
+    /// ```
+    pub fn close(&self, code: impl Into<CloseCode>, reason: &str) -> Result<(), WriteError> {
+        let code = code.into();
+        if !code.is_valid_on_wire() {
+            return Err(WriteError::Invalid(format!("close code {code} may not be sent")));
+        }
+        self.send(Outgoing::close(code, reason));
+        Ok(())
+    }
+
+    /// Starts the closing handshake with a close frame that has no code (the peer sees
+    /// 1005, no status).
+    pub fn close_bare(&self) {
+        self.send(Outgoing::close_bare());
+    }
+
+    /// Addresses, counters and age of the running connection.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::ConnectionId;
+    /// # async fn demo(id: ConnectionId) {
+    /// match id.stats().await {
+    ///     Ok(s) => println!("{id}: {} in, {} out, {} B waiting", s.messages_in, s.messages_out, s.buffered_out),
+    ///     Err(_) => println!("{id} has ended"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn stats(&self) -> Result<Stats, WriteError> {
+        self.0.addr.send(crate::connection::GetStats).await.map_err(|_| WriteError::Closed)
+    }
+}
+
+impl PartialEq for ConnectionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.seq == other.0.seq
+    }
+}
+impl Eq for ConnectionId {}
+impl Hash for ConnectionId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.seq.hash(state)
+    }
+}
+impl PartialOrd for ConnectionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ConnectionId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.seq.cmp(&other.0.seq)
+    }
+}
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionId({})", self.0.seq)
+    }
+}
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ws#{}", self.0.seq)
+    }
+}

@@ -242,7 +242,7 @@ impl ConnectionId {
     /// # use actix_meta_websocket::ConnectionId;
     /// # async fn demo(id: ConnectionId) {
     /// match id.stats().await {
-    ///     Ok(s) => println!("{id}: {} in, {} out, {} B waiting", s.messages_in, s.messages_out, s.buffered_out),
+    ///     Ok(s) => println!("{id}: {} in, {} out, {} B waiting", s.traffic.messages_in, s.traffic.messages_out, s.buffers.outgoing),
     ///     Err(_) => println!("{id} has ended"),
     /// }
     /// # }

@@ -92,7 +92,7 @@ pub use message::{
 pub use pool::{Pool, Target};
 pub use prepared::PreparedMessage;
 pub use settings::ConnectionSettings;
-pub use stats::Stats;
+pub use stats::{Buffers, Stats, Traffic};
 /// URLs for [`DialOptions`] and [`Proxy`], re-exported so dialling needs no `url` dependency.
 pub use url::Url;
 

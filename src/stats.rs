@@ -19,6 +19,18 @@ pub struct Stats {
     pub protocol: Option<String>,
     /// Whether permessage-deflate is in use.
     pub compressed: bool,
+    /// What crossed the connection so far.
+    pub traffic: Traffic,
+    /// What the connection holds now.
+    pub buffers: Buffers,
+    /// Time since the connection started.
+    pub age: Duration,
+}
+
+/// Bytes and messages both ways, since the connection started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Traffic {
     /// Bytes received on the wire: frame headers, masks and compressed payloads included.
     pub bytes_in: u64,
     /// Bytes written to the wire, counted the same way.
@@ -32,12 +44,16 @@ pub struct Stats {
     pub message_bytes_in: u64,
     /// Payload bytes of the messages accepted for writing, before compressing.
     pub message_bytes_out: u64,
+}
+
+/// Bytes a connection holds at the moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Buffers {
     /// Encoded outgoing bytes not yet on the socket.
-    pub buffered_out: usize,
+    pub outgoing: usize,
     /// Payload bytes of writes queued behind a full outgoing buffer.
-    pub queued_out: usize,
+    pub queued: usize,
     /// Received bytes not yet decoded.
-    pub buffered_in: usize,
-    /// Time since the connection started.
-    pub age: Duration,
+    pub incoming: usize,
 }

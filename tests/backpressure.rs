@@ -84,8 +84,8 @@ async fn a_burst_of_fire_and_forget_writes_reaches_a_reading_peer_whole() {
         }
         assert!(c.id.is_connected(), "a reading peer is not closed for a burst");
         let stats = c.id.stats().await.unwrap();
-        assert_eq!(stats.messages_out, u64::from(n));
-        assert_eq!(stats.message_bytes_out, u64::from(n) * size as u64);
+        assert_eq!(stats.traffic.messages_out, u64::from(n));
+        assert_eq!(stats.traffic.message_bytes_out, u64::from(n) * size as u64);
     }
 }
 
@@ -107,9 +107,9 @@ async fn a_peer_that_stops_reading_is_closed_within_the_write_timeout() {
     let burst_at = Instant::now();
     // While it waits, the connection holds what the policy says, no more.
     let stats = c.id.stats().await.expect("still open");
-    assert!(stats.buffered_out <= max_buffer + 64 * 1024 + 64 * 1024 + 16, "{stats:?}");
-    assert!(stats.queued_out <= max_queue + 64 * 1024, "{stats:?}");
-    assert!(stats.queued_out > 0, "the burst waits in the queue: {stats:?}");
+    assert!(stats.buffers.outgoing <= max_buffer + 64 * 1024 + 64 * 1024 + 16, "{stats:?}");
+    assert!(stats.buffers.queued <= max_queue + 64 * 1024, "{stats:?}");
+    assert!(stats.buffers.queued > 0, "the burst waits in the queue: {stats:?}");
     let d = next_disconnect(&mut rx).await;
     let waited = burst_at.elapsed();
     assert_eq!(d.reason, DisconnectReason::SlowConsumer);

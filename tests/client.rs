@@ -76,7 +76,7 @@ async fn client_and_server_talk_both_ways_with_and_without_compression() {
         let stats = id.stats().await.unwrap();
         assert_eq!(stats.compressed, compression);
         if compression {
-            assert!(stats.bytes_out < 200, "the repetitive text went out compressed: {stats:?}");
+            assert!(stats.traffic.bytes_out < 200, "the repetitive text went out compressed: {stats:?}");
         }
         id.close(1000, "done").unwrap();
         let d = next_disconnect(&mut client_rx).await;
@@ -182,7 +182,10 @@ async fn client_against_python_websockets_with_compression() {
         assert_eq!(expect_message(&mut rx).await.as_text(), Some(text.as_str()));
     }
     let stats = id.stats().await.unwrap();
-    assert!(stats.bytes_in < stats.messages_in * 600 / 4, "echoes arrived compressed: {stats:?}");
+    assert!(
+        stats.traffic.bytes_in < stats.traffic.messages_in * 600 / 4,
+        "echoes arrived compressed: {stats:?}"
+    );
     id.close(1000, "").unwrap();
     assert_eq!(next_disconnect(&mut rx).await.reason.code(), CloseCode::NORMAL);
 }

@@ -99,11 +99,11 @@ async fn stats_report_message_bytes_and_wire_bytes() {
     let Some(Incoming::Text(echo)) = raw.recv().await else { panic!() };
     assert_eq!(echo, text.as_bytes());
     let s = c.id.stats().await.unwrap();
-    assert_eq!((s.messages_in, s.message_bytes_in), (1, 4096));
-    assert_eq!((s.messages_out, s.message_bytes_out), (1, 4096));
+    assert_eq!((s.traffic.messages_in, s.traffic.message_bytes_in), (1, 4096));
+    assert_eq!((s.traffic.messages_out, s.traffic.message_bytes_out), (1, 4096));
     // Wire bytes: a frame header and mask more in, far fewer out (deflated).
-    assert_eq!(s.bytes_in, 4096 + 4 + 4);
-    assert!(s.bytes_out < 200, "{s:?}");
+    assert_eq!(s.traffic.bytes_in, 4096 + 4 + 4);
+    assert!(s.traffic.bytes_out < 200, "{s:?}");
 }
 
 #[actix_web::test]

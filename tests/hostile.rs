@@ -221,13 +221,13 @@ async fn a_ping_flood_without_reading_stays_bounded() {
     }
     let stats = c.id.stats().await.unwrap();
     assert!(sent < 1_000_000, "a million pings went through without pushback");
-    assert!(stats.buffered_out <= 64 * 1024 + 64 * 1024 + 200, "{stats:?}");
+    assert!(stats.buffers.outgoing <= 64 * 1024 + 64 * 1024 + 200, "{stats:?}");
     record(
         "ping_flood",
         "125-byte pings sent without ever reading the pongs; outgoing bound 64 KiB",
         &[
             ("pings_accepted_before_pushback", sent.to_string()),
-            ("server_buffered_out_bytes", stats.buffered_out.to_string()),
+            ("server_buffered_out_bytes", stats.buffers.outgoing.to_string()),
         ],
     );
 }

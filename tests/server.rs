@@ -78,8 +78,8 @@ async fn connect_echo_close_in_order_with_the_same_id() {
     assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::binary(vec![0u8, 1, 2, 255]));
 
     let stats = id.stats().await.unwrap();
-    assert_eq!((stats.messages_in, stats.messages_out), (2, 2));
-    assert!(stats.bytes_in > 0 && stats.bytes_out > 0);
+    assert_eq!((stats.traffic.messages_in, stats.traffic.messages_out), (2, 2));
+    assert!(stats.traffic.bytes_in > 0 && stats.traffic.bytes_out > 0);
     assert_eq!(stats.local_addr, Some(srv.addr));
 
     ws.close(Some(CloseFrame { code: TCloseCode::Library(4001), reason: "done".into() })).await.unwrap();
@@ -176,8 +176,8 @@ async fn a_prepared_broadcast_reaches_plain_and_compressed_peers_in_order() {
         assert_eq!((got.kind, &got.body), (w.kind, &w.body));
     }
     // The compressed peer really got compressed frames: far fewer bytes than the text.
-    assert!(b.id.stats().await.unwrap().bytes_out < 5_000);
-    assert!(a.id.stats().await.unwrap().bytes_out > 20_000);
+    assert!(b.id.stats().await.unwrap().traffic.bytes_out < 5_000);
+    assert!(a.id.stats().await.unwrap().traffic.bytes_out > 20_000);
 }
 
 #[actix_web::test]
@@ -276,7 +276,7 @@ async fn subprotocol_and_compression_are_negotiated() {
     raw.send_raw(&wire).await;
     assert_eq!(raw.recv().await, Some(Incoming::Text(big.clone().into())));
     let stats = c.id.stats().await.unwrap();
-    assert!(stats.bytes_out < big.len() as u64 / 4, "echo was not compressed: {stats:?}");
+    assert!(stats.traffic.bytes_out < big.len() as u64 / 4, "echo was not compressed: {stats:?}");
 }
 
 async fn violation(payload_frames: Vec<u8>, want: CloseCode, check: impl Fn(&ProtocolError) -> bool) {
@@ -468,10 +468,10 @@ async fn a_slow_target_slows_the_reading_instead_of_buffering() {
     let (sent, raw) = writer.await.unwrap();
     assert!(sent < 512, "the peer wrote everything: nothing pushed back");
     let stats = c.id.stats().await.unwrap();
-    assert_eq!(stats.messages_in, 4, "only the window's messages have been taken");
+    assert_eq!(stats.traffic.messages_in, 4, "only the window's messages have been taken");
     // Read ahead: at most a partial message plus one chunk of actix-web's reader (whose
     // buffer stops at 128 KiB), nowhere near the 32 MiB the peer wanted to send.
-    assert!(stats.buffered_in <= 256 * 1024, "{stats:?}");
+    assert!(stats.buffers.incoming <= 256 * 1024, "{stats:?}");
     // Released, the target receives everything that was sent, in order.
     release.add_permits(10_000);
     let mut got = 0;
@@ -527,7 +527,7 @@ async fn fire_and_forget_writes_to_a_stuck_peer_stay_bounded_then_close() {
     let stats = c.id.stats().await;
     if let Ok(stats) = stats {
         // Buffer, transport and queue together stay near twice the bound, not 64 MiB.
-        assert!(stats.buffered_out <= 2 * 256 * 1024 + 64 * 1024 + 4096, "{stats:?}");
+        assert!(stats.buffers.outgoing <= 2 * 256 * 1024 + 64 * 1024 + 4096, "{stats:?}");
     }
     assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::SlowConsumer);
     drop(raw);
@@ -560,7 +560,7 @@ async fn a_burst_larger_than_the_buffer_reaches_a_reading_peer() {
             assert_eq!(got.unwrap().unwrap(), w);
         }
         assert!(c.id.is_connected());
-        assert_eq!(c.id.stats().await.unwrap().messages_out, 51);
+        assert_eq!(c.id.stats().await.unwrap().traffic.messages_out, 51);
     }
 }
 

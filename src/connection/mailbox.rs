@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use super::write_queue::Outbound;
 use super::WsConnection;
 use crate::protocol::CloseCode;
-use crate::{DisconnectReason, Outgoing, Stats, WriteError};
+use crate::{Buffers, DisconnectReason, Outgoing, Stats, Traffic, WriteError};
 
 impl Handler<Outgoing> for WsConnection {
     type Result = ();
@@ -67,15 +67,19 @@ impl Handler<GetStats> for WsConnection {
             role: self.framed.role(),
             protocol: d.protocol.clone(),
             compressed: d.compressed,
-            bytes_in: self.framed.bytes_in(),
-            bytes_out: self.framed.bytes_out(),
-            messages_in: d.messages.messages_in,
-            messages_out: d.messages.messages_out,
-            message_bytes_in: d.messages.bytes_in,
-            message_bytes_out: d.messages.bytes_out,
-            buffered_out: self.framed.pending_out(),
-            queued_out: self.queue.bytes(),
-            buffered_in: self.framed.buffered_in(),
+            traffic: Traffic {
+                bytes_in: self.framed.bytes_in(),
+                bytes_out: self.framed.bytes_out(),
+                messages_in: d.messages.messages_in,
+                messages_out: d.messages.messages_out,
+                message_bytes_in: d.messages.bytes_in,
+                message_bytes_out: d.messages.bytes_out,
+            },
+            buffers: Buffers {
+                outgoing: self.framed.pending_out(),
+                queued: self.queue.bytes(),
+                incoming: self.framed.buffered_in(),
+            },
             age: d.started.elapsed(),
         })
     }

@@ -4,6 +4,7 @@ that does not drift.
 
     python3 scripts/instructions.py [--secs 5] [--inflight 1] [--size 64] [--kind text]
     python3 scripts/instructions.py --handshakes [--conns 8]
+    python3 scripts/instructions.py --only meta --rounds 3   (our server alone, three runs)
 
 CPU time per message on a shared 2-core VM moves by 30% between runs; the kernel's share
 (one recv and one send per message at 1 in flight, the same for every server) also
@@ -83,6 +84,8 @@ def main():
     ap.add_argument("--inflight", type=int, default=1)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--kind", default="text", choices=["text", "binary"])
+    ap.add_argument("--only", metavar="TEXT", help="only the servers whose name contains TEXT (e.g. meta)")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each server, alternating")
     a = ap.parse_args()
     if a.conns is None:
         a.conns = 8 if a.handshakes else 50
@@ -93,11 +96,13 @@ def main():
     else:
         print(f"{a.size} B {a.kind}, {a.conns} conns, {a.inflight} in flight, {a.secs:g} s under cachegrind")
     unit = "cycle" if a.handshakes else "msg"
-    base = None
-    for name, sargs in SERVERS:
-        per, count = run_one(sargs, a)
-        base = base or per
-        print(f"{name:34} {per:9,.0f} instructions/{unit}  {per / base:5.2f}x  ({count} {unit}s)", flush=True)
+    servers = [(n, s) for n, s in SERVERS if a.only is None or a.only in n]
+    for rnd in range(a.rounds):
+        base = None
+        for name, sargs in servers:
+            per, count = run_one(sargs, a)
+            base = base or per
+            print(f"{name:34} {per:9,.0f} instructions/{unit}  {per / base:5.2f}x  ({count} {unit}s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,9 @@ impl WsMessage {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, actix::Message)]
 #[rtype(result = "()")]
+// As large as a `WsMessage`: their actix envelopes then share an allocator size class, so
+// a reply reuses the memory its incoming message just freed instead of missing the cache.
+#[repr(align(16))]
 pub struct Outgoing {
     /// What kind of message this is.
     pub kind: MessageKind,
@@ -406,5 +409,16 @@ impl DisconnectReason {
             DisconnectReason::TargetGone | DisconnectReason::TargetTimeout => CloseCode::INTERNAL_ERROR,
             DisconnectReason::CloseTimeout | DisconnectReason::ConnectionLost(_) => CloseCode::ABNORMAL,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_and_incoming_messages_have_one_size() {
+        // See the comment on `Outgoing`: an echo's envelope reuses the incoming one's memory.
+        assert_eq!(std::mem::size_of::<Outgoing>(), std::mem::size_of::<WsMessage>());
     }
 }

@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use super::transport::{RoleTransport, Transport};
 use super::write_buffer::WriteBuffer;
 use crate::protocol::{
-    CloseCode, DataKind, Decoder, DeflateParams, EncodeError, Encoder, Incoming, Limits, OpCode,
-    ProtocolError, Role,
+    CloseCode, DataKind, Decoder, DeflateConfig, DeflateParams, EncodeError, Encoder, FrameKey, Incoming,
+    Limits, OpCode, ProtocolError, Role,
 };
 
 /// How far a flush got.
@@ -49,8 +49,7 @@ pub(super) struct Codec<'a> {
     pub(super) role: Role,
     pub(super) limits: Limits,
     pub(super) deflate: Option<&'a DeflateParams>,
-    pub(super) level: u32,
-    pub(super) threshold: usize,
+    pub(super) config: &'a DeflateConfig,
 }
 
 impl Framed {
@@ -59,8 +58,8 @@ impl Framed {
             role: codec.role,
             transport,
             read_buf,
-            decoder: Decoder::new(codec.role, codec.limits, codec.deflate),
-            encoder: Encoder::new(codec.role, codec.deflate, codec.level, codec.threshold),
+            decoder: Decoder::with_memory(codec.role, codec.limits, codec.deflate, codec.config.memory),
+            encoder: Encoder::with_config(codec.role, codec.deflate, codec.config),
             write_buf: WriteBuffer::default(),
             bytes_in: 0,
             bytes_out: 0,
@@ -72,9 +71,10 @@ impl Framed {
         self.role
     }
 
-    /// Whether outgoing data messages are compressed.
-    pub(super) fn compresses(&self) -> bool {
-        self.encoder.compresses()
+    /// What this connection's frame of a data message depends on, when only on the
+    /// message, so a broadcast's frame can be shared.
+    pub(super) fn frame_key(&self) -> Option<FrameKey> {
+        self.encoder.frame_key()
     }
 
     /// Hands encoded bytes to the transport until it takes no more.
@@ -194,8 +194,7 @@ impl Framed {
     }
 
     /// Gives back the buffers that hold nothing. A buffer keeps the capacity of the
-    /// largest message it carried, and the encoder's scratch keeps a shared allocation
-    /// alive even at zero capacity.
+    /// largest message it carried. (Compression keeps no buffer per connection.)
     pub(super) fn release_buffers(&mut self) {
         if self.read_buf.is_empty() {
             self.read_buf = BytesMut::new();
@@ -203,6 +202,5 @@ impl Framed {
         if self.write_buf.is_empty() {
             self.write_buf = WriteBuffer::default();
         }
-        self.encoder.release_scratch();
     }
 }

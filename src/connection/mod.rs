@@ -165,13 +165,8 @@ impl WsConnection {
         let now = Instant::now();
         let details = Details::new(&mut parts, now);
         let config = parts.config;
-        let codec = Codec {
-            role,
-            limits: config.limits,
-            deflate: parts.deflate.as_ref(),
-            level: config.deflate.level,
-            threshold: config.deflate.threshold,
-        };
+        let codec =
+            Codec { role, limits: config.limits, deflate: parts.deflate.as_ref(), config: &config.deflate };
         WsConnection {
             span: tracing::info_span!("ws", id = id.seq(), peer = ?parts.remote_addr),
             id,

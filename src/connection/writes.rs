@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use super::write_queue::{Admission, Answer, Outbound, Stall, Waiter};
 use super::WsConnection;
-use crate::protocol::{CloseCode, DataKind, OpCode, Role};
+use crate::protocol::{CloseCode, DataKind, FrameKey, OpCode};
 use crate::{DisconnectReason, Initiator, MessageKind, WriteError};
 
 impl WsConnection {
@@ -100,15 +100,17 @@ impl WsConnection {
         let converted;
         let msg = match item {
             Outbound::Message(m) => m,
-            Outbound::Prepared(p) if self.takes_shared_frames() => {
-                self.framed.push_frame(p.server_frame().clone());
-                self.count_out(p.body().len());
-                return Ok(());
-            }
-            Outbound::Prepared(p) => {
-                converted = p.to_outgoing();
-                &converted
-            }
+            Outbound::Prepared(p) => match self.shared_frame_key() {
+                Some(key) => {
+                    self.framed.push_frame(p.frame(key));
+                    self.count_out(p.body().len());
+                    return Ok(());
+                }
+                None => {
+                    converted = p.to_outgoing();
+                    &converted
+                }
+            },
         };
         match msg.kind {
             MessageKind::Text => {
@@ -140,9 +142,9 @@ impl WsConnection {
         Ok(())
     }
 
-    /// A broadcast's frame, encoded once for uncompressed server connections, fits as is.
-    fn takes_shared_frames(&self) -> bool {
-        self.framed.role() == Role::Server && !self.framed.compresses() && self.config.fragment_size.is_none()
+    /// Which of a broadcast's shared frames fits this connection as is, if any.
+    fn shared_frame_key(&self) -> Option<FrameKey> {
+        self.framed.frame_key().filter(|_| self.config.fragment_size.is_none())
     }
 
     fn count_out(&mut self, payload: usize) {

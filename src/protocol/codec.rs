@@ -3,7 +3,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::deflate::{CompressError, Compressor, Decompressor};
+use super::deflate::{CompressError, Compressor, Decompressor, DeflateConfig, DeflateMemory};
 use super::frame::{FrameHeader, OpCode, RSV1};
 use super::{
     parse_close_payload, truncate_reason, CloseCode, CloseFrame, DeflateParams, ProtocolError, Utf8Validator,
@@ -123,10 +123,20 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder for `role`; `deflate` when permessage-deflate was negotiated.
     pub fn new(role: Role, limits: Limits, deflate: Option<&DeflateParams>) -> Self {
+        Self::with_memory(role, limits, deflate, DeflateMemory::Pooled)
+    }
+
+    /// The same, with the inflater's zlib stream kept as `memory` says.
+    pub fn with_memory(
+        role: Role,
+        limits: Limits,
+        deflate: Option<&DeflateParams>,
+        memory: DeflateMemory,
+    ) -> Self {
         Decoder {
             role,
             limits,
-            inflater: deflate.map(|p| Box::new(Decompressor::new(p, role))),
+            inflater: deflate.map(|p| Box::new(Decompressor::with_memory(p, role, memory))),
             frame: None,
             message: None,
             utf8: Utf8Validator::default(),
@@ -326,8 +336,23 @@ pub struct Encoder {
     /// Boxed, as `Decoder::inflater`.
     deflater: Option<Box<Compressor>>,
     threshold: usize,
-    scratch: BytesMut,
 }
+
+/// The frame a server connection makes of a data message when that frame depends only
+/// on the message: uncompressed, or compressed without context takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameKey {
+    Plain,
+    Deflate { bits: u8, level: u32, threshold: usize },
+}
+
+thread_local! {
+    /// Compressed output on its way into a frame: one per thread, not one per connection.
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// A thread's scratch larger than this is given back after use.
+const SCRATCH_KEPT: usize = 256 * 1024;
 
 /// Why a frame could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -347,23 +372,43 @@ impl Encoder {
     /// An encoder for `role`; with `deflate`, messages of at least `threshold` bytes are
     /// compressed at zlib `level`.
     pub fn new(role: Role, deflate: Option<&DeflateParams>, level: u32, threshold: usize) -> Self {
-        Encoder {
-            role,
-            deflater: deflate.map(|p| Box::new(Compressor::new(p, role, level))),
-            threshold,
-            scratch: BytesMut::new(),
+        Encoder { role, deflater: deflate.map(|p| Box::new(Compressor::new(p, role, level))), threshold }
+    }
+
+    /// An encoder for `role` with the level, threshold and memory of `config`.
+    ///
+    /// ```
+    /// use actix_meta_websocket::protocol::{DeflateConfig, DeflateParams, Encoder, Role};
+    /// let agreed = DeflateParams { server_no_context_takeover: true, ..DeflateParams::default() };
+    /// let enc = Encoder::with_config(Role::Server, Some(&agreed), &DeflateConfig::shared());
+    /// assert!(enc.compresses());
+    /// ```
+    pub fn with_config(role: Role, deflate: Option<&DeflateParams>, config: &DeflateConfig) -> Self {
+        let compressor = |p| Box::new(Compressor::with_memory(p, role, config.level, config.memory));
+        Encoder { role, deflater: deflate.map(compressor), threshold: config.threshold }
+    }
+
+    /// Bytes kept between messages for compression (the window of context takeover).
+    pub fn retained(&self) -> usize {
+        self.deflater.as_ref().map_or(0, |c| c.retained())
+    }
+
+    /// What a server's frame of a data message depends on, when only on the message.
+    pub(crate) fn frame_key(&self) -> Option<FrameKey> {
+        match (self.role, self.deflater.as_deref()) {
+            (Role::Client, _) => None,
+            (Role::Server, None) => Some(FrameKey::Plain),
+            (Role::Server, Some(c)) if c.resets_each_message() => {
+                let (bits, level) = c.stream_key();
+                Some(FrameKey::Deflate { bits, level, threshold: self.threshold })
+            }
+            (Role::Server, Some(_)) => None,
         }
     }
 
     /// Whether messages may be compressed.
     pub fn compresses(&self) -> bool {
         self.deflater.is_some()
-    }
-
-    /// Gives back the compression output buffer, which keeps the size of the largest
-    /// compressed message; the next compressed message allocates it again.
-    pub(crate) fn release_scratch(&mut self) {
-        self.scratch = BytesMut::new();
     }
 
     /// Appends one data message as a single frame.
@@ -389,41 +434,22 @@ impl Encoder {
             DataKind::Text => OpCode::Text,
             DataKind::Binary => OpCode::Binary,
         };
+        let role = self.role;
         match self.deflater.as_mut() {
-            Some(c) if payload.len() >= self.threshold => {
-                let mut z = std::mem::take(&mut self.scratch);
+            Some(c) if payload.len() >= self.threshold => SCRATCH.with_borrow_mut(|z| {
                 z.clear();
-                let r = c.compress(payload, &mut z);
+                let r = c.compress(payload, z);
                 if r.is_ok() {
-                    self.write_fragments(RSV1, opcode, &z, max_frame, dst);
+                    write_fragments(role, RSV1, opcode, z, max_frame, dst);
                 }
-                self.scratch = z;
-                r?;
-            }
-            _ => self.write_fragments(0, opcode, payload, max_frame, dst),
+                if z.capacity() > SCRATCH_KEPT {
+                    *z = BytesMut::new();
+                }
+                r
+            })?,
+            _ => write_fragments(role, 0, opcode, payload, max_frame, dst),
         }
         Ok(())
-    }
-
-    fn write_fragments(
-        &mut self,
-        rsv: u8,
-        opcode: OpCode,
-        payload: &[u8],
-        max_frame: usize,
-        dst: &mut BytesMut,
-    ) {
-        let max_frame = max_frame.max(1);
-        if payload.len() <= max_frame {
-            return self.write_frame(true, rsv, opcode, payload, dst);
-        }
-        let mut chunks = payload.chunks(max_frame).peekable();
-        let mut first = true;
-        while let Some(chunk) = chunks.next() {
-            let (rsv, op) = if first { (rsv, opcode) } else { (0, OpCode::Continuation) };
-            first = false;
-            self.write_frame(chunks.peek().is_none(), rsv, op, chunk, dst);
-        }
     }
 
     /// Appends a ping, pong or close frame with `payload`.
@@ -436,7 +462,7 @@ impl Encoder {
         if payload.len() > 125 {
             return Err(EncodeError::ControlTooLong(payload.len()));
         }
-        self.write_frame(true, 0, opcode, payload, dst);
+        write_frame(self.role, true, 0, opcode, payload, dst);
         Ok(())
     }
 
@@ -466,21 +492,42 @@ impl Encoder {
     /// Appends one raw frame with the role's masking: the building block for callers that
     /// fragment messages themselves (RSV bits are theirs to set correctly).
     pub fn encode_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
-        self.write_frame(fin, 0, opcode, payload, dst)
+        write_frame(self.role, fin, 0, opcode, payload, dst)
     }
+}
 
-    fn write_frame(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
-        let mask = match self.role {
-            Role::Server => None,
-            Role::Client => Some(rand::random::<[u8; 4]>()),
-        };
-        let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
-        dst.reserve(14 + payload.len());
-        header.encode(dst);
-        let at = dst.len();
-        dst.extend_from_slice(payload);
-        if let Some(key) = mask {
-            super::apply_mask(&mut dst[at..], key, 0);
-        }
+fn write_fragments(
+    role: Role,
+    rsv: u8,
+    opcode: OpCode,
+    payload: &[u8],
+    max_frame: usize,
+    dst: &mut BytesMut,
+) {
+    let max_frame = max_frame.max(1);
+    if payload.len() <= max_frame {
+        return write_frame(role, true, rsv, opcode, payload, dst);
+    }
+    let mut chunks = payload.chunks(max_frame).peekable();
+    let mut first = true;
+    while let Some(chunk) = chunks.next() {
+        let (rsv, op) = if first { (rsv, opcode) } else { (0, OpCode::Continuation) };
+        first = false;
+        write_frame(role, chunks.peek().is_none(), rsv, op, chunk, dst);
+    }
+}
+
+fn write_frame(role: Role, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
+    let mask = match role {
+        Role::Server => None,
+        Role::Client => Some(rand::random::<[u8; 4]>()),
+    };
+    let header = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 };
+    dst.reserve(14 + payload.len());
+    header.encode(dst);
+    let at = dst.len();
+    dst.extend_from_slice(payload);
+    if let Some(key) = mask {
+        super::apply_mask(&mut dst[at..], key, 0);
     }
 }

@@ -26,10 +26,11 @@ mod mask;
 mod utf8;
 
 pub use close::{parse_close_payload, truncate_reason, CloseCode, CloseFrame};
+pub(crate) use codec::FrameKey;
 pub use codec::{DataKind, Decoder, EncodeError, Encoder, Incoming, Limits, Role};
 pub use deflate::{
-    CompressError, Compressor, Decompressor, DeflateConfig, DeflateNegotiationError, DeflateParams,
-    PERMESSAGE_DEFLATE,
+    CompressError, Compressor, Decompressor, DeflateConfig, DeflateMemory, DeflateNegotiationError,
+    DeflateParams, PERMESSAGE_DEFLATE,
 };
 pub use error::ProtocolError;
 pub use extensions::{parse_extension_headers, parse_extensions, Extension, ExtensionParseError};

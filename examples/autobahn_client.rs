@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_meta_websocket::protocol::Limits;
+use actix_meta_websocket::protocol::{DeflateConfig, Limits};
 use actix_meta_websocket::{
     connect, ConnectionSettings, DialOptions, MessageConnect, MessageDisconnect, Target, WsMessage,
 };
@@ -59,7 +59,13 @@ struct Cli {
     /// The agent name the reports are filed under.
     #[arg(long, default_value = "actix-meta-websocket")]
     agent: String,
+    /// permessage-deflate settings: the defaults, or the shared-compressor mode.
+    #[arg(long, value_parser = ["default", "shared"], default_value = "default")]
+    deflate: String,
 }
+
+/// The permessage-deflate settings every case dials with.
+static DEFLATE: std::sync::OnceLock<DeflateConfig> = std::sync::OnceLock::new();
 
 async fn run(base: &str, path: &str, echo: bool) -> Result<Option<String>, String> {
     let url = format!("{base}{path}");
@@ -69,6 +75,7 @@ async fn run(base: &str, path: &str, echo: bool) -> Result<Option<String>, Strin
         limits: Limits { max_frame_size: 64 << 20, max_message_size: 64 << 20 },
         max_write_buffer: 128 << 20,
         close_timeout: Duration::from_secs(2),
+        deflate: DEFLATE.get().cloned().unwrap_or_default(),
         ..ConnectionSettings::default()
     };
     let options = DialOptions::new(url, target).compression(true).settings(config);
@@ -83,7 +90,8 @@ async fn run(base: &str, path: &str, echo: bool) -> Result<Option<String>, Strin
 
 #[actix::main]
 async fn main() {
-    let Cli { url: base, agent } = clap::Parser::parse();
+    let Cli { url: base, agent, deflate } = clap::Parser::parse();
+    let _ = DEFLATE.set(if deflate == "shared" { DeflateConfig::shared() } else { DeflateConfig::default() });
     let count: u32 = match run(&base, "/getCaseCount", false).await {
         Ok(Some(n)) => n.trim().parse().unwrap_or(0),
         other => {

@@ -3,13 +3,13 @@
 //! combination accepted), limits high enough for the 9.x cases.
 //!
 //! ```sh
-//! cargo run --release --example autobahn_server -- --port 9002
+//! cargo run --release --example autobahn_server -- --port 9002 [--deflate shared]
 //! ```
 
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_meta_websocket::protocol::Limits;
+use actix_meta_websocket::protocol::{DeflateConfig, Limits};
 use actix_meta_websocket::{ConnectionSettings, HandlerOptions, Pool, WsHandler};
 use actix_web::{App, HttpServer};
 
@@ -24,16 +24,20 @@ struct Cli {
     /// Port on 127.0.0.1.
     #[arg(long, default_value_t = 9002)]
     port: u16,
+    /// permessage-deflate settings: the defaults, or the shared-compressor mode.
+    #[arg(long, value_parser = ["default", "shared"], default_value = "default")]
+    deflate: String,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let Cli { port } = clap::Parser::parse();
+    let Cli { port, deflate } = clap::Parser::parse();
     let pool = Pool::new((0..4).map(|_| Echo.start())).map_err(std::io::Error::other)?;
     let config = ConnectionSettings {
         limits: Limits { max_frame_size: 64 << 20, max_message_size: 64 << 20 },
         max_write_buffer: 128 << 20,
         close_timeout: Duration::from_secs(2),
+        deflate: if deflate == "shared" { DeflateConfig::shared() } else { DeflateConfig::default() },
         ..ConnectionSettings::default()
     };
     let handler = WsHandler::new(HandlerOptions::new(pool).compression(true).settings(config))?;

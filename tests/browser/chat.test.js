@@ -1,5 +1,7 @@
 // Headless Chromium against examples/chat: two pages exchange messages through the room
-// actor, with permessage-deflate negotiated by the browser.
+// actor, with permessage-deflate negotiated by the browser under the server's default
+// answer (4 KiB windows, one of them unasked) and used: b's message is long enough that
+// the server compresses it for a, and Chromium must inflate it.
 //
 //   node --test tests/browser/        (scripts/test.sh runs it after `cargo test`)
 'use strict';
@@ -46,9 +48,10 @@ test('two browser pages chat through the room actor', async () => {
     await a.fill('#text', 'hello from a');
     await a.press('#text', 'Enter');
     await b.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => /^guest\d+: hello from a$/.test(li.textContent)), null, { timeout: 10000 });
-    await b.fill('#text', 'hi from b, ünïcödé');
+    const long = 'hi from b, ünïcödé. '.repeat(40).trim();
+    await b.fill('#text', long);
     await b.press('#text', 'Enter');
-    await a.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => /^guest\d+: hi from b, ünïcödé$/.test(li.textContent)), null, { timeout: 10000 });
+    await a.waitForFunction((want) => [...document.querySelectorAll('#log li')].some((li) => li.textContent.replace(/^guest\d+: /, '') === want), long, { timeout: 10000 });
     const logB = await b.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
     assert.ok(logB.some((t) => t.endsWith('hello from a')), JSON.stringify(logB));
     assert.match(chat.output(), /connected \(compression true\)/, 'the browser negotiated permessage-deflate');

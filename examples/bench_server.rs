@@ -1,24 +1,59 @@
 //! The server the performance work measures: plain echo (body and kind unchanged) through
-//! a pool of 4 worker actors at `/ws`, compression off (`--compression` to accept
-//! permessage-deflate), 16 MiB limits, quiet logging.
+//! a pool of 4 worker actors at `/ws`, compression off (`--compression [MODE]` to accept
+//! permessage-deflate), 16 MiB limits, quiet logging. With `--fanout`, one worker
+//! broadcasts every message to every other connection instead.
 //!
 //! Each actix worker thread gets its own handler and pool, so a connection and its
 //! worker actor share a thread, as a tuned deployment would have them.
 //!
 //! ```sh
-//! cargo run --release --example bench_server -- --port 9100 --workers 1 [--compression]
+//! cargo run --release --example bench_server -- --port 9100 --workers 1 [--compression [shared]] [--fanout]
 //! ```
 
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_meta_websocket::protocol::Limits;
+use actix_meta_websocket::protocol::{DeflateConfig, DeflateMemory, Limits};
 use actix_meta_websocket::{ConnectionSettings, HandlerOptions, Pool, WsHandler};
 use actix_web::{App, HttpServer};
 
 #[path = "shared/echo.rs"]
 mod echo;
 use echo::Echo;
+#[path = "shared/fanout.rs"]
+mod fanout;
+use fanout::Fanout;
+
+/// permessage-deflate settings, by name.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Compression {
+    /// `DeflateConfig::default()`: 4 KiB windows, context takeover, pooled zlib streams.
+    Default,
+    /// `DeflateConfig::shared()`: no context takeover from the server.
+    Shared,
+    /// The defaults with a dedicated zlib stream per connection.
+    Dedicated,
+    /// 32 KiB windows and dedicated streams: zlib's own defaults.
+    Full,
+}
+
+impl Compression {
+    fn config(self) -> DeflateConfig {
+        match self {
+            Compression::Default => DeflateConfig::default(),
+            Compression::Shared => DeflateConfig::shared(),
+            Compression::Dedicated => {
+                DeflateConfig { memory: DeflateMemory::Dedicated, ..DeflateConfig::default() }
+            }
+            Compression::Full => DeflateConfig {
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+                memory: DeflateMemory::Dedicated,
+                ..DeflateConfig::default()
+            },
+        }
+    }
+}
 
 /// Echo through a pool of 4 workers, for load tests.
 #[derive(clap::Parser)]
@@ -30,26 +65,34 @@ struct Cli {
     /// actix-web worker threads.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Accept permessage-deflate.
+    /// Accept permessage-deflate, with these settings.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "default")]
+    compression: Option<Compression>,
+    /// Broadcast every message to every other connection instead of echoing it.
     #[arg(long)]
-    compression: bool,
+    fanout: bool,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let Cli { port, workers, compression } = clap::Parser::parse();
+    let Cli { port, workers, compression, fanout } = clap::Parser::parse();
     let config = ConnectionSettings {
         limits: Limits { max_frame_size: 16 << 20, max_message_size: 16 << 20 },
         max_write_buffer: 64 << 20,
+        deflate: compression.map_or_else(DeflateConfig::default, Compression::config),
         ..ConnectionSettings::default()
     };
     config.validate()?;
+    // One hub for every worker thread: a broadcast reaches all connections.
+    let hub = fanout.then(|| Fanout::default().start());
     let server = HttpServer::new(move || {
         // Runs on each worker thread: the pool's actors start on that thread's arbiter.
-        let pool = Pool::new((0..4).map(|_| Echo.start())).expect("four workers");
-        let handler =
-            WsHandler::new(HandlerOptions::new(pool).compression(compression).settings(config.clone()))
-                .expect("settings validated before the server starts");
+        let pool = match &hub {
+            Some(hub) => Pool::from(hub.clone()),
+            None => Pool::new((0..4).map(|_| Echo.start())).expect("four workers"),
+        };
+        let options = HandlerOptions::new(pool).compression(compression.is_some()).settings(config.clone());
+        let handler = WsHandler::new(options).expect("settings validated before the server starts");
         App::new().route("/ws", handler.route())
     })
     .workers(workers)

@@ -9,6 +9,8 @@
 //! cargo run --release --example loadgen -- hold --url ws://127.0.0.1:9100/ws --conns 10000 --sources 8 --secs 10
 //! # connect-rate: handshake + close cycles per second over C parallel loops
 //! cargo run --release --example loadgen -- connect-rate --url ws://127.0.0.1:9100/ws --conns 8 --secs 5
+//! # fanout: C receivers and one publisher, against `bench_server --fanout`; P broadcasts in flight
+//! cargo run --release --example loadgen -- fanout --url ws://127.0.0.1:9100/ws --conns 1000 --inflight 4 --size 2048 --secs 5
 //! ```
 //!
 //! Each mode prints one JSON line of results on standard output; `hold` first prints
@@ -33,8 +35,9 @@ use tokio::net::{TcpSocket, TcpStream};
 #[command(version)]
 struct Cli {
     /// echo: messages echoed; hold: idle connections (prints READY once all are open);
-    /// connect-rate: handshake and close cycles.
-    #[arg(value_parser = ["echo", "hold", "connect-rate"], default_value = "echo")]
+    /// connect-rate: handshake and close cycles; fanout: one publisher's messages
+    /// delivered to every receiver.
+    #[arg(value_parser = ["echo", "hold", "connect-rate", "fanout"], default_value = "echo")]
     mode: String,
     /// The server, on a loopback IP address.
     #[arg(long, default_value = "ws://127.0.0.1:9100/ws")]
@@ -60,6 +63,9 @@ struct Cli {
     /// Offer permessage-deflate.
     #[arg(long)]
     deflate: bool,
+    /// fanout: broadcasts per second (0: as fast as --inflight allows).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 struct Args {
@@ -74,6 +80,7 @@ struct Args {
     secs: f64,
     sources: u8,
     deflate: bool,
+    rate: f64,
 }
 
 fn parse_args() -> Args {
@@ -98,6 +105,7 @@ fn parse_args() -> Args {
         secs: cli.secs,
         sources: cli.sources,
         deflate: cli.deflate,
+        rate: cli.rate,
     }
 }
 
@@ -161,14 +169,42 @@ async fn open(args: &Args, n: usize) -> std::io::Result<Conn> {
 }
 
 /// A payload of `size` bytes whose first 16 carry the send time (hex nanoseconds) and
-/// whose rest looks like JSON, so text stays text and deflate has realistic input.
+/// whose rest is JSON as a market feed sends it: the same keys, eight symbols with prices
+/// near their own, round lots, rising times. So text stays text and deflate has
+/// realistic input, neither random bytes nor one record repeated.
 fn payload(size: usize, t0: Instant) -> Vec<u8> {
+    use std::io::Write;
+    const SYMBOLS: [&str; 8] = ["ACME", "GLOBEX", "INITECH", "UMBRELLA", "HOOLI", "STARK", "WAYNE", "TYRELL"];
+    const VENUES: [&str; 4] = ["XNAS", "XNYS", "BATS", "ARCX"];
+    static SEED: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    let mut x = SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) | 1;
+    let mut next = move |n: u64| {
+        // xorshift64: cheap, deterministic per message.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
     let mut p = format!("{:016x}", t0.elapsed().as_nanos() as u64).into_bytes();
-    let filler =
-        br#"{"symbol":"ACME","bid":101.25,"ask":101.27,"volume":31337,"venue":"XNAS","ts":1764108000123},"#;
+    p.push(b'[');
+    let mut ts = 1_764_108_000_000u64;
     while p.len() < size {
-        let take = (size - p.len()).min(filler.len());
-        p.extend_from_slice(&filler[..take]);
+        let s = next(8) as usize;
+        let bid = 10_000 + 2_500 * s as u64 + next(400) - 200; // cents, near the symbol's own
+        let ask = bid + 1 + next(5);
+        ts += next(40);
+        let _ = write!(
+            p,
+            r#"{{"symbol":"{}","bid":{}.{:02},"ask":{}.{:02},"volume":{},"venue":"{}","ts":{}}},"#,
+            SYMBOLS[s],
+            bid / 100,
+            bid % 100,
+            ask / 100,
+            ask % 100,
+            100 * (1 + next(49)),
+            VENUES[next(4) as usize],
+            ts,
+        );
     }
     p.truncate(size.max(16));
     p
@@ -183,10 +219,11 @@ async fn echo(args: Arc<Args>) {
     let deadline = t0 + Duration::from_secs_f64(args.secs);
     let msgs = Arc::new(AtomicU64::new(0));
     let wire_out = Arc::new(AtomicU64::new(0));
+    let wire_in = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for n in 0..args.conns {
         let conn = open(&args, n).await.expect("connect");
-        let (args, msgs, wire_out) = (args.clone(), msgs.clone(), wire_out.clone());
+        let (args, msgs, wire_out, wire_in) = (args.clone(), msgs.clone(), wire_out.clone(), wire_in.clone());
         tasks.push(tokio::spawn(async move {
             let Conn { stream, mut buf, mut dec, mut enc } = conn;
             let (mut rd, mut wr) = stream.into_split();
@@ -242,7 +279,9 @@ async fn echo(args: Arc<Args>) {
                 }
                 match rd.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+                    Ok(n) => {
+                        wire_in.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 }
             }
             drop(tx);
@@ -261,7 +300,7 @@ async fn echo(args: Arc<Args>) {
     };
     let n = msgs.load(Ordering::Relaxed);
     println!(
-        "{{\"mode\":\"echo\",\"conns\":{},\"inflight\":{},\"size\":{},\"kind\":\"{}\",\"deflate\":{},\"msgs\":{},\"secs\":{:.3},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{},\"wire_bytes_out\":{}}}",
+        "{{\"mode\":\"echo\",\"conns\":{},\"inflight\":{},\"size\":{},\"kind\":\"{}\",\"deflate\":{},\"msgs\":{},\"secs\":{:.3},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"p50_us\":{},\"p99_us\":{},\"wire_bytes_out\":{},\"wire_bytes_in\":{}}}",
         args.conns,
         args.inflight,
         args.size,
@@ -273,7 +312,8 @@ async fn echo(args: Arc<Args>) {
         n as f64 * args.size as f64 / secs / 1e6,
         pct(0.5),
         pct(0.99),
-        wire_out.load(Ordering::Relaxed)
+        wire_out.load(Ordering::Relaxed),
+        wire_in.load(Ordering::Relaxed)
     );
 }
 
@@ -340,9 +380,144 @@ async fn main() {
         "echo" => echo(args).await,
         "hold" => hold(args).await,
         "connect-rate" => connect_rate(args).await,
+        "fanout" => fanout(args).await,
         other => {
-            eprintln!("unknown mode {other:?}: echo | hold | connect-rate");
+            eprintln!("unknown mode {other:?}: echo | hold | connect-rate | fanout");
             std::process::exit(2);
         }
     }
+}
+
+/// One receiver in this many decodes what it gets.
+const SAMPLE: usize = 50;
+
+/// Counts and drops the whole data messages at the front of `buf` (final data frames),
+/// leaving a partial frame in place.
+fn count_frames(buf: &mut BytesMut) -> Result<u64, actix_meta_websocket::protocol::ProtocolError> {
+    use actix_meta_websocket::protocol::{FrameHeader, OpCode};
+    let mut n = 0;
+    while let Some((h, head)) = FrameHeader::parse(buf)? {
+        let total = head + h.payload_len as usize;
+        if buf.len() < total {
+            break;
+        }
+        let _ = buf.split_to(total);
+        if h.fin && !h.opcode.is_control() && h.opcode != OpCode::Close {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Receivers count what reaches them and wake the publisher, which keeps `inflight`
+/// broadcasts outstanding: a message counts as delivered once every receiver has it.
+async fn fanout(args: Arc<Args>) {
+    let mut receivers = Vec::with_capacity(args.conns);
+    for n in 0..args.conns {
+        receivers.push(open(&args, n).await.expect("connect receiver"));
+    }
+    let mut publisher = open(&args, args.conns).await.expect("connect publisher");
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs_f64(args.secs);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let wire_in = Arc::new(AtomicU64::new(0));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let done = Arc::new(tokio::sync::watch::channel(false).0);
+    let mut tasks = Vec::new();
+    for (i, conn) in receivers.into_iter().enumerate() {
+        let (delivered, wire_in, wake, mut done) =
+            (delivered.clone(), wire_in.clone(), wake.clone(), done.subscribe());
+        // One receiver in SAMPLE decodes (and inflates) for latency; the others count whole
+        // messages from frame headers, so the load generator is not what limits the rate.
+        let sample = i % SAMPLE == 0;
+        tasks.push(tokio::spawn(async move {
+            let Conn { mut stream, mut buf, mut dec, .. } = conn;
+            let mut lat = Vec::new();
+            loop {
+                if !sample {
+                    match count_frames(&mut buf) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            delivered.fetch_add(n, Ordering::Relaxed);
+                            wake.notify_one();
+                        }
+                        Err(e) => panic!("server sent a bad frame: {e}"),
+                    }
+                } else {
+                    match dec.decode(&mut buf) {
+                        Ok(Some(Incoming::Text(b) | Incoming::Binary(b))) => {
+                            let now = t0.elapsed().as_nanos() as u64;
+                            if let Some(at) = sent_at(&b) {
+                                lat.push(((now - at.min(now)) / 1000) as u32);
+                            }
+                            delivered.fetch_add(1, Ordering::Relaxed);
+                            wake.notify_one();
+                            continue;
+                        }
+                        Ok(Some(_)) => continue,
+                        Ok(None) => {}
+                        Err(e) => panic!("server sent a bad frame: {e}"),
+                    }
+                }
+                tokio::select! {
+                    r = stream.read_buf(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => { wire_in.fetch_add(n as u64, Ordering::Relaxed); }
+                    },
+                    _ = done.changed() => break,
+                }
+            }
+            lat
+        }));
+    }
+    let kind = if args.text { DataKind::Text } else { DataKind::Binary };
+    let receivers = args.conns as u64;
+    let mut published = 0u64;
+    let mut out = BytesMut::new();
+    let mut tick = (args.rate > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate)));
+    while Instant::now() < deadline {
+        if let Some(tick) = tick.as_mut() {
+            tick.tick().await;
+        }
+        while delivered.load(Ordering::Relaxed) + (args.inflight as u64) * receivers <= published * receivers
+        {
+            if tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.is_err() {
+                eprintln!("fanout: deliveries stalled");
+                break;
+            }
+        }
+        out.clear();
+        publisher.enc.encode_message(kind, &payload(args.size, t0), &mut out).expect("encode");
+        publisher.stream.write_all(&out).await.expect("publish");
+        published += 1;
+    }
+    // Until everything published has arrived, or a few seconds.
+    let settle = Instant::now() + Duration::from_secs(5);
+    while delivered.load(Ordering::Relaxed) < published * receivers && Instant::now() < settle {
+        let _ = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = done.send(true);
+    let mut lat: Vec<u32> = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("receiver task"));
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0)
+    };
+    let n = delivered.load(Ordering::Relaxed);
+    println!(
+        "{{\"mode\":\"fanout\",\"receivers\":{},\"size\":{},\"deflate\":{},\"published\":{},\"delivered\":{},\"secs\":{:.3},\"delivered_per_s\":{:.0},\"p50_us\":{},\"p99_us\":{},\"wire_bytes_in\":{}}}",
+        args.conns,
+        args.size,
+        args.deflate,
+        published,
+        n,
+        secs,
+        n as f64 / secs,
+        pct(0.5),
+        pct(0.99),
+        wire_in.load(Ordering::Relaxed)
+    );
 }

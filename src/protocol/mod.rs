@@ -18,6 +18,7 @@
 mod close;
 mod codec;
 mod deflate;
+mod encoder;
 mod error;
 mod extensions;
 mod frame;
@@ -26,12 +27,13 @@ mod mask;
 mod utf8;
 
 pub use close::{parse_close_payload, truncate_reason, CloseCode, CloseFrame};
-pub(crate) use codec::FrameKey;
-pub use codec::{DataKind, Decoder, EncodeError, Encoder, Incoming, Limits, Role};
+pub use codec::{DataKind, Decoder, Incoming, Limits, Role};
 pub use deflate::{
     CompressError, Compressor, Decompressor, DeflateConfig, DeflateMemory, DeflateNegotiationError,
     DeflateParams, PERMESSAGE_DEFLATE,
 };
+pub(crate) use encoder::FrameKey;
+pub use encoder::{EncodeError, Encoder};
 pub use error::ProtocolError;
 pub use extensions::{parse_extension_headers, parse_extensions, Extension, ExtensionParseError};
 pub use frame::{FrameHeader, OpCode, RSV1};

@@ -65,7 +65,10 @@ def rss_kib(pid):
 
 
 def start_server(args, port):
-    cmd = ["taskset", "-c", "0", os.path.join(EX, args[0])] + args[1:] + ["--port", str(port)]
+    """Starts `args[0]` (an example's name, or a path to a binary) pinned to CPU 0 and
+    waits until it accepts connections."""
+    binary = args[0] if os.sep in args[0] else os.path.join(EX, args[0])
+    cmd = ["taskset", "-c", "0", binary] + args[1:] + ["--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 20
     while time.time() < deadline:

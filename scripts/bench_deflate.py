@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import EX, ROOT, cpu_seconds, free_port, rss_kib  # noqa: E402
+from bench import EX, ROOT, cpu_seconds, free_port, rss_kib, start_server  # noqa: E402
 
 MODES = [
     # label, bench_server flags, loadgen offers deflate
@@ -40,18 +40,7 @@ MODES = [
 
 
 def start(binary, flags, port):
-    cmd = ["taskset", "-c", "0", binary, "--port", str(port)] + flags
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import socket
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{binary} did not start")
+    return start_server([binary] + flags, port)
 
 
 def rss_run(binary, flags, deflate, conns):

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Notify;
 
 use actix::Addr;
 
 use crate::connection::{SendMessage, WsConnection};
+use crate::groups::{Home, Lane, Memberships};
 use crate::protocol::CloseCode;
 use crate::{Outgoing, Stats, TrySendError, WriteError};
 
@@ -46,6 +47,11 @@ struct IdInner {
     ended: AtomicBool,
     /// Created by the first `closed()` waiter only.
     ended_notify: OnceLock<Arc<Notify>>,
+    /// The connection's thread's delivery point for broadcasts.
+    home: Arc<Home>,
+    /// Broadcasts handed to the connection and not yet taken.
+    lane: Lane,
+    memberships: Mutex<Memberships>,
 }
 
 impl ConnectionId {
@@ -58,7 +64,33 @@ impl ConnectionId {
             closing: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             ended_notify: OnceLock::new(),
+            home: Home::current(),
+            lane: Lane::default(),
+            memberships: Mutex::default(),
         }))
+    }
+
+    pub(crate) fn home(&self) -> &Arc<Home> {
+        &self.0.home
+    }
+
+    pub(crate) fn lane(&self) -> &Lane {
+        &self.0.lane
+    }
+
+    pub(crate) fn memberships(&self) -> MutexGuard<'_, Memberships> {
+        crate::groups::lock_memberships(&self.0.memberships)
+    }
+
+    /// Hands a broadcast to the connection, on its own thread; nothing once it is closing.
+    pub(crate) fn deliver(&self, msg: &crate::PreparedMessage) {
+        if !self.is_closing() {
+            self.0.lane.push(msg);
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.0.closing.load(Ordering::Relaxed)
     }
 
     /// The actor has stopped: wakes whoever awaits `closed()`.

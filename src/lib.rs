@@ -70,6 +70,7 @@ mod setters;
 mod client;
 mod connection;
 mod error;
+mod groups;
 mod handler;
 mod id;
 mod message;
@@ -83,6 +84,7 @@ mod stats;
 pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting};
 pub use connection::{GetStats, SendMessage, SendPrepared, WsConnection};
 pub use error::{ConfigError, ConnectError, PoolError, TrySendError, WriteError};
+pub use groups::{GroupError, Groups, Member, PresenceChange, PresenceEvent};
 pub use handler::{record_local_addr, HandlerOptions, HandshakeError, OriginCheck, Upgrade, WsHandler};
 pub use id::ConnectionId;
 pub use message::{

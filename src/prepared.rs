@@ -133,6 +133,36 @@ impl PreparedMessage {
     }
 }
 
+impl From<&str> for PreparedMessage {
+    fn from(text: &str) -> Self {
+        PreparedMessage::text(text)
+    }
+}
+
+impl From<String> for PreparedMessage {
+    fn from(text: String) -> Self {
+        PreparedMessage::text(text)
+    }
+}
+
+impl From<Vec<u8>> for PreparedMessage {
+    fn from(bytes: Vec<u8>) -> Self {
+        PreparedMessage::binary(bytes)
+    }
+}
+
+impl From<Bytes> for PreparedMessage {
+    fn from(bytes: Bytes) -> Self {
+        PreparedMessage::binary(bytes)
+    }
+}
+
+impl From<&PreparedMessage> for PreparedMessage {
+    fn from(msg: &PreparedMessage) -> Self {
+        msg.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

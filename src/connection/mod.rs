@@ -427,6 +427,7 @@ impl Actor for WsConnection {
         self.registration = None;
         self.id.mark_closing();
         self.id.set_backlog(0);
+        crate::groups::leave_all(&self.id);
         let reason = self.lifecycle.take_reason();
         let (bytes_in, bytes_out) = (self.framed.bytes_in(), self.framed.bytes_out());
         tracing::info!(parent: &self.span, %reason, bytes_in, bytes_out, "disconnected");

@@ -23,15 +23,21 @@ pub(super) struct PumpState {
     /// Wraps; only equality matters.
     polls: u32,
     answered_at: u32,
+    /// Broadcasts taken from the lane, kept for its capacity.
+    pub(super) broadcasts: Vec<crate::PreparedMessage>,
 }
 
 impl PumpState {
-    fn enter(&mut self, task: &TaskContext<'_>) {
+    /// Starts a poll; true when the waker is new.
+    fn enter(&mut self, task: &TaskContext<'_>) -> bool {
         self.wake_pending = false;
         self.polls = self.polls.wrapping_add(1);
         match &self.waker {
-            Some(w) if w.will_wake(task.waker()) => {}
-            _ => self.waker = Some(task.waker().clone()),
+            Some(w) if w.will_wake(task.waker()) => false,
+            _ => {
+                self.waker = Some(task.waker().clone());
+                true
+            }
         }
     }
 
@@ -87,12 +93,15 @@ impl ActorFuture<WsConnection> for Pump {
         ctx: &mut Context<WsConnection>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        act.pump.enter(task);
+        if act.pump.enter(task) {
+            act.id.lane().set_waker(task.waker());
+        }
         if act.tick.as_mut().is_some_and(|t| t.poll(task)) {
             act.on_tick(ctx);
         }
         // Answers arrive from other actors, which wake this task: once per poll is enough.
         act.poll_answers(ctx, task);
+        act.take_broadcasts(ctx);
         for _ in 0..BUDGET {
             match step(act, ctx, task) {
                 Step::Progress => continue,

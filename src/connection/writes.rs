@@ -42,6 +42,17 @@ impl WsConnection {
         }
     }
 
+    /// Takes in, in order, the broadcasts this thread's home handed the connection since
+    /// its last turn (see `groups`).
+    pub(super) fn take_broadcasts(&mut self, ctx: &mut Context<Self>) {
+        let mut taken = std::mem::take(&mut self.pump.broadcasts);
+        self.id.lane().take(&mut taken);
+        for msg in taken.drain(..) {
+            self.submit(Outbound::Prepared(msg), None, ctx);
+        }
+        self.pump.broadcasts = taken;
+    }
+
     /// Answers an awaited write, or logs a refusal nobody awaits.
     fn answer_write(&self, tx: Option<Answer>, result: Result<(), WriteError>) {
         match tx {

@@ -143,8 +143,12 @@ pub async fn http_request(addr: SocketAddr, request: &str) -> (u16, String, TcpS
 }
 
 pub fn upgrade_request(addr: SocketAddr, extra: &str) -> String {
+    upgrade_request_to(addr, "/ws?room=1", extra)
+}
+
+pub fn upgrade_request_to(addr: SocketAddr, path: &str, extra: &str) -> String {
     format!(
-        "GET /ws?room=1 HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
 }
@@ -158,6 +162,13 @@ impl RawClient {
 
     pub async fn connect(addr: SocketAddr, extra: &str) -> (RawClient, String) {
         let (status, head, stream, buf) = http_request(addr, &upgrade_request(addr, extra)).await;
+        assert_eq!(status, 101, "{head}");
+        (RawClient { stream, buf, decoder: Decoder::new(Role::Client, Limits::default(), None) }, head)
+    }
+
+    /// Like `connect`, to `path` (with its query).
+    pub async fn connect_path(addr: SocketAddr, path: &str) -> (RawClient, String) {
+        let (status, head, stream, buf) = http_request(addr, &upgrade_request_to(addr, path, "")).await;
         assert_eq!(status, 101, "{head}");
         (RawClient { stream, buf, decoder: Decoder::new(Role::Client, Limits::default(), None) }, head)
     }

@@ -1,0 +1,178 @@
+//! One group: its members with their metadata, how many live on each thread, and who
+//! watches it. Changes and broadcasts are made under the group's lock and handed to the
+//! homes under it, so every home sees them in the order the lock saw them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::Recipient;
+
+use super::home::{Home, Op};
+use super::presence::{Member, PresenceChange, PresenceEvent};
+use crate::{ConnectionId, PreparedMessage};
+
+pub(crate) struct Group {
+    /// Never reused: names the group to the homes.
+    pub(super) key: u64,
+    pub(super) name: Arc<str>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    members: HashMap<u64, Entry>,
+    /// The threads with members, and how many each has.
+    homes: Vec<(Arc<Home>, usize)>,
+    watchers: Vec<Recipient<PresenceEvent>>,
+    /// Taken out of the registry: a join that finds it so looks the name up again.
+    removed: bool,
+    joins: u64,
+}
+
+struct Entry {
+    member: Member,
+    /// Join order, for listing.
+    order: u64,
+}
+
+/// The group was dropped from the registry between its lookup and its lock.
+pub(super) struct Removed;
+
+/// What a broadcast did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Reach {
+    pub(super) reached: usize,
+    pub(super) skipped: usize,
+}
+
+impl Group {
+    pub(super) fn new(key: u64, name: Arc<str>) -> Self {
+        Group { key, name, state: Mutex::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Maps and counters kept consistent within each call: usable after a panic elsewhere.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `id` or replaces its metadata; `Ok(true)` when it is new.
+    pub(super) fn join(&self, id: &ConnectionId, meta: Arc<str>) -> Result<bool, Removed> {
+        let mut s = self.lock();
+        if s.removed {
+            return Err(Removed);
+        }
+        let member = Member { id: id.clone(), meta };
+        if let Some(entry) = s.members.get_mut(&id.seq()) {
+            entry.member.meta = member.meta.clone();
+            s.tell(&self.name, member, PresenceChange::Updated);
+            return Ok(false);
+        }
+        let home = id.home();
+        match s.homes.iter_mut().find(|(h, _)| Arc::ptr_eq(h, home)) {
+            Some((_, n)) => *n += 1,
+            None => s.homes.push((home.clone(), 1)),
+        }
+        home.push(Op::Join { group: self.key, id: id.clone() });
+        s.joins += 1;
+        let order = s.joins;
+        s.members.insert(id.seq(), Entry { member: member.clone(), order });
+        s.tell(&self.name, member, PresenceChange::Joined);
+        Ok(true)
+    }
+
+    /// Removes the member `seq`; whether it was one.
+    pub(super) fn leave(&self, seq: u64, change: PresenceChange) -> bool {
+        let mut s = self.lock();
+        let Some(entry) = s.members.remove(&seq) else { return false };
+        let home = entry.member.id.home();
+        if let Some(i) = s.homes.iter().position(|(h, _)| Arc::ptr_eq(h, home)) {
+            s.homes[i].1 -= 1;
+            if s.homes[i].1 == 0 {
+                s.homes.swap_remove(i);
+            }
+        }
+        home.push(Op::Leave { group: self.key, seq });
+        s.tell(&self.name, entry.member, change);
+        true
+    }
+
+    /// Hands `msg` to every thread with members (but `except`), once each; a thread
+    /// already `limit` bytes behind is skipped and its members counted as such.
+    pub(super) fn deliver(
+        &self,
+        msg: &PreparedMessage,
+        except: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Reach {
+        let s = self.lock();
+        let except = except.filter(|id| s.members.contains_key(&id.seq()));
+        let mut reach = Reach::default();
+        for (home, n) in &s.homes {
+            let mut n = *n;
+            if except.is_some_and(|id| Arc::ptr_eq(id.home(), home)) {
+                n -= 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            if home.backlog() > limit {
+                reach.skipped += n;
+                continue;
+            }
+            home.push(Op::Deliver { group: self.key, msg: msg.clone(), except: except.map(|id| id.seq()) });
+            reach.reached += n;
+        }
+        reach
+    }
+
+    pub(super) fn watch(&self, watcher: Recipient<PresenceEvent>) -> Result<(), Removed> {
+        let mut s = self.lock();
+        if s.removed {
+            return Err(Removed);
+        }
+        s.watchers.push(watcher);
+        Ok(())
+    }
+
+    /// Members in the order they joined.
+    pub(super) fn members(&self) -> Vec<Member> {
+        let s = self.lock();
+        let mut entries: Vec<&Entry> = s.members.values().collect();
+        entries.sort_unstable_by_key(|e| e.order);
+        entries.into_iter().map(|e| e.member.clone()).collect()
+    }
+
+    pub(super) fn count(&self) -> usize {
+        self.lock().members.len()
+    }
+
+    pub(super) fn contains(&self, seq: u64) -> bool {
+        self.lock().members.contains_key(&seq)
+    }
+
+    /// Marks the group removed if nobody is in it or watches it; the registry holds its
+    /// own lock around this.
+    pub(super) fn retire_if_unused(&self) -> bool {
+        let mut s = self.lock();
+        s.watchers.retain(|w| w.connected());
+        if s.removed || !s.members.is_empty() || !s.watchers.is_empty() {
+            return false;
+        }
+        s.removed = true;
+        true
+    }
+}
+
+impl State {
+    /// Tells the watchers, dropping those that have stopped.
+    fn tell(&mut self, group: &Arc<str>, member: Member, change: PresenceChange) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        let event = PresenceEvent { group: group.clone(), member, change };
+        self.watchers.retain(|w| w.connected());
+        for w in &self.watchers {
+            w.do_send(event.clone());
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! A worker thread's delivery point: broadcasts cross to a thread once, as one entry in
+//! its home's inbox, and the home's task hands them to that thread's members.
+//!
+//! Every thread that runs connections has one home, made with its first connection; a
+//! connection's id knows its home. The home keeps, for each group, the list of its own
+//! members. Joins, leaves and deliveries go through the same inbox, so a member joined
+//! before a broadcast gets it and a member that left does not.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+
+use crate::{ConnectionId, PreparedMessage};
+
+/// Member deliveries a home makes before it lets its thread's connections run: they
+/// write what it handed them in the meantime, several broadcasts in one write.
+const BUDGET: usize = 16 * 1024;
+
+/// Bytes an inbox entry is counted for besides its message's body.
+const ENTRY_COST: usize = 64;
+
+/// One thread's inbox, shared with every other thread.
+pub(crate) struct Home {
+    inbox: Mutex<Inbox>,
+    waker: AtomicWaker,
+    /// Bytes of broadcasts waiting in the inbox, for the backlog bound.
+    queued: AtomicUsize,
+    /// Its task runs: false once the thread's runtime has dropped it.
+    alive: AtomicBool,
+}
+
+#[derive(Default)]
+struct Inbox {
+    ops: VecDeque<Op>,
+    /// A wake-up stands: the task drains the inbox before it sleeps again.
+    scheduled: bool,
+}
+
+/// What the other threads ask of a home. Groups are named by a number that is never
+/// reused, so a group dropped and made again under the same name starts empty here too.
+pub(crate) enum Op {
+    Join { group: u64, id: ConnectionId },
+    Leave { group: u64, seq: u64 },
+    Deliver { group: u64, msg: PreparedMessage, except: Option<u64> },
+    DeliverTo { ids: Vec<ConnectionId>, msg: PreparedMessage },
+}
+
+impl Op {
+    fn cost(&self) -> usize {
+        match self {
+            Op::Deliver { msg, .. } | Op::DeliverTo { msg, .. } => msg.body().len() + ENTRY_COST,
+            Op::Join { .. } | Op::Leave { .. } => 0,
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Home>>> = const { RefCell::new(None) };
+}
+
+impl Home {
+    /// This thread's home, made (and its task spawned) on first use; a home whose runtime
+    /// has gone is replaced.
+    pub(crate) fn current() -> Arc<Home> {
+        CURRENT.with(|current| {
+            let mut current = current.borrow_mut();
+            if let Some(home) = current.as_ref().filter(|h| h.alive.load(Ordering::Acquire)) {
+                return home.clone();
+            }
+            let home = Arc::new(Home {
+                inbox: Mutex::default(),
+                waker: AtomicWaker::new(),
+                queued: AtomicUsize::new(0),
+                alive: AtomicBool::new(true),
+            });
+            if tokio::runtime::Handle::try_current().is_ok() {
+                actix::spawn(Delivery { home: home.clone(), local: HashMap::new(), taken: VecDeque::new() });
+            } else {
+                // No runtime to deliver on: nothing on this thread can run a connection.
+                home.alive.store(false, Ordering::Release);
+            }
+            *current = Some(home.clone());
+            home
+        })
+    }
+
+    /// Bytes of broadcasts waiting for this thread.
+    pub(crate) fn backlog(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn push(&self, op: Op) {
+        self.queued.fetch_add(op.cost(), Ordering::Relaxed);
+        let wake = {
+            let mut inbox = self.lock();
+            inbox.ops.push_back(op);
+            !std::mem::replace(&mut inbox.scheduled, true)
+        };
+        if wake {
+            self.waker.wake();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        // The inbox is a plain queue: still whole after a panic elsewhere.
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A group's members on this thread; the index finds a member's place for removal.
+#[derive(Default)]
+struct LocalGroup {
+    members: Vec<ConnectionId>,
+    at: HashMap<u64, usize>,
+}
+
+impl LocalGroup {
+    fn join(&mut self, id: ConnectionId) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.at.entry(id.seq()) {
+            e.insert(self.members.len());
+            self.members.push(id);
+        }
+    }
+
+    fn leave(&mut self, seq: u64) {
+        let Some(i) = self.at.remove(&seq) else { return };
+        self.members.swap_remove(i);
+        if let Some(moved) = self.members.get(i) {
+            self.at.insert(moved.seq(), i);
+        }
+    }
+}
+
+/// The home's task: drains the inbox in order, a budget of deliveries at a time.
+struct Delivery {
+    home: Arc<Home>,
+    local: HashMap<u64, LocalGroup>,
+    /// Taken from the inbox under one lock, not yet done.
+    taken: VecDeque<Op>,
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.home.alive.store(false, Ordering::Release);
+    }
+}
+
+impl Future for Delivery {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.home.waker.register(cx.waker());
+        let mut done = 0;
+        loop {
+            if this.taken.is_empty() {
+                let mut inbox = this.home.lock();
+                if inbox.ops.is_empty() {
+                    inbox.scheduled = false;
+                    return Poll::Pending;
+                }
+                std::mem::swap(&mut this.taken, &mut inbox.ops);
+            }
+            while let Some(op) = this.taken.pop_front() {
+                this.home.queued.fetch_sub(op.cost(), Ordering::Relaxed);
+                done += this.run(op);
+                if done >= BUDGET {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Delivery {
+    /// Does one op; returns the deliveries it made.
+    fn run(&mut self, op: Op) -> usize {
+        match op {
+            Op::Join { group, id } => {
+                self.local.entry(group).or_default().join(id);
+                1
+            }
+            Op::Leave { group, seq } => {
+                if let Some(g) = self.local.get_mut(&group) {
+                    g.leave(seq);
+                    if g.members.is_empty() {
+                        self.local.remove(&group);
+                    }
+                }
+                1
+            }
+            Op::Deliver { group, msg, except } => {
+                let Some(g) = self.local.get(&group) else { return 1 };
+                for id in &g.members {
+                    if Some(id.seq()) != except {
+                        id.deliver(&msg);
+                    }
+                }
+                g.members.len()
+            }
+            Op::DeliverTo { ids, msg } => {
+                for id in &ids {
+                    id.deliver(&msg);
+                }
+                ids.len()
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! A connection's lane: broadcasts its home handed it, waiting for its next turn.
+//!
+//! The home and the connection share a thread, so the lock is never contended; it is a
+//! lock only because a connection's id, which holds the lane, is shared across threads.
+//! The lane holds at most what the home hands out between two turns of the connection,
+//! since each turn moves everything into the connection's write path, where the
+//! connection's own bounds and slow-consumer policy apply.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::task::Waker;
+
+use crate::PreparedMessage;
+
+#[derive(Default)]
+pub(crate) struct Lane {
+    /// Something waits: read without the lock on every turn of the connection.
+    pending: AtomicBool,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    items: Vec<PreparedMessage>,
+    waker: Option<Waker>,
+}
+
+impl Lane {
+    /// Adds a broadcast; the first one since the connection's last turn wakes it.
+    pub(crate) fn push(&self, msg: &PreparedMessage) {
+        let mut inner = self.lock();
+        inner.items.push(msg.clone());
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            if let Some(w) = &inner.waker {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Moves what waits into `out`, in order.
+    pub(crate) fn take(&self, out: &mut Vec<PreparedMessage>) {
+        if !self.pending.load(Ordering::Acquire) {
+            return;
+        }
+        let mut inner = self.lock();
+        self.pending.store(false, Ordering::Release);
+        if out.is_empty() {
+            std::mem::swap(out, &mut inner.items);
+        } else {
+            out.append(&mut inner.items);
+        }
+    }
+
+    /// The connection's waker changed (it is set on its first turn).
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        self.lock().waker = Some(waker.clone());
+    }
+
+    /// Lets go of what waits and of the waker, once the connection has ended.
+    pub(crate) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.items = Vec::new();
+        inner.waker = None;
+        self.pending.store(false, Ordering::Release);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,350 @@
+//! Groups: named sets of connections to broadcast to, with presence.
+//!
+//! How a broadcast travels:
+//!
+//! ```text
+//! broadcast ──one entry per thread with members──> home (one per worker thread)
+//!                                                   │ that thread's members of the group
+//!                                                   v
+//!                                 each member's lane ──its next turn──> write path
+//! ```
+//!
+//! - `group`: a group's members, metadata, per-thread counts and watchers, under one lock.
+//! - `home`: a thread's inbox and the task that hands broadcasts to its members.
+//! - `lane`: what a connection has been handed and not yet taken.
+//! - `membership`: the groups a connection is in, for leaving them when it ends.
+//! - `presence`: members and the events watchers get.
+
+mod group;
+mod home;
+mod lane;
+mod membership;
+mod presence;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::Recipient;
+
+pub(crate) use home::Home;
+pub(crate) use lane::Lane;
+pub(crate) use membership::{leave_all, lock as lock_memberships, Memberships};
+pub use presence::{Member, PresenceChange, PresenceEvent};
+
+use group::{Group, Removed};
+use home::Op;
+
+use crate::{ConnectionId, PreparedMessage};
+
+/// Bytes of broadcasts a thread may have waiting before further broadcasts skip it.
+const DEFAULT_THREAD_BACKLOG: usize = 64 << 20;
+
+/// Named groups of connections: join, leave, broadcast, presence.
+///
+/// One `Groups` is shared by every worker thread (clones share the same groups); make it
+/// before the server and move a clone into each worker actor that needs it.
+///
+/// - **Membership.** A connection joins by its [`ConnectionId`], with optional metadata
+///   (a user name, a JSON object), and leaves by [`leave`](Self::leave) or when it ends:
+///   before its `MessageDisconnect` is sent, it has left every group.
+/// - **Broadcast.** [`broadcast`](Self::broadcast) encodes the message once (a
+///   [`PreparedMessage`]) and hands it to each worker thread with members once; on that
+///   thread it reaches every member, which writes it on its next turn. It never waits
+///   for a member, and returns how many members it was handed to.
+/// - **Order.** Broadcasts from one publisher (one actor, one thread) reach each member in
+///   the order they were made, and so do joins and leaves: a member gets every broadcast
+///   made after its `join` returned and none made after its `leave` returned. A direct
+///   [`ConnectionId::send`] takes another path and is not ordered with broadcasts; use
+///   [`send_to`](Self::send_to) for a message that must keep its place among them.
+/// - **Slow members.** A broadcast meets each member's own write bounds: a member whose
+///   peer does not read is closed by its slow-consumer policy (see
+///   [`ConnectionSettings`](crate::ConnectionSettings)) while the others go on. A thread
+///   whose connections cannot keep up with the publisher at all (more than
+///   [`with_thread_backlog`](Self::with_thread_backlog) bytes of broadcasts waiting) is
+///   skipped, is not counted as reached, and a warning is logged.
+///
+/// ```no_run
+/// use actix::prelude::*;
+/// use actix_meta_websocket::*;
+///
+/// struct Room { groups: Groups }
+/// impl Actor for Room { type Context = Context<Self>; }
+/// impl Handler<MessageConnect> for Room {
+///     type Result = ();
+///     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+///         let _ = self.groups.join("lobby", &m.id);
+///     }
+/// }
+/// impl Handler<WsMessage> for Room {
+///     type Result = ();
+///     fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+///         if let Some(text) = m.as_text() {
+///             let reached = self.groups.broadcast_except("lobby", text, &m.id);
+///             tracing::debug!(reached, "said");
+///         }
+///     }
+/// }
+/// impl Handler<MessageDisconnect> for Room {
+///     type Result = ();
+///     fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} // it has left already
+/// }
+/// ```
+#[derive(Clone, Default)]
+pub struct Groups {
+    shared: Arc<Shared>,
+}
+
+/// Why a connection could not join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// The connection has ended (or is ending): it joins no group any more.
+    #[error("the connection has ended")]
+    Ended,
+}
+
+pub(crate) struct Shared {
+    map: Mutex<HashMap<Arc<str>, Arc<Group>>>,
+    next_key: AtomicU64,
+    thread_backlog: usize,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared { map: Mutex::default(), next_key: AtomicU64::new(1), thread_backlog: DEFAULT_THREAD_BACKLOG }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Group>>> {
+        // A plain map: whole after a panic elsewhere.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Group>> {
+        self.lock().get(name).cloned()
+    }
+
+    fn get_or_make(&self, name: &str) -> Arc<Group> {
+        let mut map = self.lock();
+        if let Some(g) = map.get(name) {
+            return g.clone();
+        }
+        let name: Arc<str> = name.into();
+        let g = Arc::new(Group::new(self.next_key.fetch_add(1, Ordering::Relaxed), name.clone()));
+        map.insert(name, g.clone());
+        g
+    }
+
+    /// Drops `group` from the map once nobody is in it or watches it.
+    fn drop_if_unused(&self, group: &Arc<Group>) {
+        let mut map = self.lock();
+        if map.get(&group.name).is_some_and(|g| Arc::ptr_eq(g, group)) && group.retire_if_unused() {
+            map.remove(&group.name);
+        }
+    }
+}
+
+impl Groups {
+    /// No groups yet; groups come into being with their first member or watcher and go
+    /// with their last.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how many bytes of broadcasts may wait for one worker thread before further
+    /// broadcasts skip it (default 64 MiB). Only a thread whose connections cannot keep
+    /// up with the publishers at all gets there; set it before cloning.
+    pub fn with_thread_backlog(self, bytes: usize) -> Self {
+        let shared = Shared { thread_backlog: bytes, ..Shared::default() };
+        Groups { shared: Arc::new(shared) }
+    }
+
+    /// Adds `id` to `group` without metadata; `Ok(true)` if it was not a member.
+    ///
+    /// ```no_run
+    /// # fn demo(groups: &actix_meta_websocket::Groups, id: &actix_meta_websocket::ConnectionId) {
+    /// groups.join("lobby", id).ok(); // Err only once the connection has ended
+    /// # }
+    /// ```
+    pub fn join(&self, group: &str, id: &ConnectionId) -> Result<bool, GroupError> {
+        self.join_with(group, id, "")
+    }
+
+    /// Adds `id` to `group` with `meta`, or replaces its metadata if it is a member
+    /// already (`Ok(false)`, and watchers get [`PresenceChange::Updated`]).
+    ///
+    /// ```no_run
+    /// # fn demo(groups: &actix_meta_websocket::Groups, id: &actix_meta_websocket::ConnectionId) {
+    /// groups.join_with("room:42", id, r#"{"name":"ada"}"#).ok();
+    /// # }
+    /// ```
+    pub fn join_with(
+        &self,
+        group: &str,
+        id: &ConnectionId,
+        meta: impl Into<Arc<str>>,
+    ) -> Result<bool, GroupError> {
+        let meta = meta.into();
+        let mut m = id.memberships();
+        if m.ended {
+            return Err(GroupError::Ended);
+        }
+        loop {
+            let g = self.shared.get_or_make(group);
+            match g.join(id, meta.clone()) {
+                Err(Removed) => continue,
+                Ok(false) => return Ok(false),
+                Ok(true) => {
+                    m.list.push((Arc::downgrade(&self.shared), g));
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// Takes `id` out of `group`; whether it was a member.
+    pub fn leave(&self, group: &str, id: &ConnectionId) -> bool {
+        let g = {
+            let mut m = id.memberships();
+            let mine = |(s, g): &(std::sync::Weak<Shared>, Arc<Group>)| {
+                std::ptr::eq(s.as_ptr(), Arc::as_ptr(&self.shared)) && &*g.name == group
+            };
+            let Some(i) = m.list.iter().position(mine) else { return false };
+            let (_, g) = m.list.swap_remove(i);
+            // Under the memberships' lock, so a join of the same connection waits for it.
+            g.leave(id.seq(), PresenceChange::Left);
+            g
+        };
+        self.shared.drop_if_unused(&g);
+        true
+    }
+
+    /// Writes `msg` to every member of `group`; returns how many members it was handed
+    /// to. `msg` is a [`PreparedMessage`] or converts to one (`&str` and `String` as
+    /// text, `Vec<u8>` and `Bytes` as binary).
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{Groups, PreparedMessage};
+    /// # fn demo(groups: &Groups) {
+    /// groups.broadcast("prices", r#"{"ACME":101.5}"#);
+    /// let frame = PreparedMessage::binary(vec![1, 2, 3]); // to send it to several groups
+    /// groups.broadcast("a", &frame);
+    /// groups.broadcast("b", &frame);
+    /// # }
+    /// ```
+    pub fn broadcast(&self, group: &str, msg: impl Into<PreparedMessage>) -> usize {
+        self.publish(group, &msg.into(), None)
+    }
+
+    /// Like [`broadcast`](Self::broadcast), but not to `except` (typically the sender).
+    pub fn broadcast_except(
+        &self,
+        group: &str,
+        msg: impl Into<PreparedMessage>,
+        except: &ConnectionId,
+    ) -> usize {
+        self.publish(group, &msg.into(), Some(except))
+    }
+
+    fn publish(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
+        let Some(g) = self.shared.get(group) else { return 0 };
+        let reach = g.deliver(msg, except, self.shared.thread_backlog);
+        if reach.skipped > 0 {
+            tracing::warn!(
+                group,
+                skipped = reach.skipped,
+                "broadcast skipped members on threads too far behind"
+            );
+        }
+        reach.reached
+    }
+
+    /// Writes `msg` to each of `ids`, in the same order as broadcasts (see the type's
+    /// docs); returns how many it was handed to (those not closing). Each thread is
+    /// crossed once.
+    pub fn send_to<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a ConnectionId>,
+        msg: impl Into<PreparedMessage>,
+    ) -> usize {
+        let msg = msg.into();
+        let mut by_home: Vec<(Arc<Home>, Vec<ConnectionId>)> = Vec::new();
+        for id in ids {
+            if id.is_closing() {
+                continue;
+            }
+            match by_home.iter_mut().find(|(h, _)| Arc::ptr_eq(h, id.home())) {
+                Some((_, list)) => list.push(id.clone()),
+                None => by_home.push((id.home().clone(), vec![id.clone()])),
+            }
+        }
+        let (mut reached, mut skipped) = (0, 0);
+        for (home, ids) in by_home {
+            if home.backlog() > self.shared.thread_backlog {
+                skipped += ids.len();
+                continue;
+            }
+            reached += ids.len();
+            home.push(Op::DeliverTo { ids, msg: msg.clone() });
+        }
+        if skipped > 0 {
+            tracing::warn!(skipped, "send_to skipped connections on threads too far behind");
+        }
+        reached
+    }
+
+    /// The members of `group` and their metadata, in the order they joined.
+    pub fn members(&self, group: &str) -> Vec<Member> {
+        self.shared.get(group).map(|g| g.members()).unwrap_or_default()
+    }
+
+    /// How many members `group` has.
+    pub fn count(&self, group: &str) -> usize {
+        self.shared.get(group).map_or(0, |g| g.count())
+    }
+
+    /// Whether `id` is a member of `group`.
+    pub fn contains(&self, group: &str, id: &ConnectionId) -> bool {
+        self.shared.get(group).is_some_and(|g| g.contains(id.seq()))
+    }
+
+    /// The groups of this `Groups` that `id` is in.
+    pub fn groups_of(&self, id: &ConnectionId) -> Vec<Arc<str>> {
+        let m = id.memberships();
+        let mine = |s: &std::sync::Weak<Shared>| std::ptr::eq(s.as_ptr(), Arc::as_ptr(&self.shared));
+        m.list.iter().filter(|(s, _)| mine(s)).map(|(_, g)| g.name.clone()).collect()
+    }
+
+    /// The names of the groups that have members or watchers.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.shared.lock().keys().cloned().collect()
+    }
+
+    /// Sends `watcher` a [`PresenceEvent`] for every join, update and leave in `group`
+    /// from now on, until the watcher's actor stops. A watched group stays (empty) while
+    /// it has watchers.
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # use actix_meta_websocket::{Groups, PresenceEvent};
+    /// # fn demo<A: Actor<Context = Context<A>> + Handler<PresenceEvent>>(groups: &Groups, lobby: Addr<A>) {
+    /// groups.watch("lobby", lobby.recipient());
+    /// # }
+    /// ```
+    pub fn watch(&self, group: &str, watcher: Recipient<PresenceEvent>) {
+        loop {
+            if self.shared.get_or_make(group).watch(watcher.clone()).is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Groups {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Groups").field("groups", &self.shared.lock().len()).finish()
+    }
+}

@@ -1,0 +1,67 @@
+//! What presence reports: a group's members, and the changes a watcher is told of.
+
+use std::sync::Arc;
+
+use crate::ConnectionId;
+
+/// One member of a group: its connection and the metadata it joined with.
+///
+/// ```
+/// # use actix_meta_websocket::Member;
+/// fn names(members: &[Member]) -> Vec<&str> {
+///     members.iter().map(|m| &*m.meta).collect()
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The member's connection.
+    pub id: ConnectionId,
+    /// What the application attached when it joined (a user name, a JSON object...);
+    /// empty when it joined without any.
+    pub meta: Arc<str>,
+}
+
+/// A change in a group's membership, sent to the group's watchers (see
+/// [`Groups::watch`](crate::Groups::watch)) after the change is made: a
+/// [`Groups::members`](crate::Groups::members) called on receipt already shows it.
+///
+/// ```
+/// use actix::prelude::*;
+/// use actix_meta_websocket::{PresenceChange, PresenceEvent};
+///
+/// struct Lobby;
+/// impl Actor for Lobby { type Context = Context<Self>; }
+/// impl Handler<PresenceEvent> for Lobby {
+///     type Result = ();
+///     fn handle(&mut self, e: PresenceEvent, _: &mut Context<Self>) {
+///         match e.change {
+///             PresenceChange::Joined => println!("{} joined {}", e.member.meta, e.group),
+///             _ => println!("{} left {} ({:?})", e.member.meta, e.group, e.change),
+///         }
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct PresenceEvent {
+    /// The group's name.
+    pub group: Arc<str>,
+    /// The member, with its metadata (the new one for [`PresenceChange::Updated`]).
+    pub member: Member,
+    /// What happened.
+    pub change: PresenceChange,
+}
+
+/// What happened to a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PresenceChange {
+    /// It joined.
+    Joined,
+    /// It joined again with new metadata.
+    Updated,
+    /// It was made to leave ([`Groups::leave`](crate::Groups::leave)).
+    Left,
+    /// Its connection ended: it left every group before its `MessageDisconnect`.
+    Disconnected,
+}

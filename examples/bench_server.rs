@@ -1,20 +1,21 @@
 //! The server the performance work measures: plain echo (body and kind unchanged) through
 //! a pool of 4 worker actors at `/ws`, compression off (`--compression [MODE]` to accept
-//! permessage-deflate), 16 MiB limits, quiet logging. With `--fanout`, one worker
-//! broadcasts every message to every other connection instead.
+//! permessage-deflate), 16 MiB limits, quiet logging. With `--fanout`, every message is
+//! broadcast to every other connection instead: through the crate's groups, or with
+//! `--fanout hub` through one hub actor that writes to each member itself.
 //!
 //! Each actix worker thread gets its own handler and pool, so a connection and its
 //! worker actor share a thread, as a tuned deployment would have them.
 //!
 //! ```sh
-//! cargo run --release --example bench_server -- --port 9100 --workers 1 [--compression [shared]] [--fanout]
+//! cargo run --release --example bench_server -- --port 9100 --workers 1 [--compression [shared]] [--fanout [hub]]
 //! ```
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::protocol::{DeflateConfig, DeflateMemory, Limits};
-use actix_meta_websocket::{ConnectionSettings, HandlerOptions, Pool, WsHandler};
+use actix_meta_websocket::{ConnectionSettings, Groups, HandlerOptions, Pool, WsHandler};
 use actix_web::{App, HttpServer};
 
 #[path = "shared/echo.rs"]
@@ -22,7 +23,7 @@ mod echo;
 use echo::Echo;
 #[path = "shared/fanout.rs"]
 mod fanout;
-use fanout::Fanout;
+use fanout::{Fanout, Hub};
 
 /// permessage-deflate settings, by name.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -55,6 +56,15 @@ impl Compression {
     }
 }
 
+/// How a message reaches the other connections.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum FanoutMode {
+    /// `Groups::broadcast_except`, from a worker actor on each thread.
+    Groups,
+    /// One hub actor for all threads, one `send_prepared` per member.
+    Hub,
+}
+
 /// Echo through a pool of 4 workers, for load tests.
 #[derive(clap::Parser)]
 #[command(version)]
@@ -69,8 +79,8 @@ struct Cli {
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "default")]
     compression: Option<Compression>,
     /// Broadcast every message to every other connection instead of echoing it.
-    #[arg(long)]
-    fanout: bool,
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "groups")]
+    fanout: Option<FanoutMode>,
 }
 
 #[actix_web::main]
@@ -83,13 +93,15 @@ async fn main() -> std::io::Result<()> {
         ..ConnectionSettings::default()
     };
     config.validate()?;
-    // One hub for every worker thread: a broadcast reaches all connections.
-    let hub = fanout.then(|| Fanout::default().start());
+    // One hub, or one set of groups, for every worker thread.
+    let hub = (fanout == Some(FanoutMode::Hub)).then(|| Hub::default().start());
+    let groups = Groups::new();
     let server = HttpServer::new(move || {
         // Runs on each worker thread: the pool's actors start on that thread's arbiter.
-        let pool = match &hub {
-            Some(hub) => Pool::from(hub.clone()),
-            None => Pool::new((0..4).map(|_| Echo.start())).expect("four workers"),
+        let pool = match (fanout, &hub) {
+            (Some(FanoutMode::Hub), Some(hub)) => Pool::from(hub.clone()),
+            (Some(_), _) => Pool::from(Fanout { groups: groups.clone() }.start()),
+            (None, _) => Pool::new((0..4).map(|_| Echo.start())).expect("four workers"),
         };
         let options = HandlerOptions::new(pool).compression(compression.is_some()).settings(config.clone());
         let handler = WsHandler::new(options).expect("settings validated before the server starts");

@@ -9,6 +9,8 @@
 //! cargo run --release --example loadgen -- hold --url ws://127.0.0.1:9100/ws --conns 10000 --sources 8 --secs 10
 //! # connect-rate: handshake + close cycles per second over C parallel loops
 //! cargo run --release --example loadgen -- connect-rate --url ws://127.0.0.1:9100/ws --conns 8 --secs 5
+//! # churn: C members join and leave a group on the server's side, once
+//! cargo run --release --example loadgen -- churn --url ws://127.0.0.1:9100/ws --conns 10000 --sources 8
 //! # fanout: C receivers and one publisher, against `bench_server --fanout`; P broadcasts in flight
 //! cargo run --release --example loadgen -- fanout --url ws://127.0.0.1:9100/ws --conns 1000 --inflight 4 --size 2048 --secs 5
 //! ```
@@ -36,8 +38,9 @@ use tokio::net::{TcpSocket, TcpStream};
 struct Cli {
     /// echo: messages echoed; hold: idle connections (prints READY once all are open);
     /// connect-rate: handshake and close cycles; fanout: one publisher's messages
-    /// delivered to every receiver.
-    #[arg(value_parser = ["echo", "hold", "connect-rate", "fanout"], default_value = "echo")]
+    /// delivered to every receiver; churn: C connections, then one request that the
+    /// server make each join a group and leave it (prints READY before the request).
+    #[arg(value_parser = ["echo", "hold", "connect-rate", "fanout", "churn"], default_value = "echo")]
     mode: String,
     /// The server, on a loopback IP address.
     #[arg(long, default_value = "ws://127.0.0.1:9100/ws")]
@@ -381,11 +384,55 @@ async fn main() {
         "hold" => hold(args).await,
         "connect-rate" => connect_rate(args).await,
         "fanout" => fanout(args).await,
+        "churn" => churn(args).await,
         other => {
-            eprintln!("unknown mode {other:?}: echo | hold | connect-rate | fanout");
+            eprintln!("unknown mode {other:?}: echo | hold | connect-rate | fanout | churn");
             std::process::exit(2);
         }
     }
+}
+
+/// Opens `conns` idle connections and one more that asks `bench_server --fanout` (text
+/// `churn`) to make every connection join a group and leave it, and waits for the answer.
+async fn churn(args: Arc<Args>) {
+    let mut members = Vec::with_capacity(args.conns);
+    for n in 0..args.conns {
+        members.push(open(&args, n).await.expect("connect"));
+    }
+    let mut asker = open(&args, args.conns).await.expect("connect");
+    println!("READY");
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let mut out = BytesMut::new();
+    asker.enc.encode_message(DataKind::Text, b"churn", &mut out).expect("encode");
+    asker.stream.write_all(&out).await.expect("ask");
+    loop {
+        match asker.dec.decode(&mut asker.buf) {
+            Ok(Some(Incoming::Text(b))) if &b[..] == b"churned" => break,
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => panic!("server sent a bad frame: {e}"),
+        }
+        match tokio::time::timeout(Duration::from_secs(60), asker.stream.read_buf(&mut asker.buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => panic!("churn: no answer"),
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    // The other thread's home may still be taking its last leaves: let it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!("{{\"mode\":\"churn\",\"members\":{},\"secs\":{:.4}}}", members.len() + 1, secs);
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    // Closed once the caller has read the results and the server's CPU time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(members);
 }
 
 /// One receiver in this many decodes what it gets.
@@ -417,6 +464,13 @@ async fn fanout(args: Arc<Args>) {
         receivers.push(open(&args, n).await.expect("connect receiver"));
     }
     let mut publisher = open(&args, args.conns).await.expect("connect publisher");
+    // The caller may read the server's CPU time now, to leave the handshakes out.
+    println!("READY");
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(args.secs);
     let delivered = Arc::new(AtomicU64::new(0));
@@ -467,7 +521,9 @@ async fn fanout(args: Arc<Args>) {
                     _ = done.changed() => break,
                 }
             }
-            lat
+            // The connection stays open until the results are out: its close is not
+            // part of the measurement.
+            (lat, stream)
         }));
     }
     let kind = if args.text { DataKind::Text } else { DataKind::Binary };
@@ -499,8 +555,11 @@ async fn fanout(args: Arc<Args>) {
     let secs = t0.elapsed().as_secs_f64();
     let _ = done.send(true);
     let mut lat: Vec<u32> = Vec::new();
+    let mut open_streams = Vec::with_capacity(tasks.len());
     for t in tasks {
-        lat.extend(t.await.expect("receiver task"));
+        let (l, stream) = t.await.expect("receiver task");
+        lat.extend(l);
+        open_streams.push(stream);
     }
     lat.sort_unstable();
     let pct = |p: f64| {
@@ -520,4 +579,11 @@ async fn fanout(args: Arc<Args>) {
         pct(0.99),
         wire_in.load(Ordering::Relaxed)
     );
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    // Closed once the caller has read the results and the server's CPU time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(open_streams);
 }

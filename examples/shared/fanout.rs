@@ -1,15 +1,27 @@
-//! The fan-out worker of the benchmark server: every message is broadcast, as one
-//! `PreparedMessage`, to every other connection.
+//! The fan-out workers of the benchmark server: every message is broadcast to every other
+//! connection, through the crate's groups (`Fanout`) or through one hub actor that sends
+//! each member a `PreparedMessage` itself (`Hub`, the pattern before groups).
 
 use std::collections::HashMap;
 
 use actix::prelude::*;
-use actix_meta_websocket::{ConnectionId, MessageConnect, MessageDisconnect, PreparedMessage, WsMessage};
+use actix_meta_websocket::{
+    ConnectionId, Groups, MessageConnect, MessageDisconnect, PreparedMessage, WsMessage,
+};
 
-/// Knows every connection; broadcasts what any of them sends to all the others.
-#[derive(Default)]
+const ALL: &str = "all";
+
+fn prepared(m: &WsMessage) -> PreparedMessage {
+    match m.as_text() {
+        Some(text) => PreparedMessage::text(text),
+        None => PreparedMessage::binary(m.body.clone()),
+    }
+}
+
+/// One per worker thread: every connection joins one group, and what any of them sends
+/// is broadcast to the others.
 pub struct Fanout {
-    members: HashMap<u64, ConnectionId>,
+    pub groups: Groups,
 }
 
 impl Actor for Fanout {
@@ -19,18 +31,63 @@ impl Actor for Fanout {
 impl actix::Handler<MessageConnect> for Fanout {
     type Result = ();
     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
-        self.members.insert(m.id.seq(), m.id);
+        let _ = self.groups.join(ALL, &m.id);
     }
 }
 
 impl actix::Handler<WsMessage> for Fanout {
     type Result = ();
     fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        if m.as_text() == Some("churn") {
+            return self.churn(&m.id);
+        }
+        self.groups.broadcast_except(ALL, prepared(&m), &m.id);
+    }
+}
+
+impl Fanout {
+    /// For `loadgen churn`: every connection joins a second group, then leaves it; the
+    /// answer follows the leaves through every thread's delivery queue.
+    fn churn(&self, asker: &ConnectionId) {
+        let members = self.groups.members(ALL);
+        for m in &members {
+            let _ = self.groups.join_with("churn", &m.id, "member");
+        }
+        for m in &members {
+            self.groups.leave("churn", &m.id);
+        }
+        self.groups.send_to([asker], "churned");
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for Fanout {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+/// Knows every connection; broadcasts what any of them sends to all the others, one
+/// `send_prepared` per member.
+#[derive(Default)]
+pub struct Hub {
+    members: HashMap<u64, ConnectionId>,
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for Hub {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        self.members.insert(m.id.seq(), m.id);
+    }
+}
+
+impl actix::Handler<WsMessage> for Hub {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
         let from = m.id.seq();
-        let prepared = match m.as_text() {
-            Some(text) => PreparedMessage::text(text),
-            None => PreparedMessage::binary(m.body.clone()),
-        };
+        let prepared = prepared(&m);
         for (seq, id) in &self.members {
             if *seq != from {
                 id.send_prepared(&prepared);
@@ -39,7 +96,7 @@ impl actix::Handler<WsMessage> for Fanout {
     }
 }
 
-impl actix::Handler<MessageDisconnect> for Fanout {
+impl actix::Handler<MessageDisconnect> for Hub {
     type Result = ();
     fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
         self.members.remove(&m.id.seq());

@@ -1,5 +1,6 @@
-// Headless Chromium against examples/chat: two pages exchange messages through the room
-// actor, with permessage-deflate negotiated by the browser under the server's default
+// Headless Chromium against examples/chat: two pages exchange messages through the
+// crate's groups, see each other join and leave rooms with the member list, and move
+// between rooms; with permessage-deflate negotiated by the browser under the server's default
 // answer (4 KiB windows, one of them unasked) and used: b's message is long enough that
 // the server compresses it for a, and Chromium must inflate it.
 //
@@ -28,7 +29,7 @@ function startChat() {
   });
 }
 
-test('two browser pages chat through the room actor', async () => {
+test('two browser pages chat in rooms through groups', async () => {
   const chat = await startChat();
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -36,27 +37,47 @@ test('two browser pages chat through the room actor', async () => {
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic'],
   });
+  // Waits until page p's log has a line matching `re` (a RegExp source).
+  const sees = (p, re) => p.waitForFunction((src) => [...document.querySelectorAll('#log li')]
+    .some((li) => new RegExp(src).test(li.textContent)), re.source, { timeout: 10000 });
+  const say = async (p, text) => { await p.fill('#text', text); await p.press('#text', 'Enter'); };
+  const nameOf = async (p) => {
+    await sees(p, /^you are guest\d+;/);
+    return (await p.$$eval('#log li', (lis) => lis.map((li) => li.textContent)))
+      .find((t) => t.startsWith('you are ')).match(/guest\d+/)[0];
+  };
   try {
     const a = await browser.newPage();
+    await a.goto(chat.url);
+    await a.waitForSelector('body[data-ready="1"]', { timeout: 10000 });
+    const an = await nameOf(a);
     const b = await browser.newPage();
-    for (const p of [a, b]) {
-      await p.goto(chat.url);
-      await p.waitForSelector('body[data-ready="1"]', { timeout: 10000 });
-    }
-    // a sees b join; then each one's message reaches the other.
-    await a.waitForFunction(() => [...document.querySelectorAll('#log li')].filter((li) => li.textContent.endsWith(' joined')).length >= 2, null, { timeout: 10000 });
-    await a.fill('#text', 'hello from a');
-    await a.press('#text', 'Enter');
-    await b.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => /^guest\d+: hello from a$/.test(li.textContent)), null, { timeout: 10000 });
+    await b.goto(chat.url);
+    await b.waitForSelector('body[data-ready="1"]', { timeout: 10000 });
+    const bn = await nameOf(b);
+    // a sees b join the lobby, with both in the member list.
+    await sees(a, new RegExp(`^\\[lobby\\] ${bn} joined; here: ${an}, ${bn}$`));
+    await say(a, 'hello from a');
+    await sees(b, new RegExp(`^\\[lobby\\] ${an}: hello from a$`));
+    // Long enough that the server compresses it for a, and Chromium must inflate it.
     const long = 'hi from b, ünïcödé. '.repeat(40).trim();
-    await b.fill('#text', long);
-    await b.press('#text', 'Enter');
-    await a.waitForFunction((want) => [...document.querySelectorAll('#log li')].some((li) => li.textContent.replace(/^guest\d+: /, '') === want), long, { timeout: 10000 });
+    await say(b, long);
+    await a.waitForFunction((want) => [...document.querySelectorAll('#log li')]
+      .some((li) => li.textContent.replace(/^\[lobby\] guest\d+: /, '') === want), long, { timeout: 10000 });
+    // b moves to another room: a sees it leave; then a follows and they talk there.
+    await say(b, '/join games');
+    await sees(a, new RegExp(`^\\[lobby\\] ${bn} left; here: ${an}$`));
+    await sees(b, new RegExp(`^\\[games\\] ${bn} joined; here: ${bn}$`));
+    await say(a, '/join games');
+    await sees(b, new RegExp(`^\\[games\\] ${an} joined; here: ${bn}, ${an}$`));
+    await say(a, 'over here');
+    await sees(b, new RegExp(`^\\[games\\] ${an}: over here$`));
     const logB = await b.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
-    assert.ok(logB.some((t) => t.endsWith('hello from a')), JSON.stringify(logB));
+    assert.ok(!logB.some((t) => t.startsWith('[lobby] ') && t.includes('over here')), JSON.stringify(logB));
     assert.match(chat.output(), /connected \(compression true\)/, 'the browser negotiated permessage-deflate');
+    // Closing the page ends the connection: it leaves its room.
     await a.close();
-    await b.waitForFunction(() => [...document.querySelectorAll('#log li')].some((li) => li.textContent.endsWith(' left')), null, { timeout: 10000 });
+    await sees(b, new RegExp(`^\\[games\\] ${an} left; here: ${bn}$`));
   } finally {
     await browser.close();
     chat.child.kill();

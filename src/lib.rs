@@ -8,6 +8,8 @@
 //!   [`MessageDisconnect`] to a target picked round-robin from a [`Pool`].
 //! - Whoever holds a connection's [`ConnectionId`] writes to it by sending an [`Outgoing`]
 //!   message (or a `&str`, `String` or bytes).
+//! - [`Groups`] gather connections under a name: broadcast to them, encoded once and
+//!   handed to each worker thread once, and know who is present.
 //!
 //! Underneath is [`protocol`], a strict sans-IO RFC 6455 codec with permessage-deflate.
 //! The names do not clash with actix's: `use actix::prelude::*;` and

@@ -47,6 +47,10 @@ impl WsConnection {
     pub(super) fn take_broadcasts(&mut self, ctx: &mut Context<Self>) {
         let mut taken = std::mem::take(&mut self.pump.broadcasts);
         self.id.lane().take(&mut taken);
+        if !taken.is_empty() {
+            // Called from the pump, whose loop flushes next: no wake-up needed.
+            self.pump.runs_next();
+        }
         for msg in taken.drain(..) {
             self.submit(Outbound::Prepared(msg), None, ctx);
         }

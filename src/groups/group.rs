@@ -176,3 +176,38 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread whose connections cannot keep up is skipped, not queued for without end,
+    /// and counted as not reached; once it has caught up it is served again.
+    #[actix_rt::test]
+    async fn a_thread_past_its_backlog_is_skipped_and_not_counted() {
+        let ids = crate::groups::test_ids(3);
+        let g = Group::new(1, "g".into());
+        for id in &ids {
+            assert!(matches!(g.join(id, "".into()), Ok(true)));
+        }
+        let msg = PreparedMessage::binary(vec![0u8; 2000]);
+        let limit = 1000;
+        let first = g.deliver(&msg, Some(&ids[0]), limit);
+        assert_eq!((first.reached, first.skipped), (2, 0));
+        // The home has not run (this task has not yielded): 2 KiB wait for it.
+        let second = g.deliver(&msg, None, limit);
+        assert_eq!((second.reached, second.skipped), (0, 3));
+        let home = ids[0].home().clone();
+        for _ in 0..10 {
+            if home.backlog() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let third = g.deliver(&msg, None, limit);
+        assert_eq!((third.reached, third.skipped), (3, 0));
+        assert!(g.leave(ids[1].seq(), PresenceChange::Left));
+        assert!(!g.leave(ids[1].seq(), PresenceChange::Left));
+        assert_eq!(g.members().iter().map(|m| m.id.seq()).collect::<Vec<_>>(), [1, 3]);
+    }
+}

@@ -214,3 +214,51 @@ impl Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::groups::test_ids as ids;
+
+    #[actix_rt::test]
+    async fn a_local_group_keeps_its_index_through_swap_removals() {
+        let ids = ids(5);
+        let mut g = LocalGroup::default();
+        for id in &ids {
+            g.join(id.clone());
+        }
+        g.join(ids[0].clone()); // twice: once
+        assert_eq!(g.members.len(), 5);
+        for seq in [1, 5, 3] {
+            g.leave(seq);
+        }
+        g.leave(42); // not a member
+        let mut left: Vec<u64> = g.members.iter().map(|id| id.seq()).collect();
+        left.sort_unstable();
+        assert_eq!(left, [2, 4]);
+        for (i, id) in g.members.iter().enumerate() {
+            assert_eq!(g.at[&id.seq()], i);
+        }
+        g.leave(2);
+        g.leave(4);
+        assert!(g.members.is_empty() && g.at.is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn the_backlog_counts_broadcasts_until_they_are_delivered() {
+        let home = Home::current();
+        let msg = PreparedMessage::binary(vec![0u8; 1000]);
+        home.push(Op::Deliver { group: 1, msg: msg.clone(), except: None });
+        home.push(Op::Join { group: 1, id: ids(1).remove(0) });
+        assert_eq!(home.backlog(), 1000 + ENTRY_COST);
+        // The home's task runs when this one yields.
+        for _ in 0..10 {
+            if home.backlog() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(home.backlog(), 0);
+    }
+}

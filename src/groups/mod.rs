@@ -348,3 +348,15 @@ impl fmt::Debug for Groups {
         f.debug_struct("Groups").field("groups", &self.shared.lock().len()).finish()
     }
 }
+
+/// Ids of this thread whose actors never run: enough for bookkeeping.
+#[cfg(test)]
+pub(crate) fn test_ids(n: usize) -> Vec<ConnectionId> {
+    use actix::AsyncContext;
+    (0..n)
+        .map(|i| {
+            let ctx = actix::Context::<crate::WsConnection>::new();
+            ConnectionId::new(i as u64 + 1, ctx.address(), 0)
+        })
+        .collect()
+}

@@ -48,6 +48,7 @@ SCENARIOS = [
     ("64 B to 10,000 members", ["--conns", "10000", "--size", "64", "--sources", "8"]),
     ("4 KiB to 1,000 members", ["--conns", "1000", "--size", "4096"]),
     ("64 B to 1,000 members, 20/s", ["--conns", "1000", "--size", "64", "--rate", "20"]),
+    ("64 B to 10,000 members, 2/s", ["--conns", "10000", "--size", "64", "--rate", "2", "--sources", "8"]),
 ]
 
 METRICS = [
@@ -97,6 +98,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=float, default=4.0)
     ap.add_argument("--only", metavar="TEXT", help="only scenarios whose name contains TEXT; prints, writes nothing")
+    ap.add_argument("--update", action="store_true",
+                    help="with --only: put the new runs into bench/groups.json's and write the report again")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -119,8 +122,14 @@ def main():
             churn.append(r)
             print(f"[churn] round {rnd + 1}: {r['members']} members, {r['user_s'] + r['sys_s']:.3f} s CPU, "
                   f"{r['secs']:.3f} s wall", flush=True)
-    if a.only:
+    if a.only and not a.update:
         return
+    if a.update:
+        with open(os.path.join(ROOT, "bench", "groups.json")) as f:
+            old = json.load(f)
+        kept = {name: old["runs"][name] for name, _ in SCENARIOS if name in old["runs"] and name not in results}
+        results = {name: results.get(name) or kept[name] for name, _ in SCENARIOS if name in results or name in kept}
+        churn = churn or old["churn"]
     report(a, results, churn)
 
 

@@ -83,10 +83,9 @@ impl ConnectionId {
     }
 
     /// Hands a broadcast to the connection, on its own thread; nothing once it is closing.
-    pub(crate) fn deliver(&self, msg: &crate::PreparedMessage) {
-        if !self.is_closing() {
-            self.0.lane.push(msg);
-        }
+    /// True when the connection is to be woken (its lane was empty).
+    pub(crate) fn deliver(&self, msg: &crate::PreparedMessage) -> bool {
+        !self.is_closing() && self.0.lane.push(msg)
     }
 
     pub(crate) fn is_closing(&self) -> bool {

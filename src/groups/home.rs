@@ -22,6 +22,12 @@ use crate::{ConnectionId, PreparedMessage};
 /// write what it handed them in the meantime, several broadcasts in one write.
 const BUDGET: usize = 16 * 1024;
 
+/// Members a home wakes per turn. It wakes the rest on its next turns, after these have
+/// written, taking in what reached the thread meanwhile: so a broadcast that arrives
+/// while a round of writes is under way joins the writes not yet made, instead of
+/// waiting for a round of its own (a member woken late takes both in one write).
+const WAKE_CHUNK: usize = 16;
+
 /// Bytes an inbox entry is counted for besides its message's body.
 const ENTRY_COST: usize = 64;
 
@@ -80,7 +86,12 @@ impl Home {
                 alive: AtomicBool::new(true),
             });
             if tokio::runtime::Handle::try_current().is_ok() {
-                actix::spawn(Delivery { home: home.clone(), local: HashMap::new(), taken: VecDeque::new() });
+                actix::spawn(Delivery {
+                    home: home.clone(),
+                    local: HashMap::new(),
+                    taken: VecDeque::new(),
+                    to_wake: VecDeque::new(),
+                });
             } else {
                 // No runtime to deliver on: nothing on this thread can run a connection.
                 home.alive.store(false, Ordering::Release);
@@ -137,12 +148,15 @@ impl LocalGroup {
     }
 }
 
-/// The home's task: drains the inbox in order, a budget of deliveries at a time.
+/// The home's task: drains the inbox in order, a budget of deliveries at a time, and
+/// wakes the members it handed something, a chunk at a time.
 struct Delivery {
     home: Arc<Home>,
     local: HashMap<u64, LocalGroup>,
     /// Taken from the inbox under one lock, not yet done.
     taken: VecDeque<Op>,
+    /// Members with something in their lane, not woken yet, in the order they got it.
+    to_wake: VecDeque<ConnectionId>,
 }
 
 impl Drop for Delivery {
@@ -157,29 +171,47 @@ impl Future for Delivery {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.home.waker.register(cx.waker());
-        let mut done = 0;
-        loop {
-            if this.taken.is_empty() {
-                let mut inbox = this.home.lock();
-                if inbox.ops.is_empty() {
-                    inbox.scheduled = false;
-                    return Poll::Pending;
-                }
-                std::mem::swap(&mut this.taken, &mut inbox.ops);
-            }
-            while let Some(op) = this.taken.pop_front() {
-                this.home.queued.fetch_sub(op.cost(), Ordering::Relaxed);
-                done += this.run(op);
-                if done >= BUDGET {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-            }
+        let drained = this.drain();
+        for id in this.to_wake.drain(..WAKE_CHUNK.min(this.to_wake.len())) {
+            id.lane().wake();
         }
+        if !drained || !this.to_wake.is_empty() {
+            // Its next turn comes after the tasks just woken.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
     }
 }
 
 impl Delivery {
+    /// Does waiting ops in order, up to a budget of deliveries; true when none are left.
+    fn drain(&mut self) -> bool {
+        let mut done = 0;
+        loop {
+            if self.taken.is_empty() {
+                let mut inbox = self.home.lock();
+                if inbox.ops.is_empty() {
+                    inbox.scheduled = false;
+                    return true;
+                }
+                std::mem::swap(&mut self.taken, &mut inbox.ops);
+            }
+            while let Some(op) = self.taken.pop_front() {
+                self.home.queued.fetch_sub(op.cost(), Ordering::Relaxed);
+                done += self.run(op);
+                if done >= BUDGET {
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn hand(&mut self, id: &ConnectionId, msg: &PreparedMessage) {
+        if id.deliver(msg) {
+            self.to_wake.push_back(id.clone());
+        }
+    }
+
     /// Does one op; returns the deliveries it made.
     fn run(&mut self, op: Op) -> usize {
         match op {
@@ -198,16 +230,19 @@ impl Delivery {
             }
             Op::Deliver { group, msg, except } => {
                 let Some(g) = self.local.get(&group) else { return 1 };
+                let mut woken = Vec::new();
                 for id in &g.members {
-                    if Some(id.seq()) != except {
-                        id.deliver(&msg);
+                    if Some(id.seq()) != except && id.deliver(&msg) {
+                        woken.push(id.clone());
                     }
                 }
-                g.members.len()
+                let n = g.members.len();
+                self.to_wake.extend(woken);
+                n
             }
             Op::DeliverTo { ids, msg } => {
                 for id in &ids {
-                    id.deliver(&msg);
+                    self.hand(id, &msg);
                 }
                 ids.len()
             }

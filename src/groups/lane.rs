@@ -26,12 +26,18 @@ struct Inner {
 }
 
 impl Lane {
-    /// Adds a broadcast; the first one since the connection's last turn wakes it.
-    pub(crate) fn push(&self, msg: &PreparedMessage) {
+    /// Adds a broadcast; true when it is the first since the connection's last turn (the
+    /// connection is then to be woken, see `wake`).
+    pub(crate) fn push(&self, msg: &PreparedMessage) -> bool {
         let mut inner = self.lock();
         inner.items.push(msg.clone());
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            if let Some(w) = &inner.waker {
+        !self.pending.swap(true, Ordering::AcqRel)
+    }
+
+    /// Wakes the connection if something still waits for it.
+    pub(crate) fn wake(&self) {
+        if self.pending.load(Ordering::Acquire) {
+            if let Some(w) = &self.lock().waker {
                 w.wake_by_ref();
             }
         }

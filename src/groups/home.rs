@@ -91,6 +91,7 @@ impl Home {
                     local: HashMap::new(),
                     taken: VecDeque::new(),
                     to_wake: VecDeque::new(),
+                    held: 0,
                 });
             } else {
                 // No runtime to deliver on: nothing on this thread can run a connection.
@@ -157,6 +158,9 @@ struct Delivery {
     taken: VecDeque<Op>,
     /// Members with something in their lane, not woken yet, in the order they got it.
     to_wake: VecDeque<ConnectionId>,
+    /// Bytes of broadcasts handed out since the last time every member was woken: still
+    /// the thread's backlog, since lanes of members not yet woken hold them.
+    held: usize,
 }
 
 impl Drop for Delivery {
@@ -174,6 +178,9 @@ impl Future for Delivery {
         let drained = this.drain();
         for id in this.to_wake.drain(..WAKE_CHUNK.min(this.to_wake.len())) {
             id.lane().wake();
+        }
+        if this.to_wake.is_empty() {
+            this.home.queued.fetch_sub(std::mem::take(&mut this.held), Ordering::Relaxed);
         }
         if !drained || !this.to_wake.is_empty() {
             // Its next turn comes after the tasks just woken.
@@ -197,7 +204,7 @@ impl Delivery {
                 std::mem::swap(&mut self.taken, &mut inbox.ops);
             }
             while let Some(op) = self.taken.pop_front() {
-                self.home.queued.fetch_sub(op.cost(), Ordering::Relaxed);
+                self.held += op.cost();
                 done += self.run(op);
                 if done >= BUDGET {
                     return false;

@@ -2,9 +2,10 @@
 //!
 //! The home and the connection share a thread, so the lock is never contended; it is a
 //! lock only because a connection's id, which holds the lane, is shared across threads.
-//! The lane holds at most what the home hands out between two turns of the connection,
-//! since each turn moves everything into the connection's write path, where the
-//! connection's own bounds and slow-consumer policy apply.
+//! The lane holds what reached the thread since the connection's last turn, within one
+//! round of the home's wake-ups: each turn moves everything into the connection's write
+//! path, where the connection's own bounds and slow-consumer policy apply, and what lanes
+//! hold during a round counts toward the thread's backlog bound.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

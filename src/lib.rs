@@ -70,6 +70,8 @@
 mod setters;
 
 mod client;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod connection;
 mod error;
 mod groups;
@@ -84,6 +86,11 @@ mod settings;
 mod stats;
 
 pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting};
+#[cfg(feature = "cluster")]
+pub use cluster::{
+    Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError, GapCause, GlobalId,
+    NodeId, ParseIdError,
+};
 pub use connection::{GetStats, SendMessage, SendPrepared, WsConnection};
 pub use error::{ConfigError, ConnectError, PoolError, TrySendError, WriteError};
 pub use groups::{GroupError, Groups, Member, PresenceChange, PresenceEvent};

@@ -71,6 +71,23 @@ impl PreparedMessage {
         &self.inner.body
     }
 
+    /// Whether it is a text message (else binary).
+    pub fn is_text(&self) -> bool {
+        matches!(self.inner.kind, DataKind::Text)
+    }
+
+    /// A message whose text, if `text`, is known to be UTF-8.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn checked(text: bool, body: Bytes) -> Self {
+        Self::new(if text { DataKind::Text } else { DataKind::Binary }, body)
+    }
+
+    /// The payload, shared.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.inner.body
+    }
+
     /// The frame for server connections with this key, encoded on first use.
     pub(crate) fn frame(&self, key: FrameKey) -> Bytes {
         let (bits, level, threshold) = match key {

@@ -31,6 +31,9 @@ pub(crate) fn leave_all(id: &ConnectionId) {
     for (shared, group) in list {
         group.leave(id.seq(), PresenceChange::Disconnected);
         if let Some(shared) = shared.upgrade() {
+            if let Some(bus) = &shared.bus {
+                bus.changed(&group.name, id, &Arc::from(""), PresenceChange::Disconnected);
+            }
             shared.drop_if_unused(&group);
         }
     }

@@ -14,7 +14,9 @@
 //! - `lane`: what a connection has been handed and not yet taken.
 //! - `membership`: the groups a connection is in, for leaving them when it ends.
 //! - `presence`: members and the events watchers get.
+//! - `bus`: what a cluster is told of, so groups span nodes.
 
+mod bus;
 mod group;
 mod home;
 mod lane;
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Recipient;
 
+pub(crate) use bus::Bus;
 pub(crate) use home::Home;
 pub(crate) use lane::Lane;
 pub(crate) use membership::{leave_all, lock as lock_memberships, Memberships};
@@ -109,11 +112,18 @@ pub(crate) struct Shared {
     map: Mutex<HashMap<Arc<str>, Arc<Group>>>,
     next_key: AtomicU64,
     thread_backlog: usize,
+    /// The cluster these groups span, if any.
+    bus: Option<Arc<dyn Bus>>,
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared { map: Mutex::default(), next_key: AtomicU64::new(1), thread_backlog: DEFAULT_THREAD_BACKLOG }
+        Shared {
+            map: Mutex::default(),
+            next_key: AtomicU64::new(1),
+            thread_backlog: DEFAULT_THREAD_BACKLOG,
+            bus: None,
+        }
     }
 }
 
@@ -158,8 +168,20 @@ impl Groups {
     /// broadcasts skip it (default 64 MiB). Only a thread whose connections cannot keep
     /// up with the publishers at all gets there; set it before cloning.
     pub fn with_thread_backlog(self, bytes: usize) -> Self {
-        let shared = Shared { thread_backlog: bytes, ..Shared::default() };
+        let shared = Shared { thread_backlog: bytes, bus: self.shared.bus.clone(), ..Shared::default() };
         Groups { shared: Arc::new(shared) }
+    }
+
+    /// Groups whose changes and broadcasts `bus` is told of, in the order they are made.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn with_bus(bus: Arc<dyn Bus>) -> Self {
+        Groups { shared: Arc::new(Shared { bus: Some(bus), ..Shared::default() }) }
+    }
+
+    /// Hands `msg`, which came from another node, to this node's members of `group`.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn deliver_here(&self, group: &str, msg: &PreparedMessage) -> usize {
+        self.publish_here(group, msg, None)
     }
 
     /// Adds `id` to `group` without metadata; `Ok(true)` if it was not a member.
@@ -196,10 +218,17 @@ impl Groups {
             let g = self.shared.get_or_make(group);
             match g.join(id, meta.clone()) {
                 Err(Removed) => continue,
-                Ok(false) => return Ok(false),
-                Ok(true) => {
-                    m.list.push((Arc::downgrade(&self.shared), g));
-                    return Ok(true);
+                Ok(fresh) => {
+                    // Under the memberships' lock: the bus sees one connection's joins and
+                    // leaves in the order they were made.
+                    if let Some(bus) = &self.shared.bus {
+                        let change = if fresh { PresenceChange::Joined } else { PresenceChange::Updated };
+                        bus.changed(&g.name, id, &meta, change);
+                    }
+                    if fresh {
+                        m.list.push((Arc::downgrade(&self.shared), g));
+                    }
+                    return Ok(fresh);
                 }
             }
         }
@@ -216,6 +245,9 @@ impl Groups {
             let (_, g) = m.list.swap_remove(i);
             // Under the memberships' lock, so a join of the same connection waits for it.
             g.leave(id.seq(), PresenceChange::Left);
+            if let Some(bus) = &self.shared.bus {
+                bus.changed(&g.name, id, &Arc::from(""), PresenceChange::Left);
+            }
             g
         };
         self.shared.drop_if_unused(&g);
@@ -250,6 +282,13 @@ impl Groups {
     }
 
     fn publish(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
+        if let Some(bus) = &self.shared.bus {
+            bus.broadcast(group, msg);
+        }
+        self.publish_here(group, msg, except)
+    }
+
+    fn publish_here(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
         let Some(g) = self.shared.get(group) else { return 0 };
         let reach = g.deliver(msg, except, self.shared.thread_backlog);
         if reach.skipped > 0 {

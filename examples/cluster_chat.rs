@@ -1,0 +1,165 @@
+//! The chat of `examples/chat.rs` across nodes that share one Redis (feature `cluster`):
+//! pages connected to different nodes share rooms, messages and member lists. Each node
+//! is an actix-web server with its own [`Cluster`] handle; this process runs `--nodes` of
+//! them on consecutive ports (or run one per process, as the tests do).
+//!
+//! ```sh
+//! redis-server --port 6379 --save '' &        # any Redis 6+; or pass --redis
+//! cargo run --example cluster_chat --features cluster
+//! # open http://127.0.0.1:8091/ and http://127.0.0.1:8092/: two nodes, one chat
+//! ```
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_meta_websocket::*;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+const PAGE: &str = include_str!("chat.html");
+
+/// Every connection's target on one node; watches that node's rooms.
+struct Chat {
+    cluster: Cluster,
+    groups: Groups,
+}
+
+impl Actor for Chat {
+    type Context = Context<Self>;
+}
+
+impl Chat {
+    /// A name that is unique across nodes: the node's first hex digits and the seq.
+    fn name(&self, id: &ConnectionId) -> String {
+        format!("guest{}-{}", &self.cluster.node().to_string()[..4], id.seq())
+    }
+
+    fn enter(&mut self, room: &str, id: &ConnectionId, ctx: &mut Context<Self>) {
+        if !self.groups.names().iter().any(|name| **name == *room) {
+            self.groups.watch(room, ctx.address().recipient());
+        }
+        for old in self.groups.groups_of(id) {
+            self.groups.leave(&old, id);
+        }
+        let _ = self.groups.join_with(room, id, self.name(id));
+    }
+}
+
+impl Handler<MessageConnect> for Chat {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, ctx: &mut Context<Self>) {
+        let me = self.name(&m.id);
+        self.groups
+            .send_to([&m.id], format!("you are {me} on node {}; /join <room> to move", self.cluster.node()));
+        self.enter("lobby", &m.id, ctx);
+    }
+}
+
+impl Handler<WsMessage> for Chat {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, ctx: &mut Context<Self>) {
+        let Some(text) = m.as_text().map(str::trim) else { return };
+        match text.strip_prefix("/join ").map(str::trim) {
+            Some(room) if (1..=32).contains(&room.len()) => self.enter(room, &m.id, ctx),
+            Some(_) => m.id.send("a room's name has 1 to 32 bytes"),
+            None => {
+                let me = self.name(&m.id);
+                for room in self.groups.groups_of(&m.id) {
+                    self.groups.broadcast(&room, format!("[{room}] {me}: {text}"));
+                }
+            }
+        }
+    }
+}
+
+/// A change on this node: told to the room on every node, with the room's members on
+/// every node (read from Redis).
+impl Handler<PresenceEvent> for Chat {
+    type Result = ();
+    fn handle(&mut self, e: PresenceEvent, ctx: &mut Context<Self>) {
+        let verb = if e.change == PresenceChange::Joined { "joined" } else { "left" };
+        let (cluster, room) = (self.cluster.clone(), e.group.clone());
+        let news = format!("[{room}] {} {verb}", e.member.meta);
+        ctx.spawn(fut::wrap_future(async move {
+            let names = match cluster.members(&room).await {
+                Ok(members) => members.into_iter().map(|m| m.meta.to_string()).collect::<Vec<_>>().join(", "),
+                Err(e) => format!("(unknown: {e})"),
+            };
+            cluster.groups().broadcast(&room, format!("{news}; here: {names}"));
+        }));
+    }
+}
+
+impl Handler<MessageDisconnect> for Chat {
+    type Result = (); // It has left its room already: the room's watcher tells the others.
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+/// Prints what the cluster says (nodes up and down, Redis down and back, gaps).
+struct Log(NodeId);
+impl Actor for Log {
+    type Context = Context<Self>;
+}
+impl Handler<ClusterEvent> for Log {
+    type Result = ();
+    fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
+        println!("node {}: {e:?}", self.0);
+    }
+}
+
+#[derive(clap::Parser)]
+struct Cli {
+    /// The Redis every node joins (`redis://`, or `rediss://` for TLS).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// Where the first node listens; the others take the next ports (port 0: any).
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    addr: std::net::SocketAddr,
+    /// How many nodes this process runs.
+    #[arg(long, default_value_t = 2)]
+    nodes: u16,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat before a node is taken for dead.
+    #[arg(long, default_value_t = 3000)]
+    node_timeout_ms: u64,
+}
+
+async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_web::dev::Server> {
+    let opts = ClusterOptions::new(cli.redis.clone())
+        .heartbeat(Duration::from_millis(cli.heartbeat_ms))
+        .node_timeout(Duration::from_millis(cli.node_timeout_ms));
+    let cluster = Cluster::join(opts).await.map_err(std::io::Error::other)?;
+    cluster.subscribe(Log(cluster.node()).start().recipient());
+    let chat = Chat { groups: cluster.groups().clone(), cluster: cluster.clone() }.start();
+    let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
+    let h = handler.clone();
+    let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };
+    let server = handler
+        .configure_server(HttpServer::new(move || {
+            App::new().route("/", web::get().to(page)).route("/ws", h.route())
+        }))
+        .workers(1)
+        .disable_signals()
+        .bind(addr)?;
+    // Printed for scripts that start the example on port 0.
+    println!("node {} chat on http://{}/", cluster.node(), server.addrs()[0]);
+    Ok(server.run())
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let cli = <Cli as clap::Parser>::parse();
+    let mut servers = Vec::new();
+    for i in 0..cli.nodes {
+        let port = if cli.addr.port() == 0 { 0 } else { cli.addr.port() + i };
+        servers.push(node(&cli, std::net::SocketAddr::new(cli.addr.ip(), port)).await?);
+    }
+    let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
+    let running = futures_util::future::join_all(servers);
+    tokio::select! {
+        _ = running => {}
+        _ = tokio::signal::ctrl_c() => for h in handles { h.stop(true).await },
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! What can go wrong in a cluster.
+
+use super::ids::NodeId;
+
+/// Joining or asking the cluster failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// Redis could not be reached or refused us (the URL's password is never in this).
+    #[error("redis: {0}")]
+    Redis(String),
+    /// The node has no link to Redis right now; it is reconnecting.
+    #[error("the broker is down")]
+    BrokerDown,
+    /// The cluster handle has been shut down.
+    #[error("the cluster has been left")]
+    Stopped,
+}
+
+/// Why a message for a [`GlobalId`](super::GlobalId) was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterSendError {
+    /// This node has no link to Redis right now: nothing is queued for later.
+    #[error("the broker is down")]
+    BrokerDown,
+    /// No node by that id listens (it ended, or never was).
+    #[error("node {0} is not in the cluster")]
+    NoSuchNode(NodeId),
+    /// The node is there, the connection is not (it ended).
+    #[error("no such connection")]
+    NoSuchConnection,
+    /// The connection is behind on its writes ([`TrySendError::Full`](crate::TrySendError)).
+    #[error("the connection's write buffer is full")]
+    Full,
+    /// The connection is closing.
+    #[error("the connection is closing")]
+    Closed,
+    /// The owning node did not answer within the send timeout.
+    #[error("no answer from the owning node")]
+    Timeout,
+    /// More than `max_queued` bytes wait for Redis already.
+    #[error("too much is waiting for the broker")]
+    Overflow,
+    /// The cluster handle has been shut down.
+    #[error("the cluster has been left")]
+    Stopped,
+}

@@ -1,0 +1,77 @@
+//! What a node tells the actors that subscribe to it.
+
+use std::sync::Arc;
+
+use super::ids::{GlobalId, NodeId};
+use crate::groups::PresenceChange;
+
+/// One member of a group anywhere in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMember {
+    /// Its connection, on whichever node holds it.
+    pub id: GlobalId,
+    /// The metadata it joined with.
+    pub meta: Arc<str>,
+}
+
+/// What happened in the cluster: sent to the actors given to
+/// [`Cluster::subscribe`](super::Cluster::subscribe) (everything but presence) and
+/// [`Cluster::watch`](super::Cluster::watch) (one group's presence).
+///
+/// ```
+/// use actix::prelude::*;
+/// use actix_meta_websocket::ClusterEvent;
+///
+/// struct Ops;
+/// impl Actor for Ops { type Context = Context<Self>; }
+/// impl Handler<ClusterEvent> for Ops {
+///     type Result = ();
+///     fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
+///         match e {
+///             ClusterEvent::Gap(cause) => println!("messages may be lost ({cause:?}): resync"),
+///             ClusterEvent::NodeDown(node) => println!("{node} is gone"),
+///             other => println!("{other:?}"),
+///         }
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug, actix::Message)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub enum ClusterEvent {
+    /// A member of a watched group, on any node, joined, changed its metadata or left.
+    Presence {
+        /// The group.
+        group: Arc<str>,
+        /// The member.
+        member: ClusterMember,
+        /// What happened.
+        change: PresenceChange,
+    },
+    /// A node was heard from for the first time (or again after it was taken for dead).
+    NodeUp(NodeId),
+    /// A node said goodbye, or was not heard from for the node timeout: its connections are
+    /// gone from presence (in Redis, within the node timeout of its last heartbeat).
+    NodeDown(NodeId),
+    /// This node lost Redis: remote sends fail with
+    /// [`ClusterSendError::BrokerDown`](super::ClusterSendError::BrokerDown), broadcasts
+    /// reach local members only, and it reconnects by itself.
+    BrokerDown,
+    /// This node has Redis again, its subscriptions and presence re-made.
+    BrokerUp,
+    /// Messages to or from other nodes may have been lost: resync what matters.
+    Gap(GapCause),
+}
+
+/// Why a [`ClusterEvent::Gap`] was signalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GapCause {
+    /// The link to Redis was lost and is back (an outage, a restart, or Redis cutting this
+    /// node for reading too slowly): what was published meanwhile did not reach it, and
+    /// what it broadcast meanwhile reached only its own members.
+    Reconnected,
+    /// More than [`max_queued`](super::ClusterOptions::max_queued) bytes waited for Redis,
+    /// and broadcasts or sends beyond them were dropped.
+    Overflow,
+}

@@ -1,0 +1,47 @@
+//! The names of this cluster's channels and keys in Redis, all under one prefix.
+//!
+//! - `<p>:nodes`: heartbeats and goodbyes (every node subscribes).
+//! - `<p>:n:<node>`: messages for one node's connections, and answers to it.
+//! - `<p>:g:<group>`: a group's broadcasts and presence changes (only nodes with members
+//!   or watchers subscribe).
+//! - `<p>:m:<group>:<node>`: a hash of one node's members of a group (seq to metadata),
+//!   expiring unless the node's heartbeats refresh it.
+//! - `<p>:gn:<group>`: the set of nodes that may have members of a group, expiring alike.
+
+use super::ids::NodeId;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Keys { prefix: prefix.to_owned() }
+    }
+
+    pub(crate) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    pub(crate) fn node(&self, node: NodeId) -> String {
+        format!("{}:n:{node}", self.prefix)
+    }
+
+    pub(crate) fn group(&self, group: &str) -> String {
+        format!("{}:g:{group}", self.prefix)
+    }
+
+    /// The group whose channel this is, if it is one.
+    pub(crate) fn group_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(&self.prefix)?.strip_prefix(":g:")
+    }
+
+    pub(crate) fn members(&self, group: &str, node: NodeId) -> String {
+        format!("{}:m:{group}:{node}", self.prefix)
+    }
+
+    pub(crate) fn group_nodes(&self, group: &str) -> String {
+        format!("{}:gn:{group}", self.prefix)
+    }
+}

@@ -1,0 +1,145 @@
+//! What the handle, the groups and the node's task share: the queue of commands for the
+//! task, its bound, whether Redis is up, and the node's connections by number.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::Recipient;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{ClusterError, ClusterSendError};
+use super::events::{ClusterEvent, ClusterMember};
+use super::ids::{GlobalId, NodeId};
+use crate::groups::{Bus, PresenceChange};
+use crate::{ConnectionId, PreparedMessage};
+
+/// Bytes a queued broadcast or send is counted for beyond its payload.
+const OVERHEAD: usize = 64;
+
+pub(crate) type Reply<T> = oneshot::Sender<T>;
+
+/// Work for the node's task, in the order it was asked for.
+pub(crate) enum Cmd {
+    Changed { group: Arc<str>, seq: u64, meta: Arc<str>, change: PresenceChange },
+    Broadcast { group: Arc<str>, msg: PreparedMessage },
+    Send { to: GlobalId, msg: PreparedMessage, reply: Option<Reply<Result<(), ClusterSendError>>> },
+    Watch { group: Arc<str>, watcher: Recipient<ClusterEvent> },
+    Subscribe(Recipient<ClusterEvent>),
+    Members { group: Arc<str>, reply: Reply<Result<Vec<ClusterMember>, ClusterError>> },
+    Stop { reply: Option<Reply<()>> },
+}
+
+impl Cmd {
+    /// What it counts toward `max_queued`.
+    pub(crate) fn cost(&self) -> usize {
+        match self {
+            Cmd::Broadcast { msg, .. } | Cmd::Send { msg, .. } => msg.body().len() + OVERHEAD,
+            _ => 0,
+        }
+    }
+}
+
+pub(crate) struct Link {
+    pub(crate) me: NodeId,
+    tx: mpsc::UnboundedSender<Cmd>,
+    up: AtomicBool,
+    queued: AtomicUsize,
+    max_queued: usize,
+    /// Something was dropped for `max_queued` since the task last looked.
+    overflowed: AtomicBool,
+    /// The node's connections that have a global id or a group, by seq.
+    index: Mutex<HashMap<u64, ConnectionId>>,
+}
+
+impl Link {
+    pub(crate) fn new(me: NodeId, max_queued: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<Cmd>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let link = Link {
+            me,
+            tx,
+            up: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            max_queued,
+            overflowed: AtomicBool::new(false),
+            index: Mutex::default(),
+        };
+        (Arc::new(link), rx)
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+    }
+
+    /// Queues a command that costs nothing; `false` once the task has ended.
+    pub(crate) fn push(&self, cmd: Cmd) -> bool {
+        self.tx.send(cmd).is_ok()
+    }
+
+    /// Queues a broadcast or send, unless Redis is down or too much waits already:
+    /// nothing waits for a broker that is not there.
+    pub(crate) fn push_bounded(&self, cmd: Cmd) -> Result<(), ClusterSendError> {
+        if !self.is_up() {
+            return Err(ClusterSendError::BrokerDown);
+        }
+        let cost = cmd.cost();
+        if self.queued.fetch_add(cost, Ordering::AcqRel) + cost > self.max_queued {
+            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            self.overflowed.store(true, Ordering::Release);
+            return Err(ClusterSendError::Overflow);
+        }
+        if self.tx.send(cmd).is_err() {
+            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            return Err(ClusterSendError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// The task took `cmd` off the queue.
+    pub(crate) fn taken(&self, cmd: &Cmd) {
+        self.queued.fetch_sub(cmd.cost(), Ordering::AcqRel);
+    }
+
+    pub(crate) fn take_overflow(&self) -> bool {
+        self.overflowed.swap(false, Ordering::AcqRel)
+    }
+
+    fn index(&self) -> MutexGuard<'_, HashMap<u64, ConnectionId>> {
+        // A plain map: whole after a panic elsewhere.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn register(&self, id: &ConnectionId) {
+        self.index().entry(id.seq()).or_insert_with(|| id.clone());
+    }
+
+    pub(crate) fn local(&self, seq: u64) -> Option<ConnectionId> {
+        self.index().get(&seq).cloned()
+    }
+
+    /// Forgets the connections that have ended.
+    pub(crate) fn sweep(&self) {
+        self.index().retain(|_, id| id.is_connected());
+    }
+}
+
+impl Bus for Link {
+    fn changed(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, change: PresenceChange) {
+        if change == PresenceChange::Joined {
+            self.register(id);
+        }
+        // Queued even while Redis is down: the task keeps its picture of this node's
+        // members, and writes it to Redis when it is back.
+        self.push(Cmd::Changed { group: group.clone(), seq: id.seq(), meta: meta.clone(), change });
+    }
+
+    fn broadcast(&self, group: &str, msg: &PreparedMessage) {
+        // Down or over the bound: the broadcast reaches this node's members only, and the
+        // others learn of the gap.
+        let _ = self.push_bounded(Cmd::Broadcast { group: group.into(), msg: msg.clone() });
+    }
+}

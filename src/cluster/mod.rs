@@ -1,0 +1,256 @@
+//! Connections and groups across nodes, through Redis (feature `cluster`).
+//!
+//! ```text
+//!  worker threads ──commands──> node task (own thread) ──PUBLISH/HSET──> Redis
+//!        ^                           │  <──SUBSCRIBE (nodes, own node, groups with members)
+//!        └──── homes, connections <──┘
+//! ```
+//!
+//! - `ids`: node ids and global connection ids, printed and parsed.
+//! - `options`: the URL (kept out of logs) and the timings.
+//! - `link`: what the handle, the groups and the task share (queue, bound, index).
+//! - `node`: the task: Redis calls, subscriptions, reconnects, heartbeats.
+//! - `wire`: the frames on the bus, checked like peer input.
+//! - `keys`: the channel and key names.
+//! - `events`, `error`: what users are told.
+
+mod error;
+mod events;
+mod ids;
+mod keys;
+mod link;
+mod node;
+mod options;
+mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+
+use actix::Recipient;
+use tokio::sync::oneshot;
+
+pub use error::{ClusterError, ClusterSendError};
+pub use events::{ClusterEvent, ClusterMember, GapCause};
+pub use ids::{GlobalId, NodeId, ParseIdError};
+pub use options::ClusterOptions;
+
+use link::{Cmd, Link};
+use node::Node;
+
+use crate::{ConnectionId, Groups, PreparedMessage, TrySendError};
+
+/// This server's place in a cluster of nodes that share one Redis.
+///
+/// - **Global ids.** [`global_id`](Self::global_id) names a connection for every node;
+///   [`send`](Self::send) and [`send_wait`](Self::send_wait) reach it from any of them.
+///   A [`ConnectionId`] stays local, and its sends never touch the network.
+/// - **Groups.** [`groups`](Self::groups) are [`Groups`] whose broadcasts also reach the
+///   members on other nodes (one Redis message per broadcast, read once by each node
+///   with members, framed once there), and whose members are listed cluster-wide by
+///   [`members`](Self::members). A node subscribes to a group's channel only while it has
+///   members or watchers there.
+/// - **Liveness.** Each node sends a heartbeat; presence entries in Redis expire unless
+///   their node's heartbeats refresh them, so a crashed node's members are gone within
+///   the node timeout.
+/// - **Delivery.** At most once across nodes, in order per publishing node while its
+///   link to Redis holds. Messages can be lost while Redis is away, around a reconnect,
+///   when Redis cuts a node that reads too slowly, and when the owning node dies; each
+///   of these is signalled ([`ClusterEvent`]). Nothing is queued without bound: while
+///   Redis is away, remote sends fail at once with [`ClusterSendError::BrokerDown`].
+///
+/// ```no_run
+/// use actix_meta_websocket::*;
+///
+/// # async fn demo() -> Result<(), ClusterError> {
+/// let cluster = Cluster::join(ClusterOptions::new("redis://127.0.0.1:6379")).await?;
+/// let groups = cluster.groups().clone(); // into each worker's actor, like a local Groups
+/// groups.broadcast("lobby", "hello, every node");
+/// for m in cluster.members("lobby").await? {
+///     println!("{} ({})", m.id, m.meta); // ids on every node
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    link: Arc<Link>,
+    groups: Groups,
+    opts: ClusterOptions,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle: the node says goodbye and its task ends.
+        self.link.push(Cmd::Stop { reply: None });
+    }
+}
+
+impl Cluster {
+    /// Joins the cluster on the Redis at `opts`' URL as a new node: connects, subscribes,
+    /// and starts the node's task on a thread of its own. Fails if Redis cannot be reached
+    /// now; once joined, the node reconnects by itself.
+    pub async fn join(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
+        let client =
+            redis::Client::open(opts.url.as_str()).map_err(|e| ClusterError::Redis(e.to_string()))?;
+        let me = NodeId::random();
+        let (link, rx) = Link::new(me, opts.max_queued);
+        let groups = Groups::with_bus(link.clone());
+        let mut node = Node::new(link.clone(), opts.clone(), client, groups.clone());
+        let (ready, joined) = oneshot::channel();
+        let started = std::thread::Builder::new().name(format!("amw-cluster-{me}")).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return drop(ready.send(Err(ClusterError::Redis(e.to_string())))),
+            };
+            rt.block_on(async move {
+                match node.connect().await {
+                    Ok(redis) => {
+                        let _ = ready.send(Ok(()));
+                        node.run(rx, redis).await;
+                    }
+                    Err(e) => drop(ready.send(Err(ClusterError::Redis(e.to_string())))),
+                }
+            });
+        });
+        if let Err(e) = started {
+            return Err(ClusterError::Redis(format!("no thread for the node: {e}")));
+        }
+        joined.await.unwrap_or(Err(ClusterError::Stopped))?;
+        tracing::info!(node = %me, url = %opts.redacted_url(), "cluster: joined");
+        Ok(Cluster { inner: Arc::new(Inner { link, groups, opts }) })
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.inner.link.me
+    }
+
+    /// Groups that span the cluster; clone it into the actors that need it. Everything
+    /// [`Groups`] does locally it does here, and besides: broadcasts reach members on
+    /// every node, and joins and leaves are written to Redis for
+    /// [`members`](Self::members) and [`watch`](Self::watch).
+    pub fn groups(&self) -> &Groups {
+        &self.inner.groups
+    }
+
+    /// The id of `id` across the cluster; from now on, other nodes can send to it.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{Cluster, ConnectionId};
+    /// # fn demo(cluster: &Cluster, id: &ConnectionId) {
+    /// let global = cluster.global_id(id).to_string(); // keep it, hand it out
+    /// # }
+    /// ```
+    pub fn global_id(&self, id: &ConnectionId) -> GlobalId {
+        self.inner.link.register(id);
+        GlobalId { node: self.node(), seq: id.seq() }
+    }
+
+    /// The local connection `to` names, if it is on this node and still known.
+    pub fn local(&self, to: &GlobalId) -> Option<ConnectionId> {
+        (to.node == self.node()).then(|| self.inner.link.local(to.seq)).flatten()
+    }
+
+    /// Writes `msg` to the connection `to`, on whichever node it is, without waiting for
+    /// an answer. On this node it is a local send; for another node it is published at
+    /// once, or refused at once (Redis down, or too much waiting for it).
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{Cluster, GlobalId};
+    /// # fn demo(cluster: &Cluster, stored: &str) {
+    /// if let Ok(to) = stored.parse::<GlobalId>() {
+    ///     if let Err(e) = cluster.send(&to, "you have mail") {
+    ///         tracing::warn!(%to, %e, "not sent");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn send(&self, to: &GlobalId, msg: impl Into<PreparedMessage>) -> Result<(), ClusterSendError> {
+        let msg = msg.into();
+        if to.node == self.node() {
+            let id = self.inner.link.local(to.seq).ok_or(ClusterSendError::NoSuchConnection)?;
+            id.send_prepared(&msg);
+            return Ok(());
+        }
+        self.inner.link.push_bounded(Cmd::Send { to: *to, msg, reply: None })
+    }
+
+    /// Writes `msg` to the connection `to` and waits until its node accepted it into the
+    /// connection's write buffer, or said why not: the connection is gone, closing, or
+    /// behind on its writes ([`TrySendError`] semantics), its node is not there, Redis is
+    /// down, or no answer came within the send timeout.
+    pub async fn send_wait(
+        &self,
+        to: &GlobalId,
+        msg: impl Into<PreparedMessage>,
+    ) -> Result<(), ClusterSendError> {
+        let msg = msg.into();
+        if to.node == self.node() {
+            let id = self.inner.link.local(to.seq).ok_or(ClusterSendError::NoSuchConnection)?;
+            return match id.try_send(msg.to_outgoing()) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => Err(ClusterSendError::Full),
+                Err(_) => Err(ClusterSendError::Closed),
+            };
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner.link.push_bounded(Cmd::Send { to: *to, msg, reply: Some(reply) })?;
+        match tokio::time::timeout(self.inner.opts.send_timeout, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(ClusterSendError::Stopped),
+            Err(_) => Err(ClusterSendError::Timeout),
+        }
+    }
+
+    /// Every member of `group` on every node, read from Redis (by node, then by number).
+    pub async fn members(&self, group: &str) -> Result<Vec<ClusterMember>, ClusterError> {
+        if !self.is_broker_up() {
+            return Err(ClusterError::BrokerDown);
+        }
+        let (reply, answer) = oneshot::channel();
+        if !self.inner.link.push(Cmd::Members { group: group.into(), reply }) {
+            return Err(ClusterError::Stopped);
+        }
+        answer.await.unwrap_or(Err(ClusterError::Stopped))
+    }
+
+    /// Sends `watcher` a [`ClusterEvent::Presence`] for every join, update and leave in
+    /// `group` on any node, until the watcher's actor stops; this node then receives the
+    /// group's traffic even without members.
+    pub fn watch(&self, group: &str, watcher: Recipient<ClusterEvent>) {
+        self.inner.link.push(Cmd::Watch { group: group.into(), watcher });
+    }
+
+    /// Sends `subscriber` the cluster's other events: nodes up and down, Redis down and
+    /// back, and gaps.
+    pub fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
+        self.inner.link.push(Cmd::Subscribe(subscriber));
+    }
+
+    /// Whether this node has its link to Redis now.
+    pub fn is_broker_up(&self) -> bool {
+        self.inner.link.is_up()
+    }
+
+    /// Leaves the cluster: this node's presence goes from Redis now, the others are told,
+    /// and its task ends. (Dropping the last handle does the same without waiting.)
+    pub async fn leave(self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.link.push(Cmd::Stop { reply: Some(reply) }) {
+            let _ = done.await;
+        }
+    }
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node())
+            .field("url", &self.inner.opts.redacted_url())
+            .field("broker_up", &self.is_broker_up())
+            .finish()
+    }
+}

@@ -407,6 +407,9 @@ impl Node {
             .map_err(redis_err)?;
         let mut nodes: Vec<NodeId> = nodes.iter().filter_map(|n| parse_or_log(n, "node id")).collect();
         nodes.sort_unstable();
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for node in &nodes {
             pipe.cmd("HGETALL").arg(self.keys.members(group, *node));
@@ -414,7 +417,12 @@ impl Node {
         let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> =
             pipe.query_async(&mut r.conn).await.map_err(redis_err)?;
         let mut out = Vec::new();
+        let mut expired = Vec::new();
         for (node, hash) in nodes.into_iter().zip(hashes) {
+            if hash.is_empty() {
+                expired.push(node.to_string());
+                continue;
+            }
             let mut here: Vec<ClusterMember> = hash
                 .into_iter()
                 .filter_map(|(seq, meta)| {
@@ -428,6 +436,10 @@ impl Node {
                 .collect();
             here.sort_unstable_by_key(|m| m.id.seq);
             out.extend(here);
+        }
+        if !expired.is_empty() {
+            // Nodes whose entries expired (they died): tidied by whoever reads first.
+            redis::cmd("SREM").arg(self.keys.group_nodes(group)).arg(expired).exec_async(&mut r.conn).await.map_err(redis_err)?;
         }
         Ok(out)
     }

@@ -1,0 +1,527 @@
+//! The cluster over a real `redis-server` on a loopback port (one per test, no
+//! persistence): nodes are servers in this process, each with its own `Cluster`, or the
+//! `cluster_chat` example in a process of its own where a test kills or stops it.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_meta_websocket::protocol::Incoming;
+use actix_meta_websocket::*;
+use common::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+const ROOM: &str = "room";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` of this test's own, stopped when dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+    extra: Vec<String>,
+}
+
+fn redis_installed() -> bool {
+    let runs = |p: &str| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success());
+    peer("redis-server and redis-cli", runs("redis-server") && runs("redis-cli"))
+}
+
+impl Redis {
+    fn start(extra: &[&str]) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = Redis::spawn(port, &extra);
+        let redis = Redis { port, child, extra };
+        redis.wait_ready();
+        redis
+    }
+
+    fn spawn(port: u16, extra: &[String]) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + WAIT;
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        self.cli_with_input(args, None)
+    }
+
+    /// `redis-cli -x`: the last argument is `input`, bytes as they are.
+    fn cli_with_input(&self, args: &[&str], input: Option<&[u8]>) -> String {
+        use std::io::Write;
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if input.is_some() {
+            cmd.arg("-x");
+        }
+        let mut child =
+            cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("redis-cli");
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(input) = input {
+            stdin.write_all(input).expect("write");
+        }
+        drop(stdin);
+        let out = child.wait_with_output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// How many subscribers `channel` has.
+    fn numsub(&self, channel: &str) -> usize {
+        let out = self.cli(&["PUBSUB", "NUMSUB", channel]);
+        out.lines().nth(1).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// Waits until `channel` has `n` subscribers (a join subscribes its node a moment
+    /// after it returns).
+    async fn await_numsub(&self, channel: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.numsub(channel) != n {
+            assert!(Instant::now() < deadline, "{channel} never had {n} subscribers");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.child = Redis::spawn(self.port, &self.extra);
+        self.wait_ready();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Joins each connection to `ROOM` with its query string as metadata, tells it its
+/// global id first, and broadcasts `say <text>` to the others.
+struct Member {
+    cluster: Cluster,
+    ended: mpsc::UnboundedSender<(ConnectionId, bool)>,
+}
+
+impl Actor for Member {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageConnect> for Member {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        let groups = self.cluster.groups();
+        let gid = self.cluster.global_id(&m.id);
+        groups.send_to([&m.id], format!("id {gid}"));
+        let meta = m.uri.split_once('?').map_or("", |(_, q)| q).to_owned();
+        assert_eq!(groups.join_with(ROOM, &m.id, meta), Ok(true));
+    }
+}
+
+impl Handler<WsMessage> for Member {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        if let Some(text) = m.as_text().and_then(|t| t.strip_prefix("say ")) {
+            self.cluster.groups().broadcast_except(ROOM, text.to_owned(), &m.id);
+        }
+    }
+}
+
+impl Handler<MessageDisconnect> for Member {
+    type Result = ();
+    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
+        let still_member = self.cluster.groups().contains(ROOM, &m.id);
+        let _ = self.ended.send((m.id, still_member));
+    }
+}
+
+/// Records cluster events.
+struct Events(mpsc::UnboundedSender<ClusterEvent>);
+impl Actor for Events {
+    type Context = Context<Self>;
+}
+impl Handler<ClusterEvent> for Events {
+    type Result = ();
+    fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
+        let _ = self.0.send(e);
+    }
+}
+
+fn events() -> (Recipient<ClusterEvent>, mpsc::UnboundedReceiver<ClusterEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Events(tx).start().recipient(), rx)
+}
+
+/// Waits for the first event `pick` accepts, skipping others.
+async fn event<T>(rx: &mut mpsc::UnboundedReceiver<ClusterEvent>, pick: impl Fn(&ClusterEvent) -> Option<T>) -> T {
+    let wait = async {
+        loop {
+            let e = rx.recv().await.expect("events gone");
+            if let Some(t) = pick(&e) {
+                return t;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.expect("event never came")
+}
+
+/// A node in this process: a one-worker server and its cluster handle.
+struct Node {
+    cluster: Cluster,
+    server: TestServer,
+    ended: mpsc::UnboundedReceiver<(ConnectionId, bool)>,
+}
+
+fn fast(url: &str) -> ClusterOptions {
+    ClusterOptions::new(url).heartbeat(Duration::from_millis(100)).node_timeout(Duration::from_millis(600))
+}
+
+async fn node(redis: &Redis) -> Node {
+    let cluster = Cluster::join(fast(&redis.url())).await.expect("joined");
+    let (tx, ended) = mpsc::unbounded_channel();
+    let member = Member { cluster: cluster.clone(), ended: tx }.start();
+    let server = serve(WsHandler::new(HandlerOptions::new(Target::from_addr(member))).expect("valid"));
+    Node { cluster, server, ended }
+}
+
+/// A client of `node` named `name`, and the global id the node gave it.
+async fn client(node: &Node, name: &str) -> (RawClient, GlobalId) {
+    let (mut c, _) = RawClient::connect_path(node.server.addr, &format!("/ws?{name}")).await;
+    let first = text(&mut c).await;
+    let gid = first.strip_prefix("id ").expect("the id first").parse().expect("a global id");
+    (c, gid)
+}
+
+/// The next text message, skipping binary ones.
+async fn text(c: &mut RawClient) -> String {
+    loop {
+        match c.recv().await {
+            Some(Incoming::Text(b)) => return String::from_utf8(b.to_vec()).expect("UTF-8"),
+            Some(Incoming::Binary(_)) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+async fn say(c: &mut RawClient, text: &str) {
+    c.send_raw(&client_frame(true, 0, 0x1, format!("say {text}").as_bytes())).await;
+}
+
+async fn close(c: &mut RawClient) {
+    c.send_raw(&client_frame(true, 0, 0x8, &1000u16.to_be_bytes())).await;
+    assert_eq!(c.expect_close().await, 1000);
+}
+
+fn names(members: &[ClusterMember]) -> Vec<&str> {
+    let mut names: Vec<&str> = members.iter().map(|m| &*m.meta).collect();
+    names.sort_unstable();
+    names
+}
+
+#[actix_rt::test]
+async fn remote_sends_reach_the_owning_node_or_say_why_not() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (mut a, mut b) = (node(&redis).await, node(&redis).await);
+    let (_a1, a1) = client(&a, "a1").await;
+    let (mut b1c, b1) = client(&b, "b1").await;
+    assert_eq!(b1.node(), b.cluster.node());
+    assert_eq!(b1.to_string().parse::<GlobalId>(), Ok(b1));
+
+    a.cluster.send(&b1, "fire and forget").expect("published");
+    assert_eq!(text(&mut b1c).await, "fire and forget");
+    assert_eq!(a.cluster.send_wait(&b1, "waited for").await, Ok(()));
+    assert_eq!(text(&mut b1c).await, "waited for");
+    assert_eq!(a.cluster.send_wait(&a1, "local").await, Ok(()), "a local id is sent to locally");
+
+    let no_conn: GlobalId = format!("{}-999999", b.cluster.node()).parse().unwrap();
+    assert_eq!(a.cluster.send_wait(&no_conn, "x").await, Err(ClusterSendError::NoSuchConnection));
+    let no_node: GlobalId = "00000000000000ff-1".parse().unwrap();
+    let node_id = no_node.node();
+    assert_eq!(a.cluster.send_wait(&no_node, "x").await, Err(ClusterSendError::NoSuchNode(node_id)));
+
+    close(&mut b1c).await;
+    let (ended, _) = b.ended.recv().await.expect("b1 ended");
+    assert_eq!(ended.seq(), b1.seq());
+    let gone = a.cluster.send_wait(&b1, "too late").await;
+    assert!(matches!(gone, Err(ClusterSendError::Closed | ClusterSendError::NoSuchConnection)), "{gone:?}");
+    let _ = a.ended.try_recv();
+}
+
+#[actix_rt::test]
+async fn a_broadcast_reaches_every_member_once_across_three_nodes_and_only_nodes_with_members_listen() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (a, mut b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let (mut a1c, a1) = client(&a, "a1").await;
+    let (mut a2c, _) = client(&a, "a2").await;
+    let (mut b1c, b1) = client(&b, "b1").await;
+    let channel = format!("amw:g:{ROOM}");
+    // A and B have members; C has none and hears none of the room's traffic.
+    redis.await_numsub(&channel, 2).await;
+
+    say(&mut a1c, "hello").await;
+    assert_eq!(text(&mut a2c).await, "hello");
+    assert_eq!(c.cluster.groups().broadcast(ROOM, "from c"), 0, "no members on c");
+    for (who, n) in [(&a, 2), (&c, 0)] {
+        assert_eq!(who.cluster.groups().broadcast(ROOM, "end"), n);
+    }
+    // Each member gets each broadcast once: read until both publishers' "end".
+    let mut heard = HashMap::new();
+    for (name, conn) in [("a1", &mut a1c), ("a2", &mut a2c), ("b1", &mut b1c)] {
+        let mut got = Vec::new();
+        while got.iter().filter(|t| *t == "end").count() < 2 {
+            got.push(text(conn).await);
+        }
+        got.sort();
+        heard.insert(name, got);
+    }
+    assert_eq!(heard["a1"], ["end", "end", "from c"]);
+    assert_eq!(heard["a2"], ["end", "end", "from c"]);
+    assert_eq!(heard["b1"], ["end", "end", "from c", "hello"]);
+
+    let members = c.cluster.members(ROOM).await.expect("members");
+    assert_eq!(names(&members), ["a1", "a2", "b1"]);
+    assert!(members.iter().any(|m| m.id == a1) && members.iter().any(|m| m.id == b1));
+
+    // Watching the room makes C listen; a clean close on B is seen there.
+    let (watcher, mut seen) = events();
+    c.cluster.watch(ROOM, watcher);
+    redis.await_numsub(&channel, 3).await;
+    close(&mut b1c).await;
+    let left = event(&mut seen, |e| match e {
+        ClusterEvent::Presence { member, change, .. } if *change != PresenceChange::Joined => Some((member.clone(), *change)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(left, (ClusterMember { id: b1, meta: "b1".into() }, PresenceChange::Disconnected));
+    let (_, still_member) = b.ended.recv().await.expect("b1 ended");
+    assert!(!still_member, "left every group before its MessageDisconnect");
+    assert_eq!(names(&c.cluster.members(ROOM).await.expect("members")), ["a1", "a2"]);
+    // B's last member has gone: B no longer listens.
+    redis.await_numsub(&channel, 2).await;
+}
+
+#[actix_rt::test]
+async fn redis_killed_and_restarted_local_traffic_goes_on_remote_sends_fail_fast_and_all_recovers() {
+    if !redis_installed() {
+        return;
+    }
+    let mut redis = Redis::start(&[]);
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (ea, mut a_events) = events();
+    let (eb, mut b_events) = events();
+    a.cluster.subscribe(ea);
+    b.cluster.subscribe(eb);
+    let (mut a1c, _) = client(&a, "a1").await;
+    let (mut b1c, b1) = client(&b, "b1").await;
+    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+
+    redis.kill();
+    event(&mut a_events, |e| matches!(e, ClusterEvent::BrokerDown).then_some(())).await;
+    event(&mut b_events, |e| matches!(e, ClusterEvent::BrokerDown).then_some(())).await;
+    assert!(!a.cluster.is_broker_up());
+    assert_eq!(a.cluster.groups().broadcast(ROOM, "local only"), 1);
+    assert_eq!(text(&mut a1c).await, "local only");
+    let t = Instant::now();
+    assert_eq!(a.cluster.send(&b1, "x"), Err(ClusterSendError::BrokerDown));
+    assert_eq!(a.cluster.send_wait(&b1, "x").await, Err(ClusterSendError::BrokerDown));
+    assert!(t.elapsed() < Duration::from_secs(1), "refused at once, not after a timeout");
+    assert_eq!(a.cluster.members(ROOM).await, Err(ClusterError::BrokerDown));
+
+    redis.restart();
+    let restarted = Instant::now();
+    for rx in [&mut a_events, &mut b_events] {
+        event(rx, |e| matches!(e, ClusterEvent::BrokerUp).then_some(())).await;
+        event(rx, |e| matches!(e, ClusterEvent::Gap(GapCause::Reconnected)).then_some(())).await;
+    }
+    eprintln!("both nodes back {:?} after redis restarted", restarted.elapsed());
+    // Redis came back empty: presence and subscriptions were made again.
+    assert_eq!(names(&a.cluster.members(ROOM).await.expect("members")), ["a1", "b1"]);
+    assert_eq!(redis.numsub(&format!("amw:g:{ROOM}")), 2);
+    say(&mut a1c, "again").await;
+    assert_eq!(text(&mut b1c).await, "again");
+    assert_eq!(a.cluster.send_wait(&b1, "direct again").await, Ok(()));
+    assert_eq!(text(&mut b1c).await, "direct again");
+}
+
+/// The `cluster_chat` example as a node in a process of its own.
+struct Process {
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    addr: std::net::SocketAddr,
+    node: NodeId,
+}
+
+async fn process(redis: &Redis) -> Process {
+    let exe = std::env::current_exe().expect("test exe");
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples/cluster_chat");
+    let mut child = tokio::process::Command::new(bin)
+        .args(["--redis", &redis.url(), "--addr", "127.0.0.1:0", "--nodes", "1"])
+        .args(["--heartbeat-ms", "100", "--node-timeout-ms", "600"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cargo test builds examples/cluster_chat");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    actix_rt::spawn(async move {
+        while let Ok(Some(line)) = out.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    let first = tokio::time::timeout(WAIT, lines.recv()).await.expect("started").expect("a line");
+    // "node <id> chat on http://<addr>/"
+    let words: Vec<&str> = first.split_whitespace().collect();
+    let node = words[1].parse().expect("node id");
+    let addr = words[4].trim_start_matches("http://").trim_end_matches('/').parse().expect("addr");
+    Process { child, lines, addr, node }
+}
+
+impl Process {
+    async fn line_with(&mut self, needle: &str) {
+        let wait = async {
+            while let Some(line) = self.lines.recv().await {
+                if line.contains(needle) {
+                    return;
+                }
+            }
+            panic!("the node ended before saying {needle}");
+        };
+        tokio::time::timeout(WAIT, wait).await.expect("never said it")
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success());
+    }
+}
+
+#[actix_rt::test]
+async fn a_killed_node_is_reported_down_and_its_presence_expires() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let a = node(&redis).await;
+    let (ea, mut a_events) = events();
+    a.cluster.subscribe(ea);
+    let (watcher, mut seen) = events();
+    a.cluster.watch("lobby", watcher);
+    let p = process(&redis).await;
+    event(&mut a_events, |e| matches!(e, ClusterEvent::NodeUp(n) if *n == p.node).then_some(())).await;
+    let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;
+    let _greeting = text(&mut guest).await;
+    let joined = event(&mut seen, |e| match e {
+        ClusterEvent::Presence { member, change: PresenceChange::Joined, .. } => Some(member.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(joined.id.node(), p.node);
+    assert_eq!(a.cluster.members("lobby").await.expect("members").len(), 1);
+
+    p.signal("-KILL");
+    let killed = Instant::now();
+    event(&mut a_events, |e| matches!(e, ClusterEvent::NodeDown(n) if *n == p.node).then_some(())).await;
+    eprintln!("node down reported {:?} after the kill (node timeout 600 ms)", killed.elapsed());
+    // Its presence entries expire with the node timeout of its last heartbeat.
+    let deadline = Instant::now() + WAIT;
+    while !a.cluster.members("lobby").await.expect("members").is_empty() {
+        assert!(Instant::now() < deadline, "the dead node's member is still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("its presence gone {:?} after the kill", killed.elapsed());
+}
+
+#[actix_rt::test]
+async fn a_subscriber_redis_cuts_for_reading_too_slowly_recovers_and_signals_the_gap() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&["--client-output-buffer-limit", "pubsub 256kb 128kb 1"]);
+    let a = node(&redis).await;
+    let mut p = process(&redis).await;
+    let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;
+    let _greeting = text(&mut guest).await;
+    redis.await_numsub("amw:g:lobby", 1).await;
+
+    // The node stops reading (stopped, as a stalled process would be) while 16 MiB go
+    // to a group it has a member of: Redis cuts its subscription.
+    p.signal("-STOP");
+    let flood = vec![0u8; 64 << 10];
+    for _ in 0..256 {
+        a.cluster.groups().broadcast("lobby", flood.clone());
+    }
+    let deadline = Instant::now() + WAIT;
+    while redis.numsub("amw:g:lobby") != 0 {
+        assert!(Instant::now() < deadline, "redis never cut the stopped subscriber");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.signal("-CONT");
+    p.line_with("Gap(Reconnected)").await;
+    redis.await_numsub("amw:g:lobby", 1).await;
+    a.cluster.groups().broadcast("lobby", "after the gap");
+    loop {
+        let t = text(&mut guest).await;
+        if t == "after the gap" {
+            break;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn foreign_or_cut_messages_on_our_channels_are_ignored() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut a1c, _) = client(&a, "a1").await;
+    let (_b1c, _) = client(&b, "b1").await;
+    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    let node_channel = format!("amw:n:{}", a.cluster.node());
+    let cut_send = b"amw\x01\x03\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00".to_vec();
+    let bad_text = [&b"amw\x01\x01\x00\x00\x00\x00\x00\x00\x00\x07\x01"[..], &[0xff, 0xfe]].concat();
+    for (channel, junk) in [
+        (format!("amw:g:{ROOM}"), b"not ours".to_vec()),
+        (format!("amw:g:{ROOM}"), bad_text),
+        (node_channel.clone(), cut_send),
+        (node_channel, b"amw\x01\x05\x00\x00\x00\x00\x00\x00\x00\x00".to_vec()),
+        ("amw:nodes".into(), b"amw\x01\x09\x00\x00\x00\x00\x00\x00\x00\x07".to_vec()),
+    ] {
+        redis.cli_with_input(&["PUBLISH", &channel], Some(&junk));
+    }
+    // Foreign entries in the presence keys are skipped, not fatal.
+    redis.cli(&["SADD", &format!("amw:gn:{ROOM}"), "not-a-node"]);
+    redis.cli(&["HSET", &format!("amw:m:{ROOM}:{}", b.cluster.node()), "not-a-number", "x"]);
+    assert_eq!(names(&a.cluster.members(ROOM).await.expect("members")), ["a1", "b1"]);
+    // Both nodes still serve.
+    assert_eq!(b.cluster.groups().broadcast(ROOM, "still here"), 1);
+    assert_eq!(text(&mut a1c).await, "still here");
+}

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it first installs what the tests use as
-# real peers (tinyproxy from Debian, Python `websockets` from PyPI, Node `ws` from npm),
-# and Chromium, then runs every test: unit, property, integration over loopback, the doc
-# examples, and headless Chromium against the chat example.
+# real peers (tinyproxy and redis-server from Debian, Python `websockets` from PyPI, Node
+# `ws` from npm), and Chromium, then runs every test: unit, property, integration over
+# loopback (the cluster's against redis-servers of their own), the doc examples, and
+# headless Chromium against the chat examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -32,6 +34,7 @@ cargo test --all-features --all-targets
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py
-# The browser test drives the chat example.
+# The browser tests drive the chat examples (one node, and two nodes on Redis).
 cargo build --example chat
+cargo build --features cluster --example cluster_chat
 node --test tests/browser/

@@ -1,0 +1,100 @@
+// Headless Chromium against examples/cluster_chat: two nodes (one process, two servers,
+// each with its own Cluster handle) share a redis-server started here on a free loopback
+// port. Page a is on one node and page b on the other: they see each other join with the
+// member list of both nodes, exchange messages, and see each other leave.
+//
+//   node --test tests/browser/        (scripts/test.sh runs it after `cargo test`)
+'use strict';
+const { test } = require('node:test');
+const assert = require('node:assert');
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const path = require('node:path');
+const { chromium } = require(path.join(__dirname, '../peers/node_modules/playwright-core'));
+
+const root = path.join(__dirname, '../..');
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Resolves once `child`'s stdout has matched `re` `count` times, with the matches.
+function lines(child, re, count, what) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.on('error', reject);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const all = [...out.matchAll(new RegExp(re.source, 'g'))];
+      if (all.length >= count) resolve(all);
+    });
+    setTimeout(() => reject(new Error(`${what} did not start: ${out}`)), 20000).unref();
+  });
+}
+
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  await lines(child, /Ready to accept connections/, 1, 'redis-server');
+  return { child, url: `redis://127.0.0.1:${port}` };
+}
+
+test('two browser pages on two nodes chat through the cluster', async () => {
+  const redis = await startRedis();
+  const bin = path.join(root, 'target/debug/examples/cluster_chat');
+  const chat = spawn(bin, ['--redis', redis.url, '--addr', '127.0.0.1:0', '--nodes', '2'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let browser;
+  try {
+    const nodes = await lines(chat, /node ([0-9a-f]{16}) chat on (http:\/\/[0-9.:]+\/)/, 2, 'cluster_chat');
+    assert.notStrictEqual(nodes[0][1], nodes[1][1], 'two nodes');
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+        '--disable-sync', '--no-first-run', '--disable-quic'],
+    });
+    const sees = (p, re) => p.waitForFunction((src) => [...document.querySelectorAll('#log li')]
+      .some((li) => new RegExp(src).test(li.textContent)), re.source, { timeout: 10000 });
+    const say = async (p, text) => { await p.fill('#text', text); await p.press('#text', 'Enter'); };
+    const open = async (url) => {
+      const p = await browser.newPage();
+      await p.goto(url);
+      await p.waitForSelector('body[data-ready="1"]', { timeout: 10000 });
+      await sees(p, /^you are guest[0-9a-f]{4}-\d+ on node /);
+      const hello = (await p.$$eval('#log li', (lis) => lis.map((li) => li.textContent)))
+        .find((t) => t.startsWith('you are '));
+      return { p, name: hello.match(/guest[0-9a-f]{4}-\d+/)[0], node: hello.match(/on node ([0-9a-f]{16})/)[1] };
+    };
+    const a = await open(nodes[0][2]);
+    const b = await open(nodes[1][2]);
+    assert.notStrictEqual(a.node, b.node, 'the pages are on different nodes');
+    // The member list comes from Redis: both nodes' members, in either order.
+    const both = `(${a.name}, ${b.name}|${b.name}, ${a.name})`;
+    await sees(a.p, new RegExp(`^\\[lobby\\] ${b.name} joined; here: ${both}$`));
+    await say(a.p, 'hello from node a');
+    await sees(b.p, new RegExp(`^\\[lobby\\] ${a.name}: hello from node a$`));
+    await say(b.p, 'hello from node b');
+    await sees(a.p, new RegExp(`^\\[lobby\\] ${b.name}: hello from node b$`));
+    // b moves to another room: a, on the other node, sees it leave the lobby.
+    await say(b.p, '/join games');
+    await sees(a.p, new RegExp(`^\\[lobby\\] ${b.name} left; here: ${a.name}$`));
+    await say(a.p, '/join games');
+    await sees(b.p, new RegExp(`^\\[games\\] ${a.name} joined; here: ${both}$`));
+    await say(a.p, 'over here');
+    await sees(b.p, new RegExp(`^\\[games\\] ${a.name}: over here$`));
+    // Closing page a ends its connection on its node: b sees it leave.
+    await a.p.close();
+    await sees(b.p, new RegExp(`^\\[games\\] ${a.name} left; here: ${b.name}$`));
+  } finally {
+    if (browser) await browser.close();
+    chat.kill();
+    redis.child.kill('SIGKILL');
+  }
+});

@@ -33,7 +33,8 @@ fn redis_installed() -> bool {
 
 impl Redis {
     fn start(extra: &[&str]) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let child = Redis::spawn(port, &extra);
         let redis = Redis { port, child, extra };
@@ -74,8 +75,13 @@ impl Redis {
         if input.is_some() {
             cmd.arg("-x");
         }
-        let mut child =
-            cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("redis-cli");
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-cli");
         let mut stdin = child.stdin.take().expect("stdin");
         if let Some(input) = input {
             stdin.write_all(input).expect("write");
@@ -175,7 +181,10 @@ fn events() -> (Recipient<ClusterEvent>, mpsc::UnboundedReceiver<ClusterEvent>) 
 }
 
 /// Waits for the first event `pick` accepts, skipping others.
-async fn event<T>(rx: &mut mpsc::UnboundedReceiver<ClusterEvent>, pick: impl Fn(&ClusterEvent) -> Option<T>) -> T {
+async fn event<T>(
+    rx: &mut mpsc::UnboundedReceiver<ClusterEvent>,
+    pick: impl Fn(&ClusterEvent) -> Option<T>,
+) -> T {
     let wait = async {
         loop {
             let e = rx.recv().await.expect("events gone");
@@ -199,7 +208,11 @@ fn fast(url: &str) -> ClusterOptions {
 }
 
 async fn node(redis: &Redis) -> Node {
-    let cluster = Cluster::join(fast(&redis.url())).await.expect("joined");
+    node_with(fast(&redis.url())).await
+}
+
+async fn node_with(opts: ClusterOptions) -> Node {
+    let cluster = Cluster::join(opts).await.expect("joined");
     let (tx, ended) = mpsc::unbounded_channel();
     let member = Member { cluster: cluster.clone(), ended: tx }.start();
     let server = serve(WsHandler::new(HandlerOptions::new(Target::from_addr(member))).expect("valid"));
@@ -316,7 +329,9 @@ async fn a_broadcast_reaches_every_member_once_across_three_nodes_and_only_nodes
     redis.await_numsub(&channel, 3).await;
     close(&mut b1c).await;
     let left = event(&mut seen, |e| match e {
-        ClusterEvent::Presence { member, change, .. } if *change != PresenceChange::Joined => Some((member.clone(), *change)),
+        ClusterEvent::Presence { member, change, .. } if *change != PresenceChange::Joined => {
+            Some((member.clone(), *change))
+        }
         _ => None,
     })
     .await;
@@ -524,4 +539,37 @@ async fn foreign_or_cut_messages_on_our_channels_are_ignored() {
     // Both nodes still serve.
     assert_eq!(b.cluster.groups().broadcast(ROOM, "still here"), 1);
     assert_eq!(text(&mut a1c).await, "still here");
+}
+
+#[actix_rt::test]
+async fn broadcasts_a_node_could_not_publish_are_a_gap_on_both_sides() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    // A may keep 1 KiB waiting for Redis: a 64 KiB broadcast cannot leave it.
+    let a = node_with(fast(&redis.url()).max_queued(1024)).await;
+    let b = node(&redis).await;
+    let (ea, mut a_events) = events();
+    let (eb, mut b_events) = events();
+    a.cluster.subscribe(ea);
+    b.cluster.subscribe(eb);
+    let (mut a1c, _) = client(&a, "a1").await;
+    let (mut b1c, _) = client(&b, "b1").await;
+    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    event(&mut b_events, |e| matches!(e, ClusterEvent::NodeUp(n) if *n == a.cluster.node()).then_some(()))
+        .await;
+
+    assert_eq!(a.cluster.groups().broadcast(ROOM, vec![7u8; 64 << 10]), 1, "local members still get it");
+    assert!(matches!(a1c.recv().await, Some(Incoming::Binary(b)) if b.len() == 64 << 10));
+    a.cluster.groups().broadcast(ROOM, "small enough");
+    assert_eq!(text(&mut b1c).await, "small enough", "b never got the big one");
+    // A knows it dropped one; B learns it from A's next frame.
+    event(&mut a_events, |e| matches!(e, ClusterEvent::Gap(GapCause::Overflow)).then_some(())).await;
+    let from = event(&mut b_events, |e| match e {
+        ClusterEvent::Gap(GapCause::Missed(n)) => Some(*n),
+        _ => None,
+    })
+    .await;
+    assert_eq!(from, a.cluster.node());
 }

@@ -74,4 +74,7 @@ pub enum GapCause {
     /// More than [`max_queued`](super::ClusterOptions::max_queued) bytes waited for Redis,
     /// and broadcasts or sends beyond them were dropped.
     Overflow,
+    /// That node could not publish some of its broadcasts (it lost Redis, or overflowed):
+    /// its members' messages to groups may be missing here.
+    Missed(NodeId),
 }

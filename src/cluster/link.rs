@@ -2,7 +2,7 @@
 //! task, its bound, whether Redis is up, and the node's connections by number.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Recipient;
@@ -18,15 +18,17 @@ use crate::{ConnectionId, PreparedMessage};
 const OVERHEAD: usize = 64;
 
 pub(crate) type Reply<T> = oneshot::Sender<T>;
+pub(crate) type SendReply = Reply<Result<(), ClusterSendError>>;
+pub(crate) type MembersReply = Reply<Result<Vec<ClusterMember>, ClusterError>>;
 
 /// Work for the node's task, in the order it was asked for.
 pub(crate) enum Cmd {
     Changed { group: Arc<str>, seq: u64, meta: Arc<str>, change: PresenceChange },
     Broadcast { group: Arc<str>, msg: PreparedMessage },
-    Send { to: GlobalId, msg: PreparedMessage, reply: Option<Reply<Result<(), ClusterSendError>>> },
+    Send { to: GlobalId, msg: PreparedMessage, reply: Option<SendReply> },
     Watch { group: Arc<str>, watcher: Recipient<ClusterEvent> },
     Subscribe(Recipient<ClusterEvent>),
-    Members { group: Arc<str>, reply: Reply<Result<Vec<ClusterMember>, ClusterError>> },
+    Members { group: Arc<str>, reply: MembersReply },
     Stop { reply: Option<Reply<()>> },
 }
 
@@ -48,6 +50,8 @@ pub(crate) struct Link {
     max_queued: usize,
     /// Something was dropped for `max_queued` since the task last looked.
     overflowed: AtomicBool,
+    /// Broadcasts not published (Redis down, or over `max_queued`), ever.
+    dropped: AtomicU64,
     /// The node's connections that have a global id or a group, by seq.
     index: Mutex<HashMap<u64, ConnectionId>>,
 }
@@ -62,6 +66,7 @@ impl Link {
             queued: AtomicUsize::new(0),
             max_queued,
             overflowed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
             index: Mutex::default(),
         };
         (Arc::new(link), rx)
@@ -104,6 +109,12 @@ impl Link {
         self.queued.fetch_sub(cmd.cost(), Ordering::AcqRel);
     }
 
+    /// Broadcasts this node failed to publish, ever: told to the others, whom a rise
+    /// tells of a gap.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Acquire)
+    }
+
     pub(crate) fn take_overflow(&self) -> bool {
         self.overflowed.swap(false, Ordering::AcqRel)
     }
@@ -140,6 +151,8 @@ impl Bus for Link {
     fn broadcast(&self, group: &str, msg: &PreparedMessage) {
         // Down or over the bound: the broadcast reaches this node's members only, and the
         // others learn of the gap.
-        let _ = self.push_bounded(Cmd::Broadcast { group: group.into(), msg: msg.clone() });
+        if self.push_bounded(Cmd::Broadcast { group: group.into(), msg: msg.clone() }).is_err() {
+            self.dropped.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }

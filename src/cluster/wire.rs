@@ -15,16 +15,17 @@ const HEADER: usize = MAGIC.len() + 1 + 8;
 /// One frame on the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Frame {
-    /// A group broadcast, on the group's channel.
-    Broadcast { text: bool, payload: Bytes },
+    /// A group broadcast, on the group's channel; `dropped` is how many broadcasts the
+    /// sender has failed to publish so far (a rise tells receivers of a gap).
+    Broadcast { dropped: u64, text: bool, payload: Bytes },
     /// A member of the group on whose channel this is joined, changed or left.
     Presence { change: PresenceChange, seq: u64, meta: String },
     /// A message for one connection, on its node's channel; `req` 0 wants no answer.
     Send { req: u64, seq: u64, text: bool, payload: Bytes },
     /// The answer to a `Send` with a `req`, on the sender's node channel.
     Ack { req: u64, outcome: Outcome },
-    /// The sender is alive, on the nodes channel.
-    Heartbeat,
+    /// The sender is alive, on the nodes channel; `dropped` as in `Broadcast`.
+    Heartbeat { dropped: u64 },
     /// The sender is leaving, on the nodes channel.
     Bye,
 }
@@ -63,7 +64,8 @@ impl Frame {
         out.put_u8(self.kind());
         out.put_u64(from.0);
         match self {
-            Frame::Broadcast { text, payload } => {
+            Frame::Broadcast { dropped, text, payload } => {
+                out.put_u64(*dropped);
                 out.put_u8(u8::from(*text));
                 out.put_slice(payload);
             }
@@ -82,7 +84,8 @@ impl Frame {
                 out.put_u64(*req);
                 out.put_u8(*outcome as u8);
             }
-            Frame::Heartbeat | Frame::Bye => {}
+            Frame::Heartbeat { dropped } => out.put_u64(*dropped),
+            Frame::Bye => {}
         }
         out.freeze()
     }
@@ -93,7 +96,7 @@ impl Frame {
             Frame::Presence { .. } => 2,
             Frame::Send { .. } => 3,
             Frame::Ack { .. } => 4,
-            Frame::Heartbeat => 5,
+            Frame::Heartbeat { .. } => 5,
             Frame::Bye => 6,
         }
     }
@@ -111,8 +114,9 @@ impl Frame {
         };
         let frame = match kind {
             1 => {
+                let dropped = r.u64()?;
                 let text = r.flag()?;
-                Frame::Broadcast { text, payload: r.rest_payload(text)? }
+                Frame::Broadcast { dropped, text, payload: r.rest_payload(text)? }
             }
             2 => {
                 let change = byte_change(r.u8()?)?;
@@ -138,13 +142,14 @@ impl Frame {
                 r.end()?;
                 Frame::Ack { req, outcome }
             }
-            5 | 6 => {
+            5 => {
+                let dropped = r.u64()?;
                 r.end()?;
-                if kind == 5 {
-                    Frame::Heartbeat
-                } else {
-                    Frame::Bye
-                }
+                Frame::Heartbeat { dropped }
+            }
+            6 => {
+                r.end()?;
+                Frame::Bye
             }
             k => return Err(WireError::Kind(k)),
         };
@@ -228,13 +233,13 @@ mod tests {
 
     fn frames() -> Vec<Frame> {
         vec![
-            Frame::Broadcast { text: true, payload: Bytes::from_static("héllo".as_bytes()) },
-            Frame::Broadcast { text: false, payload: Bytes::from_static(&[0, 255, 1]) },
+            Frame::Broadcast { dropped: 0, text: true, payload: Bytes::from_static("héllo".as_bytes()) },
+            Frame::Broadcast { dropped: 3, text: false, payload: Bytes::from_static(&[0, 255, 1]) },
             Frame::Presence { change: PresenceChange::Updated, seq: 7, meta: r#"{"name":"ada"}"#.into() },
             Frame::Presence { change: PresenceChange::Disconnected, seq: u64::MAX, meta: String::new() },
             Frame::Send { req: 9, seq: 3, text: false, payload: Bytes::new() },
             Frame::Ack { req: 9, outcome: Outcome::Full },
-            Frame::Heartbeat,
+            Frame::Heartbeat { dropped: 5 },
             Frame::Bye,
         ]
     }
@@ -256,7 +261,7 @@ mod tests {
             let bytes = f.encode(node);
             // Payloads and metadata run to the end: a cut within them is a shorter one.
             let fixed = match f {
-                Frame::Broadcast { .. } => HEADER + 1,
+                Frame::Broadcast { .. } => HEADER + 9,
                 Frame::Presence { .. } => HEADER + 9,
                 Frame::Send { .. } => HEADER + 17,
                 _ => bytes.len(),
@@ -277,7 +282,8 @@ mod tests {
             Frame::decode(Bytes::from_static(b"amw\x01\x09\0\0\0\0\0\0\0\x01")),
             Err(WireError::Kind(9))
         );
-        let bad_text = Frame::Broadcast { text: true, payload: Bytes::from_static(&[0xff]) }.encode(node);
+        let bad_text =
+            Frame::Broadcast { dropped: 0, text: true, payload: Bytes::from_static(&[0xff]) }.encode(node);
         assert!(Frame::decode(bad_text).is_err());
     }
 }

@@ -16,13 +16,16 @@ use tokio::sync::mpsc;
 
 use super::error::{ClusterError, ClusterSendError};
 use super::events::{ClusterEvent, ClusterMember, GapCause};
-use super::ids::{GlobalId, NodeId};
+use super::ids::NodeId;
 use super::keys::Keys;
-use super::link::{Cmd, Link, Reply};
+use super::link::{Cmd, Link, MembersReply, Reply, SendReply};
 use super::options::ClusterOptions;
-use super::wire::{Frame, Outcome};
+use super::wire::Frame;
 use crate::groups::PresenceChange;
-use crate::{Groups, PreparedMessage, TrySendError};
+use crate::Groups;
+
+mod inbound;
+mod presence;
 
 const RECONNECT_FIRST: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_millis(500);
@@ -53,10 +56,16 @@ pub(crate) struct Node {
     interest: HashMap<Arc<str>, Interest>,
     /// Groups with a presence hash of ours in Redis, to delete when they empty.
     registered: HashSet<Arc<str>>,
-    peers: HashMap<NodeId, Instant>,
-    pending: HashMap<u64, (Instant, Reply<Result<(), ClusterSendError>>)>,
+    /// Nodes heard from: when, and how many broadcasts they had failed to publish.
+    peers: HashMap<NodeId, Peer>,
+    pending: HashMap<u64, (Instant, SendReply)>,
     next_req: u64,
     subscribers: Vec<Recipient<ClusterEvent>>,
+}
+
+struct Peer {
+    seen: Instant,
+    dropped: u64,
 }
 
 /// What one round of commands asks of Redis.
@@ -68,7 +77,7 @@ struct Round {
     sends: Vec<(usize, NodeId, u64)>,
     subscribe: Vec<String>,
     unsubscribe: Vec<String>,
-    members: Vec<(Arc<str>, Reply<Result<Vec<ClusterMember>, ClusterError>>)>,
+    members: Vec<(Arc<str>, MembersReply)>,
     stop: Option<Option<Reply<()>>>,
 }
 
@@ -119,7 +128,7 @@ impl Node {
         for group in self.registered.clone() {
             self.write_presence(&mut round, &group, true);
         }
-        round.publish(self.keys.nodes(), Frame::Heartbeat.encode(self.me()));
+        round.publish(self.keys.nodes(), Frame::Heartbeat { dropped: self.link.dropped() }.encode(self.me()));
         round.pipe.query_async::<redis::Value>(&mut conn).await?;
         Ok(Redis { conn, sink, stream })
     }
@@ -189,7 +198,7 @@ impl Node {
         self.link.set_up(true);
         // Nobody was heard while the link was down: time starts again.
         let now = Instant::now();
-        self.peers.values_mut().for_each(|seen| *seen = now);
+        self.peers.values_mut().for_each(|p| p.seen = now);
         if again {
             tracing::info!("cluster: redis is back; subscriptions and presence re-made");
             self.tell(ClusterEvent::BrokerUp);
@@ -221,7 +230,9 @@ impl Node {
                     self.changed(&mut round, group, seq, meta, change)
                 }
                 Cmd::Broadcast { group, msg } => {
-                    let frame = Frame::Broadcast { text: msg.is_text(), payload: msg.bytes().clone() };
+                    let dropped = self.link.dropped();
+                    let frame =
+                        Frame::Broadcast { dropped, text: msg.is_text(), payload: msg.bytes().clone() };
                     round.publish(self.keys.group(&group), frame.encode(self.me()));
                 }
                 Cmd::Send { to, msg, reply } => {
@@ -254,92 +265,12 @@ impl Node {
         round
     }
 
-    fn changed(
-        &mut self,
-        round: &mut Round,
-        group: Arc<str>,
-        seq: u64,
-        meta: Arc<str>,
-        change: PresenceChange,
-    ) {
-        let me = self.me();
-        let interest = self.interest.entry(group.clone()).or_default();
-        let first = interest.members.is_empty() && interest.watchers.is_empty();
-        let meta = match change {
-            PresenceChange::Joined | PresenceChange::Updated => {
-                interest.members.insert(seq, meta.clone());
-                meta
-            }
-            _ => interest.members.remove(&seq).unwrap_or(meta),
-        };
-        let member = ClusterMember { id: GlobalId { node: me, seq }, meta: meta.clone() };
-        tell_watchers(&mut interest.watchers, &group, &member, change);
-        let gone = interest.members.is_empty() && interest.watchers.is_empty();
-        let (members, node) = (self.keys.members(&group, self.me()), self.me().to_string());
-        match change {
-            PresenceChange::Joined | PresenceChange::Updated => {
-                if first {
-                    round.subscribe.push(self.keys.group(&group));
-                }
-                self.registered.insert(group.clone());
-                round.cmd("HSET").arg(&members).arg(seq).arg(&*meta);
-                self.refresh(round, &group);
-            }
-            _ => {
-                round.cmd("HDEL").arg(&members).arg(seq);
-                if gone {
-                    self.interest.remove(&group);
-                    round.unsubscribe.push(self.keys.group(&group));
-                }
-                if self.interest.get(&group).is_none_or(|i| i.members.is_empty()) {
-                    self.registered.remove(&group);
-                    round.cmd("SREM").arg(self.keys.group_nodes(&group)).arg(&node);
-                }
-            }
-        }
-        let frame = Frame::Presence { change, seq, meta: meta.to_string() };
-        round.publish(self.keys.group(&group), frame.encode(self.me()));
-    }
-
-    /// Sets the expiry of this node's presence in `group` from now.
-    fn refresh(&self, round: &mut Round, group: &str) {
-        let ttl = self.opts.node_timeout.as_millis() as u64;
-        let members = self.keys.members(group, self.me());
-        let nodes = self.keys.group_nodes(group);
-        round.cmd("PEXPIRE").arg(&members).arg(ttl);
-        round.cmd("SADD").arg(&nodes).arg(self.me().to_string());
-        round.cmd("PEXPIRE").arg(&nodes).arg(ttl);
-    }
-
-    /// This node's members of `group`, written whole (after a reconnect, Redis may have
-    /// lost them, or kept some that left meanwhile).
-    fn write_presence(&mut self, round: &mut Round, group: &Arc<str>, replace: bool) {
-        let members = self.keys.members(group, self.me());
-        if replace {
-            round.cmd("DEL").arg(&members);
-        }
-        match self.interest.get(group).filter(|i| !i.members.is_empty()) {
-            Some(i) => {
-                let cmd = round.cmd("HSET").arg(&members);
-                for (seq, meta) in &i.members {
-                    cmd.arg(*seq).arg(&**meta);
-                }
-                self.refresh(round, group);
-            }
-            None => {
-                self.registered.remove(group);
-                round.cmd("SREM").arg(self.keys.group_nodes(group)).arg(self.me().to_string());
-            }
-        }
-    }
-
     /// Redis is down: what needed it fails now. Whether to stop.
     fn fail_round(&mut self, round: Round) -> bool {
-        for (_, node, req) in round.sends {
+        for (_, _, req) in round.sends {
             if let Some((_, reply)) = self.pending.remove(&req) {
                 let _ = reply.send(Err(ClusterSendError::BrokerDown));
             }
-            let _ = node;
         }
         for (_, reply) in round.members {
             let _ = reply.send(Err(ClusterError::BrokerDown));
@@ -396,57 +327,9 @@ impl Node {
         }
         self.link.set_up(false);
     }
-
-    /// Every member of `group` on every node, by node then number.
-    async fn members(&mut self, r: &mut Redis, group: &str) -> Result<Vec<ClusterMember>, ClusterError> {
-        let redis_err = |e: redis::RedisError| ClusterError::Redis(e.to_string());
-        let nodes: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
-            .arg(self.keys.group_nodes(group))
-            .query_async(&mut r.conn)
-            .await
-            .map_err(redis_err)?;
-        let mut nodes: Vec<NodeId> = nodes.iter().filter_map(|n| parse_or_log(n, "node id")).collect();
-        nodes.sort_unstable();
-        if nodes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for node in &nodes {
-            pipe.cmd("HGETALL").arg(self.keys.members(group, *node));
-        }
-        let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> =
-            pipe.query_async(&mut r.conn).await.map_err(redis_err)?;
-        let mut out = Vec::new();
-        let mut expired = Vec::new();
-        for (node, hash) in nodes.into_iter().zip(hashes) {
-            if hash.is_empty() {
-                expired.push(node.to_string());
-                continue;
-            }
-            let mut here: Vec<ClusterMember> = hash
-                .into_iter()
-                .filter_map(|(seq, meta)| {
-                    let seq = parse_or_log::<u64>(&seq, "member number")?;
-                    let meta = String::from_utf8(meta).ok().or_else(|| {
-                        tracing::warn!(group, "cluster: presence metadata not UTF-8; skipped");
-                        None
-                    })?;
-                    Some(ClusterMember { id: GlobalId { node, seq }, meta: meta.into() })
-                })
-                .collect();
-            here.sort_unstable_by_key(|m| m.id.seq);
-            out.extend(here);
-        }
-        if !expired.is_empty() {
-            // Nodes whose entries expired (they died): tidied by whoever reads first.
-            redis::cmd("SREM").arg(self.keys.group_nodes(group)).arg(expired).exec_async(&mut r.conn).await.map_err(redis_err)?;
-        }
-        Ok(out)
-    }
-
     async fn heartbeat(&mut self, r: &mut Redis) -> redis::RedisResult<()> {
         let mut round = Round::default();
-        round.publish(self.keys.nodes(), Frame::Heartbeat.encode(self.me()));
+        round.publish(self.keys.nodes(), Frame::Heartbeat { dropped: self.link.dropped() }.encode(self.me()));
         let groups: Vec<Arc<str>> = self.registered.iter().cloned().collect();
         for group in groups {
             self.refresh(&mut round, &group);
@@ -455,7 +338,7 @@ impl Node {
         let now = Instant::now();
         let timeout = self.opts.node_timeout;
         let dead: Vec<NodeId> =
-            self.peers.iter().filter(|(_, seen)| now - **seen > timeout).map(|(n, _)| *n).collect();
+            self.peers.iter().filter(|(_, p)| now - p.seen > timeout).map(|(n, _)| *n).collect();
         for node in dead {
             self.peers.remove(&node);
             tracing::info!(%node, "cluster: node down (no heartbeat)");
@@ -475,85 +358,6 @@ impl Node {
         self.link.sweep();
         Ok(())
     }
-
-    async fn on_message(&mut self, r: &mut Redis, msg: &redis::Msg) -> redis::RedisResult<()> {
-        let channel = msg.get_channel_name();
-        let (from, frame) = match Frame::decode(Bytes::copy_from_slice(msg.get_payload_bytes())) {
-            Ok(ok) => ok,
-            Err(e) => {
-                tracing::warn!(channel, error = %e, "cluster: ignored a message that is not ours");
-                return Ok(());
-            }
-        };
-        if from == self.me() {
-            return Ok(());
-        }
-        match (frame, self.keys.group_of(channel)) {
-            (Frame::Broadcast { text, payload }, Some(group)) => {
-                self.groups.deliver_here(group, &prepared(text, payload));
-            }
-            (Frame::Presence { change, seq, meta }, Some(group)) => {
-                if let Some(interest) = self.interest.get_mut(group) {
-                    let member = ClusterMember { id: GlobalId { node: from, seq }, meta: meta.into() };
-                    tell_watchers(&mut interest.watchers, &group.into(), &member, change);
-                }
-            }
-            (Frame::Send { req, seq, text, payload }, None) => {
-                let outcome = self.deliver(seq, prepared(text, payload), req != 0);
-                if req != 0 {
-                    let ack = Frame::Ack { req, outcome }.encode(self.me());
-                    redis::cmd("PUBLISH")
-                        .arg(self.keys.node(from))
-                        .arg(&ack[..])
-                        .exec_async(&mut r.conn)
-                        .await?;
-                }
-            }
-            (Frame::Ack { req, outcome }, None) => {
-                if let Some((_, reply)) = self.pending.remove(&req) {
-                    let _ = reply.send(match outcome {
-                        Outcome::Accepted => Ok(()),
-                        Outcome::NoConnection => Err(ClusterSendError::NoSuchConnection),
-                        Outcome::Full => Err(ClusterSendError::Full),
-                        Outcome::Closed => Err(ClusterSendError::Closed),
-                    });
-                }
-            }
-            (Frame::Heartbeat, None) => {
-                if self.peers.insert(from, Instant::now()).is_none() {
-                    tracing::info!(node = %from, "cluster: node up");
-                    self.tell(ClusterEvent::NodeUp(from));
-                }
-            }
-            (Frame::Bye, None) => {
-                if self.peers.remove(&from).is_some() {
-                    tracing::info!(node = %from, "cluster: node left");
-                    self.tell(ClusterEvent::NodeDown(from));
-                }
-            }
-            (frame, _) => tracing::warn!(channel, ?frame, "cluster: ignored a message on the wrong channel"),
-        }
-        Ok(())
-    }
-
-    /// Hands a message from another node to one of this node's connections.
-    fn deliver(&self, seq: u64, msg: PreparedMessage, answer: bool) -> Outcome {
-        let Some(id) = self.link.local(seq) else { return Outcome::NoConnection };
-        if !answer {
-            id.send_prepared(&msg);
-            return Outcome::Accepted;
-        }
-        match id.try_send(msg.to_outgoing()) {
-            Ok(()) => Outcome::Accepted,
-            Err(TrySendError::Full(_)) => Outcome::Full,
-            Err(_) => Outcome::Closed,
-        }
-    }
-}
-
-/// Text payloads were checked to be UTF-8 when the frame was read.
-fn prepared(text: bool, payload: Bytes) -> PreparedMessage {
-    PreparedMessage::checked(text, payload)
 }
 
 fn tell_watchers(

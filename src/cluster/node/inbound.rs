@@ -1,0 +1,114 @@
+//! What arrives on the subscriptions: broadcasts for local members, presence for
+//! watchers, sends for local connections and their answers, heartbeats and goodbyes.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{tell_watchers, Node, Peer, Redis};
+use crate::cluster::error::ClusterSendError;
+use crate::cluster::events::{ClusterEvent, ClusterMember, GapCause};
+use crate::cluster::ids::{GlobalId, NodeId};
+use crate::cluster::wire::{Frame, Outcome};
+use crate::{PreparedMessage, TrySendError};
+
+impl Node {
+    pub(super) async fn on_message(&mut self, r: &mut Redis, msg: &redis::Msg) -> redis::RedisResult<()> {
+        let channel = msg.get_channel_name();
+        let (from, frame) = match Frame::decode(Bytes::copy_from_slice(msg.get_payload_bytes())) {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "cluster: ignored a message that is not ours");
+                return Ok(());
+            }
+        };
+        if from == self.me() {
+            return Ok(());
+        }
+        match (frame, self.keys.group_of(channel)) {
+            (Frame::Broadcast { dropped, text, payload }, Some(group)) => {
+                self.groups.deliver_here(group, &prepared(text, payload));
+                self.heard(from, dropped, false);
+            }
+            (Frame::Presence { change, seq, meta }, Some(group)) => {
+                if let Some(interest) = self.interest.get_mut(group) {
+                    let member = ClusterMember { id: GlobalId { node: from, seq }, meta: meta.into() };
+                    tell_watchers(&mut interest.watchers, &group.into(), &member, change);
+                }
+            }
+            (Frame::Send { req, seq, text, payload }, None) => {
+                let outcome = self.deliver(seq, prepared(text, payload), req != 0);
+                if req != 0 {
+                    let ack = Frame::Ack { req, outcome }.encode(self.me());
+                    redis::cmd("PUBLISH")
+                        .arg(self.keys.node(from))
+                        .arg(&ack[..])
+                        .exec_async(&mut r.conn)
+                        .await?;
+                }
+            }
+            (Frame::Ack { req, outcome }, None) => {
+                if let Some((_, reply)) = self.pending.remove(&req) {
+                    let _ = reply.send(match outcome {
+                        Outcome::Accepted => Ok(()),
+                        Outcome::NoConnection => Err(ClusterSendError::NoSuchConnection),
+                        Outcome::Full => Err(ClusterSendError::Full),
+                        Outcome::Closed => Err(ClusterSendError::Closed),
+                    });
+                }
+            }
+            (Frame::Heartbeat { dropped }, None) => self.heard(from, dropped, true),
+            (Frame::Bye, None) => {
+                if self.peers.remove(&from).is_some() {
+                    tracing::info!(node = %from, "cluster: node left");
+                    self.tell(ClusterEvent::NodeDown(from));
+                }
+            }
+            (frame, _) => tracing::warn!(channel, ?frame, "cluster: ignored a message on the wrong channel"),
+        }
+        Ok(())
+    }
+
+    /// `from` is alive (a heartbeat) or at least talking; a rise in what it failed to
+    /// publish is a gap here.
+    fn heard(&mut self, from: NodeId, dropped: u64, heartbeat: bool) {
+        let now = Instant::now();
+        match self.peers.get_mut(&from) {
+            Some(p) => {
+                if heartbeat {
+                    p.seen = now;
+                }
+                if dropped > p.dropped {
+                    p.dropped = dropped;
+                    tracing::warn!(node = %from, dropped, "cluster: a node could not publish some broadcasts");
+                    self.tell(ClusterEvent::Gap(GapCause::Missed(from)));
+                }
+            }
+            None if heartbeat => {
+                self.peers.insert(from, Peer { seen: now, dropped });
+                tracing::info!(node = %from, "cluster: node up");
+                self.tell(ClusterEvent::NodeUp(from));
+            }
+            None => {}
+        }
+    }
+
+    /// Hands a message from another node to one of this node's connections.
+    fn deliver(&self, seq: u64, msg: PreparedMessage, answer: bool) -> Outcome {
+        let Some(id) = self.link.local(seq) else { return Outcome::NoConnection };
+        if !answer {
+            id.send_prepared(&msg);
+            return Outcome::Accepted;
+        }
+        match id.try_send(msg.to_outgoing()) {
+            Ok(()) => Outcome::Accepted,
+            Err(TrySendError::Full(_)) => Outcome::Full,
+            Err(_) => Outcome::Closed,
+        }
+    }
+}
+
+/// Text payloads were checked to be UTF-8 when the frame was read.
+fn prepared(text: bool, payload: Bytes) -> PreparedMessage {
+    PreparedMessage::checked(text, payload)
+}

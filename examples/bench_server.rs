@@ -81,11 +81,17 @@ struct Cli {
     /// Broadcast every message to every other connection instead of echoing it.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "groups")]
     fanout: Option<FanoutMode>,
+    /// With --fanout groups: join the cluster on this Redis; the groups span its nodes
+    /// (feature `cluster`).
+    #[cfg(feature = "cluster")]
+    #[arg(long)]
+    cluster: Option<String>,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let Cli { port, workers, compression, fanout } = clap::Parser::parse();
+    let cli: Cli = clap::Parser::parse();
+    let Cli { port, workers, compression, fanout, .. } = cli;
     let config = ConnectionSettings {
         limits: Limits { max_frame_size: 16 << 20, max_message_size: 16 << 20 },
         max_write_buffer: 64 << 20,
@@ -95,12 +101,30 @@ async fn main() -> std::io::Result<()> {
     config.validate()?;
     // One hub, or one set of groups, for every worker thread.
     let hub = (fanout == Some(FanoutMode::Hub)).then(|| Hub::default().start());
+    #[cfg(feature = "cluster")]
+    let cluster = match &cli.cluster {
+        Some(url) => {
+            let opts = actix_meta_websocket::ClusterOptions::new(url.clone()).max_queued(256 << 20);
+            Some(actix_meta_websocket::Cluster::join(opts).await.map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
+    #[cfg(feature = "cluster")]
+    let groups = cluster.as_ref().map_or_else(Groups::new, |c| c.groups().clone());
+    #[cfg(not(feature = "cluster"))]
     let groups = Groups::new();
     let server = HttpServer::new(move || {
         // Runs on each worker thread: the pool's actors start on that thread's arbiter.
         let pool = match (fanout, &hub) {
             (Some(FanoutMode::Hub), Some(hub)) => Pool::from(hub.clone()),
-            (Some(_), _) => Pool::from(Fanout { groups: groups.clone() }.start()),
+            (Some(_), _) => Pool::from(
+                Fanout {
+                    groups: groups.clone(),
+                    #[cfg(feature = "cluster")]
+                    cluster: cluster.clone(),
+                }
+                .start(),
+            ),
             (None, _) => Pool::new((0..4).map(|_| Echo.start())).expect("four workers"),
         };
         let options = HandlerOptions::new(pool).compression(compression.is_some()).settings(config.clone());

@@ -13,6 +13,11 @@
 //! cargo run --release --example loadgen -- churn --url ws://127.0.0.1:9100/ws --conns 10000 --sources 8
 //! # fanout: C receivers and one publisher, against `bench_server --fanout`; P broadcasts in flight
 //! cargo run --release --example loadgen -- fanout --url ws://127.0.0.1:9100/ws --conns 1000 --inflight 4 --size 2048 --secs 5
+//! # fanout over cluster nodes: receivers spread over --url and every --also
+//! cargo run --release --example loadgen -- fanout --url ws://127.0.0.1:9100/ws --also ws://127.0.0.1:9101/ws --conns 1000
+//! # relay: one sender on --url, one receiver on the last --also (or --url), through
+//! # `bench_server --cluster`'s global ids, R messages per second; latency percentiles
+//! cargo run --release --example loadgen -- relay --url ws://127.0.0.1:9100/ws --also ws://127.0.0.1:9101/ws --rate 1000
 //! ```
 //!
 //! Each mode prints one JSON line of results on standard output; `hold` first prints
@@ -40,11 +45,15 @@ struct Cli {
     /// connect-rate: handshake and close cycles; fanout: one publisher's messages
     /// delivered to every receiver; churn: C connections, then one request that the
     /// server make each join a group and leave it (prints READY before the request).
-    #[arg(value_parser = ["echo", "hold", "connect-rate", "fanout", "churn"], default_value = "echo")]
+    #[arg(value_parser = ["echo", "hold", "connect-rate", "fanout", "churn", "relay"], default_value = "echo")]
     mode: String,
     /// The server, on a loopback IP address.
     #[arg(long, default_value = "ws://127.0.0.1:9100/ws")]
     url: url::Url,
+    /// More servers (nodes of one cluster): fanout spreads its receivers over all of
+    /// them; relay receives on the last.
+    #[arg(long)]
+    also: Vec<url::Url>,
     /// Connections (or parallel loops for connect-rate).
     #[arg(long, default_value_t = 50)]
     conns: usize,
@@ -66,16 +75,16 @@ struct Cli {
     /// Offer permessage-deflate.
     #[arg(long)]
     deflate: bool,
-    /// fanout: broadcasts per second (0: as fast as --inflight allows).
+    /// fanout: broadcasts per second (0: as fast as --inflight allows); relay: messages
+    /// per second.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
 }
 
 struct Args {
     mode: String,
-    addr: SocketAddr,
-    host: String,
-    path: String,
+    /// --url, then every --also.
+    targets: Vec<Target>,
     conns: usize,
     inflight: usize,
     size: usize,
@@ -86,21 +95,29 @@ struct Args {
     rate: f64,
 }
 
-fn parse_args() -> Args {
-    let cli = <Cli as clap::Parser>::parse();
-    let Some(host) = cli.url.host_str().map(str::to_owned) else {
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+}
+
+fn target(url: &url::Url) -> Target {
+    let Some(host) = url.host_str().map(str::to_owned) else {
         clap_error("--url has no host");
     };
     let ip: IpAddr = host.parse().unwrap_or_else(|_| clap_error("--url must use a loopback IP address"));
     if !ip.is_loopback() {
         clap_error("--url must use a loopback IP address");
     }
-    let port = cli.url.port().unwrap_or(80);
+    let port = url.port().unwrap_or(80);
+    Target { addr: SocketAddr::new(ip, port), host: format!("{host}:{port}"), path: url.path().to_owned() }
+}
+
+fn parse_args() -> Args {
+    let cli = <Cli as clap::Parser>::parse();
     Args {
         mode: cli.mode,
-        addr: SocketAddr::new(ip, port),
-        host: format!("{host}:{port}"),
-        path: cli.url.path().to_owned(),
+        targets: std::iter::once(&cli.url).chain(&cli.also).map(target).collect(),
         conns: cli.conns,
         inflight: cli.inflight,
         size: cli.size,
@@ -124,18 +141,24 @@ struct Conn {
 }
 
 async fn open(args: &Args, n: usize) -> std::io::Result<Conn> {
+    open_at(args, n, 0).await
+}
+
+/// Connection `n` to target `at`.
+async fn open_at(args: &Args, n: usize, at: usize) -> std::io::Result<Conn> {
+    let to = &args.targets[at];
     let socket = TcpSocket::new_v4()?;
     if args.sources > 1 {
         let src = Ipv4Addr::new(127, 0, 0, 1 + (n % args.sources as usize) as u8);
         socket.bind(SocketAddr::new(src.into(), 0))?;
     }
-    let mut stream = socket.connect(args.addr).await?;
+    let mut stream = socket.connect(to.addr).await?;
     stream.set_nodelay(true)?;
     let cfg = DeflateConfig::default();
     let mut req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
-        args.path,
-        args.host,
+        to.path,
+        to.host,
         actix_meta_websocket::protocol::generate_key()
     );
     if args.deflate {
@@ -385,8 +408,9 @@ async fn main() {
         "connect-rate" => connect_rate(args).await,
         "fanout" => fanout(args).await,
         "churn" => churn(args).await,
+        "relay" => relay(args).await,
         other => {
-            eprintln!("unknown mode {other:?}: echo | hold | connect-rate | fanout | churn");
+            eprintln!("unknown mode {other:?}: echo | hold | connect-rate | fanout | churn | relay");
             std::process::exit(2);
         }
     }
@@ -461,7 +485,7 @@ fn count_frames(buf: &mut BytesMut) -> Result<u64, actix_meta_websocket::protoco
 async fn fanout(args: Arc<Args>) {
     let mut receivers = Vec::with_capacity(args.conns);
     for n in 0..args.conns {
-        receivers.push(open(&args, n).await.expect("connect receiver"));
+        receivers.push(open_at(&args, n, n % args.targets.len()).await.expect("connect receiver"));
     }
     let mut publisher = open(&args, args.conns).await.expect("connect publisher");
     // The caller may read the server's CPU time now, to leave the handshakes out.
@@ -586,4 +610,84 @@ async fn fanout(args: Arc<Args>) {
     // Closed once the caller has read the results and the server's CPU time.
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(open_streams);
+}
+
+/// Sends `text` on `conn`.
+async fn send_text(conn: &mut Conn, text: &[u8], out: &mut BytesMut) {
+    out.clear();
+    conn.enc.encode_message(DataKind::Text, text, out).expect("encode");
+    conn.stream.write_all(out).await.expect("send");
+}
+
+/// The next text message on `conn`.
+async fn next_text(conn: &mut Conn) -> Option<bytes::Bytes> {
+    loop {
+        match conn.dec.decode(&mut conn.buf) {
+            Ok(Some(Incoming::Text(b))) => return Some(b),
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => panic!("server sent a bad frame: {e}"),
+        }
+        if conn.stream.read_buf(&mut conn.buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// One sender and one receiver: the receiver asks the server for its global id, the
+/// sender sends `to <id> <payload>` at --rate, the server relays each with
+/// `Cluster::send`; latency is from the payload's send time to its arrival.
+async fn relay(args: Arc<Args>) {
+    let mut out = BytesMut::new();
+    let mut receiver = open_at(&args, 1, args.targets.len() - 1).await.expect("connect receiver");
+    send_text(&mut receiver, b"id?", &mut out).await;
+    let id = next_text(&mut receiver).await.expect("an id");
+    let id =
+        std::str::from_utf8(&id).ok().and_then(|t| t.strip_prefix("id ")).expect("id <global id>").to_owned();
+    let mut sender = open(&args, 0).await.expect("connect sender");
+    println!("READY");
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    let t0 = Instant::now();
+    let received = tokio::spawn(async move {
+        let mut lat = Vec::new();
+        while let Some(b) = next_text(&mut receiver).await {
+            if b.as_ref() == b"end" {
+                break;
+            }
+            let now = t0.elapsed().as_nanos() as u64;
+            if let Some(at) = sent_at(&b) {
+                lat.push(((now - at.min(now)) / 1000) as u32);
+            }
+        }
+        lat
+    });
+    let deadline = t0 + Duration::from_secs_f64(args.secs);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(1.0)));
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let mut msg = format!("to {id} ").into_bytes();
+        msg.extend_from_slice(&payload(args.size, t0));
+        send_text(&mut sender, &msg, &mut out).await;
+        sent += 1;
+    }
+    send_text(&mut sender, format!("to {id} end").as_bytes(), &mut out).await;
+    let mut lat = tokio::time::timeout(Duration::from_secs(10), received)
+        .await
+        .expect("the end arrived")
+        .expect("receiver");
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0)
+    };
+    println!(
+        "{{\"mode\":\"relay\",\"sent\":{sent},\"received\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{}}}",
+        lat.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99)
+    );
 }

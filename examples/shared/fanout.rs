@@ -22,6 +22,10 @@ fn prepared(m: &WsMessage) -> PreparedMessage {
 /// is broadcast to the others.
 pub struct Fanout {
     pub groups: Groups,
+    /// With `bench_server --cluster`: `id?` answers the connection's global id, and
+    /// `to <global id> <text>` relays the text with `Cluster::send` (`loadgen relay`).
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<actix_meta_websocket::Cluster>,
 }
 
 impl Actor for Fanout {
@@ -41,8 +45,34 @@ impl actix::Handler<WsMessage> for Fanout {
         if m.as_text() == Some("churn") {
             return self.churn(&m.id);
         }
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            if relay(cluster, &self.groups, &m) {
+                return;
+            }
+        }
         self.groups.broadcast_except(ALL, prepared(&m), &m.id);
     }
+}
+
+/// `loadgen relay`'s requests; whether `m` was one.
+#[cfg(feature = "cluster")]
+fn relay(cluster: &actix_meta_websocket::Cluster, groups: &Groups, m: &WsMessage) -> bool {
+    let Some(text) = m.as_text() else { return false };
+    if text == "id?" {
+        groups.send_to([&m.id], format!("id {}", cluster.global_id(&m.id)));
+        return true;
+    }
+    let Some((to, rest)) = text.strip_prefix("to ").and_then(|t| t.split_once(' ')) else { return false };
+    match to.parse() {
+        Ok(to) => {
+            if let Err(e) = cluster.send(&to, rest) {
+                eprintln!("relay to {to}: {e}");
+            }
+        }
+        Err(e) => eprintln!("relay: {e}"),
+    }
+    true
 }
 
 impl Fanout {

@@ -10,6 +10,8 @@
 //!   message (or a `&str`, `String` or bytes).
 //! - [`Groups`] gather connections under a name: broadcast to them, encoded once and
 //!   handed to each worker thread once, and know who is present.
+//! - With the `cluster` feature, nodes that share one Redis form a `Cluster`: a
+//!   `GlobalId` reaches a connection from any node, and groups and presence span nodes.
 //!
 //! Underneath is [`protocol`], a strict sans-IO RFC 6455 codec with permessage-deflate.
 //! The names do not clash with actix's: `use actix::prelude::*;` and
@@ -26,6 +28,7 @@
 //! | `Message` (outgoing) | [`Outgoing`] |
 //! | `MessageDisconnect` | [`MessageDisconnect`], with a [`DisconnectReason`] |
 //! | `gen.Alias` of the meta-process | [`ConnectionId`] |
+//! | the alias across the cluster's nodes | `GlobalId` with `Cluster::send` (feature `cluster`) |
 //! | `Send` / `SendAlias` to the alias | [`ConnectionId::send`], [`ConnectionId::send_wait`], [`ConnectionId::try_send`] |
 //! | `ProcessPool` | [`Pool`] of [`Target`]s |
 //! | `HandleInspect` | [`ConnectionId::stats`] |

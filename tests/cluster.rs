@@ -72,6 +72,9 @@ impl Redis {
         use std::io::Write;
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-p", &self.port.to_string()]);
+        if let Some(i) = self.extra.iter().position(|a| a == "--requirepass") {
+            cmd.args(["--no-auth-warning", "-a", &self.extra[i + 1]]);
+        }
         if input.is_some() {
             cmd.arg("-x");
         }
@@ -572,4 +575,37 @@ async fn broadcasts_a_node_could_not_publish_are_a_gap_on_both_sides() {
     })
     .await;
     assert_eq!(from, a.cluster.node());
+}
+
+#[actix_rt::test]
+async fn a_node_that_leaves_is_gone_at_once_and_credentials_stay_out_of_sight() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}", redis.port);
+    let wrong = Cluster::join(fast(&format!("redis://:wrong@127.0.0.1:{}", redis.port))).await;
+    let e = wrong.expect_err("a wrong password is refused").to_string();
+    assert!(!e.contains("wrong") && !e.contains("s3cret"), "{e}");
+    let a = node_with(fast(&url)).await;
+    let (ea, mut a_events) = events();
+    a.cluster.subscribe(ea);
+    let mut b = node_with(fast(&url)).await;
+    assert!(!format!("{:?} {:?}", a.cluster, fast(&url)).contains("s3cret"));
+    let (_a1c, _) = client(&a, "a1").await;
+    let (_b1c, _) = client(&b, "b1").await;
+    let b_node = b.cluster.node();
+    event(&mut a_events, |e| matches!(e, ClusterEvent::NodeUp(n) if *n == b_node).then_some(())).await;
+    let deadline = Instant::now() + WAIT;
+    while names(&a.cluster.members(ROOM).await.expect("members")) != ["a1", "b1"] {
+        assert!(Instant::now() < deadline, "b1 never listed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let left = Instant::now();
+    b.cluster.clone().leave().await;
+    event(&mut a_events, |e| matches!(e, ClusterEvent::NodeDown(n) if *n == b_node).then_some(())).await;
+    assert!(left.elapsed() < Duration::from_millis(600), "told at once, not after the node timeout");
+    assert_eq!(names(&a.cluster.members(ROOM).await.expect("members")), ["a1"]);
+    let _ = b.ended.try_recv();
 }

@@ -166,10 +166,12 @@ impl Node {
             };
             let lost = tokio::select! {
                 n = rx.recv_many(&mut cmds, BATCH) => {
-                    let round = self.apply(&mut cmds, n == 0);
-                    match self.run_round(r, round).await {
+                    let mut round = self.apply(&mut cmds, n == 0);
+                    match self.run_round(r, &mut round).await {
                         Ok(true) => return,
                         Ok(false) => None,
+                        // What the round still owes is answered as if Redis were down.
+                        Err(e) if self.fail_round(round) => return drop(e),
                         Err(e) => Some(e.to_string()),
                     }
                 }
@@ -285,7 +287,7 @@ impl Node {
     }
 
     /// Makes the round's Redis calls; `Ok(true)` when the node is to stop.
-    async fn run_round(&mut self, r: &mut Redis, mut round: Round) -> redis::RedisResult<bool> {
+    async fn run_round(&mut self, r: &mut Redis, round: &mut Round) -> redis::RedisResult<bool> {
         if !round.subscribe.is_empty() {
             r.sink.subscribe(&round.subscribe).await?;
         }
@@ -306,7 +308,7 @@ impl Node {
         for (group, reply) in round.members.drain(..) {
             let _ = reply.send(self.members(r, &group).await);
         }
-        if let Some(reply) = round.stop {
+        if let Some(reply) = round.stop.take() {
             self.leave(r).await;
             reply.map(|r| r.send(()));
             return Ok(true);

@@ -213,12 +213,6 @@ impl Delivery {
         }
     }
 
-    fn hand(&mut self, id: &ConnectionId, msg: &PreparedMessage) {
-        if id.deliver(msg) {
-            self.to_wake.push_back(id.clone());
-        }
-    }
-
     /// Does one op; returns the deliveries it made.
     fn run(&mut self, op: Op) -> usize {
         match op {
@@ -237,23 +231,25 @@ impl Delivery {
             }
             Op::Deliver { group, msg, except } => {
                 let Some(g) = self.local.get(&group) else { return 1 };
-                let mut woken = Vec::new();
-                for id in &g.members {
-                    if Some(id.seq()) != except && id.deliver(&msg) {
-                        woken.push(id.clone());
-                    }
+                for id in g.members.iter().filter(|id| Some(id.seq()) != except) {
+                    hand(&mut self.to_wake, id, &msg);
                 }
-                let n = g.members.len();
-                self.to_wake.extend(woken);
-                n
+                g.members.len()
             }
             Op::DeliverTo { ids, msg } => {
                 for id in &ids {
-                    self.hand(id, &msg);
+                    hand(&mut self.to_wake, id, &msg);
                 }
                 ids.len()
             }
         }
+    }
+}
+
+/// Puts `msg` in `id`'s lane; a member whose lane was empty is to be woken.
+fn hand(to_wake: &mut VecDeque<ConnectionId>, id: &ConnectionId, msg: &PreparedMessage) {
+    if id.deliver(msg) {
+        to_wake.push_back(id.clone());
     }
 }
 

@@ -11,7 +11,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_meta_websocket::protocol::Incoming;
 use actix_meta_websocket::*;
-use actix_web::{App, HttpServer};
 use common::*;
 use tokio::sync::mpsc;
 
@@ -83,21 +82,13 @@ fn serve_lobby(
     let groups = Groups::new();
     let (tx, rx) = mpsc::unbounded_channel();
     let g = groups.clone();
-    let server = HttpServer::new(move || {
+    let server = serve_each(workers, None, move || {
         let lobby = Lobby { groups: g.clone(), tx: tx.clone() }.start();
         let mut opts = HandlerOptions::new(Target::from_addr(lobby)).compression(true);
         settings(&mut opts.settings);
-        App::new().route("/ws", WsHandler::new(opts).expect("valid settings").route())
-    })
-    .workers(workers)
-    .disable_signals()
-    .bind("127.0.0.1:0")
-    .expect("bind");
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    (TestServer { addr, handle }, groups, rx)
+        WsHandler::new(opts).expect("valid settings")
+    });
+    (server, groups, rx)
 }
 
 async fn seen(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {

@@ -96,12 +96,22 @@ impl TestServer {
 
 pub fn serve(handler: WsHandler) -> TestServer {
     let h = handler.clone();
-    let server = handler
-        .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .expect("bind");
+    serve_each(1, Some(&handler), move || h.clone())
+}
+
+/// A server on 127.0.0.1 with `workers` threads; each mounts at `/ws` the handler that
+/// `handler` makes on that thread (so per-thread actors start there). With
+/// `configured_by`, the server takes that handler's settings (`configure_server`).
+pub fn serve_each(
+    workers: usize,
+    configured_by: Option<&WsHandler>,
+    handler: impl Fn() -> WsHandler + Clone + Send + 'static,
+) -> TestServer {
+    let mut server = HttpServer::new(move || App::new().route("/ws", handler().route()));
+    if let Some(h) = configured_by {
+        server = h.configure_server(server);
+    }
+    let server = server.workers(workers).disable_signals().bind("127.0.0.1:0").expect("bind");
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();

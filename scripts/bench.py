@@ -207,31 +207,37 @@ def main():
 
 
 def chart(summary):
+    names = [n for n, _, _ in SCENARIOS]
+    servers = [s for s, _ in SERVERS]
+    bar_chart([n.replace(", ", "\n", 1) for n in names], servers,
+              lambda i, s: summary[names[i]][s]["ratio"], os.path.join(ROOT, "bench", "chart.png"),
+              "ratio to actix-web-actors direct\n(CPU per message / cycle, RSS per conn; lower is better)",
+              "actix-meta-websocket end-to-end benchmark", baseline=1.0)
+
+
+def bar_chart(labels, series, value, path, ylabel, title, baseline=None):
+    """Grouped bars: for each label, one bar per series, `value(label_index, series)`
+    high; installs matplotlib if it is missing."""
     try:
         import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=False)
         import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    names = [n for n, _, _ in SCENARIOS]
-    servers = [s for s, _ in SERVERS]
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(11, 5))
-    width = 0.8 / len(servers)
-    for i, s in enumerate(servers):
-        vals = [summary[n][s]["ratio"] for n in names]
-        ax.bar([x + i * width for x in range(len(names))], vals, width, label=s)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(names))])
-    ax.set_xticklabels([n.replace(", ", "\n", 1) for n in names], fontsize=8)
-    ax.set_ylabel("ratio to actix-web-actors direct\n(CPU per message / cycle, RSS per conn; lower is better)")
-    ax.set_title("actix-meta-websocket end-to-end benchmark")
+    width = 0.8 / len(series)
+    for i, s in enumerate(series):
+        ax.bar([x + i * width for x in range(len(labels))], [value(n, s) for n in range(len(labels))], width, label=s)
+    if baseline is not None:
+        ax.axhline(baseline, color="black", linewidth=0.8)
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(labels))])
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(ROOT, "bench", "chart.png"), dpi=110)
-
+    fig.savefig(path, dpi=110)
 
 if __name__ == "__main__":
     main()

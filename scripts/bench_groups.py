@@ -32,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import CLK, EX, ROOT, free_port, start_server  # noqa: E402
+from bench import CLK, EX, ROOT, bar_chart, free_port, start_server  # noqa: E402
 
 SERVERS = [
     ("actix-web-actors room", ["baseline_actors", "--mode", "room"]),
@@ -185,28 +185,10 @@ def report(a, results, churn):
 
 
 def chart(summary):
-    try:
-        import matplotlib
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"], check=False)
-        import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     names = list(summary)
-    servers = [s for s, _ in SERVERS]
-    fig, ax = plt.subplots(figsize=(11, 5))
-    width = 0.8 / len(servers)
-    for i, server in enumerate(servers):
-        xs = [n + i * width for n in range(len(names))]
-        ax.bar(xs, [summary[n][server]["cpu_us"] for n in names], width, label=server)
-    ax.set_xticks([n + width * (len(servers) - 1) / 2 for n in range(len(names))])
-    ax.set_xticklabels(names, fontsize=8)
-    ax.set_ylabel("server CPU µs per delivered message (lower is better)")
-    ax.set_title("Broadcast fan-out, 2 worker threads, loopback")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(ROOT, "bench", "groups.png"), dpi=110)
-
+    bar_chart(names, [s for s, _ in SERVERS], lambda i, server: summary[names[i]][server]["cpu_us"],
+              os.path.join(ROOT, "bench", "groups.png"), "server CPU µs per delivered message (lower is better)",
+              "Broadcast fan-out, 2 worker threads, loopback")
 
 if __name__ == "__main__":
     main()

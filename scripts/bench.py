@@ -189,19 +189,7 @@ def main():
         lines.append("")
     lines.append("permessage-deflate has its own benchmark: `scripts/bench_deflate.py` (README, Compression and memory).")
     table = "\n".join(lines) + "\n"
-    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
-        json.dump({"results": results, "summary": summary}, f, indent=1)
-    with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
-        f.write(table)
-    readme = os.path.join(ROOT, "README.md")
-    with open(readme) as f:
-        text = f.read()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start) + len(start)] + "\n" + table + text[text.index(end):]
-        with open(readme, "w") as f:
-            f.write(text)
+    publish("results", {"results": results, "summary": summary}, table, "bench")
     print(table)
     chart(summary)
 
@@ -213,6 +201,26 @@ def chart(summary):
               lambda i, s: summary[names[i]][s]["ratio"], os.path.join(ROOT, "bench", "chart.png"),
               "ratio to actix-web-actors direct\n(CPU per message / cycle, RSS per conn; lower is better)",
               "actix-meta-websocket end-to-end benchmark", baseline=1.0)
+
+
+def publish(name, data, text, marker, md=None):
+    """Writes bench/<name>.json (`data`), bench/<name>.md (`md`, or `text`) and `text`
+    into README.md between the `<!-- <marker>:start -->` and `<!-- <marker>:end -->`
+    lines."""
+    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", f"{name}.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    with open(os.path.join(ROOT, "bench", f"{name}.md"), "w") as f:
+        f.write(text if md is None else md)
+    readme = os.path.join(ROOT, "README.md")
+    with open(readme) as f:
+        body = f.read()
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if start in body and end in body:
+        head, rest = body.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        with open(readme, "w") as f:
+            f.write(head + start + "\n" + text + ("" if text.endswith("\n") else "\n") + end + tail)
 
 
 def bar_chart(labels, series, value, path, ylabel, title, baseline=None):

@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import CLK, EX, ROOT, free_port, rss_kib, start_server  # noqa: E402
+from bench import CLK, EX, ROOT, free_port, publish, rss_kib, start_server  # noqa: E402
 
 CONNS = 10000
 FANOUT = ["--conns", str(CONNS), "--size", "64", "--sources", "8", "--inflight", "4", "--kind", "text"]
@@ -294,20 +294,7 @@ def report(a, res):
         f"{', '.join(f'{s * 1000:.0f}' for s in res['recovery_s'])} ms; bar: within 2 s).",
     ]
     md = "\n".join(lines) + "\n"
-    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "cluster.json"), "w") as f:
-        json.dump(res, f, indent=1)
-    with open(os.path.join(ROOT, "bench", "cluster.md"), "w") as f:
-        f.write(md)
-    readme = os.path.join(ROOT, "README.md")
-    with open(readme) as f:
-        text = f.read()
-    start, end = "<!-- cluster:start -->", "<!-- cluster:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + start + "\n" + md + end + rest.split(end, 1)[1]
-        with open(readme, "w") as f:
-            f.write(text)
+    publish("cluster", res, md, "cluster")
     print(md)
 
 

@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import EX, ROOT, cpu_seconds, free_port, rss_kib, start_server  # noqa: E402
+from bench import EX, ROOT, cpu_seconds, free_port, publish, rss_kib, start_server  # noqa: E402
 
 MODES = [
     # label, bench_server flags, loadgen offers deflate
@@ -173,18 +173,7 @@ def report(a, results):
     print(table)
     if a.only:
         return
-    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "deflate.md"), "w") as fh:
-        fh.write(table)
-    with open(os.path.join(ROOT, "bench", "deflate.json"), "w") as fh:
-        json.dump(results, fh, indent=1)
-    readme = os.path.join(ROOT, "README.md")
-    text = open(readme).read()
-    start, end = "<!-- deflate:start -->", "<!-- deflate:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start) + len(start)] + "\n" + table + text[text.index(end):]
-        open(readme, "w").write(text)
-
+    publish("deflate", results, table, "deflate")
 
 if __name__ == "__main__":
     main()

@@ -32,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import CLK, EX, ROOT, bar_chart, free_port, start_server  # noqa: E402
+from bench import CLK, EX, ROOT, bar_chart, free_port, publish, start_server  # noqa: E402
 
 SERVERS = [
     ("actix-web-actors room", ["baseline_actors", "--mode", "room"]),
@@ -166,20 +166,8 @@ def report(a, results, churn):
                  f"rounds: {', '.join(f'{c:.3f}' for c in churn_cpu)}).")
     text += (f"\n\n{a.rounds} rounds of {a.secs:g} s, 2 worker threads, server on CPU 0, load generator on CPU 1; "
              "`python3 scripts/bench_groups.py`.")
-    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "groups.json"), "w") as f:
-        json.dump({"summary": summary, "runs": results, "churn": churn, "when": time.strftime("%Y-%m-%d")}, f, indent=1)
-    with open(os.path.join(ROOT, "bench", "groups.md"), "w") as f:
-        f.write("# Fan-out: groups against hand-written rooms\n\n" + text + "\n")
-    readme = os.path.join(ROOT, "README.md")
-    with open(readme) as f:
-        body = f.read()
-    start, end = "<!-- groups:start -->", "<!-- groups:end -->"
-    if start in body and end in body:
-        head, rest = body.split(start, 1)
-        _, tail = rest.split(end, 1)
-        with open(readme, "w") as f:
-            f.write(head + start + "\n" + text + "\n" + end + tail)
+    publish("groups", {"summary": summary, "runs": results, "churn": churn, "when": time.strftime("%Y-%m-%d")},
+            text, "groups", md="# Fan-out: groups against hand-written rooms\n\n" + text + "\n")
     print(text)
     chart(summary)
 

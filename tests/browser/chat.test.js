@@ -10,7 +10,7 @@ const { test } = require('node:test');
 const assert = require('node:assert');
 const { spawn } = require('node:child_process');
 const path = require('node:path');
-const { chromium } = require(path.join(__dirname, '../peers/node_modules/playwright-core'));
+const { launch, sees, say, open, log } = require('./page');
 
 const root = path.join(__dirname, '../..');
 
@@ -31,29 +31,15 @@ function startChat() {
 
 test('two browser pages chat in rooms through groups', async () => {
   const chat = await startChat();
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
-  // Waits until page p's log has a line matching `re` (a RegExp source).
-  const sees = (p, re) => p.waitForFunction((src) => [...document.querySelectorAll('#log li')]
-    .some((li) => new RegExp(src).test(li.textContent)), re.source, { timeout: 10000 });
-  const say = async (p, text) => { await p.fill('#text', text); await p.press('#text', 'Enter'); };
+  const browser = await launch();
   const nameOf = async (p) => {
     await sees(p, /^you are guest\d+;/);
-    return (await p.$$eval('#log li', (lis) => lis.map((li) => li.textContent)))
-      .find((t) => t.startsWith('you are ')).match(/guest\d+/)[0];
+    return (await log(p)).find((t) => t.startsWith('you are ')).match(/guest\d+/)[0];
   };
   try {
-    const a = await browser.newPage();
-    await a.goto(chat.url);
-    await a.waitForSelector('body[data-ready="1"]', { timeout: 10000 });
+    const a = await open(browser, chat.url);
     const an = await nameOf(a);
-    const b = await browser.newPage();
-    await b.goto(chat.url);
-    await b.waitForSelector('body[data-ready="1"]', { timeout: 10000 });
+    const b = await open(browser, chat.url);
     const bn = await nameOf(b);
     // a sees b join the lobby, with both in the member list.
     await sees(a, new RegExp(`^\\[lobby\\] ${bn} joined; here: ${an}, ${bn}$`));
@@ -72,7 +58,7 @@ test('two browser pages chat in rooms through groups', async () => {
     await sees(b, new RegExp(`^\\[games\\] ${an} joined; here: ${bn}, ${an}$`));
     await say(a, 'over here');
     await sees(b, new RegExp(`^\\[games\\] ${an}: over here$`));
-    const logB = await b.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
+    const logB = await log(b);
     assert.ok(!logB.some((t) => t.startsWith('[lobby] ') && t.includes('over here')), JSON.stringify(logB));
     assert.match(chat.output(), /connected \(compression true\)/, 'the browser negotiated permessage-deflate');
     // Closing the page ends the connection: it leaves its room.

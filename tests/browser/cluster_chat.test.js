@@ -10,7 +10,7 @@ const assert = require('node:assert');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
 const path = require('node:path');
-const { chromium } = require(path.join(__dirname, '../peers/node_modules/playwright-core'));
+const { launch, sees, say, open, log } = require('./page');
 
 const root = path.join(__dirname, '../..');
 
@@ -54,26 +54,15 @@ test('two browser pages on two nodes chat through the cluster', async () => {
   try {
     const nodes = await lines(chat, /node ([0-9a-f]{16}) chat on (http:\/\/[0-9.:]+\/)/, 2, 'cluster_chat');
     assert.notStrictEqual(nodes[0][1], nodes[1][1], 'two nodes');
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run', '--disable-quic'],
-    });
-    const sees = (p, re) => p.waitForFunction((src) => [...document.querySelectorAll('#log li')]
-      .some((li) => new RegExp(src).test(li.textContent)), re.source, { timeout: 10000 });
-    const say = async (p, text) => { await p.fill('#text', text); await p.press('#text', 'Enter'); };
-    const open = async (url) => {
-      const p = await browser.newPage();
-      await p.goto(url);
-      await p.waitForSelector('body[data-ready="1"]', { timeout: 10000 });
+    browser = await launch();
+    const guest = async (url) => {
+      const p = await open(browser, url);
       await sees(p, /^you are guest[0-9a-f]{4}-\d+ on node /);
-      const hello = (await p.$$eval('#log li', (lis) => lis.map((li) => li.textContent)))
-        .find((t) => t.startsWith('you are '));
+      const hello = (await log(p)).find((t) => t.startsWith('you are '));
       return { p, name: hello.match(/guest[0-9a-f]{4}-\d+/)[0], node: hello.match(/on node ([0-9a-f]{16})/)[1] };
     };
-    const a = await open(nodes[0][2]);
-    const b = await open(nodes[1][2]);
+    const a = await guest(nodes[0][2]);
+    const b = await guest(nodes[1][2]);
     assert.notStrictEqual(a.node, b.node, 'the pages are on different nodes');
     // The member list comes from Redis: both nodes' members, in either order.
     const both = `(${a.name}, ${b.name}|${b.name}, ${a.name})`;

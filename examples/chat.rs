@@ -14,26 +14,15 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 const PAGE: &str = include_str!("chat.html");
 
+#[path = "shared/rooms.rs"]
+mod rooms;
+use rooms::Rooms;
+
 /// Every connection's target, and the watcher of every room.
-#[derive(Default)]
-struct Chat(Groups);
+struct Chat(Rooms);
 
 impl Actor for Chat {
     type Context = Context<Self>;
-}
-
-impl Chat {
-    /// Leaves the current room for `room`; the rooms' watchers tell everyone.
-    fn enter(&mut self, room: &str, id: &ConnectionId, ctx: &mut Context<Self>) {
-        // A group lasts while it has members or watchers: one that does not exist is new.
-        if !self.0.names().iter().any(|name| **name == *room) {
-            self.0.watch(room, ctx.address().recipient());
-        }
-        for old in self.0.groups_of(id) {
-            self.0.leave(&old, id);
-        }
-        let _ = self.0.join_with(room, id, format!("guest{}", id.seq()));
-    }
 }
 
 impl Handler<MessageConnect> for Chat {
@@ -41,22 +30,15 @@ impl Handler<MessageConnect> for Chat {
     fn handle(&mut self, m: MessageConnect, ctx: &mut Context<Self>) {
         println!("guest{} connected (compression {})", m.id.seq(), m.compressed);
         // Sent like the broadcasts, so it comes before the lobby's news.
-        self.0.send_to([&m.id], format!("you are guest{}; /join <room> to move", m.id.seq()));
-        self.enter("lobby", &m.id, ctx);
+        self.0.groups.send_to([&m.id], format!("you are guest{}; /join <room> to move", m.id.seq()));
+        self.0.enter("lobby", &m.id, || ctx.address().recipient());
     }
 }
 
 impl Handler<WsMessage> for Chat {
     type Result = ();
     fn handle(&mut self, m: WsMessage, ctx: &mut Context<Self>) {
-        let Some(text) = m.as_text().map(str::trim) else { return };
-        match text.strip_prefix("/join ").map(str::trim) {
-            Some(room) if (1..=32).contains(&room.len()) => self.enter(room, &m.id, ctx),
-            Some(_) => m.id.send("a room's name has 1 to 32 bytes"),
-            None => self.0.groups_of(&m.id).iter().for_each(|room| {
-                self.0.broadcast(room, format!("[{room}] guest{}: {text}", m.id.seq()));
-            }),
-        }
+        self.0.said(&m, || ctx.address().recipient());
     }
 }
 
@@ -64,8 +46,10 @@ impl Handler<PresenceEvent> for Chat {
     type Result = ();
     fn handle(&mut self, e: PresenceEvent, _: &mut Context<Self>) {
         let (room, verb) = (&e.group, if e.change == PresenceChange::Joined { "joined" } else { "left" });
-        let names: Vec<_> = self.0.members(room).into_iter().map(|m| m.meta).collect();
-        self.0.broadcast(room, format!("[{room}] {} {verb}; here: {}", e.member.meta, names.join(", ")));
+        let names: Vec<_> = self.0.groups.members(room).into_iter().map(|m| m.meta).collect();
+        self.0
+            .groups
+            .broadcast(room, format!("[{room}] {} {verb}; here: {}", e.member.meta, names.join(", ")));
     }
 }
 
@@ -84,7 +68,7 @@ struct Cli {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let chat = Chat::default().start();
+    let chat = Chat(Rooms { groups: Groups::new(), prefix: String::new() }).start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };

@@ -17,57 +17,35 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 const PAGE: &str = include_str!("chat.html");
 
+#[path = "shared/rooms.rs"]
+mod rooms;
+use rooms::Rooms;
+
 /// Every connection's target on one node; watches that node's rooms.
 struct Chat {
     cluster: Cluster,
-    groups: Groups,
+    /// On the cluster's groups; names carry the node's first hex digits, so they are
+    /// unique across nodes.
+    rooms: Rooms,
 }
 
 impl Actor for Chat {
     type Context = Context<Self>;
 }
 
-impl Chat {
-    /// A name that is unique across nodes: the node's first hex digits and the seq.
-    fn name(&self, id: &ConnectionId) -> String {
-        format!("guest{}-{}", &self.cluster.node().to_string()[..4], id.seq())
-    }
-
-    fn enter(&mut self, room: &str, id: &ConnectionId, ctx: &mut Context<Self>) {
-        if !self.groups.names().iter().any(|name| **name == *room) {
-            self.groups.watch(room, ctx.address().recipient());
-        }
-        for old in self.groups.groups_of(id) {
-            self.groups.leave(&old, id);
-        }
-        let _ = self.groups.join_with(room, id, self.name(id));
-    }
-}
-
 impl Handler<MessageConnect> for Chat {
     type Result = ();
     fn handle(&mut self, m: MessageConnect, ctx: &mut Context<Self>) {
-        let me = self.name(&m.id);
-        self.groups
-            .send_to([&m.id], format!("you are {me} on node {}; /join <room> to move", self.cluster.node()));
-        self.enter("lobby", &m.id, ctx);
+        let (me, node) = (self.rooms.name(&m.id), self.cluster.node());
+        self.rooms.groups.send_to([&m.id], format!("you are {me} on node {node}; /join <room> to move"));
+        self.rooms.enter("lobby", &m.id, || ctx.address().recipient());
     }
 }
 
 impl Handler<WsMessage> for Chat {
     type Result = ();
     fn handle(&mut self, m: WsMessage, ctx: &mut Context<Self>) {
-        let Some(text) = m.as_text().map(str::trim) else { return };
-        match text.strip_prefix("/join ").map(str::trim) {
-            Some(room) if (1..=32).contains(&room.len()) => self.enter(room, &m.id, ctx),
-            Some(_) => m.id.send("a room's name has 1 to 32 bytes"),
-            None => {
-                let me = self.name(&m.id);
-                for room in self.groups.groups_of(&m.id) {
-                    self.groups.broadcast(&room, format!("[{room}] {me}: {text}"));
-                }
-            }
-        }
+        self.rooms.said(&m, || ctx.address().recipient());
     }
 }
 
@@ -131,7 +109,9 @@ async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_we
         .node_timeout(Duration::from_millis(cli.node_timeout_ms));
     let cluster = Cluster::join(opts).await.map_err(std::io::Error::other)?;
     cluster.subscribe(Log(cluster.node()).start().recipient());
-    let chat = Chat { groups: cluster.groups().clone(), cluster: cluster.clone() }.start();
+    let prefix = format!("{}-", &cluster.node().to_string()[..4]);
+    let chat =
+        Chat { rooms: Rooms { groups: cluster.groups().clone(), prefix }, cluster: cluster.clone() }.start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };

@@ -596,6 +596,7 @@ async fn a_node_that_leaves_is_gone_at_once_and_credentials_stay_out_of_sight() 
     let (_b1c, _) = client(&b, "b1").await;
     let b_node = b.cluster.node();
     event(&mut a_events, |e| matches!(e, ClusterEvent::NodeUp(n) if *n == b_node).then_some(())).await;
+    assert_eq!(a.cluster.nodes(), [b_node]);
     let deadline = Instant::now() + WAIT;
     while names(&a.cluster.members(ROOM).await.expect("members")) != ["a1", "b1"] {
         assert!(Instant::now() < deadline, "b1 never listed");
@@ -606,6 +607,49 @@ async fn a_node_that_leaves_is_gone_at_once_and_credentials_stay_out_of_sight() 
     b.cluster.clone().leave().await;
     event(&mut a_events, |e| matches!(e, ClusterEvent::NodeDown(n) if *n == b_node).then_some(())).await;
     assert!(left.elapsed() < Duration::from_millis(600), "told at once, not after the node timeout");
+    assert!(a.cluster.nodes().is_empty());
     assert_eq!(names(&a.cluster.members(ROOM).await.expect("members")), ["a1"]);
     let _ = b.ended.try_recv();
+}
+
+#[actix_rt::test]
+async fn nodes_reach_each_other_through_a_redis_that_speaks_only_tls() {
+    if !redis_installed() {
+        return;
+    }
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("amw-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (cert_path, key_path) = (cert_file.display().to_string(), key_file.display().to_string());
+    // Plain port for redis-cli's readiness check only; the nodes speak TLS.
+    let redis = Redis::start(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &cert_path,
+        "--tls-key-file",
+        &key_path,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let untrusted = Cluster::join(fast(&url)).await;
+    assert!(
+        matches!(untrusted, Err(ClusterError::Redis(_))),
+        "a self-signed certificate is not in the webpki roots"
+    );
+    let trusting = || fast(&url).tls_root(cert.cert.pem());
+    let (a, b) = (node_with(trusting()).await, node_with(trusting()).await);
+    let (_a1c, _) = client(&a, "a1").await;
+    let (mut b1c, b1) = client(&b, "b1").await;
+    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    assert_eq!(a.cluster.send_wait(&b1, "over tls").await, Ok(()));
+    assert_eq!(text(&mut b1c).await, "over tls");
+    let invalid = Cluster::join(fast(&url).node_timeout(Duration::from_millis(100))).await;
+    assert!(matches!(invalid, Err(ClusterError::Invalid(_))), "{invalid:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,9 @@ pub enum ClusterError {
     /// Redis could not be reached or refused us (the URL's password is never in this).
     #[error("redis: {0}")]
     Redis(String),
+    /// The options cannot work (see [`ClusterOptions`](super::ClusterOptions)).
+    #[error("invalid cluster options: {0}")]
+    Invalid(String),
     /// The node has no link to Redis right now; it is reconnecting.
     #[error("the broker is down")]
     BrokerDown,

@@ -54,6 +54,8 @@ pub(crate) struct Link {
     dropped: AtomicU64,
     /// The node's connections that have a global id or a group, by seq.
     index: Mutex<HashMap<u64, ConnectionId>>,
+    /// The other nodes heard from, as the task last saw them.
+    peers: Mutex<Vec<NodeId>>,
 }
 
 impl Link {
@@ -68,6 +70,7 @@ impl Link {
             overflowed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             index: Mutex::default(),
+            peers: Mutex::default(),
         };
         (Arc::new(link), rx)
     }
@@ -117,6 +120,15 @@ impl Link {
 
     pub(crate) fn take_overflow(&self) -> bool {
         self.overflowed.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn set_peers(&self, mut peers: Vec<NodeId>) {
+        peers.sort_unstable();
+        *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers;
+    }
+
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn index(&self) -> MutexGuard<'_, HashMap<u64, ConnectionId>> {

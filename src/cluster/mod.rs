@@ -93,8 +93,15 @@ impl Cluster {
     /// and starts the node's task on a thread of its own. Fails if Redis cannot be reached
     /// now; once joined, the node reconnects by itself.
     pub async fn join(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
-        let client =
-            redis::Client::open(opts.url.as_str()).map_err(|e| ClusterError::Redis(e.to_string()))?;
+        opts.check().map_err(ClusterError::Invalid)?;
+        let client = match &opts.tls_root {
+            Some(pem) => {
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
+                redis::Client::build_with_tls(opts.url.as_str(), certs)
+            }
+            None => redis::Client::open(opts.url.as_str()),
+        }
+        .map_err(|e| ClusterError::Redis(e.to_string()))?;
         let me = NodeId::random();
         let (link, rx) = Link::new(me, opts.max_queued);
         let groups = Groups::with_bus(link.clone());
@@ -128,10 +135,13 @@ impl Cluster {
         self.inner.link.me
     }
 
-    /// Groups that span the cluster; clone it into the actors that need it. Everything
-    /// [`Groups`] does locally it does here, and besides: broadcasts reach members on
-    /// every node, and joins and leaves are written to Redis for
-    /// [`members`](Self::members) and [`watch`](Self::watch).
+    /// Groups that span the cluster; clone it into the actors that need it.
+    ///
+    /// - `join`, `leave`, `broadcast`, `broadcast_except` and `send_to` work as on one
+    ///   node, and besides, broadcasts reach the members on every other node, and joins
+    ///   and leaves are written to Redis.
+    /// - `members`, `count`, `contains`, `groups_of` and `watch` stay this node's: use
+    ///   [`members`](Self::members) and [`watch`](Self::watch) here for every node's.
     pub fn groups(&self) -> &Groups {
         &self.inner.groups
     }
@@ -228,6 +238,13 @@ impl Cluster {
     /// back, and gaps.
     pub fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
         self.inner.link.push(Cmd::Subscribe(subscriber));
+    }
+
+    /// The other nodes this node hears from now (their heartbeats are at most the node
+    /// timeout old), in id order; an actor given to [`subscribe`](Self::subscribe) after
+    /// they came up learns of them here.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.inner.link.peers()
     }
 
     /// Whether this node has its link to Redis now.

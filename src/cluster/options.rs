@@ -23,6 +23,7 @@ pub struct ClusterOptions {
     pub(crate) node_timeout: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) max_queued: usize,
+    pub(crate) tls_root: Option<Vec<u8>>,
 }
 
 impl ClusterOptions {
@@ -37,7 +38,29 @@ impl ClusterOptions {
             node_timeout: Duration::from_secs(3),
             send_timeout: Duration::from_secs(2),
             max_queued: 16 << 20,
+            tls_root: None,
         }
+    }
+
+    /// For `rediss://`: trusts the CA certificates in `pem` instead of the webpki roots,
+    /// for a Redis whose certificate a private CA signed.
+    pub fn tls_root(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root = Some(pem.into());
+        self
+    }
+
+    /// Why these options cannot work, if they cannot.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.heartbeat.is_zero() || self.send_timeout.is_zero() {
+            return Err("heartbeat and send_timeout must be above zero".into());
+        }
+        if self.node_timeout < self.heartbeat * 2 {
+            return Err("node_timeout must be at least twice the heartbeat".into());
+        }
+        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
+            return Err("the prefix must be a word".into());
+        }
+        Ok(())
     }
 
     setters! {
@@ -81,6 +104,7 @@ impl fmt::Debug for ClusterOptions {
             .field("node_timeout", &self.node_timeout)
             .field("send_timeout", &self.send_timeout)
             .field("max_queued", &self.max_queued)
+            .field("tls_root", &self.tls_root.is_some())
             .finish()
     }
 }

@@ -60,6 +60,7 @@ impl Node {
             (Frame::Heartbeat { dropped }, None) => self.heard(from, dropped, true),
             (Frame::Bye, None) => {
                 if self.peers.remove(&from).is_some() {
+                    self.publish_peers();
                     tracing::info!(node = %from, "cluster: node left");
                     self.tell(ClusterEvent::NodeDown(from));
                 }
@@ -86,6 +87,7 @@ impl Node {
             }
             None if heartbeat => {
                 self.peers.insert(from, Peer { seen: now, dropped });
+                self.publish_peers();
                 tracing::info!(node = %from, "cluster: node up");
                 self.tell(ClusterEvent::NodeUp(from));
             }

@@ -189,6 +189,11 @@ impl Node {
         }
     }
 
+    /// Lets the handle answer `nodes()`.
+    fn publish_peers(&self) {
+        self.link.set_peers(self.peers.keys().copied().collect());
+    }
+
     fn tell(&mut self, event: ClusterEvent) {
         self.subscribers.retain(|s| s.connected());
         for s in &self.subscribers {
@@ -343,6 +348,7 @@ impl Node {
             self.peers.iter().filter(|(_, p)| now - p.seen > timeout).map(|(n, _)| *n).collect();
         for node in dead {
             self.peers.remove(&node);
+            self.publish_peers();
             tracing::info!(%node, "cluster: node down (no heartbeat)");
             self.tell(ClusterEvent::NodeDown(node));
         }

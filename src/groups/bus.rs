@@ -13,3 +13,52 @@ pub(crate) trait Bus: Send + Sync {
     /// `msg` was broadcast to `group` on this node.
     fn broadcast(&self, group: &str, msg: &PreparedMessage);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::groups::{leave_all, test_ids, Groups};
+
+    /// An in-memory bus: what it was told, as lines.
+    #[derive(Default)]
+    struct Record(Mutex<Vec<String>>);
+
+    impl Bus for Record {
+        fn changed(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, change: PresenceChange) {
+            self.0.lock().unwrap().push(format!("{group} {} {change:?} {meta}", id.seq()));
+        }
+        fn broadcast(&self, group: &str, msg: &PreparedMessage) {
+            self.0.lock().unwrap().push(format!("{group} says {}", String::from_utf8_lossy(msg.body())));
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_bus_hears_every_change_and_broadcast_in_order() {
+        let bus = Arc::new(Record::default());
+        let groups = Groups::with_bus(bus.clone());
+        let ids = test_ids(2);
+        assert_eq!(groups.join_with("g", &ids[0], "ada"), Ok(true));
+        assert_eq!(groups.join_with("g", &ids[0], "ada l."), Ok(false));
+        assert_eq!(groups.join("g", &ids[1]), Ok(true));
+        assert_eq!(groups.broadcast("g", "hi"), 2);
+        // No member here: other nodes may have some.
+        assert_eq!(groups.broadcast("elsewhere", "hello"), 0);
+        assert!(groups.leave("g", &ids[1]));
+        assert!(!groups.leave("g", &ids[1]), "not told twice");
+        leave_all(&ids[0]);
+        assert_eq!(
+            *bus.0.lock().unwrap(),
+            [
+                "g 1 Joined ada",
+                "g 1 Updated ada l.",
+                "g 2 Joined ",
+                "g says hi",
+                "elsewhere says hello",
+                "g 2 Left ",
+                "g 1 Disconnected ",
+            ]
+        );
+    }
+}

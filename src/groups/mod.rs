@@ -173,7 +173,7 @@ impl Groups {
     }
 
     /// Groups whose changes and broadcasts `bus` is told of, in the order they are made.
-    #[cfg(feature = "cluster")]
+    #[cfg(any(test, feature = "cluster"))]
     pub(crate) fn with_bus(bus: Arc<dyn Bus>) -> Self {
         Groups { shared: Arc::new(Shared { bus: Some(bus), ..Shared::default() }) }
     }

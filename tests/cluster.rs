@@ -155,6 +155,13 @@ impl Handler<WsMessage> for Member {
         if let Some(text) = m.as_text().and_then(|t| t.strip_prefix("say ")) {
             self.cluster.groups().broadcast_except(ROOM, text.to_owned(), &m.id);
         }
+        if m.as_text() == Some("rejoin") {
+            // Out and in again at once: the node's task sees both in one round.
+            let groups = self.cluster.groups();
+            assert!(groups.leave(ROOM, &m.id));
+            assert_eq!(groups.join_with(ROOM, &m.id, "again"), Ok(true));
+            groups.send_to([&m.id], "rejoined");
+        }
     }
 }
 
@@ -652,4 +659,28 @@ async fn nodes_reach_each_other_through_a_redis_that_speaks_only_tls() {
     let invalid = Cluster::join(fast(&url).node_timeout(Duration::from_millis(100))).await;
     assert!(matches!(invalid, Err(ClusterError::Invalid(_))), "{invalid:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn a_member_that_leaves_and_joins_again_at_once_keeps_its_node_listening() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_a1c, _) = client(&a, "a1").await;
+    let (mut b1c, _) = client(&b, "b1").await;
+    let channel = format!("amw:g:{ROOM}");
+    redis.await_numsub(&channel, 2).await;
+    b1c.send_raw(&client_frame(true, 0, 0x1, b"rejoin")).await;
+    assert_eq!(text(&mut b1c).await, "rejoined");
+    // Presence shows the new metadata: B's task has done the round with both changes.
+    let deadline = Instant::now() + WAIT;
+    while names(&a.cluster.members(ROOM).await.expect("members")) != ["a1", "again"] {
+        assert!(Instant::now() < deadline, "the rejoin never reached redis");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(redis.numsub(&channel), 2, "B still listens to the room");
+    a.cluster.groups().broadcast(ROOM, "still reached");
+    assert_eq!(text(&mut b1c).await, "still reached");
 }

@@ -75,8 +75,9 @@ struct Round {
     /// Commands in `pipe`, and which of them are sends whose receiver count matters.
     len: usize,
     sends: Vec<(usize, NodeId, u64)>,
-    subscribe: Vec<String>,
-    unsubscribe: Vec<String>,
+    /// Groups whose channels to subscribe to, and to leave.
+    subscribe: Vec<Arc<str>>,
+    unsubscribe: Vec<Arc<str>>,
     members: Vec<(Arc<str>, MembersReply)>,
     stop: Option<Option<Reply<()>>>,
 }
@@ -261,7 +262,7 @@ impl Node {
                     let first = !self.interest.contains_key(&group);
                     self.interest.entry(group.clone()).or_default().watchers.push(watcher);
                     if first {
-                        round.subscribe.push(self.keys.group(&group));
+                        round.subscribe.push(group);
                     }
                 }
                 Cmd::Subscribe(s) => self.subscribers.push(s),
@@ -293,8 +294,13 @@ impl Node {
 
     /// Makes the round's Redis calls; `Ok(true)` when the node is to stop.
     async fn run_round(&mut self, r: &mut Redis, round: &mut Round) -> redis::RedisResult<bool> {
+        // What the round ends with counts: a group left and joined again within it stays
+        // subscribed, one joined and left needs no subscription.
+        round.unsubscribe.retain(|g| !self.interest.contains_key(g));
+        round.subscribe.retain(|g| self.interest.contains_key(g));
         if !round.subscribe.is_empty() {
-            r.sink.subscribe(&round.subscribe).await?;
+            let channels: Vec<String> = round.subscribe.iter().map(|g| self.keys.group(g)).collect();
+            r.sink.subscribe(&channels).await?;
         }
         if round.len > 0 {
             let out: Vec<redis::Value> = round.pipe.query_async(&mut r.conn).await?;
@@ -308,7 +314,8 @@ impl Node {
             }
         }
         if !round.unsubscribe.is_empty() {
-            r.sink.unsubscribe(&round.unsubscribe).await?;
+            let channels: Vec<String> = round.unsubscribe.iter().map(|g| self.keys.group(g)).collect();
+            r.sink.unsubscribe(&channels).await?;
         }
         for (group, reply) in round.members.drain(..) {
             let _ = reply.send(self.members(r, &group).await);

@@ -37,7 +37,7 @@ impl Node {
         match change {
             PresenceChange::Joined | PresenceChange::Updated => {
                 if first {
-                    round.subscribe.push(self.keys.group(&group));
+                    round.subscribe.push(group.clone());
                 }
                 self.registered.insert(group.clone());
                 round.cmd("HSET").arg(&members).arg(seq).arg(&*meta);
@@ -47,7 +47,7 @@ impl Node {
                 round.cmd("HDEL").arg(&members).arg(seq);
                 if gone {
                     self.interest.remove(&group);
-                    round.unsubscribe.push(self.keys.group(&group));
+                    round.unsubscribe.push(group.clone());
                 }
                 if self.interest.get(&group).is_none_or(|i| i.members.is_empty()) {
                     self.registered.remove(&group);

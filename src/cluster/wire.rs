@@ -90,7 +90,7 @@ impl Frame {
         out.freeze()
     }
 
-    fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> u8 {
         match self {
             Frame::Broadcast { .. } => 1,
             Frame::Presence { .. } => 2,

@@ -177,7 +177,7 @@ impl Node {
                     }
                 }
                 msg = r.stream.next() => match msg {
-                    Some(msg) => self.on_message(r, &msg).await.err().map(|e| e.to_string()),
+                    Some(msg) => self.inbound(r, msg).await.err().map(|e| e.to_string()),
                     None => Some("subscription link closed".into()),
                 },
                 _ = tick.tick() => self.heartbeat(r).await.err().map(|e| e.to_string()),

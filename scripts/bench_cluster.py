@@ -272,7 +272,9 @@ def report(a, res):
                      f"{med(lat[key], 'p99_us')} µs |")
     lines += [
         "",
-        f"Cross-node p50 is **{(cross50 - same50) / 1000:.2f} ms** above same-node (bar: at most 0.5 ms).",
+        f"Cross-node p50 is **{(cross50 - same50) / 1000:.2f} ms** above same-node (bar: at most 0.5 ms); "
+        "per round: " + ", ".join(f"{(c['p50_us'] - s['p50_us']) / 1000:.2f}" for s, c in zip(lat["same"], lat["cross"]))
+        + " ms.",
         "",
         f"| one group of {CONNS:,} members, 64 B, 4 in flight | delivered/s | vs one node (cluster on) | "
         "CPU per delivery (servers + Redis) | p50 | p99 |",

@@ -142,6 +142,8 @@ impl Cluster {
     ///   and leaves are written to Redis.
     /// - `members`, `count`, `contains`, `groups_of` and `watch` stay this node's: use
     ///   [`members`](Self::members) and [`watch`](Self::watch) here for every node's.
+    /// - Keep a `Cluster` handle for as long as the node serves: when the last one is
+    ///   dropped the node leaves the cluster, and these groups go on for this node only.
     pub fn groups(&self) -> &Groups {
         &self.inner.groups
     }

@@ -30,11 +30,13 @@ fi
 # Every outside peer is installed above: a missing one fails its tests instead of
 # skipping them.
 export AMW_REQUIRE_PEERS=1
+# The cluster tests run this example as a node process of its own (cargo test builds
+# examples without putting them where a test can find them).
+cargo build --features cluster --example cluster_chat
 cargo test --all-features --all-targets
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py
 # The browser tests drive the chat examples (one node, and two nodes on Redis).
 cargo build --example chat
-cargo build --features cluster --example cluster_chat
 node --test tests/browser/

@@ -404,16 +404,24 @@ struct Process {
     node: NodeId,
 }
 
-async fn process(redis: &Redis) -> Process {
+/// Where `cargo build --features cluster --example cluster_chat` puts the example, if
+/// it is there (`scripts/test.sh` builds it first; otherwise the test is skipped).
+fn cluster_chat() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().expect("test exe");
     let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples/cluster_chat");
+    let built = bin.exists();
+    peer("examples/cluster_chat (cargo build --features cluster --example cluster_chat)", built)
+        .then_some(bin)
+}
+
+async fn process(redis: &Redis, bin: std::path::PathBuf) -> Process {
     let mut child = tokio::process::Command::new(bin)
         .args(["--redis", &redis.url(), "--addr", "127.0.0.1:0", "--nodes", "1"])
         .args(["--heartbeat-ms", "100", "--node-timeout-ms", "600"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("cargo test builds examples/cluster_chat");
+        .expect("examples/cluster_chat starts");
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let (tx, mut lines) = mpsc::unbounded_channel();
     actix_rt::spawn(async move {
@@ -450,16 +458,14 @@ impl Process {
 
 #[actix_rt::test]
 async fn a_killed_node_is_reported_down_and_its_presence_expires() {
-    if !redis_installed() {
-        return;
-    }
+    let Some(bin) = cluster_chat().filter(|_| redis_installed()) else { return };
     let redis = Redis::start(&[]);
     let a = node(&redis).await;
     let (ea, mut a_events) = events();
     a.cluster.subscribe(ea);
     let (watcher, mut seen) = events();
     a.cluster.watch("lobby", watcher);
-    let p = process(&redis).await;
+    let p = process(&redis, bin).await;
     event(&mut a_events, |e| matches!(e, ClusterEvent::NodeUp(n) if *n == p.node).then_some(())).await;
     let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;
     let _greeting = text(&mut guest).await;
@@ -486,12 +492,10 @@ async fn a_killed_node_is_reported_down_and_its_presence_expires() {
 
 #[actix_rt::test]
 async fn a_subscriber_redis_cuts_for_reading_too_slowly_recovers_and_signals_the_gap() {
-    if !redis_installed() {
-        return;
-    }
+    let Some(bin) = cluster_chat().filter(|_| redis_installed()) else { return };
     let redis = Redis::start(&["--client-output-buffer-limit", "pubsub 256kb 128kb 1"]);
     let a = node(&redis).await;
-    let mut p = process(&redis).await;
+    let mut p = process(&redis, bin).await;
     let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;
     let _greeting = text(&mut guest).await;
     redis.await_numsub("amw:g:lobby", 1).await;

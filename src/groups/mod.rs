@@ -44,6 +44,10 @@ use crate::{ConnectionId, PreparedMessage};
 /// Bytes of broadcasts a thread may have waiting before further broadcasts skip it.
 const DEFAULT_THREAD_BACKLOG: usize = 64 << 20;
 
+/// The next group's key. One counter for the whole process: every `Groups` (local or a
+/// cluster's) shares the worker threads' inboxes, which know groups by key only.
+static NEXT_GROUP_KEY: AtomicU64 = AtomicU64::new(1);
+
 /// Named groups of connections: join, leave, broadcast, presence.
 ///
 /// One `Groups` is shared by every worker thread (clones share the same groups); make it
@@ -110,7 +114,6 @@ pub enum GroupError {
 
 pub(crate) struct Shared {
     map: Mutex<HashMap<Arc<str>, Arc<Group>>>,
-    next_key: AtomicU64,
     thread_backlog: usize,
     /// The cluster these groups span, if any.
     bus: Option<Arc<dyn Bus>>,
@@ -118,12 +121,7 @@ pub(crate) struct Shared {
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared {
-            map: Mutex::default(),
-            next_key: AtomicU64::new(1),
-            thread_backlog: DEFAULT_THREAD_BACKLOG,
-            bus: None,
-        }
+        Shared { map: Mutex::default(), thread_backlog: DEFAULT_THREAD_BACKLOG, bus: None }
     }
 }
 
@@ -143,7 +141,7 @@ impl Shared {
             return g.clone();
         }
         let name: Arc<str> = name.into();
-        let g = Arc::new(Group::new(self.next_key.fetch_add(1, Ordering::Relaxed), name.clone()));
+        let g = Arc::new(Group::new(NEXT_GROUP_KEY.fetch_add(1, Ordering::Relaxed), name.clone()));
         map.insert(name, g.clone());
         g
     }

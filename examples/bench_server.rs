@@ -2,7 +2,9 @@
 //! a pool of 4 worker actors at `/ws`, compression off (`--compression [MODE]` to accept
 //! permessage-deflate), 16 MiB limits, quiet logging. With `--fanout`, every message is
 //! broadcast to every other connection instead: through the crate's groups, or with
-//! `--fanout hub` through one hub actor that writes to each member itself.
+//! `--fanout hub` through one hub actor that writes to each member itself. With
+//! `--keep-headers`, the workers keep every connection's `MessageConnect::headers`, as an
+//! application that authenticates later would.
 //!
 //! Each actix worker thread gets its own handler and pool, so a connection and its
 //! worker actor share a thread, as a tuned deployment would have them.
@@ -15,7 +17,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::protocol::{DeflateConfig, DeflateMemory, Limits};
-use actix_meta_websocket::{ConnectionSettings, Groups, HandlerOptions, Pool, WsHandler};
+use actix_meta_websocket::{
+    ConnectionSettings, Groups, HandlerOptions, MessageConnect, MessageDisconnect, Pool, WsHandler, WsMessage,
+};
 use actix_web::{App, HttpServer};
 
 #[path = "shared/echo.rs"]
@@ -86,12 +90,42 @@ struct Cli {
     #[cfg(feature = "cluster")]
     #[arg(long)]
     cluster: Option<String>,
+    /// The echo workers keep the headers of every connection they are told of.
+    #[arg(long)]
+    keep_headers: bool,
+}
+
+/// The echo worker, keeping what `MessageConnect` brought.
+struct KeepHeaders(Vec<actix_web::http::header::HeaderMap>);
+
+impl Actor for KeepHeaders {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for KeepHeaders {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        self.0.push(m.headers);
+    }
+}
+
+impl actix::Handler<WsMessage> for KeepHeaders {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        let (id, same) = m.into_parts();
+        id.send(same);
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for KeepHeaders {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let cli: Cli = clap::Parser::parse();
-    let Cli { port, workers, compression, fanout, .. } = cli;
+    let Cli { port, workers, compression, fanout, keep_headers, .. } = cli;
     let config = ConnectionSettings {
         limits: Limits { max_frame_size: 16 << 20, max_message_size: 16 << 20 },
         max_write_buffer: 64 << 20,
@@ -125,6 +159,9 @@ async fn main() -> std::io::Result<()> {
                 }
                 .start(),
             ),
+            (None, _) if keep_headers => {
+                Pool::new((0..4).map(|_| KeepHeaders(Vec::new()).start())).expect("four workers")
+            }
             (None, _) => Pool::new((0..4).map(|_| Echo.start())).expect("four workers"),
         };
         let options = HandlerOptions::new(pool).compression(compression.is_some()).settings(config.clone());

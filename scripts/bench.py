@@ -81,6 +81,15 @@ def start_server(args, port):
     raise RuntimeError(f"{args[0]} did not start")
 
 
+def build_against(rev):
+    """Builds revision `rev`'s bench_server in a git worktree under target/; its path."""
+    tree = os.path.join(ROOT, "target", f"against-{rev}")
+    if not os.path.isdir(tree):
+        subprocess.run(["git", "worktree", "add", "--detach", tree, rev], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--example", "bench_server"], cwd=tree, check=True)
+    return os.path.join(tree, "target", "release", "examples", "bench_server")
+
+
 def loadgen(mode, extra, port, secs):
     cmd = ["taskset", "-c", "1", os.path.join(EX, "loadgen"), mode, "--url", f"ws://127.0.0.1:{port}/ws", "--secs", str(secs)] + extra
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

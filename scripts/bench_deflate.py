@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import EX, ROOT, cpu_seconds, free_port, publish, rss_kib, start_server  # noqa: E402
+from bench import EX, ROOT, build_against, cpu_seconds, free_port, publish, rss_kib, start_server  # noqa: E402
 
 MODES = [
     # label, bench_server flags, loadgen offers deflate
@@ -86,14 +86,6 @@ def loadgen_run(binary, flags, mode, extra, secs):
     finally:
         srv.kill()
         srv.wait()
-
-
-def build_against(rev):
-    tree = os.path.join(ROOT, "target", f"against-{rev}")
-    if not os.path.isdir(tree):
-        subprocess.run(["git", "worktree", "add", "--detach", tree, rev], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "--example", "bench_server"], cwd=tree, check=True)
-    return os.path.join(tree, "target", "release", "examples", "bench_server")
 
 
 def main():

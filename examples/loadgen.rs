@@ -75,6 +75,10 @@ struct Cli {
     /// Offer permessage-deflate.
     #[arg(long)]
     deflate: bool,
+    /// hold: each connection first sends one text message of --size bytes and reads its
+    /// echo, so the hold measures connections that have talked.
+    #[arg(long)]
+    first_message: bool,
     /// fanout: broadcasts per second (0: as fast as --inflight allows); relay: messages
     /// per second.
     #[arg(long, default_value_t = 0.0)]
@@ -92,6 +96,7 @@ struct Args {
     secs: f64,
     sources: u8,
     deflate: bool,
+    first_message: bool,
     rate: f64,
 }
 
@@ -125,6 +130,7 @@ fn parse_args() -> Args {
         secs: cli.secs,
         sources: cli.sources,
         deflate: cli.deflate,
+        first_message: cli.first_message,
         rate: cli.rate,
     }
 }
@@ -346,8 +352,14 @@ async fn echo(args: Arc<Args>) {
 async fn hold(args: Arc<Args>) {
     let t0 = Instant::now();
     let mut conns = Vec::with_capacity(args.conns);
+    let mut out = BytesMut::new();
     for n in 0..args.conns {
-        conns.push(open(&args, n).await.expect("connect"));
+        let mut c = open(&args, n).await.expect("connect");
+        if args.first_message {
+            send_text(&mut c, &payload(args.size, t0), &mut out).await;
+            next_text(&mut c).await.expect("the echo");
+        }
+        conns.push(c);
     }
     let opened = t0.elapsed().as_secs_f64();
     println!("READY");

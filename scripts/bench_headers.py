@@ -4,8 +4,8 @@
     python3 scripts/bench_headers.py --against REV [--rounds 3] [--conns 10000]
 
 examples/bench_server with `--keep-headers` (its workers keep every connection's headers)
-holds --conns idle connections from examples/loadgen; the server's RSS growth per
-connection is read from /proc. Run beside REV's bench_server with the same flag (built in
+holds --conns connections from examples/loadgen, idle after each has echoed one message
+of --size bytes; the server's RSS growth per connection is read from /proc. Run beside REV's bench_server with the same flag (built in
 a git worktree under target/) and beside this build without the flag, in alternating
 order each round; prints medians.
 """
@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--against", metavar="REV", required=True, help="the revision before the change")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conns", type=int, default=10000)
+    ap.add_argument("--size", type=int, default=20000, help="bytes of the one message each connection echoes first")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -35,7 +36,9 @@ def main():
         ("this build, headers kept", [ours, "--keep-headers"]),
         ("this build, headers dropped", [ours]),
     ]
-    hold = ["--conns", str(a.conns), "--sources", "8"]
+    # Each connection first echoes a message larger than the 8 KiB read buffer its headers
+    # were parsed in, so the buffer moves on: what still points into the old one keeps it.
+    hold = ["--conns", str(a.conns), "--sources", "8", "--first-message", "--size", str(a.size)]
     runs = {label: [] for label, _ in servers}
     for rnd in range(a.rounds):
         for label, args in servers if rnd % 2 == 0 else list(reversed(servers)):

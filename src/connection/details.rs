@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use actix_http::header::HeaderMap;
+use actix_http::header::{HeaderMap, HeaderValue};
 
 use super::Parts;
 use crate::message::ConnectData;
@@ -55,7 +55,7 @@ impl Details {
     pub(super) fn new(parts: &mut Parts<'_>, now: Instant) -> Self {
         let info = ConnectInfo {
             uri: std::mem::take(&mut parts.uri),
-            headers: sized_copy(parts.headers),
+            headers: owned_copy(parts.headers),
             data: parts.data.take(),
         };
         Details {
@@ -89,15 +89,23 @@ impl Details {
     }
 }
 
-/// A copy of `headers` in a map sized to them. `HeaderMap::clone` keeps the source's
-/// capacity, and actix-http reuses request heads, so a plain clone would keep a pooled
-/// head's whole table alive for the life of the connection.
-fn sized_copy(headers: &HeaderMap) -> HeaderMap {
+/// A copy of `headers` that owns its memory, in a map sized to them. The values a request
+/// head parses into are slices of actix-http's read buffer, and `HeaderMap::clone` keeps
+/// the source's capacity (actix-http reuses request heads): a target that keeps the
+/// headers would otherwise keep the whole buffer and table alive for the connection's life.
+fn owned_copy(headers: &HeaderMap) -> HeaderMap {
     let mut copy = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers.iter() {
-        copy.append(name.clone(), value.clone());
+        copy.append(name.clone(), owned_value(value));
     }
     copy
+}
+
+fn owned_value(value: &HeaderValue) -> HeaderValue {
+    // Valid already, so this cannot fail; the clone is only a fallback that never runs.
+    let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+    owned.set_sensitive(value.is_sensitive());
+    owned
 }
 
 #[cfg(test)]
@@ -107,20 +115,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_copies_are_sized_to_their_content() {
+    fn header_copies_are_sized_to_their_content_and_own_their_bytes() {
         // A pooled request head keeps the capacity of the largest request it ever held.
         let mut pooled = HeaderMap::with_capacity(200);
         let tag = HeaderName::from_static("x-tag");
-        pooled.append(tag.clone(), HeaderValue::from_static("one"));
-        pooled.append(tag.clone(), HeaderValue::from_static("two"));
-        pooled.insert(HeaderName::from_static("host"), HeaderValue::from_static("example"));
+        // As actix-http parses them: slices of the connection's read buffer.
+        let read_buf = bytes::Bytes::from(b"one two example secret".to_vec());
+        let slice = |at: std::ops::Range<usize>| HeaderValue::from_maybe_shared(read_buf.slice(at)).unwrap();
+        pooled.append(tag.clone(), slice(0..3));
+        pooled.append(tag.clone(), slice(4..7));
+        pooled.insert(HeaderName::from_static("host"), slice(8..15));
+        let mut secret = slice(16..22);
+        secret.set_sensitive(true);
+        pooled.insert(HeaderName::from_static("authorization"), secret);
         assert!(pooled.clone().capacity() >= 200, "a plain clone keeps the capacity");
 
-        let copy = sized_copy(&pooled);
+        let copy = owned_copy(&pooled);
         assert!(copy.capacity() < 16, "capacity {}", copy.capacity());
         let tags: Vec<_> = copy.get_all(&tag).collect();
         assert_eq!(tags, ["one", "two"]);
         assert_eq!(copy.get("host").map(|v| v.as_bytes()), Some(&b"example"[..]));
+        assert!(copy.get("authorization").is_some_and(|v| v.is_sensitive()));
         assert_eq!(copy.len(), pooled.len());
+        let buf = read_buf.as_ptr_range();
+        for (_, value) in copy.iter() {
+            assert!(!buf.contains(&value.as_bytes().as_ptr()), "{value:?} still points into the read buffer");
+        }
     }
 }

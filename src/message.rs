@@ -242,15 +242,43 @@ impl ConnectData {
     }
 }
 
-/// [`MessageConnect::data`] asked for a type that was not attached.
+/// [`MessageConnect::data`] asked for a type that was not attached. Its text names both
+/// types without their module paths; the fields keep the full names.
+///
+/// ```
+/// # use actix_meta_websocket::DataTypeError;
+/// # fn demo(e: DataTypeError) {
+/// eprintln!("{e}"); // "MessageConnect carries String, not Vec<User>"
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("MessageConnect carries {attached}, not {expected}")]
+#[error("MessageConnect carries {}, not {}", short_type_name(attached), short_type_name(expected))]
 #[non_exhaustive]
 pub struct DataTypeError {
-    /// The type asked for.
+    /// The type asked for, with its path (`my_app::auth::User`).
     pub expected: &'static str,
-    /// The type attached, or `"nothing"`.
+    /// The type attached, with its path, or `"nothing"`.
     pub attached: &'static str,
+}
+
+/// `alloc::vec::Vec<my_app::User>` as `Vec<User>`: each path cut to its last name.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut path = String::new();
+    let flush = |path: &mut String, out: &mut String| {
+        out.push_str(path.rsplit("::").next().unwrap_or_default());
+        path.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            path.push(c);
+        } else {
+            flush(&mut path, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut path, &mut out);
+    out
 }
 
 /// Sent to the target when a connection starts, before any [`WsMessage`] of it.
@@ -415,6 +443,22 @@ impl DisconnectReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_names_in_errors_lose_their_paths() {
+        for (full, short) in [
+            ("my_app::auth::User", "User"),
+            ("nothing", "nothing"),
+            ("alloc::vec::Vec<my_app::User>", "Vec<User>"),
+            ("core::option::Option<(u32, alloc::string::String)>", "Option<(u32, String)>"),
+            ("&str", "&str"),
+            ("[u8; 4]", "[u8; 4]"),
+        ] {
+            assert_eq!(short_type_name(full), short, "{full}");
+        }
+        let e = DataTypeError { expected: "my_app::User", attached: "nothing" };
+        assert_eq!(e.to_string(), "MessageConnect carries nothing, not User");
+    }
 
     #[test]
     fn replies_and_incoming_messages_have_one_size() {

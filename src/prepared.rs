@@ -54,6 +54,24 @@ impl PreparedMessage {
         Self::new(DataKind::Binary, body.into())
     }
 
+    /// `value` as a JSON text message (feature `serde`), for broadcasting.
+    ///
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// use actix_meta_websocket::{Groups, PreparedMessage};
+    /// #[derive(serde::Serialize)]
+    /// struct Price { symbol: &'static str, bid: f64 }
+    /// let groups = Groups::new();
+    /// let tick = PreparedMessage::json(&Price { symbol: "ACME", bid: 101.5 }).unwrap();
+    /// assert_eq!(tick.body(), br#"{"symbol":"ACME","bid":101.5}"#);
+    /// groups.broadcast("prices", tick); // encoded once for every member
+    /// # }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Self::new(DataKind::Text, Bytes::from(serde_json::to_vec(value)?)))
+    }
+
     fn new(kind: DataKind, body: Bytes) -> Self {
         PreparedMessage {
             inner: Arc::new(Inner {

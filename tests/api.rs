@@ -15,38 +15,39 @@ use tokio_tungstenite::tungstenite::Message as TMessage;
 #[derive(Debug)]
 struct User(String);
 
-/// Two rooms, each its own actor; `/ws/{room}` upgrades to the room named in the path and
-/// attaches the user from a header.
+type Rooms = std::collections::HashMap<String, Addr<Recorder>>;
+
+/// Upgrades to the room named in the path, with the user from a header attached; an
+/// unknown room is 404 with a reason that names it.
+async fn join_room(
+    req: HttpRequest,
+    body: web::Payload,
+    room: web::Path<String>,
+    rooms: web::Data<Rooms>,
+    handler: web::Data<WsHandler>,
+) -> Result<actix_web::HttpResponse, HandshakeError> {
+    let target =
+        rooms.get(room.as_str()).ok_or_else(|| HandshakeError::not_found(format!("no room named {room}")))?;
+    let name = req.headers().get("x-user").and_then(|v| v.to_str().ok()).unwrap_or("guest");
+    let upgrade = Upgrade::new().target(target.clone()).data(User(name.to_owned()));
+    handler.upgrade_with(&req, body, upgrade)
+}
+
+/// Two rooms, each its own actor, at `/ws/{room}`, on a handler without a pool (every
+/// upgrade chooses its room); `/ws` is that handler's plain route, which has no target.
 fn rooms_server() -> (TestServer, Events, Events, WsHandler) {
     let (a, a_rx) = recorder("a", true);
     let (b, b_rx) = recorder("b", true);
-    let handler = WsHandler::new(HandlerOptions::new(a.clone())).unwrap();
+    let handler = WsHandler::new(HandlerOptions::default()).unwrap();
+    let rooms = web::Data::new([("a".to_owned(), a), ("b".to_owned(), b)].into_iter().collect::<Rooms>());
     let h = handler.clone();
-    let rooms = web::Data::new(
-        [("a".to_owned(), a), ("b".to_owned(), b)]
-            .into_iter()
-            .collect::<std::collections::HashMap<_, Addr<Recorder>>>(),
-    );
     let server = h
         .configure_server(HttpServer::new(move || {
-            let handler = handler.clone();
-            App::new().app_data(rooms.clone()).route(
-                "/ws/{room}",
-                web::get().to(
-                    move |req: HttpRequest,
-                          body: web::Payload,
-                          room: web::Path<String>,
-                          rooms: web::Data<std::collections::HashMap<String, Addr<Recorder>>>| {
-                        let handler = handler.clone();
-                        async move {
-                            let room = rooms.get(room.as_str()).ok_or(HandshakeError::BadRequest("no such room"))?;
-                            let name = req.headers().get("x-user").and_then(|v| v.to_str().ok()).unwrap_or("guest");
-                            let upgrade = Upgrade::new().target(room.clone()).data(User(name.to_owned()));
-                            handler.upgrade_with(&req, body, upgrade)
-                        }
-                    },
-                ),
-            )
+            App::new()
+                .app_data(rooms.clone())
+                .app_data(web::Data::new(handler.clone()))
+                .route("/ws/{room}", web::get().to(join_room))
+                .route("/ws", handler.route())
         }))
         .workers(1)
         .disable_signals()
@@ -57,6 +58,24 @@ fn rooms_server() -> (TestServer, Events, Events, WsHandler) {
     let handle = server.handle();
     actix_rt::spawn(server);
     (TestServer { addr, handle }, a_rx, b_rx, h)
+}
+
+/// The status and body of an upgrade request to `path` that is refused.
+async fn refused(srv: &TestServer, path: &str) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let (status, head, mut stream, mut body) =
+        http_request(srv.addr, &upgrade_request_to(srv.addr, path, "")).await;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|n| n.trim().parse::<usize>())
+        })
+        .expect("a content-length")
+        .expect("a number");
+    while body.len() < length {
+        assert!(stream.read_buf(&mut body).await.unwrap() > 0, "the body was cut short");
+    }
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[actix_web::test]
@@ -75,13 +94,17 @@ async fn each_request_chooses_its_target_and_attaches_a_typed_value() {
         // A wrong type is an error that names both types, not a silent None.
         let err = c.data::<String>().unwrap_err();
         assert!(err.expected.ends_with("String") && err.attached.ends_with("User"), "{err}");
+        assert_eq!(err.to_string(), "MessageConnect carries User, not String");
         ws.send(TMessage::text("hi")).await.unwrap();
         assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("hi"));
     }
-    // A room that does not exist: the route's own error, before any upgrade.
-    let (status, ..) =
-        http_request(srv.addr, &upgrade_request(srv.addr, "").replace("/ws?room=1", "/ws/nowhere")).await;
-    assert_eq!(status, 400);
+    // A room that does not exist: the route's own answer, before any upgrade.
+    assert_eq!(refused(&srv, "/ws/nowhere").await, (404, "no room named nowhere".into()));
+    // The plain route of a handler without a pool has no target to give: a server error
+    // that says why, not a silent drop.
+    let (status, body) = refused(&srv, "/ws").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("Upgrade::target"), "{body}");
 }
 
 #[actix_web::test]

@@ -246,7 +246,13 @@ impl Ending {
         use DisconnectReason as R;
         match self {
             Ending::PeerClose => matches!(reason, R::Closed { code, .. } if code.0 == 1000),
-            Ending::Eof | Ending::Reset | Ending::ResetWhileWriting => matches!(reason, R::ConnectionLost(_)),
+            // Said in plain words, not as the HTTP layer's error.
+            Ending::Eof => {
+                matches!(reason, R::ConnectionLost(t) if t == "the peer closed the TCP connection without a close frame")
+            }
+            Ending::Reset | Ending::ResetWhileWriting => {
+                matches!(reason, R::ConnectionLost(t) if t.starts_with("the peer") && !t.contains("payload"))
+            }
             Ending::Violation => matches!(reason, R::Protocol { code, .. } if code.0 == 1002),
             Ending::CloseTimeout => matches!(reason, R::Closed { code, .. } if code.0 == 4000),
             Ending::IdleTimeout => matches!(reason, R::IdleTimeout),

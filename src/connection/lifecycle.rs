@@ -66,6 +66,19 @@ impl Lifecycle {
         self.reason.as_ref()
     }
 
+    /// TCP failed under the connection: the reason says so in plain words.
+    pub(super) fn lost(&mut self, e: &std::io::Error) {
+        use std::io::ErrorKind as K;
+        let what = match e.kind() {
+            K::UnexpectedEof => "the peer closed the TCP connection without a close frame".to_owned(),
+            K::ConnectionReset => "the peer reset the TCP connection".to_owned(),
+            K::BrokenPipe | K::ConnectionAborted => "the peer closed the TCP connection".to_owned(),
+            K::TimedOut => "the TCP connection timed out".to_owned(),
+            _ => format!("I/O error: {e}"),
+        };
+        self.set_reason(DisconnectReason::ConnectionLost(what));
+    }
+
     /// The reason for `MessageDisconnect`.
     pub(super) fn take_reason(&mut self) -> DisconnectReason {
         self.reason.take().unwrap_or_else(|| DisconnectReason::ConnectionLost("actor stopped".into()))

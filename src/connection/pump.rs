@@ -9,7 +9,6 @@ use actix::prelude::*;
 
 use super::framed::{Flushed, Read};
 use super::WsConnection;
-use crate::DisconnectReason;
 
 /// Rounds of work before the pump yields to other actors on the same thread.
 const BUDGET: usize = 64;
@@ -164,7 +163,7 @@ fn write(
         Flushed::All => {}
         Flushed::Blocked => act.watch_stall(ctx),
         Flushed::Failed(e) => {
-            act.lifecycle.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
+            act.lifecycle.lost(&e);
             return Some(Step::Done);
         }
     }
@@ -197,13 +196,12 @@ fn read(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
     match act.framed.read(task) {
         Read::Eof => {
             if !act.lifecycle.handshake_done() {
-                let lost = "peer closed the TCP connection without a close frame";
-                act.lifecycle.set_reason(DisconnectReason::ConnectionLost(lost.into()));
+                act.lifecycle.lost(&std::io::ErrorKind::UnexpectedEof.into());
             }
             Step::Done
         }
         Read::Failed(e) => {
-            act.lifecycle.set_reason(DisconnectReason::ConnectionLost(e.to_string()));
+            act.lifecycle.lost(&e);
             Step::Done
         }
         Read::Bytes => {

@@ -114,6 +114,17 @@ impl ServerTransport {
     }
 }
 
+/// The I/O error behind a failed read of the request payload, with its kind kept so that
+/// the disconnect reason can say what happened.
+fn payload_error(e: actix_web::error::PayloadError) -> io::Error {
+    use actix_web::error::PayloadError;
+    match e {
+        PayloadError::Incomplete(Some(e)) | PayloadError::Io(e) => e,
+        PayloadError::Incomplete(None) => io::ErrorKind::UnexpectedEof.into(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
 fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
         Some(w) if w.will_wake(cx.waker()) => {}
@@ -131,7 +142,7 @@ impl Transport for ServerTransport {
                 buf.extend_from_slice(&chunk);
                 Poll::Ready(Ok(chunk.len()))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(io::Error::other(e.to_string()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(payload_error(e))),
             Poll::Ready(None) => Poll::Ready(Ok(0)),
             Poll::Pending => Poll::Pending,
         }

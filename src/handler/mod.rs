@@ -103,7 +103,8 @@ struct Inner {
 ///         .route("/private", web::get().to(move |req: HttpRequest, body: web::Payload| {
 ///             let h = h2.clone();
 ///             async move {
-///                 let user = req.headers().get("x-user").ok_or(HandshakeError::BadRequest("no user"))?;
+///                 let user = req.headers().get("x-user")
+///                     .ok_or_else(|| HandshakeError::refuse(actix_web::http::StatusCode::UNAUTHORIZED, "who are you?"))?;
 ///                 let user = user.to_str().unwrap_or_default().to_owned();
 ///                 h.upgrade_with(&req, body, Upgrade::new().data(user))
 ///             }
@@ -223,12 +224,15 @@ impl WsHandler {
     /// Like [`upgrade`](Self::upgrade), with choices made for this request: its target
     /// (say, the actor of the room in the path) and a value for
     /// [`MessageConnect::data`](crate::MessageConnect::data) (say, the authenticated user).
+    /// A handler whose every upgrade chooses its target needs no pool
+    /// ([`HandlerOptions::default`](crate::HandlerOptions)).
     ///
     /// ```no_run
     /// # use actix::{Actor, Addr, Context};
     /// # use actix_meta_websocket::*;
-    /// # use actix_web::{web, App, HttpRequest, HttpServer};
-    /// # #[derive(Clone)] struct Room;
+    /// # use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    /// # use std::collections::HashMap;
+    /// # struct Room;
     /// # impl Actor for Room { type Context = Context<Self>; }
     /// # impl actix::Handler<MessageConnect> for Room { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
     /// # impl actix::Handler<WsMessage> for Room { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
@@ -239,12 +243,30 @@ impl WsHandler {
     ///     req: HttpRequest,
     ///     body: web::Payload,
     ///     room: web::Path<String>,
-    ///     rooms: web::Data<std::collections::HashMap<String, Addr<Room>>>,
+    ///     rooms: web::Data<HashMap<String, Addr<Room>>>,
     ///     handler: web::Data<WsHandler>,
-    /// ) -> Result<actix_web::HttpResponse, actix_web::Error> {
-    ///     let room = rooms.get(room.as_str()).ok_or(HandshakeError::BadRequest("no such room"))?;
+    /// ) -> Result<HttpResponse, HandshakeError> {
+    ///     let target = rooms.get(room.as_str()).ok_or_else(|| HandshakeError::not_found(format!("no room {room}")))?;
     ///     let user = User(req.headers().get("x-user").and_then(|v| v.to_str().ok()).unwrap_or("guest").into());
-    ///     Ok(handler.upgrade_with(&req, body, Upgrade::new().target(room.clone()).data(user))?)
+    ///     handler.upgrade_with(&req, body, Upgrade::new().target(target.clone()).data(user))
+    /// }
+    ///
+    /// #[actix_web::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let rooms: HashMap<String, Addr<Room>> = ["lobby", "games"].map(|n| (n.to_owned(), Room.start())).into();
+    ///     let rooms = web::Data::new(rooms);
+    ///     let handler = WsHandler::new(HandlerOptions::default())?; // no pool: each upgrade picks its room
+    ///     let data = web::Data::new(handler.clone());
+    ///     handler
+    ///         .configure_server(HttpServer::new(move || {
+    ///             App::new()
+    ///                 .app_data(rooms.clone()) // what the extractors above take
+    ///                 .app_data(data.clone())
+    ///                 .route("/rooms/{room}", web::get().to(join))
+    ///         }))
+    ///         .bind("127.0.0.1:8080")?
+    ///         .run()
+    ///         .await
     /// }
     /// ```
     pub fn upgrade_with(
@@ -262,7 +284,10 @@ impl WsHandler {
         let target = match upgrade.target {
             Some(t) if t.is_alive() => t,
             Some(_) => return Err(HandshakeError::Unavailable("the chosen target is gone")),
-            None => opts.pool.pick().ok_or(HandshakeError::Unavailable("no live target in the pool"))?,
+            None => match &opts.pool {
+                Some(pool) => pool.pick().ok_or(HandshakeError::Unavailable("no live target in the pool"))?,
+                None => return Err(HandshakeError::NoTarget),
+            },
         };
         let data = upgrade.data;
 

@@ -34,8 +34,9 @@ pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct HandlerOptions {
-    /// The targets of new connections, round-robin.
-    pub pool: Pool,
+    /// The targets of new connections, round-robin; `None` when every upgrade chooses its
+    /// own with [`Upgrade::target`](crate::Upgrade::target) (see [`Default`](#impl-Default-for-HandlerOptions)).
+    pub pool: Option<Pool>,
     /// Bound on the opening handshake (default 15 s). actix-web reads request headers
     /// before the handler runs, so give the same value to
     /// `HttpServer::client_request_timeout` (see [`WsHandler::handshake_timeout`](crate::WsHandler::handshake_timeout)).
@@ -53,14 +54,7 @@ pub struct HandlerOptions {
 impl HandlerOptions {
     /// Options with defaults and the given pool (or a single [`Target`](crate::Target)).
     pub fn new(pool: impl Into<Pool>) -> Self {
-        HandlerOptions {
-            pool: pool.into(),
-            handshake_timeout: Duration::from_secs(15),
-            compression: false,
-            check_origin: None,
-            protocols: Vec::new(),
-            settings: ConnectionSettings::default(),
-        }
+        HandlerOptions { pool: Some(pool.into()), ..HandlerOptions::default() }
     }
 
     setters! {
@@ -82,6 +76,27 @@ impl HandlerOptions {
     pub fn protocols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, protocols: I) -> Self {
         self.protocols = protocols.into_iter().map(Into::into).collect();
         self
+    }
+}
+
+/// Options with defaults and no pool, for handlers whose every upgrade chooses its target
+/// with [`Upgrade::target`](crate::Upgrade::target) (say, the room in the path). An upgrade
+/// that chooses none is answered 500 ([`HandshakeError::NoTarget`](crate::HandshakeError::NoTarget)).
+///
+/// ```
+/// # use actix_meta_websocket::*;
+/// let handler = WsHandler::new(HandlerOptions::default().compression(true)).unwrap();
+/// ```
+impl Default for HandlerOptions {
+    fn default() -> Self {
+        HandlerOptions {
+            pool: None,
+            handshake_timeout: Duration::from_secs(15),
+            compression: false,
+            check_origin: None,
+            protocols: Vec::new(),
+            settings: ConnectionSettings::default(),
+        }
     }
 }
 

@@ -31,6 +31,49 @@ pub enum HandshakeError {
     /// The handler is shut down, or no pool member is alive (503).
     #[error("WebSocket service unavailable: {0}")]
     Unavailable(&'static str),
+    /// The handler has no pool and the upgrade chose no target (500): a route of a
+    /// handler made from `HandlerOptions::default()` must upgrade with
+    /// [`Upgrade::target`](crate::Upgrade::target).
+    #[error("this WebSocket route has no pool: the upgrade must choose its target (Upgrade::target)")]
+    NoTarget,
+    /// The application refused the upgrade with its own status and reason (see
+    /// [`refuse`](Self::refuse) and [`not_found`](Self::not_found)).
+    #[error("{reason}")]
+    Refused {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+        /// The answer's body, for the client.
+        reason: String,
+    },
+}
+
+impl HandshakeError {
+    /// Refuses an upgrade with `status` and `reason` (the answer's body), for checks of
+    /// the application's own: a missing token (401), a full room (409), a rate limit (429).
+    ///
+    /// ```
+    /// use actix_meta_websocket::HandshakeError;
+    /// use actix_web::{http::StatusCode, ResponseError};
+    /// let e = HandshakeError::refuse(StatusCode::UNAUTHORIZED, "log in first");
+    /// assert_eq!(e.status_code(), StatusCode::UNAUTHORIZED);
+    /// assert_eq!(e.to_string(), "log in first");
+    /// ```
+    pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Self {
+        HandshakeError::Refused { status, reason: reason.into() }
+    }
+
+    /// Refuses an upgrade with 404 Not Found and `reason`, for a room, topic or device
+    /// that does not exist.
+    ///
+    /// ```
+    /// # use actix_meta_websocket::HandshakeError;
+    /// # let room = "cellar";
+    /// let e = HandshakeError::not_found(format!("no room named {room}"));
+    /// assert_eq!(e.to_string(), "no room named cellar");
+    /// ```
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self::refuse(StatusCode::NOT_FOUND, reason)
+    }
 }
 
 impl ResponseError for HandshakeError {
@@ -41,6 +84,8 @@ impl ResponseError for HandshakeError {
             HandshakeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             HandshakeError::OriginRefused => StatusCode::FORBIDDEN,
             HandshakeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HandshakeError::NoTarget => StatusCode::INTERNAL_SERVER_ERROR,
+            HandshakeError::Refused { status, .. } => *status,
         }
     }
 

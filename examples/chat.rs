@@ -31,25 +31,25 @@ impl Handler<MessageConnect> for Chat {
         println!("guest{} connected (compression {})", m.id.seq(), m.compressed);
         // Sent like the broadcasts, so it comes before the lobby's news.
         self.0.groups.send_to([&m.id], format!("you are guest{}; /join <room> to move", m.id.seq()));
-        self.0.enter("lobby", &m.id, || ctx.address().recipient());
+        let me = ctx.address();
+        let groups = self.0.groups.clone();
+        self.0.enter("lobby", &m.id, |room| groups.watch(room, me.recipient()));
     }
 }
 
 impl Handler<WsMessage> for Chat {
     type Result = ();
     fn handle(&mut self, m: WsMessage, ctx: &mut Context<Self>) {
-        self.0.said(&m, || ctx.address().recipient());
+        let (me, groups) = (ctx.address(), self.0.groups.clone());
+        self.0.said(&m, |room| groups.watch(room, me.recipient()));
     }
 }
 
 impl Handler<PresenceEvent> for Chat {
     type Result = ();
     fn handle(&mut self, e: PresenceEvent, _: &mut Context<Self>) {
-        let (room, verb) = (&e.group, if e.change == PresenceChange::Joined { "joined" } else { "left" });
-        let names: Vec<_> = self.0.groups.members(room).into_iter().map(|m| m.meta).collect();
-        self.0
-            .groups
-            .broadcast(room, format!("[{room}] {} {verb}; here: {}", e.member.meta, names.join(", ")));
+        let names: Vec<String> = self.0.groups.members(&e.group).iter().map(|m| m.meta.to_string()).collect();
+        self.0.tell(&e.group, &e.member.meta, e.change, &names);
     }
 }
 
@@ -68,7 +68,7 @@ struct Cli {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let chat = Chat(Rooms { groups: Groups::new(), prefix: String::new() }).start();
+    let chat = Chat(Rooms::new(Groups::new(), String::new())).start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };

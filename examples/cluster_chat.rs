@@ -9,6 +9,8 @@
 //! # open http://127.0.0.1:8091/ and http://127.0.0.1:8092/: two nodes, one chat
 //! ```
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -21,16 +23,26 @@ const PAGE: &str = include_str!("chat.html");
 mod rooms;
 use rooms::Rooms;
 
-/// Every connection's target on one node; watches that node's rooms.
+/// Every connection's target on one node; watches every room entered on this node, on
+/// every node, and tells this node's members of the room who came and went.
 struct Chat {
     cluster: Cluster,
     /// On the cluster's groups; names carry the node's first hex digits, so they are
     /// unique across nodes.
     rooms: Rooms,
+    /// Who is in each watched room, on every node, as the room's events say.
+    present: HashMap<Arc<str>, BTreeMap<GlobalId, String>>,
 }
 
 impl Actor for Chat {
     type Context = Context<Self>;
+}
+
+impl Chat {
+    fn watcher(&self, ctx: &Context<Self>) -> impl FnOnce(&str) {
+        let (cluster, me) = (self.cluster.clone(), ctx.address());
+        move |room| cluster.watch(room, me.recipient())
+    }
 }
 
 impl Handler<MessageConnect> for Chat {
@@ -38,32 +50,35 @@ impl Handler<MessageConnect> for Chat {
     fn handle(&mut self, m: MessageConnect, ctx: &mut Context<Self>) {
         let (me, node) = (self.rooms.name(&m.id), self.cluster.node());
         self.rooms.groups.send_to([&m.id], format!("you are {me} on node {node}; /join <room> to move"));
-        self.rooms.enter("lobby", &m.id, || ctx.address().recipient());
+        let watch = self.watcher(ctx);
+        self.rooms.enter("lobby", &m.id, watch);
     }
 }
 
 impl Handler<WsMessage> for Chat {
     type Result = ();
     fn handle(&mut self, m: WsMessage, ctx: &mut Context<Self>) {
-        self.rooms.said(&m, || ctx.address().recipient());
+        let watch = self.watcher(ctx);
+        self.rooms.said(&m, watch);
     }
 }
 
-/// A change on this node: told to the room on every node, with the room's members on
-/// every node (read from Redis).
-impl Handler<PresenceEvent> for Chat {
+/// A change in a watched room, on any node (a node that dies takes its members with it).
+impl Handler<ClusterEvent> for Chat {
     type Result = ();
-    fn handle(&mut self, e: PresenceEvent, ctx: &mut Context<Self>) {
-        let verb = if e.change == PresenceChange::Joined { "joined" } else { "left" };
-        let (cluster, room) = (self.cluster.clone(), e.group.clone());
-        let news = format!("[{room}] {} {verb}", e.member.meta);
-        ctx.spawn(fut::wrap_future(async move {
-            let names = match cluster.members(&room).await {
-                Ok(members) => members.into_iter().map(|m| m.meta.to_string()).collect::<Vec<_>>().join(", "),
-                Err(e) => format!("(unknown: {e})"),
-            };
-            cluster.groups().broadcast(&room, format!("{news}; here: {names}"));
-        }));
+    fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
+        let ClusterEvent::Presence { group, member, change } = e else { return };
+        let room = self.present.entry(group.clone()).or_default();
+        match change {
+            PresenceChange::Present | PresenceChange::Joined | PresenceChange::Updated => {
+                room.insert(member.id, member.meta.to_string());
+            }
+            _ => {
+                room.remove(&member.id);
+            }
+        }
+        let names: Vec<String> = room.values().cloned().collect();
+        self.rooms.tell(&group, &member.meta, change, &names);
     }
 }
 
@@ -110,8 +125,8 @@ async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_we
     let cluster = Cluster::join(opts).await.map_err(std::io::Error::other)?;
     cluster.subscribe(Log(cluster.node()).start().recipient());
     let prefix = format!("{}-", &cluster.node().to_string()[..4]);
-    let chat =
-        Chat { rooms: Rooms { groups: cluster.groups().clone(), prefix }, cluster: cluster.clone() }.start();
+    let rooms = Rooms::new(cluster.groups().clone(), prefix);
+    let chat = Chat { rooms, cluster: cluster.clone(), present: HashMap::new() }.start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };

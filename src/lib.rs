@@ -87,6 +87,7 @@ pub mod protocol;
 mod registry;
 mod settings;
 mod stats;
+mod watchers;
 
 pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting};
 #[cfg(feature = "cluster")]

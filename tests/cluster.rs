@@ -1,160 +1,19 @@
 //! The cluster over a real `redis-server` on a loopback port (one per test, no
-//! persistence): nodes are servers in this process, each with its own `Cluster`, or the
-//! `cluster_chat` example in a process of its own where a test kills or stops it.
+//! persistence): sends across nodes, broadcasts, Redis killed and restarted, a subscriber
+//! cut by Redis, junk on the bus, overflow, a node leaving, TLS. Presence across nodes is
+//! in `cluster_presence.rs`.
 #![cfg(feature = "cluster")]
 
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use actix_meta_websocket::protocol::Incoming;
 use actix_meta_websocket::*;
+use common::cluster::*;
 use common::redis::{redis_installed, Redis};
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
-
-const ROOM: &str = "room";
-const WAIT: Duration = Duration::from_secs(10);
-
-/// Joins each connection to `ROOM` with its query string as metadata, tells it its
-/// global id first, and broadcasts `say <text>` to the others.
-struct Member {
-    cluster: Cluster,
-    ended: mpsc::UnboundedSender<(ConnectionId, bool)>,
-}
-
-impl Actor for Member {
-    type Context = Context<Self>;
-}
-
-impl Handler<MessageConnect> for Member {
-    type Result = ();
-    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
-        let groups = self.cluster.groups();
-        let gid = self.cluster.global_id(&m.id);
-        groups.send_to([&m.id], format!("id {gid}"));
-        let meta = m.uri.split_once('?').map_or("", |(_, q)| q).to_owned();
-        assert_eq!(groups.join_with(ROOM, &m.id, meta), Ok(true));
-    }
-}
-
-impl Handler<WsMessage> for Member {
-    type Result = ();
-    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
-        if let Some(text) = m.as_text().and_then(|t| t.strip_prefix("say ")) {
-            self.cluster.groups().broadcast_except(ROOM, text.to_owned(), &m.id);
-        }
-        if m.as_text() == Some("rejoin") {
-            // Out and in again at once: the node's task sees both in one round.
-            let groups = self.cluster.groups();
-            assert!(groups.leave(ROOM, &m.id));
-            assert_eq!(groups.join_with(ROOM, &m.id, "again"), Ok(true));
-            groups.send_to([&m.id], "rejoined");
-        }
-    }
-}
-
-impl Handler<MessageDisconnect> for Member {
-    type Result = ();
-    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
-        let still_member = self.cluster.groups().contains(ROOM, &m.id);
-        let _ = self.ended.send((m.id, still_member));
-    }
-}
-
-/// Records cluster events.
-struct Events(mpsc::UnboundedSender<ClusterEvent>);
-impl Actor for Events {
-    type Context = Context<Self>;
-}
-impl Handler<ClusterEvent> for Events {
-    type Result = ();
-    fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
-        let _ = self.0.send(e);
-    }
-}
-
-fn events() -> (Recipient<ClusterEvent>, mpsc::UnboundedReceiver<ClusterEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Events(tx).start().recipient(), rx)
-}
-
-/// Waits for the first event `pick` accepts, skipping others.
-async fn event<T>(
-    rx: &mut mpsc::UnboundedReceiver<ClusterEvent>,
-    pick: impl Fn(&ClusterEvent) -> Option<T>,
-) -> T {
-    let wait = async {
-        loop {
-            let e = rx.recv().await.expect("events gone");
-            if let Some(t) = pick(&e) {
-                return t;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, wait).await.expect("event never came")
-}
-
-/// A node in this process: a one-worker server and its cluster handle.
-struct Node {
-    cluster: Cluster,
-    server: TestServer,
-    ended: mpsc::UnboundedReceiver<(ConnectionId, bool)>,
-}
-
-fn fast(url: &str) -> ClusterOptions {
-    ClusterOptions::new(url).heartbeat(Duration::from_millis(100)).node_timeout(Duration::from_millis(600))
-}
-
-async fn node(redis: &Redis) -> Node {
-    node_with(fast(&redis.url())).await
-}
-
-async fn node_with(opts: ClusterOptions) -> Node {
-    let cluster = Cluster::join(opts).await.expect("joined");
-    let (tx, ended) = mpsc::unbounded_channel();
-    let member = Member { cluster: cluster.clone(), ended: tx }.start();
-    let server = serve(WsHandler::new(HandlerOptions::new(Target::from_addr(member))).expect("valid"));
-    Node { cluster, server, ended }
-}
-
-/// A client of `node` named `name`, and the global id the node gave it.
-async fn client(node: &Node, name: &str) -> (RawClient, GlobalId) {
-    let (mut c, _) = RawClient::connect_path(node.server.addr, &format!("/ws?{name}")).await;
-    let first = text(&mut c).await;
-    let gid = first.strip_prefix("id ").expect("the id first").parse().expect("a global id");
-    (c, gid)
-}
-
-/// The next text message, skipping binary ones.
-async fn text(c: &mut RawClient) -> String {
-    loop {
-        match c.recv().await {
-            Some(Incoming::Text(b)) => return String::from_utf8(b.to_vec()).expect("UTF-8"),
-            Some(Incoming::Binary(_)) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-async fn say(c: &mut RawClient, text: &str) {
-    c.send_raw(&client_frame(true, 0, 0x1, format!("say {text}").as_bytes())).await;
-}
-
-async fn close(c: &mut RawClient) {
-    c.send_raw(&client_frame(true, 0, 0x8, &1000u16.to_be_bytes())).await;
-    assert_eq!(c.expect_close().await, 1000);
-}
-
-fn names(members: &[ClusterMember]) -> Vec<&str> {
-    let mut names: Vec<&str> = members.iter().map(|m| &*m.meta).collect();
-    names.sort_unstable();
-    names
-}
 
 #[actix_rt::test]
 async fn remote_sends_reach_the_owning_node_or_say_why_not() {
@@ -232,9 +91,11 @@ async fn a_broadcast_reaches_every_member_once_across_three_nodes_and_only_nodes
     redis.await_numsub(&channel, 3).await;
     close(&mut b1c).await;
     let left = event(&mut seen, |e| match e {
-        ClusterEvent::Presence { member, change, .. } if *change != PresenceChange::Joined => {
-            Some((member.clone(), *change))
-        }
+        ClusterEvent::Presence {
+            member,
+            change: change @ (PresenceChange::Left | PresenceChange::Disconnected),
+            ..
+        } => Some((member.clone(), *change)),
         _ => None,
     })
     .await;
@@ -290,99 +151,6 @@ async fn redis_killed_and_restarted_local_traffic_goes_on_remote_sends_fail_fast
 }
 
 /// The `cluster_chat` example as a node in a process of its own.
-struct Process {
-    child: tokio::process::Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    addr: std::net::SocketAddr,
-    node: NodeId,
-}
-
-/// Where `cargo build --features cluster --example cluster_chat` puts the example, if
-/// it is there (`scripts/test.sh` builds it first; otherwise the test is skipped).
-fn cluster_chat() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples/cluster_chat");
-    let built = bin.exists();
-    peer("examples/cluster_chat (cargo build --features cluster --example cluster_chat)", built)
-        .then_some(bin)
-}
-
-async fn process(redis: &Redis, bin: std::path::PathBuf) -> Process {
-    let mut child = tokio::process::Command::new(bin)
-        .args(["--redis", &redis.url(), "--addr", "127.0.0.1:0", "--nodes", "1"])
-        .args(["--heartbeat-ms", "100", "--node-timeout-ms", "600"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("examples/cluster_chat starts");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    actix_rt::spawn(async move {
-        while let Ok(Some(line)) = out.next_line().await {
-            let _ = tx.send(line);
-        }
-    });
-    let first = tokio::time::timeout(WAIT, lines.recv()).await.expect("started").expect("a line");
-    // "node <id> chat on http://<addr>/"
-    let words: Vec<&str> = first.split_whitespace().collect();
-    let node = words[1].parse().expect("node id");
-    let addr = words[4].trim_start_matches("http://").trim_end_matches('/').parse().expect("addr");
-    Process { child, lines, addr, node }
-}
-
-impl Process {
-    async fn line_with(&mut self, needle: &str) {
-        let wait = async {
-            while let Some(line) = self.lines.recv().await {
-                if line.contains(needle) {
-                    return;
-                }
-            }
-            panic!("the node ended before saying {needle}");
-        };
-        tokio::time::timeout(WAIT, wait).await.expect("never said it")
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success());
-    }
-}
-
-#[actix_rt::test]
-async fn a_killed_node_is_reported_down_and_its_presence_expires() {
-    let Some(bin) = cluster_chat().filter(|_| redis_installed()) else { return };
-    let redis = Redis::start(&[]);
-    let a = node(&redis).await;
-    let (ea, mut a_events) = events();
-    a.cluster.subscribe(ea);
-    let (watcher, mut seen) = events();
-    a.cluster.watch("lobby", watcher);
-    let p = process(&redis, bin).await;
-    event(&mut a_events, |e| matches!(e, ClusterEvent::NodeUp(n) if *n == p.node).then_some(())).await;
-    let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;
-    let _greeting = text(&mut guest).await;
-    let joined = event(&mut seen, |e| match e {
-        ClusterEvent::Presence { member, change: PresenceChange::Joined, .. } => Some(member.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(joined.id.node(), p.node);
-    assert_eq!(a.cluster.members("lobby").await.expect("members").len(), 1);
-
-    p.signal("-KILL");
-    let killed = Instant::now();
-    event(&mut a_events, |e| matches!(e, ClusterEvent::NodeDown(n) if *n == p.node).then_some(())).await;
-    eprintln!("node down reported {:?} after the kill (node timeout 600 ms)", killed.elapsed());
-    // Its presence entries expire with the node timeout of its last heartbeat.
-    let deadline = Instant::now() + WAIT;
-    while !a.cluster.members("lobby").await.expect("members").is_empty() {
-        assert!(Instant::now() < deadline, "the dead node's member is still listed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    eprintln!("its presence gone {:?} after the kill", killed.elapsed());
-}
-
 #[actix_rt::test]
 async fn a_subscriber_redis_cuts_for_reading_too_slowly_recovers_and_signals_the_gap() {
     let Some(bin) = cluster_chat().filter(|_| redis_installed()) else { return };

@@ -12,7 +12,7 @@ use super::error::{ClusterError, ClusterSendError};
 use super::events::{ClusterEvent, ClusterMember};
 use super::ids::{GlobalId, NodeId};
 use crate::groups::{Bus, PresenceChange};
-use crate::{ConnectionId, PreparedMessage};
+use crate::{ConnectionId, PreparedMessage, TrySendError};
 
 /// Bytes a queued broadcast or send is counted for beyond its payload.
 const OVERHEAD: usize = 64;
@@ -142,6 +142,21 @@ impl Link {
 
     pub(crate) fn local(&self, seq: u64) -> Option<ConnectionId> {
         self.index().get(&seq).cloned()
+    }
+
+    /// Hands a message from any node to this node's connection `seq`. With `wait`, only
+    /// if the connection has room (`try_send`), and the answer says what happened.
+    pub(crate) fn deliver(&self, seq: u64, msg: PreparedMessage, wait: bool) -> Result<(), ClusterSendError> {
+        let id = self.local(seq).ok_or(ClusterSendError::NoSuchConnection)?;
+        if !wait {
+            id.send_prepared(&msg);
+            return Ok(());
+        }
+        match id.try_send(msg.to_outgoing()) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ClusterSendError::Full),
+            Err(_) => Err(ClusterSendError::Closed),
+        }
     }
 
     /// Forgets the connections that have ended.

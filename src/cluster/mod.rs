@@ -37,7 +37,7 @@ pub use options::ClusterOptions;
 use link::{Cmd, Link};
 use node::Node;
 
-use crate::{ConnectionId, Groups, PreparedMessage, TrySendError};
+use crate::{ConnectionId, Groups, PreparedMessage};
 
 /// This server's place in a cluster of nodes that share one Redis.
 ///
@@ -140,8 +140,9 @@ impl Cluster {
     /// - `join`, `leave`, `broadcast`, `broadcast_except` and `send_to` work as on one
     ///   node, and besides, broadcasts reach the members on every other node, and joins
     ///   and leaves are written to Redis.
-    /// - `members`, `count`, `contains`, `groups_of` and `watch` stay this node's: use
-    ///   [`members`](Self::members) and [`watch`](Self::watch) here for every node's.
+    /// - What they return, and `members`, `count`, `contains`, `groups_of` and `watch`,
+    ///   are this node's: `broadcast` returns how many members *here* it was handed to.
+    ///   [`members`](Self::members) and [`watch`](Self::watch) here span every node.
     /// - Keep a `Cluster` handle for as long as the node serves: when the last one is
     ///   dropped the node leaves the cluster, and these groups go on for this node only.
     pub fn groups(&self) -> &Groups {
@@ -183,9 +184,7 @@ impl Cluster {
     pub fn send(&self, to: &GlobalId, msg: impl Into<PreparedMessage>) -> Result<(), ClusterSendError> {
         let msg = msg.into();
         if to.node == self.node() {
-            let id = self.inner.link.local(to.seq).ok_or(ClusterSendError::NoSuchConnection)?;
-            id.send_prepared(&msg);
-            return Ok(());
+            return self.inner.link.deliver(to.seq, msg, false);
         }
         self.inner.link.push_bounded(Cmd::Send { to: *to, msg, reply: None })
     }
@@ -201,12 +200,7 @@ impl Cluster {
     ) -> Result<(), ClusterSendError> {
         let msg = msg.into();
         if to.node == self.node() {
-            let id = self.inner.link.local(to.seq).ok_or(ClusterSendError::NoSuchConnection)?;
-            return match id.try_send(msg.to_outgoing()) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) => Err(ClusterSendError::Full),
-                Err(_) => Err(ClusterSendError::Closed),
-            };
+            return self.inner.link.deliver(to.seq, msg, true);
         }
         let (reply, answer) = oneshot::channel();
         self.inner.link.push_bounded(Cmd::Send { to: *to, msg, reply: Some(reply) })?;
@@ -229,15 +223,52 @@ impl Cluster {
         answer.await.unwrap_or(Err(ClusterError::Stopped))
     }
 
-    /// Sends `watcher` a [`ClusterEvent::Presence`] for every join, update and leave in
-    /// `group` on any node, until the watcher's actor stops; this node then receives the
-    /// group's traffic even without members.
+    /// Sends `watcher` the members of `group` on every node, then a
+    /// [`ClusterEvent::Presence`] for every change on any node, until the watcher's actor
+    /// stops; this node then receives the group's traffic even without members.
+    ///
+    /// - **First the members there now**, each as
+    ///   [`PresenceChange::Present`](crate::PresenceChange::Present) (read from Redis, a
+    ///   moment after this call), so a watcher that comes late misses nobody.
+    /// - **Then every join, update and leave**, each once. A member whose node dies (or
+    ///   stalls past the node timeout) is told `Disconnected` when the node is taken for
+    ///   dead, and `Joined` again if the node comes back.
+    /// - **After a lost link to Redis**, on either side, the watcher is told what changed
+    ///   meanwhile (joins, and leaves as `Disconnected`) once the link is back. When Redis
+    ///   itself lost its data (a restart without persistence), the nodes write their
+    ///   members again one after the other, and a watcher may see some members go and
+    ///   come back meanwhile.
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # use actix_meta_websocket::*;
+    /// # use std::collections::HashMap;
+    /// struct Roster { present: HashMap<GlobalId, String> }
+    /// # impl Actor for Roster { type Context = Context<Self>; }
+    /// impl Handler<ClusterEvent> for Roster {
+    ///     type Result = ();
+    ///     fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
+    ///         if let ClusterEvent::Presence { member, change, .. } = e {
+    ///             match change {
+    ///                 PresenceChange::Present | PresenceChange::Joined | PresenceChange::Updated => {
+    ///                     self.present.insert(member.id, member.meta.to_string());
+    ///                 }
+    ///                 _ => { self.present.remove(&member.id); }
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// # fn demo(cluster: &Cluster, roster: Addr<Roster>) {
+    /// cluster.watch("lobby", roster.recipient());
+    /// # }
+    /// ```
     pub fn watch(&self, group: &str, watcher: Recipient<ClusterEvent>) {
         self.inner.link.push(Cmd::Watch { group: group.into(), watcher });
     }
 
     /// Sends `subscriber` the cluster's other events: nodes up and down, Redis down and
-    /// back, and gaps.
+    /// back, and gaps. It is first told the state it joins: `NodeUp` for every node heard
+    /// from now, and `BrokerDown` if Redis is away now; so subscribing late misses nothing.
     pub fn subscribe(&self, subscriber: Recipient<ClusterEvent>) {
         self.inner.link.push(Cmd::Subscribe(subscriber));
     }

@@ -6,6 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::error::ClusterSendError;
 use super::ids::NodeId;
 use crate::groups::PresenceChange;
 
@@ -28,6 +29,9 @@ pub(crate) enum Frame {
     Heartbeat { dropped: u64 },
     /// The sender is leaving, on the nodes channel.
     Bye,
+    /// Every member the sender has in the group on whose channel this is (seq and
+    /// metadata), sent when its link to Redis is back: what it did meanwhile reached nobody.
+    Roster { members: Vec<(u64, String)> },
 }
 
 /// What the owning node did with a `Send`.
@@ -37,6 +41,28 @@ pub(crate) enum Outcome {
     NoConnection,
     Full,
     Closed,
+}
+
+impl Outcome {
+    /// The answer to send for what a delivery did.
+    pub(crate) fn of(delivered: &Result<(), ClusterSendError>) -> Outcome {
+        match delivered {
+            Ok(()) => Outcome::Accepted,
+            Err(ClusterSendError::NoSuchConnection) => Outcome::NoConnection,
+            Err(ClusterSendError::Full) => Outcome::Full,
+            Err(_) => Outcome::Closed,
+        }
+    }
+
+    /// What the sender is told.
+    pub(crate) fn into_result(self) -> Result<(), ClusterSendError> {
+        match self {
+            Outcome::Accepted => Ok(()),
+            Outcome::NoConnection => Err(ClusterSendError::NoSuchConnection),
+            Outcome::Full => Err(ClusterSendError::Full),
+            Outcome::Closed => Err(ClusterSendError::Closed),
+        }
+    }
 }
 
 /// Why bytes on our channels were not a frame.
@@ -57,6 +83,7 @@ impl Frame {
         let extra = match self {
             Frame::Broadcast { payload, .. } | Frame::Send { payload, .. } => payload.len(),
             Frame::Presence { meta, .. } => meta.len(),
+            Frame::Roster { members } => members.iter().map(|(_, m)| 12 + m.len()).sum(),
             _ => 0,
         };
         let mut out = BytesMut::with_capacity(HEADER + 17 + extra);
@@ -86,6 +113,14 @@ impl Frame {
             }
             Frame::Heartbeat { dropped } => out.put_u64(*dropped),
             Frame::Bye => {}
+            Frame::Roster { members } => {
+                out.put_u32(members.len() as u32);
+                for (seq, meta) in members {
+                    out.put_u64(*seq);
+                    out.put_u32(meta.len() as u32);
+                    out.put_slice(meta.as_bytes());
+                }
+            }
         }
         out.freeze()
     }
@@ -98,6 +133,7 @@ impl Frame {
             Frame::Ack { .. } => 4,
             Frame::Heartbeat { .. } => 5,
             Frame::Bye => 6,
+            Frame::Roster { .. } => 7,
         }
     }
 
@@ -151,6 +187,23 @@ impl Frame {
                 r.end()?;
                 Frame::Bye
             }
+            7 => {
+                let count = r.u32()? as usize;
+                // Each member takes 12 bytes at least: a count beyond what is there is a lie.
+                if count > r.remaining() / 12 {
+                    return Err(WireError::Truncated);
+                }
+                let mut members = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let seq = r.u64()?;
+                    let len = r.u32()? as usize;
+                    let meta = String::from_utf8(r.bytes(len)?.to_vec())
+                        .map_err(|_| WireError::Field("metadata not UTF-8"))?;
+                    members.push((seq, meta));
+                }
+                r.end()?;
+                Frame::Roster { members }
+            }
             k => return Err(WireError::Kind(k)),
         };
         Ok((from, frame))
@@ -159,7 +212,8 @@ impl Frame {
 
 fn change_byte(c: PresenceChange) -> u8 {
     match c {
-        PresenceChange::Joined => 0,
+        // Only watchers are told `Present`; on the bus it is a join.
+        PresenceChange::Joined | PresenceChange::Present => 0,
         PresenceChange::Updated => 1,
         PresenceChange::Left => 2,
         PresenceChange::Disconnected => 3,
@@ -194,6 +248,23 @@ impl Reader {
 
     fn u64(&mut self) -> Result<u64, WireError> {
         Ok(u64::from_be_bytes(self.take()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.take()?))
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn bytes(&mut self, len: usize) -> Result<Bytes, WireError> {
+        if len > self.remaining() {
+            return Err(WireError::Truncated);
+        }
+        let out = self.bytes.slice(self.at..self.at + len);
+        self.at += len;
+        Ok(out)
     }
 
     fn flag(&mut self) -> Result<bool, WireError> {
@@ -241,6 +312,8 @@ mod tests {
             Frame::Ack { req: 9, outcome: Outcome::Full },
             Frame::Heartbeat { dropped: 5 },
             Frame::Bye,
+            Frame::Roster { members: vec![(1, "ada".into()), (u64::MAX, String::new()), (3, "é".into())] },
+            Frame::Roster { members: Vec::new() },
         ]
     }
 
@@ -282,6 +355,11 @@ mod tests {
             Frame::decode(Bytes::from_static(b"amw\x01\x09\0\0\0\0\0\0\0\x01")),
             Err(WireError::Kind(9))
         );
+        // A roster that claims more members than its bytes can hold is refused before
+        // anything is allocated for them.
+        let mut lying = b"amw\x01\x07\0\0\0\0\0\0\0\x01".to_vec();
+        lying.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(Frame::decode(Bytes::from(lying)), Err(WireError::Truncated));
         let bad_text =
             Frame::Broadcast { dropped: 0, text: true, payload: Bytes::from_static(&[0xff]) }.encode(node);
         assert!(Frame::decode(bad_text).is_err());

@@ -9,6 +9,7 @@ use actix::Recipient;
 
 use super::home::{Home, Op};
 use super::presence::{Member, PresenceChange, PresenceEvent};
+use crate::watchers::Watchers;
 use crate::{ConnectionId, PreparedMessage};
 
 pub(crate) struct Group {
@@ -23,7 +24,7 @@ struct State {
     members: HashMap<u64, Entry>,
     /// The threads with members, and how many each has.
     homes: Vec<(Arc<Home>, usize)>,
-    watchers: Vec<Recipient<PresenceEvent>>,
+    watchers: Watchers<PresenceEvent>,
     /// Taken out of the registry: a join that finds it so looks the name up again.
     removed: bool,
     joins: u64,
@@ -125,21 +126,24 @@ impl Group {
         reach
     }
 
+    /// Adds `watcher`, first telling it every member there now (under the lock, so it
+    /// misses no change and sees none twice).
     pub(super) fn watch(&self, watcher: Recipient<PresenceEvent>) -> Result<(), Removed> {
         let mut s = self.lock();
         if s.removed {
             return Err(Removed);
         }
-        s.watchers.push(watcher);
+        for member in s.in_join_order() {
+            let event = PresenceEvent { group: self.name.clone(), member, change: PresenceChange::Present };
+            watcher.do_send(event);
+        }
+        s.watchers.add(watcher);
         Ok(())
     }
 
     /// Members in the order they joined.
     pub(super) fn members(&self) -> Vec<Member> {
-        let s = self.lock();
-        let mut entries: Vec<&Entry> = s.members.values().collect();
-        entries.sort_unstable_by_key(|e| e.order);
-        entries.into_iter().map(|e| e.member.clone()).collect()
+        self.lock().in_join_order()
     }
 
     pub(super) fn count(&self) -> usize {
@@ -154,8 +158,8 @@ impl Group {
     /// own lock around this.
     pub(super) fn retire_if_unused(&self) -> bool {
         let mut s = self.lock();
-        s.watchers.retain(|w| w.connected());
-        if s.removed || !s.members.is_empty() || !s.watchers.is_empty() {
+        let watched = s.watchers.drop_stopped();
+        if s.removed || !s.members.is_empty() || watched {
             return false;
         }
         s.removed = true;
@@ -164,15 +168,16 @@ impl Group {
 }
 
 impl State {
+    fn in_join_order(&self) -> Vec<Member> {
+        let mut entries: Vec<&Entry> = self.members.values().collect();
+        entries.sort_unstable_by_key(|e| e.order);
+        entries.into_iter().map(|e| e.member.clone()).collect()
+    }
+
     /// Tells the watchers, dropping those that have stopped.
     fn tell(&mut self, group: &Arc<str>, member: Member, change: PresenceChange) {
-        if self.watchers.is_empty() {
-            return;
-        }
-        let event = PresenceEvent { group: group.clone(), member, change };
-        self.watchers.retain(|w| w.connected());
-        for w in &self.watchers {
-            w.do_send(event.clone());
+        if !self.watchers.is_empty() {
+            self.watchers.tell(PresenceEvent { group: group.clone(), member, change });
         }
     }
 }

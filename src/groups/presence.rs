@@ -35,6 +35,7 @@ pub struct Member {
 ///     type Result = ();
 ///     fn handle(&mut self, e: PresenceEvent, _: &mut Context<Self>) {
 ///         match e.change {
+///             PresenceChange::Present => {} // there before this watcher: no news
 ///             PresenceChange::Joined => println!("{} joined {}", e.member.meta, e.group),
 ///             _ => println!("{} left {} ({:?})", e.member.meta, e.group, e.change),
 ///         }
@@ -56,6 +57,9 @@ pub struct PresenceEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PresenceChange {
+    /// It was a member already when the watcher began to watch: a new watcher is first
+    /// told every member there, so that watching late misses nobody.
+    Present,
     /// It joined.
     Joined,
     /// It joined again with new metadata.

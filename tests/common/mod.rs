@@ -2,6 +2,8 @@
 //! TCP WebSocket peer for crafting bytes the polite clients never send.
 #![allow(dead_code)]
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod redis;
 
 use std::net::SocketAddr;

@@ -5,6 +5,8 @@ that does not drift.
     python3 scripts/instructions.py [--secs 5] [--inflight 1] [--size 64] [--kind text]
     python3 scripts/instructions.py --handshakes [--conns 8]
     python3 scripts/instructions.py --only meta --rounds 3   (our server alone, three runs)
+    python3 scripts/instructions.py --fanout 1000 --only meta  (per delivered broadcast)
+    python3 scripts/instructions.py --only meta --against REV  (beside REV's bench_server)
 
 CPU time per message on a shared 2-core VM moves by 30% between runs; the kernel's share
 (one recv and one send per message at 1 in flight, the same for every server) also
@@ -13,7 +15,10 @@ valgrind's cachegrind (instruction counts only), drives it with examples/loadgen
 --secs, and prints instructions per message and the ratio to the direct
 actix-web-actors echo. Start-up and handshakes are included, a few percent of the total
 at the default settings. With --handshakes the load is loadgen's connect-rate mode
-(handshake, close, again) and the figure is instructions per cycle. Needs valgrind
+(handshake, close, again) and the figure is instructions per cycle; with --fanout N, N
+receivers of one publisher's broadcasts (bench_server --fanout, loadgen fanout) and the
+figure is instructions per delivered message. --against REV builds REV's bench_server in
+a git worktree and runs it beside this build's, as "REV". Needs valgrind
 (apt-get install valgrind). Loopback only.
 """
 import argparse
@@ -26,7 +31,7 @@ import time
 
 sys.dont_write_bytecode = True  # importing bench.py must not leave __pycache__ behind
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import EX, ROOT, SERVERS, free_port  # noqa: E402
+from bench import EX, ROOT, SERVERS, build_against, free_port  # noqa: E402
 
 
 def wait_listening(port, proc, timeout=60.0):
@@ -56,11 +61,14 @@ def run_one(sargs, a):
         out = os.path.join(tmp, "cachegrind.out")
         server = subprocess.Popen(
             ["taskset", "-c", "0", "valgrind", "--tool=cachegrind", "--cache-sim=no",
-             f"--cachegrind-out-file={out}", os.path.join(EX, sargs[0]), *sargs[1:], "--port", str(port)],
+             f"--cachegrind-out-file={out}", binary(sargs[0]), *sargs[1:], "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"ws://127.0.0.1:{port}/ws"
         if a.handshakes:
             cmd = ["connect-rate", "--url", url, "--conns", str(a.conns), "--secs", str(a.secs)]
+        elif a.fanout:
+            cmd = ["fanout", "--url", url, "--conns", str(a.fanout), "--inflight", "4", "--size", str(a.size),
+                   "--kind", a.kind, "--secs", str(a.secs)]
         else:
             cmd = ["echo", "--url", url, "--conns", str(a.conns), "--inflight", str(a.inflight),
                    "--size", str(a.size), "--kind", a.kind, "--secs", str(a.secs)]
@@ -72,8 +80,13 @@ def run_one(sargs, a):
             server.send_signal(2)  # SIGINT: actix-web stops, valgrind writes its counts
             server.wait(timeout=120)
         report = json.loads(load.stdout.strip().splitlines()[-1])
-        count = report["cycles"] if a.handshakes else report["msgs"]
+        count = report["cycles"] if a.handshakes else report["delivered"] if a.fanout else report["msgs"]
         return instructions(out) / count, count
+
+
+def binary(name):
+    """An example's name, or a path to a binary."""
+    return name if os.sep in name else os.path.join(EX, name)
 
 
 def main():
@@ -86,6 +99,8 @@ def main():
     ap.add_argument("--kind", default="text", choices=["text", "binary"])
     ap.add_argument("--only", metavar="TEXT", help="only the servers whose name contains TEXT (e.g. meta)")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each server, alternating")
+    ap.add_argument("--fanout", type=int, metavar="N", help="N receivers of broadcasts instead of echo")
+    ap.add_argument("--against", metavar="REV", help="also run REV's bench_server (built in a worktree)")
     a = ap.parse_args()
     if a.conns is None:
         a.conns = 8 if a.handshakes else 50
@@ -95,8 +110,15 @@ def main():
         print(f"handshake + close cycles, {a.conns} at a time, {a.secs:g} s under cachegrind")
     else:
         print(f"{a.size} B {a.kind}, {a.conns} conns, {a.inflight} in flight, {a.secs:g} s under cachegrind")
-    unit = "cycle" if a.handshakes else "msg"
+    unit = "cycle" if a.handshakes else "delivery" if a.fanout else "msg"
     servers = [(n, s) for n, s in SERVERS if a.only is None or a.only in n]
+    if a.against:
+        ours = next(s for n, s in SERVERS if "meta" in n)
+        servers.insert(0, (a.against, [build_against(a.against)] + ours[1:]))
+    if a.fanout:
+        # Broadcasts through the crate's groups, two worker threads; the baselines that
+        # cannot broadcast are left out.
+        servers = [(n, s + ["--fanout", "--workers", "2"]) for n, s in servers if "meta" in n or n == a.against]
     for rnd in range(a.rounds):
         base = None
         for name, sargs in servers:

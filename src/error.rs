@@ -1,7 +1,7 @@
 //! Errors of the public API.
 
+use crate::message::Outgoing;
 use crate::protocol::{DeflateNegotiationError, EncodeError};
-use crate::Outgoing;
 
 /// A pool cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

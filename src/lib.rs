@@ -76,10 +76,10 @@ mod client;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod connection;
+mod delivery;
 mod error;
 mod groups;
 mod handler;
-mod id;
 mod message;
 mod pool;
 mod prepared;
@@ -95,16 +95,15 @@ pub use cluster::{
     Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError, GapCause, GlobalId,
     NodeId, ParseIdError,
 };
-pub use connection::{GetStats, SendMessage, SendPrepared, WsConnection};
+pub use connection::{
+    ConnectionId, GetStats, MessageConnect, MessageDisconnect, SendMessage, SendPrepared, Target,
+    WsConnection, WsMessage,
+};
 pub use error::{ConfigError, ConnectError, PoolError, TrySendError, WriteError};
 pub use groups::{GroupError, Groups, Member, PresenceChange, PresenceEvent};
 pub use handler::{record_local_addr, HandlerOptions, HandshakeError, OriginCheck, Upgrade, WsHandler};
-pub use id::ConnectionId;
-pub use message::{
-    DataTypeError, DisconnectReason, Initiator, MessageConnect, MessageDisconnect, MessageKind, Outgoing,
-    WsMessage,
-};
-pub use pool::{Pool, Target};
+pub use message::{DataTypeError, DisconnectReason, Initiator, MessageKind, Outgoing};
+pub use pool::Pool;
 pub use prepared::PreparedMessage;
 pub use settings::ConnectionSettings;
 pub use stats::{Buffers, Stats, Traffic};

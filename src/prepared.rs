@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::message::{MessageKind, Outgoing};
 use crate::protocol::{DataKind, DeflateParams, Encoder, FrameKey, Role};
-use crate::{MessageKind, Outgoing};
 
 /// A text or binary message for broadcasting, encoded once per kind of frame.
 ///

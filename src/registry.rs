@@ -1,4 +1,5 @@
-//! The set of live connections a handler started, for shutdown.
+//! The set of live connections a handler started, for shutdown: each is in it from its
+//! start to its end, by number, as whatever the handler keeps of it (its id).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,33 +7,47 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::ConnectionId;
-
 /// Live connections by sequence number; clones share the set. Holding the connection's
-/// own `ConnectionId` costs no allocation (a new actix address would cost two).
+/// own id costs no allocation (a new actix address would cost two).
 ///
 /// Joining and the start of shutdown take one lock, so every connection either is in the
 /// set shutdown closes, or learns when it joins that shutdown has begun.
-#[derive(Clone, Default)]
-pub(crate) struct Registry {
-    inner: Arc<Inner>,
+pub(crate) struct Registry<T> {
+    inner: Arc<Inner<T>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    state: Mutex<State>,
+impl<T> Clone for Registry<T> {
+    fn clone(&self) -> Self {
+        Registry { inner: self.inner.clone() }
+    }
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        let state = State { conns: HashMap::new(), shutting_down: false };
+        Registry {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                shutting_down: AtomicBool::new(false),
+                emptied: Notify::new(),
+            }),
+        }
+    }
+}
+
+struct Inner<T> {
+    state: Mutex<State<T>>,
     /// `State::shutting_down`, readable without the lock.
     shutting_down: AtomicBool,
     emptied: Notify,
 }
 
-#[derive(Default)]
-struct State {
-    conns: HashMap<u64, ConnectionId>,
+struct State<T> {
+    conns: HashMap<u64, T>,
     shutting_down: bool,
 }
 
-impl Inner {
+impl<T> Inner<T> {
     /// For the upgrade's early answer (503) without taking the lock.
     fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
@@ -40,27 +55,37 @@ impl Inner {
 }
 
 /// A connection's place in a registry: it leaves when this is dropped.
-pub(crate) struct Registration {
-    registry: Registry,
+pub(crate) struct Registration<T> {
+    registry: Registry<T>,
     seq: u64,
 }
 
-impl Drop for Registration {
+impl<T> Drop for Registration<T> {
     fn drop(&mut self) {
         self.registry.remove(self.seq);
     }
 }
 
-impl Registry {
-    /// Adds a connection; the flag says whether shutdown has begun (the connection is
+impl<T: Clone> Registry<T> {
+    /// Adds connection `seq`; the flag says whether shutdown has begun (the connection is
     /// added all the same, so shutdown waits for it to end).
-    pub(crate) fn join(&self, id: &ConnectionId) -> (Registration, bool) {
+    pub(crate) fn join(&self, seq: u64, conn: T) -> (Registration<T>, bool) {
         let mut state = self.lock();
-        state.conns.insert(id.seq(), id.clone());
-        let registration = Registration { registry: self.clone(), seq: id.seq() };
+        state.conns.insert(seq, conn);
+        let registration = Registration { registry: self.clone(), seq };
         (registration, state.shutting_down)
     }
 
+    /// Marks shutdown as begun and returns the connections that joined before.
+    pub(crate) fn begin_shutdown(&self) -> Vec<T> {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        self.inner.shutting_down.store(true, Ordering::Release);
+        state.conns.values().cloned().collect()
+    }
+}
+
+impl<T> Registry<T> {
     fn remove(&self, seq: u64) {
         let mut state = self.lock();
         state.conns.remove(&seq);
@@ -77,14 +102,6 @@ impl Registry {
         self.inner.is_shutting_down()
     }
 
-    /// Marks shutdown as begun and returns the connections that joined before.
-    pub(crate) fn begin_shutdown(&self) -> Vec<ConnectionId> {
-        let mut state = self.lock();
-        state.shutting_down = true;
-        self.inner.shutting_down.store(true, Ordering::Release);
-        state.conns.values().cloned().collect()
-    }
-
     /// Waits until no connection is left.
     pub(crate) async fn wait_empty(&self) {
         loop {
@@ -98,7 +115,7 @@ impl Registry {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
         // A panic while holding this lock leaves a plain map behind: still usable.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::ConfigError;
 use crate::protocol::{DeflateConfig, Limits};
-use crate::ConfigError;
 
 /// Limits, timers and the outgoing-buffer policy of a connection.
 ///

@@ -12,7 +12,7 @@ use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 
 use super::proxy;
-use crate::ConnectError;
+use crate::error::ConnectError;
 
 /// What the dial learned, read back after awc finishes.
 #[derive(Default)]

@@ -17,9 +17,11 @@ pub use reconnect::{reconnect, Backoff, DialFailed, Reconnecting};
 use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
 
-use crate::connection::{Parts, WsConnection};
+use crate::connection::{ConnectionId, Setup, WsConnection};
+use crate::error::ConnectError;
+use crate::pool::Pool;
 use crate::protocol::parse_extension_headers;
-use crate::{ConnectError, ConnectionId, ConnectionSettings, Pool};
+use crate::settings::ConnectionSettings;
 
 /// What to dial and how (Ergo's `ConnectionOptions`).
 ///
@@ -169,7 +171,7 @@ pub async fn connect(options: DialOptions) -> Result<ConnectionId, ConnectError>
     let headers = dialled.response.headers();
     let protocol = chosen_protocol(&options, headers)?;
     let deflate = accepted_deflate(&options, headers)?;
-    let parts = Parts {
+    let setup = Setup {
         target,
         config: Arc::new(options.settings.clone()),
         deflate,
@@ -180,7 +182,7 @@ pub async fn connect(options: DialOptions) -> Result<ConnectionId, ConnectError>
         headers,
         data: None,
     };
-    Ok(WsConnection::dial(parts, dialled.socket, dialled.read_buf))
+    Ok(WsConnection::dial(setup, dialled.socket, dialled.read_buf))
 }
 
 fn check_url(given: &str) -> Result<url::Url, ConnectError> {
@@ -327,8 +329,8 @@ async fn handshake(
         req = req.set_header(header::SEC_WEBSOCKET_EXTENSIONS, options.settings.deflate.client_offer());
     }
     let (response, framed) = req.connect().await.map_err(|e| map_ws_error(e, url))?;
-    let parts = framed.into_parts();
-    Ok((response, parts.io, parts.read_buf))
+    let setup = framed.into_parts();
+    Ok((response, setup.io, setup.read_buf))
 }
 
 /// An awc client whose TCP step is our dialer (proxy, addresses), HTTP/1.1 only: a

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::ConnectError;
+use crate::error::ConnectError;
 
 /// Which proxy a dial goes through.
 ///
@@ -314,30 +314,30 @@ mod tests {
             assert!(!shown.contains("alice") && !shown.contains("s3cret"), "{shown}");
         }
         let target = url::Url::parse("ws://bob:hunter2@example.com/ws").unwrap();
-        let options = crate::DialOptions::new(target, crate::Pool::from(dead_target()));
+        let options = crate::client::DialOptions::new(target, crate::pool::Pool::from(dead_target()));
         let shown = format!("{options:?}");
         assert!(!shown.contains("bob") && !shown.contains("hunter2"), "{shown}");
     }
 
-    fn dead_target() -> crate::Target {
+    fn dead_target() -> crate::connection::Target {
         use actix::{Actor, AsyncContext};
         struct Nobody;
         impl Actor for Nobody {
             type Context = actix::Context<Self>;
         }
-        impl actix::Handler<crate::MessageConnect> for Nobody {
+        impl actix::Handler<crate::connection::MessageConnect> for Nobody {
             type Result = ();
-            fn handle(&mut self, _: crate::MessageConnect, _: &mut Self::Context) {}
+            fn handle(&mut self, _: crate::connection::MessageConnect, _: &mut Self::Context) {}
         }
-        impl actix::Handler<crate::WsMessage> for Nobody {
+        impl actix::Handler<crate::connection::WsMessage> for Nobody {
             type Result = ();
-            fn handle(&mut self, _: crate::WsMessage, _: &mut Self::Context) {}
+            fn handle(&mut self, _: crate::connection::WsMessage, _: &mut Self::Context) {}
         }
-        impl actix::Handler<crate::MessageDisconnect> for Nobody {
+        impl actix::Handler<crate::connection::MessageDisconnect> for Nobody {
             type Result = ();
-            fn handle(&mut self, _: crate::MessageDisconnect, _: &mut Self::Context) {}
+            fn handle(&mut self, _: crate::connection::MessageDisconnect, _: &mut Self::Context) {}
         }
         let ctx = actix::Context::<Nobody>::new();
-        crate::Target::from_addr(ctx.address())
+        crate::connection::Target::from_addr(ctx.address())
     }
 }

@@ -9,7 +9,8 @@ use actix::Recipient;
 use tokio::sync::{watch, Notify};
 
 use super::{connect, DialOptions};
-use crate::{ConnectError, ConnectionId};
+use crate::connection::ConnectionId;
+use crate::error::ConnectError;
 
 /// How long a reconnecting client waits before each dial: `initial`, then `multiplier`
 /// times more after every failure up to `max`, less a random share of up to `jitter` (so

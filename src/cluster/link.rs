@@ -11,8 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::{ClusterError, ClusterSendError};
 use super::events::{ClusterEvent, ClusterMember};
 use super::ids::{GlobalId, NodeId};
+use crate::connection::ConnectionId;
+use crate::error::TrySendError;
 use crate::groups::{Bus, PresenceChange};
-use crate::{ConnectionId, PreparedMessage, TrySendError};
+use crate::prepared::PreparedMessage;
 
 /// Bytes a queued broadcast or send is counted for beyond its payload.
 const OVERHEAD: usize = 64;
@@ -166,13 +168,17 @@ impl Link {
 }
 
 impl Bus for Link {
-    fn changed(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, change: PresenceChange) {
-        if change == PresenceChange::Joined {
-            self.register(id);
-        }
+    fn joined(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, fresh: bool) {
+        // A member can be reached from other nodes by its global id.
+        self.register(id);
+        let change = if fresh { PresenceChange::Joined } else { PresenceChange::Updated };
+        self.changed(group, id.seq(), meta, change);
+    }
+
+    fn changed(&self, group: &Arc<str>, seq: u64, meta: &Arc<str>, change: PresenceChange) {
         // Queued even while Redis is down: the task keeps its picture of this node's
         // members, and writes it to Redis when it is back.
-        self.push(Cmd::Changed { group: group.clone(), seq: id.seq(), meta: meta.clone(), change });
+        self.push(Cmd::Changed { group: group.clone(), seq, meta: meta.clone(), change });
     }
 
     fn broadcast(&self, group: &str, msg: &PreparedMessage) {

@@ -3,7 +3,7 @@
 //! ```text
 //!  worker threads ──commands──> node task (own thread) ──PUBLISH/HSET──> Redis
 //!        ^                           │  <──SUBSCRIBE (nodes, own node, groups with members)
-//!        └──── homes, connections <──┘
+//!        └── thread inboxes, connections <──┘
 //! ```
 //!
 //! - `ids`: node ids and global connection ids, printed and parsed.
@@ -37,7 +37,9 @@ pub use options::ClusterOptions;
 use link::{Cmd, Link};
 use node::Node;
 
-use crate::{ConnectionId, Groups, PreparedMessage};
+use crate::connection::ConnectionId;
+use crate::groups::Groups;
+use crate::prepared::PreparedMessage;
 
 /// This server's place in a cluster of nodes that share one Redis.
 ///

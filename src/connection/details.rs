@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use actix_http::header::{HeaderMap, HeaderValue};
 
-use super::Parts;
-use crate::message::ConnectData;
-use crate::{ConnectionId, MessageConnect};
+use super::Setup;
+use crate::connection::{ConnectData, ConnectionId, MessageConnect};
 
 pub(super) struct Details {
     pub(super) started: Instant,
@@ -51,19 +50,19 @@ struct ConnectInfo {
 }
 
 impl Details {
-    /// Takes what `parts` says about the connection; `Parts::headers` is copied.
-    pub(super) fn new(parts: &mut Parts<'_>, now: Instant) -> Self {
+    /// Takes what `setup` says about the connection; `Setup::headers` is copied.
+    pub(super) fn new(setup: &mut Setup<'_>, now: Instant) -> Self {
         let info = ConnectInfo {
-            uri: std::mem::take(&mut parts.uri),
-            headers: owned_copy(parts.headers),
-            data: parts.data.take(),
+            uri: std::mem::take(&mut setup.uri),
+            headers: owned_copy(setup.headers),
+            data: setup.data.take(),
         };
         Details {
             started: now,
-            local_addr: parts.local_addr,
-            remote_addr: parts.remote_addr,
-            protocol: parts.protocol.take(),
-            compressed: parts.deflate.is_some(),
+            local_addr: setup.local_addr,
+            remote_addr: setup.remote_addr,
+            protocol: setup.protocol.take(),
+            compressed: setup.deflate.is_some(),
             connect: Some(Box::new(info)),
             messages: MessageCounts::default(),
         }

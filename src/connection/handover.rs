@@ -7,19 +7,19 @@
 //!
 //! Handing each message over with `Recipient::send` costs a oneshot channel and a boxed
 //! future per message. Instead, every message of a batch but the last goes with `do_send`,
-//! and the last with `send`: the target's mailbox is FIFO, so when that one is handled,
-//! every earlier one is too (a handler that returns a future is answered when the future
-//! completes, so the window waits for it). The answered `send` is a fence: it moves the
-//! window on.
+//! and the last with `send`, as an *awaited send*: the target's mailbox is FIFO, so when
+//! that one is handled, every earlier one is too (a handler that returns a future is
+//! answered when the future completes, so the window waits for it). The *window* is how
+//! many messages (and bytes) are with the target unhandled; each answer moves it on.
 //!
 //! The `send` must be queued at once, before any later `do_send`. It goes through the
 //! recipient all connections share; when actix's mailbox bound has parked that sender,
 //! `send` refuses and hands back a request holding a fresh, unparked clone, which queues
-//! the message on its first poll, made in `hand_over_held`.
+//! the message on its first poll, made in `hand_over_last`.
 //!
-//! actix skips a message whose requester has gone, so a fence must live until it is
-//! answered, also after the connection's actor has stopped: `finish` hands the open
-//! fences to a task of their own.
+//! actix skips a message whose requester has gone, so an awaited send must live until it
+//! is answered, also after the connection's actor has stopped: `finish` hands the open
+//! ones to a task of their own.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,7 +28,8 @@ use std::task::{Context, Poll, Waker};
 
 use actix::prelude::*;
 
-use crate::{ConnectionSettings, MessageConnect, MessageDisconnect, Target, WsMessage};
+use crate::connection::{MessageConnect, MessageDisconnect, Target, WsMessage};
+use crate::settings::ConnectionSettings;
 
 /// A request in place; its box is kept for the next hand-over (see `Handover::spare`).
 type RequestBox = Pin<Box<Option<RecipientRequest<WsMessage>>>>;
@@ -36,7 +37,7 @@ type RequestBox = Pin<Box<Option<RecipientRequest<WsMessage>>>>;
 /// What the hand-over saw while polling its answers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Answers {
-    /// At least one fence (or `MessageConnect`) was answered.
+    /// At least one awaited send (or `MessageConnect`) was answered.
     pub(super) any: bool,
     /// The target is gone: a request was refused for good.
     pub(super) target_gone: bool,
@@ -64,7 +65,7 @@ struct Window {
 
 /// A message handed over with `send`: when it is answered, the target has handled every
 /// message up to `sent` (and `sent_bytes`).
-struct Fence {
+struct AwaitedSend {
     answer: Answer,
     sent: u32,
     sent_bytes: u64,
@@ -81,11 +82,11 @@ pub(super) struct Handover {
     target: Target,
     connect: Connect,
     window: Window,
-    /// The latest message, not yet handed over: it goes last in its batch, as the fence.
-    held: Option<WsMessage>,
+    /// The latest message, not yet handed over: it goes last in its batch, awaited.
+    last: Option<WsMessage>,
     /// Hand-overs whose answer is awaited, oldest first.
-    fences: VecDeque<Fence>,
-    /// The box of the last answered fence, for the next one: at one fence in flight (the
+    awaited: VecDeque<AwaitedSend>,
+    /// The box of the last answered send, for the next one: at one send in flight (the
     /// usual case), no allocation per hand-over.
     spare: Option<RequestBox>,
     /// The target refused a message for good; nothing more is handed over.
@@ -111,8 +112,8 @@ impl Handover {
             target,
             connect: Connect::Unsent,
             window: Window::default(),
-            held: None,
-            fences: VecDeque::new(),
+            last: None,
+            awaited: VecDeque::new(),
             spare: None,
             gone: false,
         }
@@ -167,36 +168,36 @@ impl Handover {
             && self.window.sent_bytes - self.window.handled_bytes < config.max_in_flight_bytes as u64
     }
 
-    /// Everything handed over has been handled, and nothing is held.
+    /// Everything handed over has been handled, and nothing is kept back.
     pub(super) fn is_drained(&self) -> bool {
-        self.held.is_none() && self.in_flight() == 0
+        self.last.is_none() && self.in_flight() == 0
     }
 
-    /// Queues `msg` for the target. It is held back as the next fence; the one held before
+    /// Queues `msg` for the target. It is kept back to go last in its batch, awaited; the one kept before
     /// goes now with `do_send`. Returns whether the window is now full (the caller stops
-    /// reading and calls `hand_over_held`).
+    /// reading and calls `hand_over_last`).
     pub(super) fn push(&mut self, msg: WsMessage, config: &ConnectionSettings) -> bool {
         if self.gone {
             return false; // Nobody to deliver to: the one documented loss.
         }
         self.window.sent = self.window.sent.wrapping_add(1);
         self.window.sent_bytes += msg.body.len() as u64;
-        if let Some(previous) = self.held.replace(msg) {
+        if let Some(previous) = self.last.replace(msg) {
             self.target.queue_message(previous);
         }
         !self.has_room(config)
     }
 
-    /// Hands the held message over as a fence; called whenever reading pauses, so no
-    /// message stays held across polls. The first poll registers `waker` for the oldest
-    /// fence only: `poll_answers` registers it for the next one when that one is answered.
+    /// Hands the last message over, awaited; called whenever reading pauses, so no message
+    /// stays back across polls. The first poll registers `waker` for the oldest awaited
+    /// send only: `poll_answers` registers it for the next one when that one is answered.
     /// Returns true when the send was refused at once (the caller must poll again).
-    pub(super) fn hand_over_held(&mut self, waker: Option<&Waker>) -> bool {
-        let Some(msg) = self.held.take() else { return false };
+    pub(super) fn hand_over_last(&mut self, waker: Option<&Waker>) -> bool {
+        let Some(msg) = self.last.take() else { return false };
         let mut request = self.spare.take().unwrap_or_else(|| Box::pin(None));
         request.set(Some(self.target.request_message(msg)));
         let waker = match waker {
-            Some(w) if self.fences.is_empty() => w,
+            Some(w) if self.awaited.is_empty() => w,
             _ => Waker::noop(),
         };
         let (answer, refused) = match poll_request(&mut request, &mut Context::from_waker(waker)) {
@@ -206,11 +207,15 @@ impl Handover {
                 (Answer::Ready(res), true)
             }
         };
-        self.fences.push_back(Fence { answer, sent: self.window.sent, sent_bytes: self.window.sent_bytes });
+        self.awaited.push_back(AwaitedSend {
+            answer,
+            sent: self.window.sent,
+            sent_bytes: self.window.sent_bytes,
+        });
         refused
     }
 
-    /// Moves the window on for every answered fence, oldest first, and notes an answered
+    /// Moves the window on for every answered send, oldest first, and notes an answered
     /// `MessageConnect`.
     pub(super) fn poll_answers(&mut self, task: &mut Context<'_>) -> Answers {
         let mut seen = Answers::default();
@@ -228,21 +233,21 @@ impl Handover {
                 }
             }
         }
-        while let Some(fence) = self.fences.front_mut() {
-            let answer = match &mut fence.answer {
+        while let Some(oldest) = self.awaited.front_mut() {
+            let answer = match &mut oldest.answer {
                 Answer::Awaited(request) => poll_request(request, task),
                 Answer::Ready(res) => Poll::Ready(*res),
             };
             let Poll::Ready(res) = answer else { break };
-            let (sent, sent_bytes) = (fence.sent, fence.sent_bytes);
-            if let Some(Fence { answer: Answer::Awaited(request), .. }) = self.fences.pop_front() {
+            let (sent, sent_bytes) = (oldest.sent, oldest.sent_bytes);
+            if let Some(AwaitedSend { answer: Answer::Awaited(request), .. }) = self.awaited.pop_front() {
                 self.spare = Some(request);
             }
             seen.any = true;
             if res.is_err() {
                 // Nobody will answer the rest; the window reopens so that the peer's close
                 // is still read.
-                self.fences.clear();
+                self.awaited.clear();
                 self.window.handled = self.window.sent;
                 self.window.handled_bytes = self.window.sent_bytes;
                 self.gone = true;
@@ -260,16 +265,16 @@ impl Handover {
         self.spare = None;
     }
 
-    /// Ends the hand-over: the held message goes, then `disconnect` goes last, once every
+    /// Ends the hand-over: the last message goes, then `disconnect` goes last, once every
     /// message handed over has reached the target.
     ///
     /// Through one mailbox, `disconnect` is queued behind the messages at once, and the
-    /// open fences live on in a task until answered so actix does not skip them. Across
-    /// actors, a task awaits `MessageConnect` and the fences, then sends `disconnect`.
+    /// open awaited live on in a task until answered so actix does not skip them. Across
+    /// actors, a task awaits `MessageConnect` and the awaited, then sends `disconnect`.
     pub(super) fn finish(&mut self, disconnect: MessageDisconnect) {
-        if let Some(msg) = self.held.take() {
+        if let Some(msg) = self.last.take() {
             if !self.gone {
-                // `do_send` needs no fence: nothing waits on it.
+                // `do_send` needs no awaited send: nothing waits on it.
                 self.target.queue_message(msg);
             }
         }
@@ -277,8 +282,8 @@ impl Handover {
             Connect::Awaited(request) => Some(request),
             Connect::Unsent | Connect::Delivered => None,
         };
-        let fences: Vec<RequestBox> = self
-            .fences
+        let awaited: Vec<RequestBox> = self
+            .awaited
             .drain(..)
             .filter_map(|f| match f.answer {
                 Answer::Awaited(request) => Some(request),
@@ -288,12 +293,12 @@ impl Handover {
         let target = self.target.clone();
         if target.is_one_mailbox() {
             target.queue_disconnect(disconnect);
-            if !fences.is_empty() {
-                actix::spawn(await_fences(fences));
+            if !awaited.is_empty() {
+                actix::spawn(await_answers(awaited));
             }
             return;
         }
-        if awaited_connect.is_none() && fences.is_empty() {
+        if awaited_connect.is_none() && awaited.is_empty() {
             target.queue_disconnect(disconnect);
             return;
         }
@@ -301,26 +306,28 @@ impl Handover {
             if let Some(request) = awaited_connect {
                 let _ = request.await;
             }
-            await_fences(fences).await;
+            await_answers(awaited).await;
             target.queue_disconnect(disconnect);
         });
     }
 }
 
-async fn await_fences(mut fences: Vec<RequestBox>) {
-    for request in &mut fences {
+async fn await_answers(mut awaited: Vec<RequestBox>) {
+    for request in &mut awaited {
         let _ = std::future::poll_fn(|task| poll_request(request, task)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
     use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
-    use crate::{ConnectionId, MessageKind, WsConnection};
+    use crate::connection::{ConnectionId, WsConnection};
+    use crate::message::MessageKind;
 
     /// A target that counts messages and, on `MessageDisconnect`, reports the count.
     struct Counter {
@@ -374,8 +381,8 @@ mod tests {
     }
 
     #[actix::test]
-    async fn finishing_with_fences_in_flight_loses_no_message() {
-        // A slow target on its own thread: every batch's fence is unanswered at the end.
+    async fn finishing_with_awaited_sends_in_flight_loses_no_message() {
+        // A slow target on its own thread: every batch's awaited send is unanswered at the end.
         let (target, done) = counter(Duration::from_millis(2));
         let config = ConnectionSettings { max_in_flight: 4, ..Default::default() };
         let mut handover = Handover::new(target);
@@ -395,17 +402,17 @@ mod tests {
         ));
         for n in 1..=10 {
             if handover.push(message(&id), &config) || n == 10 {
-                handover.hand_over_held(None);
+                handover.hand_over_last(None);
             }
         }
         assert!(handover.in_flight() > 0);
-        handover.finish(MessageDisconnect { id, reason: crate::DisconnectReason::Shutdown });
+        handover.finish(MessageDisconnect { id, reason: crate::message::DisconnectReason::Shutdown });
         let count = tokio::time::timeout(Duration::from_secs(10), done).await.unwrap().unwrap();
         assert_eq!(count, 10);
     }
 
     #[actix::test]
-    async fn a_full_window_asks_for_a_fence_and_answers_reopen_it() {
+    async fn a_full_window_asks_for_an_awaited_send_and_answers_reopen_it() {
         let (target, _done) = counter(Duration::ZERO);
         let config = ConnectionSettings { max_in_flight: 2, ..Default::default() };
         let mut handover = Handover::new(target);
@@ -413,7 +420,7 @@ mod tests {
         assert!(!handover.push(message(&id), &config));
         assert!(handover.push(message(&id), &config), "two in flight fill a window of two");
         assert!(!handover.is_drained());
-        handover.hand_over_held(None);
+        handover.hand_over_last(None);
         let answered = std::future::poll_fn(|task| {
             let a = handover.poll_answers(task);
             if a.any {

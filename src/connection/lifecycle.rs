@@ -1,11 +1,11 @@
 //! Where a connection stands in its closing handshake, and why it ends.
 //!
-//! One state answers the questions the pump asks (may it read, may it write, must it drop
+//! One state answers the questions the I/O loop asks (may it read, may it write, must it drop
 //! TCP once flushed); the first reason given is the one the target receives. Knows
 //! nothing of sockets, frames or actors.
 
+use crate::message::DisconnectReason;
 use crate::protocol::{CloseCode, ProtocolError, Role};
-use crate::DisconnectReason;
 
 /// How the peer's side of the stream ended, waiting for the target before it is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl Lifecycle {
     }
 
     /// The peer's stream ended with `end`. Its close frame after ours completes the
-    /// handshake at once; anything else waits for the target (`take_end`).
+    /// handshake at once; anything else waits for the target (`end_to_answer`).
     pub(super) fn peer_ended(&mut self, end: PeerEnd) {
         self.state = match (std::mem::replace(&mut self.state, State::Done), end) {
             (State::CloseSent, PeerEnd::Close(_)) => State::Closed { failing: false },
@@ -168,7 +168,7 @@ impl Lifecycle {
     }
 
     /// The target has handled what came before the peer's end: the end to answer now.
-    pub(super) fn take_end(&mut self) -> Option<PeerEnd> {
+    pub(super) fn end_to_answer(&self) -> Option<PeerEnd> {
         match &self.state {
             State::Draining { end, .. } => Some(end.clone()),
             _ => None,
@@ -185,7 +185,7 @@ impl Lifecycle {
 mod tests {
     use super::*;
 
-    fn closed_by(initiator: crate::Initiator) -> DisconnectReason {
+    fn closed_by(initiator: crate::message::Initiator) -> DisconnectReason {
         DisconnectReason::Closed { initiator, code: CloseCode::NORMAL, reason: String::new() }
     }
 
@@ -193,7 +193,7 @@ mod tests {
     fn we_close_first_then_the_peer_answers() {
         let mut l = Lifecycle::new();
         assert!(l.may_read() && !l.close_sent());
-        let f = l.close(CloseCode::NORMAL, "bye", closed_by(crate::Initiator::Local));
+        let f = l.close(CloseCode::NORMAL, "bye", closed_by(crate::message::Initiator::Local));
         assert_eq!(f, CloseFrame::Send(CloseCode::NORMAL, "bye".into()));
         assert!(l.close_sent() && l.may_read(), "the peer may still send what it had in flight");
         assert!(!l.drop_tcp_when_flushed(Role::Server));
@@ -202,21 +202,21 @@ mod tests {
         assert!(l.drop_tcp_when_flushed(Role::Server));
         assert!(!l.drop_tcp_when_flushed(Role::Client) && l.reads_for_eof(Role::Client));
         assert_eq!(l.close(CloseCode::GOING_AWAY, "", DisconnectReason::Shutdown), CloseFrame::None);
-        assert_eq!(l.take_reason(), closed_by(crate::Initiator::Local), "the first reason stays");
+        assert_eq!(l.take_reason(), closed_by(crate::message::Initiator::Local), "the first reason stays");
     }
 
     #[test]
     fn the_peer_closes_first_and_waits_for_the_target() {
         let mut l = Lifecycle::new();
-        l.set_reason(closed_by(crate::Initiator::Peer));
+        l.set_reason(closed_by(crate::message::Initiator::Peer));
         l.peer_ended(PeerEnd::Close(CloseCode(4000)));
         assert!(l.is_draining() && !l.may_read() && !l.close_sent());
-        assert_eq!(l.take_end(), Some(PeerEnd::Close(CloseCode(4000))));
+        assert_eq!(l.end_to_answer(), Some(PeerEnd::Close(CloseCode(4000))));
         // Answering completes the handshake.
         let f = l.close(CloseCode(4000), "", DisconnectReason::Shutdown);
         assert_eq!(f, CloseFrame::Send(CloseCode(4000), String::new()));
         assert!(l.handshake_done() && !l.is_draining());
-        assert_eq!(l.take_reason(), closed_by(crate::Initiator::Peer));
+        assert_eq!(l.take_reason(), closed_by(crate::message::Initiator::Peer));
     }
 
     #[test]
@@ -230,7 +230,7 @@ mod tests {
             CloseFrame::Send(..)
         ));
         assert!(l.is_draining() && l.close_sent());
-        let Some(PeerEnd::Violation(e)) = l.take_end() else { panic!() };
+        let Some(PeerEnd::Violation(e)) = l.end_to_answer() else { panic!() };
         let code = e.close_code();
         assert_eq!(l.fail(code, "", DisconnectReason::Protocol { code, error: e }), CloseFrame::None);
         assert!(l.drop_tcp_when_flushed(Role::Client), "failing: no wait for the server");

@@ -6,14 +6,16 @@ use tokio::sync::oneshot;
 
 use super::write_queue::Outbound;
 use super::WsConnection;
+use crate::error::WriteError;
+use crate::message::{DisconnectReason, Outgoing};
 use crate::protocol::CloseCode;
-use crate::{Buffers, DisconnectReason, Outgoing, Stats, Traffic, WriteError};
+use crate::stats::{Buffers, Stats, Traffic};
 
 impl Handler<Outgoing> for WsConnection {
     type Result = ();
 
     fn handle(&mut self, msg: Outgoing, ctx: &mut Self::Context) {
-        self.pump.runs_next();
+        self.io.runs_next();
         self.submit(Outbound::Message(msg), None, ctx);
     }
 }
@@ -27,7 +29,7 @@ impl Handler<SendMessage> for WsConnection {
     type Result = ResponseFuture<Result<(), WriteError>>;
 
     fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
-        self.pump.runs_next();
+        self.io.runs_next();
         let (tx, rx) = oneshot::channel();
         self.submit(Outbound::Message(msg), Some(tx), ctx);
         // Answered when written, or when the connection closes (a stuck peer is closed by
@@ -40,13 +42,13 @@ impl Handler<SendMessage> for WsConnection {
 /// [`ConnectionId::send_prepared`](crate::ConnectionId::send_prepared)).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
-pub struct SendPrepared(pub crate::PreparedMessage);
+pub struct SendPrepared(pub crate::prepared::PreparedMessage);
 
 impl Handler<SendPrepared> for WsConnection {
     type Result = ();
 
     fn handle(&mut self, SendPrepared(msg): SendPrepared, ctx: &mut Self::Context) {
-        self.pump.runs_next();
+        self.io.runs_next();
         self.submit(Outbound::Prepared(msg), None, ctx);
     }
 }

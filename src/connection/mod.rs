@@ -11,13 +11,18 @@
 //!                                                               (bounded queue, stall watch)
 //! ```
 //!
-//! - `pump`: the loop, polled inside the actor: flush, let queued writes in, read and
+//! - `id`: the `ConnectionId` that addresses the actor, with what writers read without
+//!   asking it; `events` and `target`: what the target is told, and who the target is.
+//! - `io_loop`: the loop, polled inside the actor: flush, let queued writes in, read and
 //!   decode while the target's window has room, end TCP when `lifecycle` says so.
 //! - `lifecycle`: the closing handshake as one state, and the reason the target is given.
 //! - `tick`: heartbeat pings and the idle timeout.
 //! - `mailbox`: the messages the actor accepts (writes, stats, shutdown).
-//! - `transport` and `host`: the byte pipes, and how an accepted connection's actor runs
-//!   inside actix-web's HTTP task.
+//! - `transport` and `body_driven`: the byte pipes, and how an accepted connection's actor
+//!   runs inside actix-web's HTTP task.
+//!
+//! Broadcasts reach the connection through its `delivery::Subscriber`, which its id holds
+//! and its I/O loop takes from; the connection knows nothing of groups.
 //!
 //! How a connection ends: the peer's close frame or a protocol error stops the reading
 //! and waits until the target has handled what came before (at most `close_timeout`),
@@ -27,13 +32,16 @@
 //! When the actor stops, the target gets every message already decoded, then
 //! `MessageDisconnect`.
 
+mod body_driven;
 mod details;
+mod events;
 mod framed;
 mod handover;
-mod host;
+mod id;
+mod io_loop;
 mod lifecycle;
 mod mailbox;
-mod pump;
+mod target;
 mod tick;
 pub(crate) mod transport;
 mod write_buffer;
@@ -50,21 +58,23 @@ use actix_http::header::HeaderMap;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::message::ConnectData;
+use crate::error::WriteError;
+use crate::message::{DisconnectReason, Initiator, MessageKind};
 use crate::protocol::{CloseCode, DeflateParams, Incoming, OpCode, Role};
 use crate::registry::Registration;
-use crate::{
-    ConnectionId, ConnectionSettings, DisconnectReason, Initiator, MessageDisconnect, MessageKind, Target,
-    WriteError, WsMessage,
-};
+use crate::settings::ConnectionSettings;
+use body_driven::BodyDriven;
 use details::Details;
+pub(crate) use events::ConnectData;
+pub use events::{MessageConnect, MessageDisconnect, WsMessage};
 use framed::{Codec, Framed};
 use handover::Handover;
-use host::Host;
+pub use id::ConnectionId;
+use io_loop::IoLoopState;
 use lifecycle::{CloseFrame, Lifecycle, PeerEnd};
 pub(crate) use mailbox::Shutdown;
 pub use mailbox::{GetStats, SendMessage, SendPrepared};
-use pump::PumpState;
+pub use target::Target;
 use tick::{Due, Liveness, Tick};
 use transport::{BodyStream, IoTransport, RoleTransport, ServerTransport};
 use write_queue::WriteQueue;
@@ -99,16 +109,16 @@ pub struct WsConnection {
     lifecycle: Lifecycle,
     tick: Option<Tick>,
     liveness: Liveness,
-    pump: PumpState,
+    io: IoLoopState,
     details: Details,
     /// Its place in the handler's set of live connections, left when the actor stops.
-    registration: Option<Registration>,
+    registration: Option<Registration<ConnectionId>>,
     span: tracing::Span,
 }
 
 /// What a connection starts with, besides its transport: the way into this module for
 /// the handler and the dialer.
-pub(crate) struct Parts<'a> {
+pub(crate) struct Setup<'a> {
     pub(crate) target: Target,
     pub(crate) config: Arc<ConnectionSettings>,
     pub(crate) deflate: Option<DeflateParams>,
@@ -127,56 +137,56 @@ impl WsConnection {
     /// response body, which carries what it writes and drives the actor. `join` is called
     /// with the id before anything else happens, so the caller can register it.
     pub(crate) fn accept(
-        parts: Parts<'_>,
+        setup: Setup<'_>,
         payload: actix_web::dev::Payload,
-        join: impl FnOnce(&ConnectionId) -> Option<Registration>,
+        join: impl FnOnce(&ConnectionId) -> Option<Registration<ConnectionId>>,
     ) -> (ConnectionId, BodyStream) {
         let (transport, mut body) = ServerTransport::new(payload);
         let ctx = Context::new();
-        let id = new_id(&ctx, &parts.config);
+        let id = new_id(&ctx, &setup.config);
         let registration = join(&id);
         let actor =
-            Self::new(parts, RoleTransport::Accepted(transport), BytesMut::new(), id.clone(), registration);
-        body.host(Host::start(Box::pin(ctx.into_future(actor))));
+            Self::new(setup, RoleTransport::Accepted(transport), BytesMut::new(), id.clone(), registration);
+        body.drive_actor(BodyDriven::start(Box::pin(ctx.into_future(actor))));
         (id, body)
     }
 
     /// Starts a dialled connection on a task of its own, over `io` and what was read past
     /// the handshake.
-    pub(crate) fn dial<T>(parts: Parts<'_>, io: T, read_buf: BytesMut) -> ConnectionId
+    pub(crate) fn dial<T>(setup: Setup<'_>, io: T, read_buf: BytesMut) -> ConnectionId
     where
         T: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let ctx = Context::new();
-        let id = new_id(&ctx, &parts.config);
+        let id = new_id(&ctx, &setup.config);
         let transport = RoleTransport::Dialled(Box::new(IoTransport::new(io)));
-        ctx.run(Self::new(parts, transport, read_buf, id.clone(), None));
+        ctx.run(Self::new(setup, transport, read_buf, id.clone(), None));
         id
     }
 
     fn new(
-        mut parts: Parts<'_>,
+        mut setup: Setup<'_>,
         transport: RoleTransport,
         read_buf: BytesMut,
         id: ConnectionId,
-        registration: Option<Registration>,
+        registration: Option<Registration<ConnectionId>>,
     ) -> Self {
         let role = if matches!(transport, RoleTransport::Accepted(_)) { Role::Server } else { Role::Client };
         let now = Instant::now();
-        let details = Details::new(&mut parts, now);
-        let config = parts.config;
+        let details = Details::new(&mut setup, now);
+        let config = setup.config;
         let codec =
-            Codec { role, limits: config.limits, deflate: parts.deflate.as_ref(), config: &config.deflate };
+            Codec { role, limits: config.limits, deflate: setup.deflate.as_ref(), config: &config.deflate };
         WsConnection {
-            span: tracing::info_span!("ws", id = id.seq(), peer = ?parts.remote_addr),
+            span: tracing::info_span!("ws", id = id.seq(), peer = ?setup.remote_addr),
             id,
             framed: Framed::new(codec, transport, read_buf),
-            handover: Handover::new(parts.target),
+            handover: Handover::new(setup.target),
             queue: WriteQueue::default(),
             lifecycle: Lifecycle::new(),
             tick: None,
             liveness: Liveness::new(now),
-            pump: PumpState::default(),
+            io: IoLoopState::default(),
             details,
             registration,
             config,
@@ -184,14 +194,14 @@ impl WsConnection {
     }
 
     fn wake(&mut self) {
-        self.pump.wake();
+        self.io.wake();
     }
 
     fn has_room(&self) -> bool {
         self.framed.pending_out() < self.config.max_write_buffer
     }
 
-    /// Whether the pump may read and decode: `MessageConnect` is with the target and its
+    /// Whether the I/O loop may read and decode: `MessageConnect` is with the target and its
     /// window has room, the closing handshake allows it, and the outgoing buffer has room
     /// (pongs to a ping flood would pile up).
     fn may_read(&self) -> bool {
@@ -283,7 +293,7 @@ impl WsConnection {
             return; // Nothing to wait for, and no timer to pay for.
         }
         ctx.run_later(self.config.close_timeout, |act, ctx| {
-            if let Some(end) = act.lifecycle.take_end() {
+            if let Some(end) = act.lifecycle.end_to_answer() {
                 tracing::debug!(parent: &act.span, "target still busy at the close timeout; closing");
                 act.answer(end, ctx);
                 act.wake();
@@ -291,17 +301,17 @@ impl WsConnection {
         });
     }
 
-    /// Called by the pump: answers the peer's end once the target is done with what came
+    /// Called by the I/O loop: answers the peer's end once the target is done with what came
     /// before it, and the replies it wrote meanwhile have been taken from the mailbox.
     fn answer_peer_end(&mut self, ctx: &mut Context<Self>, task: &std::task::Context<'_>) -> bool {
         if !self.lifecycle.is_draining() || !self.handover.is_drained() {
             return false;
         }
-        if self.pump.answered_this_poll() {
+        if self.io.answered_this_poll() {
             task.waker().wake_by_ref();
             return false;
         }
-        match self.lifecycle.take_end() {
+        match self.lifecycle.end_to_answer() {
             Some(end) => {
                 self.answer(end, ctx);
                 true
@@ -333,14 +343,14 @@ impl WsConnection {
         self.details.messages.received(body.len());
         let msg = WsMessage::new(self.id.clone(), kind, body);
         if self.handover.push(msg, &self.config) {
-            self.hand_over_held();
+            self.hand_over_last();
         }
     }
 
-    /// Hands the held message over as the batch's fence (see `Handover`).
-    fn hand_over_held(&mut self) {
-        if self.handover.hand_over_held(self.pump.waker()) {
-            // Refused for good (the target is gone): the pump must look again.
+    /// Hands the last decoded message over, awaited, closing its batch (see `Handover`).
+    fn hand_over_last(&mut self) {
+        if self.handover.hand_over_last(self.io.waker()) {
+            // Refused for good (the target is gone): the I/O loop must look again.
             self.wake();
         }
     }
@@ -350,7 +360,7 @@ impl WsConnection {
         let answers = self.handover.poll_answers(task);
         if answers.any {
             self.liveness.heard(Instant::now());
-            self.pump.answered();
+            self.io.answered();
         }
         if answers.target_gone {
             self.target_gone(ctx);
@@ -410,11 +420,11 @@ impl Actor for WsConnection {
     fn started(&mut self, ctx: &mut Self::Context) {
         let connect = self.details.message_connect(self.id.clone());
         tracing::info!(parent: &self.span, uri = %connect.uri, protocol = ?connect.protocol, compressed = connect.compressed, "connected");
-        // The pump is not polled yet: an awaited answer is polled on its first poll.
+        // The I/O loop is not polled yet: an awaited answer is polled on its first poll.
         if !self.handover.connect(connect, None) {
             self.target_gone(ctx);
         }
-        ctx.spawn(pump::Pump);
+        ctx.spawn(io_loop::IoLoop);
         self.tick = Tick::for_config(&self.config);
     }
 
@@ -427,7 +437,7 @@ impl Actor for WsConnection {
         self.registration = None;
         self.id.mark_closing();
         self.id.set_backlog(0);
-        crate::groups::leave_all(&self.id);
+        self.id.subscriber().end();
         let reason = self.lifecycle.take_reason();
         let (bytes_in, bytes_out) = (self.framed.bytes_in(), self.framed.bytes_out());
         tracing::info!(parent: &self.span, %reason, bytes_in, bytes_out, "disconnected");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::{sleep, Instant, Sleep};
 
-use crate::ConnectionSettings;
+use crate::settings::ConnectionSettings;
 
 pub(super) struct Tick {
     every: Duration,
@@ -28,7 +28,7 @@ impl Tick {
         Some(Tick { every, timer: Box::pin(sleep(every)), registered: None })
     }
 
-    /// Whether the check is due; called at the start of every pump poll.
+    /// Whether the check is due; called at the start of every I/O loop poll.
     pub(super) fn poll(&mut self, task: &mut TaskContext<'_>) -> bool {
         let current = matches!(&self.registered, Some(w) if w.will_wake(task.waker()));
         if current && !self.timer.is_elapsed() {

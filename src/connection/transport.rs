@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::host::Host;
+use super::body_driven::BodyDriven;
 
 /// A read's outcome: bytes appended, `Ok(0)` at the end of the stream.
 pub(crate) type ReadPoll = Poll<io::Result<usize>>;
@@ -101,16 +101,16 @@ pub(crate) struct ServerTransport {
 }
 
 /// The response body of an upgraded request: whatever the connection writes. It also
-/// polls the connection's actor when that is hosted in the HTTP task.
+/// polls the connection's actor, which runs in the HTTP task.
 pub(crate) struct BodyStream {
     queue: Rc<RefCell<BodyQueue>>,
-    host: Option<Rc<Host>>,
+    actor: Option<Rc<BodyDriven>>,
 }
 
 impl ServerTransport {
     pub(crate) fn new(payload: actix_web::dev::Payload) -> (Self, BodyStream) {
         let queue = Rc::new(RefCell::new(BodyQueue::default()));
-        (ServerTransport { payload, queue: queue.clone() }, BodyStream { queue, host: None })
+        (ServerTransport { payload, queue: queue.clone() }, BodyStream { queue, actor: None })
     }
 }
 
@@ -207,8 +207,8 @@ impl Drop for ServerTransport {
 
 impl BodyStream {
     /// Makes this body poll the connection's actor.
-    pub(crate) fn host(&mut self, host: Rc<Host>) {
-        self.host = Some(host);
+    pub(crate) fn drive_actor(&mut self, actor: Rc<BodyDriven>) {
+        self.actor = Some(actor);
     }
 }
 
@@ -216,11 +216,11 @@ impl Stream for BodyStream {
     type Item = Result<Bytes, io::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(host) = &self.host {
-            host.enter_body(cx);
+        if let Some(actor) = &self.actor {
+            actor.enter_body(cx);
             // Writes made while we poll need no wake-up: we look at the outbox next.
             self.queue.borrow_mut().body_waker = None;
-            host.drive();
+            actor.drive();
         }
         let mut queue = self.queue.borrow_mut();
         if let Some(chunk) = queue.chunks.pop_front() {
@@ -237,8 +237,8 @@ impl Stream for BodyStream {
             return Poll::Ready(None);
         }
         store_waker(&mut queue.body_waker, cx);
-        if let Some(host) = &self.host {
-            host.body_pending();
+        if let Some(actor) = &self.actor {
+            actor.body_pending();
         }
         Poll::Pending
     }
@@ -251,8 +251,8 @@ impl Drop for BodyStream {
         if let Some(w) = queue.writer_waker.take() {
             w.wake();
         }
-        if let Some(host) = &self.host {
-            host.body_gone();
+        if let Some(actor) = &self.actor {
+            actor.body_gone();
         }
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::{MessageKind, Outgoing, PreparedMessage, WriteError};
+use crate::error::WriteError;
+use crate::message::{MessageKind, Outgoing};
+use crate::prepared::PreparedMessage;
 
 /// A write for the connection.
 pub(super) enum Outbound {

@@ -9,8 +9,9 @@ use actix::prelude::*;
 
 use super::write_queue::{Admission, Answer, Outbound, Stall, Waiter};
 use super::WsConnection;
+use crate::error::WriteError;
+use crate::message::{DisconnectReason, Initiator, MessageKind};
 use crate::protocol::{CloseCode, DataKind, FrameKey, OpCode};
-use crate::{DisconnectReason, Initiator, MessageKind, WriteError};
 
 impl WsConnection {
     /// Takes a write: encoded now, queued for room, or refused. An awaited write is
@@ -42,19 +43,19 @@ impl WsConnection {
         }
     }
 
-    /// Takes in, in order, the broadcasts this thread's home handed the connection since
+    /// Takes in, in order, the broadcasts this thread's inbox handed the connection since
     /// its last turn (see `groups`).
     pub(super) fn take_broadcasts(&mut self, ctx: &mut Context<Self>) {
-        let mut taken = std::mem::take(&mut self.pump.broadcasts);
-        self.id.lane().take(&mut taken);
+        let mut taken = std::mem::take(&mut self.io.broadcasts);
+        self.id.subscriber().take(&mut taken);
         if !taken.is_empty() {
-            // Called from the pump, whose loop flushes next: no wake-up needed.
-            self.pump.runs_next();
+            // Called from the I/O loop, whose loop flushes next: no wake-up needed.
+            self.io.runs_next();
         }
         for msg in taken.drain(..) {
             self.submit(Outbound::Prepared(msg), None, ctx);
         }
-        self.pump.broadcasts = taken;
+        self.io.broadcasts = taken;
     }
 
     /// Answers an awaited write, or logs a refusal nobody awaits.

@@ -4,12 +4,19 @@
 use std::sync::Arc;
 
 use super::PresenceChange;
-use crate::{ConnectionId, PreparedMessage};
+use crate::connection::ConnectionId;
+use crate::prepared::PreparedMessage;
 
 /// Told of every change and broadcast, in the order they are made; must not block.
 pub(crate) trait Bus: Send + Sync {
-    /// `id` joined `group` (or changed its metadata, or left: `meta` is then empty).
-    fn changed(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, change: PresenceChange);
+    /// `id` joined `group` (`fresh`) or changed its metadata there.
+    fn joined(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, fresh: bool) {
+        let change = if fresh { PresenceChange::Joined } else { PresenceChange::Updated };
+        self.changed(group, id.seq(), meta, change);
+    }
+    /// The member `seq` of `group` joined, changed its metadata or left (`meta` is then
+    /// empty).
+    fn changed(&self, group: &Arc<str>, seq: u64, meta: &Arc<str>, change: PresenceChange);
     /// `msg` was broadcast to `group` on this node.
     fn broadcast(&self, group: &str, msg: &PreparedMessage);
 }
@@ -19,15 +26,15 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::groups::{leave_all, test_ids, Groups};
+    use crate::groups::{test_ids, Groups};
 
     /// An in-memory bus: what it was told, as lines.
     #[derive(Default)]
     struct Record(Mutex<Vec<String>>);
 
     impl Bus for Record {
-        fn changed(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, change: PresenceChange) {
-            self.0.lock().unwrap().push(format!("{group} {} {change:?} {meta}", id.seq()));
+        fn changed(&self, group: &Arc<str>, seq: u64, meta: &Arc<str>, change: PresenceChange) {
+            self.0.lock().unwrap().push(format!("{group} {seq} {change:?} {meta}"));
         }
         fn broadcast(&self, group: &str, msg: &PreparedMessage) {
             self.0.lock().unwrap().push(format!("{group} says {}", String::from_utf8_lossy(msg.body())));
@@ -47,7 +54,7 @@ mod tests {
         assert_eq!(groups.broadcast("elsewhere", "hello"), 0);
         assert!(groups.leave("g", &ids[1]));
         assert!(!groups.leave("g", &ids[1]), "not told twice");
-        leave_all(&ids[0]);
+        ids[0].subscriber().end();
         assert_eq!(
             *bus.0.lock().unwrap(),
             [

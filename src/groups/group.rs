@@ -1,21 +1,25 @@
 //! One group: its members with their metadata, how many live on each thread, and who
 //! watches it. Changes and broadcasts are made under the group's lock and handed to the
-//! homes under it, so every home sees them in the order the lock saw them.
+//! thread inboxes under it, so every inbox sees them in the order the lock saw them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use actix::Recipient;
 
-use super::home::{Home, Op};
 use super::presence::{Member, PresenceChange, PresenceEvent};
+use super::Shared;
+use crate::connection::ConnectionId;
+use crate::delivery::{lock, Joined, Leaving, Op, ThreadInbox};
+use crate::prepared::PreparedMessage;
 use crate::watchers::Watchers;
-use crate::{ConnectionId, PreparedMessage};
 
 pub(crate) struct Group {
-    /// Never reused: names the group to the homes.
-    pub(super) key: u64,
+    /// Never reused in the process: names the group to the thread inboxes.
+    key: u64,
     pub(super) name: Arc<str>,
+    /// The `Groups` it belongs to: told when the group empties, and of its changes.
+    owner: Weak<Shared>,
     state: Mutex<State>,
 }
 
@@ -23,7 +27,7 @@ pub(crate) struct Group {
 struct State {
     members: HashMap<u64, Entry>,
     /// The threads with members, and how many each has.
-    homes: Vec<(Arc<Home>, usize)>,
+    threads: Vec<(Arc<ThreadInbox>, usize)>,
     watchers: Watchers<PresenceEvent>,
     /// Taken out of the registry: a join that finds it so looks the name up again.
     removed: bool,
@@ -47,13 +51,12 @@ pub(super) struct Reach {
 }
 
 impl Group {
-    pub(super) fn new(key: u64, name: Arc<str>) -> Self {
-        Group { key, name, state: Mutex::default() }
+    pub(super) fn new(key: u64, name: Arc<str>, owner: Weak<Shared>) -> Self {
+        Group { key, name, owner, state: Mutex::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Maps and counters kept consistent within each call: usable after a panic elsewhere.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Adds `id` or replaces its metadata; `Ok(true)` when it is new.
@@ -68,12 +71,13 @@ impl Group {
             s.tell(&self.name, member, PresenceChange::Updated);
             return Ok(false);
         }
-        let home = id.home();
-        match s.homes.iter_mut().find(|(h, _)| Arc::ptr_eq(h, home)) {
+        let member_here = id.subscriber();
+        let thread = member_here.thread();
+        match s.threads.iter_mut().find(|(t, _)| Arc::ptr_eq(t, thread)) {
             Some((_, n)) => *n += 1,
-            None => s.homes.push((home.clone(), 1)),
+            None => s.threads.push((thread.clone(), 1)),
         }
-        home.push(Op::Join { group: self.key, id: id.clone() });
+        thread.push(Op::Join { group: self.key, member: member_here.clone() });
         s.joins += 1;
         let order = s.joins;
         s.members.insert(id.seq(), Entry { member: member.clone(), order });
@@ -82,17 +86,17 @@ impl Group {
     }
 
     /// Removes the member `seq`; whether it was one.
-    pub(super) fn leave(&self, seq: u64, change: PresenceChange) -> bool {
+    fn leave(&self, seq: u64, change: PresenceChange) -> bool {
         let mut s = self.lock();
         let Some(entry) = s.members.remove(&seq) else { return false };
-        let home = entry.member.id.home();
-        if let Some(i) = s.homes.iter().position(|(h, _)| Arc::ptr_eq(h, home)) {
-            s.homes[i].1 -= 1;
-            if s.homes[i].1 == 0 {
-                s.homes.swap_remove(i);
+        let thread = entry.member.id.subscriber().thread();
+        if let Some(i) = s.threads.iter().position(|(t, _)| Arc::ptr_eq(t, thread)) {
+            s.threads[i].1 -= 1;
+            if s.threads[i].1 == 0 {
+                s.threads.swap_remove(i);
             }
         }
-        home.push(Op::Leave { group: self.key, seq });
+        thread.push(Op::Leave { group: self.key, seq });
         s.tell(&self.name, entry.member, change);
         true
     }
@@ -108,19 +112,19 @@ impl Group {
         let s = self.lock();
         let except = except.filter(|id| s.members.contains_key(&id.seq()));
         let mut reach = Reach::default();
-        for (home, n) in &s.homes {
+        for (thread, n) in &s.threads {
             let mut n = *n;
-            if except.is_some_and(|id| Arc::ptr_eq(id.home(), home)) {
+            if except.is_some_and(|id| Arc::ptr_eq(id.subscriber().thread(), thread)) {
                 n -= 1;
             }
             if n == 0 {
                 continue;
             }
-            if home.backlog() > limit {
+            if thread.backlog() > limit {
                 reach.skipped += n;
                 continue;
             }
-            home.push(Op::Deliver { group: self.key, msg: msg.clone(), except: except.map(|id| id.seq()) });
+            thread.push(Op::Deliver { group: self.key, msg: msg.clone(), except: except.map(|id| id.seq()) });
             reach.reached += n;
         }
         reach
@@ -167,6 +171,38 @@ impl Group {
     }
 }
 
+/// How a member leaves, whether made to (`Groups::leave`) or by its connection's end: one
+/// path, taken under the connection's memberships lock.
+impl Joined for Group {
+    fn key(&self) -> u64 {
+        self.key
+    }
+
+    fn owner(&self) -> u64 {
+        self.owner.upgrade().map_or(0, |o| o.key)
+    }
+
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn remove(self: Arc<Self>, seq: u64, why: Leaving) {
+        let change = match why {
+            Leaving::Left => PresenceChange::Left,
+            Leaving::Ended => PresenceChange::Disconnected,
+        };
+        if !self.leave(seq, change) {
+            return;
+        }
+        if let Some(owner) = self.owner.upgrade() {
+            if let Some(bus) = &owner.bus {
+                bus.changed(&self.name, seq, &Arc::from(""), change);
+            }
+            owner.drop_if_unused(&self);
+        }
+    }
+}
+
 impl State {
     fn in_join_order(&self) -> Vec<Member> {
         let mut entries: Vec<&Entry> = self.members.values().collect();
@@ -191,7 +227,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_thread_past_its_backlog_is_skipped_and_not_counted() {
         let ids = crate::groups::test_ids(3);
-        let g = Group::new(1, "g".into());
+        let g = Arc::new(Group::new(1, "g".into(), Weak::new()));
         for id in &ids {
             assert!(matches!(g.join(id, "".into()), Ok(true)));
         }
@@ -199,12 +235,12 @@ mod tests {
         let limit = 1000;
         let first = g.deliver(&msg, Some(&ids[0]), limit);
         assert_eq!((first.reached, first.skipped), (2, 0));
-        // The home has not run (this task has not yielded): 2 KiB wait for it.
+        // The inbox's task has not run (this task has not yielded): 2 KiB wait for it.
         let second = g.deliver(&msg, None, limit);
         assert_eq!((second.reached, second.skipped), (0, 3));
-        let home = ids[0].home().clone();
+        let thread = ids[0].subscriber().thread().clone();
         for _ in 0..10 {
-            if home.backlog() == 0 {
+            if thread.backlog() == 0 {
                 break;
             }
             tokio::task::yield_now().await;
@@ -213,6 +249,7 @@ mod tests {
         assert_eq!((third.reached, third.skipped), (3, 0));
         assert!(g.leave(ids[1].seq(), PresenceChange::Left));
         assert!(!g.leave(ids[1].seq(), PresenceChange::Left));
-        assert_eq!(g.members().iter().map(|m| m.id.seq()).collect::<Vec<_>>(), [1, 3]);
+        g.clone().remove(ids[0].seq(), Leaving::Ended); // without an owner: the group alone
+        assert_eq!(g.members().iter().map(|m| m.id.seq()).collect::<Vec<_>>(), [3]);
     }
 }

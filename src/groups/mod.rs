@@ -1,26 +1,30 @@
 //! Groups: named sets of connections to broadcast to, with presence.
 //!
-//! How a broadcast travels:
+//! How a broadcast travels, each step a layer further down:
 //!
 //! ```text
-//! broadcast ──one entry per thread with members──> home (one per worker thread)
-//!                                                   │ that thread's members of the group
-//!                                                   v
-//!                                 each member's lane ──its next turn──> write path
+//! Groups::broadcast (groups)
+//!   │ the group's lock: one entry per worker thread with members
+//!   v
+//! ThreadInbox::push (delivery, one inbox per thread)
+//!   │ the inbox's task, on that thread: the thread's members of the group
+//!   v
+//! Subscriber::deliver (delivery, one per connection)
+//!   │ the connection's next turn takes what waits
+//!   v
+//! the connection's write path (connection)
 //! ```
 //!
+//! Joins and leaves take the same way down, so an inbox sees them in order with the
+//! broadcasts. A member leaves through one path, whether made to or because its
+//! connection ended: its subscriber hands the group back (`delivery::Joined::remove`).
+//!
 //! - `group`: a group's members, metadata, per-thread counts and watchers, under one lock.
-//! - `home`: a thread's inbox and the task that hands broadcasts to its members.
-//! - `lane`: what a connection has been handed and not yet taken.
-//! - `membership`: the groups a connection is in, for leaving them when it ends.
 //! - `presence`: members and the events watchers get.
 //! - `bus`: what a cluster is told of, so groups span nodes.
 
 mod bus;
 mod group;
-mod home;
-mod lane;
-mod membership;
 mod presence;
 
 use std::collections::HashMap;
@@ -31,22 +35,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix::Recipient;
 
 pub(crate) use bus::Bus;
-pub(crate) use home::Home;
-pub(crate) use lane::Lane;
-pub(crate) use membership::{leave_all, lock as lock_memberships, Memberships};
 pub use presence::{Member, PresenceChange, PresenceEvent};
 
 use group::{Group, Removed};
-use home::Op;
 
-use crate::{ConnectionId, PreparedMessage};
+use crate::delivery::{lock, Joined, Op, ThreadInbox};
+
+use crate::connection::ConnectionId;
+use crate::prepared::PreparedMessage;
 
 /// Bytes of broadcasts a thread may have waiting before further broadcasts skip it.
 const DEFAULT_THREAD_BACKLOG: usize = 64 << 20;
 
-/// The next group's key. One counter for the whole process: every `Groups` (local or a
-/// cluster's) shares the worker threads' inboxes, which know groups by key only.
-static NEXT_GROUP_KEY: AtomicU64 = AtomicU64::new(1);
+/// The next key of a group or of a `Groups`. One counter for the whole process: every
+/// `Groups` (local or a cluster's) shares the worker threads' inboxes, which know groups
+/// by key only.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+fn next_key() -> u64 {
+    NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Named groups of connections: join, leave, broadcast, presence.
 ///
@@ -113,6 +121,8 @@ pub enum GroupError {
 }
 
 pub(crate) struct Shared {
+    /// Tells the groups of this `Groups` from those of others.
+    key: u64,
     map: Mutex<HashMap<Arc<str>, Arc<Group>>>,
     thread_backlog: usize,
     /// The cluster these groups span, if any.
@@ -121,27 +131,26 @@ pub(crate) struct Shared {
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared { map: Mutex::default(), thread_backlog: DEFAULT_THREAD_BACKLOG, bus: None }
+        Shared { key: next_key(), map: Mutex::default(), thread_backlog: DEFAULT_THREAD_BACKLOG, bus: None }
     }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Group>>> {
-        // A plain map: whole after a panic elsewhere.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.map)
     }
 
     fn get(&self, name: &str) -> Option<Arc<Group>> {
         self.lock().get(name).cloned()
     }
 
-    fn get_or_make(&self, name: &str) -> Arc<Group> {
+    fn get_or_make(self: &Arc<Self>, name: &str) -> Arc<Group> {
         let mut map = self.lock();
         if let Some(g) = map.get(name) {
             return g.clone();
         }
         let name: Arc<str> = name.into();
-        let g = Arc::new(Group::new(NEXT_GROUP_KEY.fetch_add(1, Ordering::Relaxed), name.clone()));
+        let g = Arc::new(Group::new(next_key(), name.clone(), Arc::downgrade(self)));
         map.insert(name, g.clone());
         g
     }
@@ -208,48 +217,31 @@ impl Groups {
         meta: impl Into<Arc<str>>,
     ) -> Result<bool, GroupError> {
         let meta = meta.into();
-        let mut m = id.memberships();
-        if m.ended {
-            return Err(GroupError::Ended);
-        }
-        loop {
+        let mut fresh = false;
+        let joined = id.subscriber().join(|| loop {
             let g = self.shared.get_or_make(group);
             match g.join(id, meta.clone()) {
                 Err(Removed) => continue,
-                Ok(fresh) => {
-                    // Under the memberships' lock: the bus sees one connection's joins and
-                    // leaves in the order they were made.
+                Ok(new) => {
+                    fresh = new;
+                    // Under the connection's memberships lock: the bus sees one
+                    // connection's joins and leaves in the order they were made.
                     if let Some(bus) = &self.shared.bus {
-                        let change = if fresh { PresenceChange::Joined } else { PresenceChange::Updated };
-                        bus.changed(&g.name, id, &meta, change);
+                        bus.joined(&g.name, id, &meta, new);
                     }
-                    if fresh {
-                        m.list.push((Arc::downgrade(&self.shared), g));
-                    }
-                    return Ok(fresh);
+                    return new.then_some(g as Arc<dyn Joined>);
                 }
             }
-        }
+        });
+        joined.map_err(|_| GroupError::Ended)?;
+        Ok(fresh)
     }
 
     /// Takes `id` out of `group`; whether it was a member.
     pub fn leave(&self, group: &str, id: &ConnectionId) -> bool {
-        let g = {
-            let mut m = id.memberships();
-            let mine = |(s, g): &(std::sync::Weak<Shared>, Arc<Group>)| {
-                std::ptr::eq(s.as_ptr(), Arc::as_ptr(&self.shared)) && &*g.name == group
-            };
-            let Some(i) = m.list.iter().position(mine) else { return false };
-            let (_, g) = m.list.swap_remove(i);
-            // Under the memberships' lock, so a join of the same connection waits for it.
-            g.leave(id.seq(), PresenceChange::Left);
-            if let Some(bus) = &self.shared.bus {
-                bus.changed(&g.name, id, &Arc::from(""), PresenceChange::Left);
-            }
-            g
-        };
-        self.shared.drop_if_unused(&g);
-        true
+        // The group a connection is in is never dropped: if `group` names another now, the
+        // connection is not in it.
+        self.shared.get(group).is_some_and(|g| id.subscriber().leave(g.key()))
     }
 
     /// Writes `msg` to every member of `group`; returns how many members it was handed
@@ -308,24 +300,25 @@ impl Groups {
         msg: impl Into<PreparedMessage>,
     ) -> usize {
         let msg = msg.into();
-        let mut by_home: Vec<(Arc<Home>, Vec<ConnectionId>)> = Vec::new();
+        let mut by_thread: Vec<(Arc<ThreadInbox>, Vec<_>)> = Vec::new();
         for id in ids {
-            if id.is_closing() {
+            let member = id.subscriber();
+            if member.is_closed() {
                 continue;
             }
-            match by_home.iter_mut().find(|(h, _)| Arc::ptr_eq(h, id.home())) {
-                Some((_, list)) => list.push(id.clone()),
-                None => by_home.push((id.home().clone(), vec![id.clone()])),
+            match by_thread.iter_mut().find(|(t, _)| Arc::ptr_eq(t, member.thread())) {
+                Some((_, list)) => list.push(member.clone()),
+                None => by_thread.push((member.thread().clone(), vec![member.clone()])),
             }
         }
         let (mut reached, mut skipped) = (0, 0);
-        for (home, ids) in by_home {
-            if home.backlog() > self.shared.thread_backlog {
-                skipped += ids.len();
+        for (thread, members) in by_thread {
+            if thread.backlog() > self.shared.thread_backlog {
+                skipped += members.len();
                 continue;
             }
-            reached += ids.len();
-            home.push(Op::DeliverTo { ids, msg: msg.clone() });
+            reached += members.len();
+            thread.push(Op::DeliverTo { members, msg: msg.clone() });
         }
         if skipped > 0 {
             tracing::warn!(skipped, "send_to skipped connections on threads too far behind");
@@ -350,9 +343,8 @@ impl Groups {
 
     /// The groups of this `Groups` that `id` is in.
     pub fn groups_of(&self, id: &ConnectionId) -> Vec<Arc<str>> {
-        let m = id.memberships();
-        let mine = |s: &std::sync::Weak<Shared>| std::ptr::eq(s.as_ptr(), Arc::as_ptr(&self.shared));
-        m.list.iter().filter(|(s, _)| mine(s)).map(|(_, g)| g.name.clone()).collect()
+        let mine = self.shared.key;
+        id.subscriber().groups(|g| (g.owner() == mine).then(|| g.name().clone()))
     }
 
     /// The names of the groups that have members or watchers.
@@ -417,7 +409,7 @@ pub(crate) fn test_ids(n: usize) -> Vec<ConnectionId> {
     use actix::AsyncContext;
     (0..n)
         .map(|i| {
-            let ctx = actix::Context::<crate::WsConnection>::new();
+            let ctx = actix::Context::<crate::connection::WsConnection>::new();
             ConnectionId::new(i as u64 + 1, ctx.address(), 0)
         })
         .collect()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::ConnectionId;
+use crate::connection::ConnectionId;
 
 /// One member of a group: its connection and the metadata it joined with.
 ///

@@ -18,10 +18,10 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpServer};
 pub use options::{HandlerOptions, OriginCheck};
 pub use request::{record_local_addr, HandshakeError};
 
-use crate::connection::{Parts, Shutdown, WsConnection};
-use crate::message::ConnectData;
+use crate::connection::{ConnectData, ConnectionId, Setup, Shutdown, Target, WsConnection};
+use crate::error::ConfigError;
 use crate::registry::Registry;
-use crate::{ConfigError, ConnectionSettings, Target};
+use crate::settings::ConnectionSettings;
 use request::{check_request, local_addr};
 
 /// What one upgrade chooses for itself (see [`WsHandler::upgrade_with`]).
@@ -64,7 +64,7 @@ struct Inner {
     options: HandlerOptions,
     /// `options.settings`, shared by every connection instead of copied into each.
     settings: Arc<ConnectionSettings>,
-    registry: Registry,
+    registry: Registry<ConnectionId>,
 }
 
 /// Upgrades actix-web requests to WebSocket connections, one [`WsConnection`] actor each.
@@ -294,7 +294,7 @@ impl WsHandler {
         let mut res = accepted.switching_protocols();
         let uri =
             req.uri().path_and_query().map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
-        let parts = Parts {
+        let setup = Setup {
             target,
             config: self.inner.settings.clone(),
             deflate: accepted.deflate.map(|(p, _)| p),
@@ -306,10 +306,10 @@ impl WsHandler {
             data,
         };
         let registry = &self.inner.registry;
-        let (_, body) = WsConnection::accept(parts, payload.into_inner(), |id| {
+        let (_, body) = WsConnection::accept(setup, payload.into_inner(), |id| {
             // Joined before the upgrade is answered, under the lock shutdown takes: a
             // shutdown that began meanwhile is told to the connection at once.
-            let (registration, shutting_down) = registry.join(id);
+            let (registration, shutting_down) = registry.join(id.seq(), id.clone());
             if shutting_down {
                 id.addr().do_send(Shutdown);
             }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 
-use crate::{ConnectionSettings, Pool};
+use crate::pool::Pool;
+use crate::settings::ConnectionSettings;
 
 /// A predicate on the upgrade request that allows (true) or refuses (false) its origin.
 pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;

@@ -10,23 +10,23 @@ use actix::prelude::*;
 use super::framed::{Flushed, Read};
 use super::WsConnection;
 
-/// Rounds of work before the pump yields to other actors on the same thread.
+/// Rounds of work before the I/O loop yields to other actors on the same thread.
 const BUDGET: usize = 64;
 
-/// The pump's own bookkeeping: how to wake it, and which poll saw the target's last answer.
+/// The I/O loop's own bookkeeping: how to wake it, and which poll saw the target's last answer.
 #[derive(Default)]
-pub(super) struct PumpState {
+pub(super) struct IoLoopState {
     waker: Option<Waker>,
-    /// A wake-up stands: further ones are not needed until the pump runs.
+    /// A wake-up stands: further ones are not needed until the I/O loop runs.
     wake_pending: bool,
     /// Wraps; only equality matters.
     polls: u32,
     answered_at: u32,
-    /// Broadcasts taken from the lane, kept for its capacity.
-    pub(super) broadcasts: Vec<crate::PreparedMessage>,
+    /// Broadcasts taken from the subscriber, kept for its capacity.
+    pub(super) broadcasts: Vec<crate::prepared::PreparedMessage>,
 }
 
-impl PumpState {
+impl IoLoopState {
     /// Starts a poll; true when the waker is new.
     fn enter(&mut self, task: &TaskContext<'_>) -> bool {
         self.wake_pending = false;
@@ -44,7 +44,7 @@ impl PumpState {
         self.waker.as_ref()
     }
 
-    /// Asks for the pump to run. One request stands until the pump runs, so a burst of
+    /// Asks for the I/O loop to run. One request stands until the I/O loop runs, so a burst of
     /// writes costs one wake-up, not one per message.
     pub(super) fn wake(&mut self) {
         if self.wake_pending {
@@ -56,7 +56,7 @@ impl PumpState {
         }
     }
 
-    /// For message handlers: actix polls an actor's spawned futures (the pump among them)
+    /// For message handlers: actix polls an actor's spawned futures (the I/O loop among them)
     /// right after its mailbox, so a write made there needs no wake-up.
     pub(super) fn runs_next(&mut self) {
         self.wake_pending = true;
@@ -68,14 +68,14 @@ impl PumpState {
     }
 
     /// A reply the target wrote before answering may sit in this actor's mailbox, which
-    /// actix drains before the pump only on the next poll: what must follow the replies
+    /// actix drains before the I/O loop only on the next poll: what must follow the replies
     /// waits one poll after an answer.
     pub(super) fn answered_this_poll(&self) -> bool {
         self.answered_at == self.polls
     }
 }
 
-pub(super) struct Pump;
+pub(super) struct IoLoop;
 
 enum Step {
     Progress,
@@ -83,7 +83,7 @@ enum Step {
     Done,
 }
 
-impl ActorFuture<WsConnection> for Pump {
+impl ActorFuture<WsConnection> for IoLoop {
     type Output = ();
 
     fn poll(
@@ -92,8 +92,8 @@ impl ActorFuture<WsConnection> for Pump {
         ctx: &mut Context<WsConnection>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        if act.pump.enter(task) {
-            act.id.lane().set_waker(task.waker());
+        if act.io.enter(task) {
+            act.id.subscriber().set_waker(task.waker());
         }
         if act.tick.as_mut().is_some_and(|t| t.poll(task)) {
             act.on_tick(ctx);
@@ -106,7 +106,7 @@ impl ActorFuture<WsConnection> for Pump {
                 Step::Progress => continue,
                 Step::Idle => return pause(act, ctx),
                 Step::Done => {
-                    act.hand_over_held();
+                    act.hand_over_last();
                     act.lifecycle.finish();
                     ctx.stop();
                     return Poll::Ready(());
@@ -118,10 +118,10 @@ impl ActorFuture<WsConnection> for Pump {
     }
 }
 
-/// Ends a pump poll that leaves the connection running: no message stays held, a peer
+/// Ends an I/O loop poll that leaves the connection running: no message stays back, a peer
 /// that leaves bytes waiting is watched, and writers learn the backlog.
 fn pause(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> Poll<()> {
-    act.hand_over_held();
+    act.hand_over_last();
     if !act.has_room() {
         act.watch_stall(ctx);
     }

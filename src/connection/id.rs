@@ -1,18 +1,24 @@
-//! `ConnectionId`: the id that addresses one connection and lets its holder write to it.
+//! `ConnectionId`: the id that addresses one connection and lets its holder write to it,
+//! with what writers read of the connection without asking it (how far behind its peer
+//! is, whether it is closing or gone) and its part in the delivery of broadcasts.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Notify;
 
 use actix::Addr;
 
-use crate::connection::{SendMessage, WsConnection};
-use crate::groups::{Home, Lane, Memberships};
+use super::mailbox::{GetStats, SendMessage, SendPrepared};
+use super::WsConnection;
+use crate::delivery::Subscriber;
+use crate::error::{TrySendError, WriteError};
+use crate::message::Outgoing;
+use crate::prepared::PreparedMessage;
 use crate::protocol::CloseCode;
-use crate::{Outgoing, Stats, TrySendError, WriteError};
+use crate::stats::Stats;
 
 /// Identifies one connection and lets its holder write to it, like the `gen.Alias` of
 /// Ergo's meta-process.
@@ -41,17 +47,13 @@ struct IdInner {
     backlog: AtomicUsize,
     /// The connection's `max_write_buffer`.
     write_limit: usize,
-    /// The connection has sent its close frame: it writes nothing more.
-    closing: AtomicBool,
     /// The actor has stopped (its `MessageDisconnect` is on its way).
     ended: AtomicBool,
     /// Created by the first `closed()` waiter only.
     ended_notify: OnceLock<Arc<Notify>>,
-    /// The connection's thread's delivery point for broadcasts.
-    home: Arc<Home>,
-    /// Broadcasts handed to the connection and not yet taken.
-    lane: Lane,
-    memberships: Mutex<Memberships>,
+    /// Broadcasts handed to it, the groups it is in, and whether its close frame is out
+    /// (it then writes nothing more).
+    subscriber: Arc<Subscriber>,
 }
 
 impl ConnectionId {
@@ -61,35 +63,19 @@ impl ConnectionId {
             addr,
             backlog: AtomicUsize::new(0),
             write_limit,
-            closing: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             ended_notify: OnceLock::new(),
-            home: Home::current(),
-            lane: Lane::default(),
-            memberships: Mutex::default(),
+            subscriber: Subscriber::new(seq),
         }))
     }
 
-    pub(crate) fn home(&self) -> &Arc<Home> {
-        &self.0.home
-    }
-
-    pub(crate) fn lane(&self) -> &Lane {
-        &self.0.lane
-    }
-
-    pub(crate) fn memberships(&self) -> MutexGuard<'_, Memberships> {
-        crate::groups::lock_memberships(&self.0.memberships)
-    }
-
-    /// Hands a broadcast to the connection, on its own thread; nothing once it is closing.
-    /// True when the connection is to be woken (its lane was empty).
-    pub(crate) fn deliver(&self, msg: &crate::PreparedMessage) -> bool {
-        !self.is_closing() && self.0.lane.push(msg)
+    /// The connection as the delivery of broadcasts sees it.
+    pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
+        &self.0.subscriber
     }
 
     pub(crate) fn is_closing(&self) -> bool {
-        self.0.closing.load(Ordering::Relaxed)
+        self.0.subscriber.is_closed()
     }
 
     /// The actor has stopped: wakes whoever awaits `closed()`.
@@ -123,7 +109,7 @@ impl ConnectionId {
     }
 
     pub(crate) fn mark_closing(&self) {
-        self.0.closing.store(true, Ordering::Relaxed);
+        self.0.subscriber.close();
     }
 
     pub(crate) fn set_backlog(&self, bytes: usize) {
@@ -191,7 +177,7 @@ impl ConnectionId {
     /// ```
     pub fn try_send(&self, msg: impl Into<Outgoing>) -> Result<(), TrySendError> {
         let msg = msg.into();
-        if self.0.closing.load(Ordering::Relaxed) || !self.0.addr.connected() {
+        if self.is_closing() || !self.0.addr.connected() {
             return Err(TrySendError::Closed(msg));
         }
         if self.backlog() >= self.0.write_limit {
@@ -237,8 +223,8 @@ impl ConnectionId {
     /// }
     /// # }
     /// ```
-    pub fn send_prepared(&self, msg: &crate::PreparedMessage) {
-        self.0.addr.do_send(crate::connection::SendPrepared(msg.clone()));
+    pub fn send_prepared(&self, msg: &PreparedMessage) {
+        self.0.addr.do_send(SendPrepared(msg.clone()));
     }
 
     /// Starts the closing handshake with `code` and `reason` (cut to fit the frame), after
@@ -279,7 +265,7 @@ impl ConnectionId {
     /// # }
     /// ```
     pub async fn stats(&self) -> Result<Stats, WriteError> {
-        self.0.addr.send(crate::connection::GetStats).await.map_err(|_| WriteError::Closed)
+        self.0.addr.send(GetStats).await.map_err(|_| WriteError::Closed)
     }
 }
 

@@ -1,10 +1,10 @@
-//! A worker thread's delivery point: broadcasts cross to a thread once, as one entry in
-//! its home's inbox, and the home's task hands them to that thread's members.
+//! A worker thread's inbox: broadcasts cross to a thread once, as one entry here, and the
+//! inbox's task hands them to that thread's members.
 //!
-//! Every thread that runs connections has one home, made with its first connection; a
-//! connection's id knows its home. The home keeps, for each group, the list of its own
-//! members. Joins, leaves and deliveries go through the same inbox, so a member joined
-//! before a broadcast gets it and a member that left does not.
+//! Every thread that runs connections has one inbox, made with its first connection; a
+//! connection's subscriber knows it. The task keeps, for each group (by key), the list of
+//! the thread's members. Joins, leaves and deliveries go through the same inbox, so a
+//! member joined before a broadcast gets it and a member that left does not.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -16,13 +16,14 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
-use crate::{ConnectionId, PreparedMessage};
+use super::subscriber::{lock, Subscriber};
+use crate::prepared::PreparedMessage;
 
-/// Member deliveries a home makes before it lets its thread's connections run: they
+/// Member deliveries the task makes before it lets its thread's connections run: they
 /// write what it handed them in the meantime, several broadcasts in one write.
 const BUDGET: usize = 16 * 1024;
 
-/// Members a home wakes per turn. It wakes the rest on its next turns, after these have
+/// Members the task wakes per turn. It wakes the rest on its next turns, after these have
 /// written, taking in what reached the thread meanwhile: so a broadcast that arrives
 /// while a round of writes is under way joins the writes not yet made, instead of
 /// waiting for a round of its own (a member woken late takes both in one write).
@@ -32,7 +33,7 @@ const WAKE_CHUNK: usize = 16;
 const ENTRY_COST: usize = 64;
 
 /// One thread's inbox, shared with every other thread.
-pub(crate) struct Home {
+pub(crate) struct ThreadInbox {
     inbox: Mutex<Inbox>,
     waker: AtomicWaker,
     /// Bytes of broadcasts waiting in the inbox, for the backlog bound.
@@ -48,13 +49,14 @@ struct Inbox {
     scheduled: bool,
 }
 
-/// What the other threads ask of a home. Groups are named by a number that is never
-/// reused, so a group dropped and made again under the same name starts empty here too.
+/// What the other threads ask of an inbox. Groups are named by a key that is never
+/// reused in the process, so a group dropped and made again under the same name starts
+/// empty here too, and groups of different owners never meet.
 pub(crate) enum Op {
-    Join { group: u64, id: ConnectionId },
+    Join { group: u64, member: Arc<Subscriber> },
     Leave { group: u64, seq: u64 },
     Deliver { group: u64, msg: PreparedMessage, except: Option<u64> },
-    DeliverTo { ids: Vec<ConnectionId>, msg: PreparedMessage },
+    DeliverTo { members: Vec<Arc<Subscriber>>, msg: PreparedMessage },
 }
 
 impl Op {
@@ -67,38 +69,38 @@ impl Op {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<Home>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Arc<ThreadInbox>>> = const { RefCell::new(None) };
 }
 
-impl Home {
-    /// This thread's home, made (and its task spawned) on first use; a home whose runtime
-    /// has gone is replaced.
-    pub(crate) fn current() -> Arc<Home> {
+impl ThreadInbox {
+    /// This thread's inbox, made (and its task spawned) on first use; an inbox whose
+    /// runtime has gone is replaced.
+    pub(crate) fn current() -> Arc<ThreadInbox> {
         CURRENT.with(|current| {
             let mut current = current.borrow_mut();
-            if let Some(home) = current.as_ref().filter(|h| h.alive.load(Ordering::Acquire)) {
-                return home.clone();
+            if let Some(inbox) = current.as_ref().filter(|h| h.alive.load(Ordering::Acquire)) {
+                return inbox.clone();
             }
-            let home = Arc::new(Home {
+            let inbox = Arc::new(ThreadInbox {
                 inbox: Mutex::default(),
                 waker: AtomicWaker::new(),
                 queued: AtomicUsize::new(0),
                 alive: AtomicBool::new(true),
             });
             if tokio::runtime::Handle::try_current().is_ok() {
-                actix::spawn(Delivery {
-                    home: home.clone(),
+                actix::spawn(InboxTask {
+                    inbox: inbox.clone(),
                     local: HashMap::new(),
                     taken: VecDeque::new(),
                     to_wake: VecDeque::new(),
-                    held: 0,
+                    handed_out: 0,
                 });
             } else {
                 // No runtime to deliver on: nothing on this thread can run a connection.
-                home.alive.store(false, Ordering::Release);
+                inbox.alive.store(false, Ordering::Release);
             }
-            *current = Some(home.clone());
-            home
+            *current = Some(inbox.clone());
+            inbox
         })
     }
 
@@ -120,23 +122,22 @@ impl Home {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
-        // The inbox is a plain queue: still whole after a panic elsewhere.
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inbox)
     }
 }
 
 /// A group's members on this thread; the index finds a member's place for removal.
 #[derive(Default)]
 struct LocalGroup {
-    members: Vec<ConnectionId>,
+    members: Vec<Arc<Subscriber>>,
     at: HashMap<u64, usize>,
 }
 
 impl LocalGroup {
-    fn join(&mut self, id: ConnectionId) {
-        if let std::collections::hash_map::Entry::Vacant(e) = self.at.entry(id.seq()) {
+    fn join(&mut self, member: Arc<Subscriber>) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.at.entry(member.seq()) {
             e.insert(self.members.len());
-            self.members.push(id);
+            self.members.push(member);
         }
     }
 
@@ -149,38 +150,38 @@ impl LocalGroup {
     }
 }
 
-/// The home's task: drains the inbox in order, a budget of deliveries at a time, and
+/// The inbox's task: drains the inbox in order, a budget of deliveries at a time, and
 /// wakes the members it handed something, a chunk at a time.
-struct Delivery {
-    home: Arc<Home>,
+struct InboxTask {
+    inbox: Arc<ThreadInbox>,
     local: HashMap<u64, LocalGroup>,
     /// Taken from the inbox under one lock, not yet done.
     taken: VecDeque<Op>,
-    /// Members with something in their lane, not woken yet, in the order they got it.
-    to_wake: VecDeque<ConnectionId>,
+    /// Members with something in their queue, not woken yet, in the order they got it.
+    to_wake: VecDeque<Arc<Subscriber>>,
     /// Bytes of broadcasts handed out since the last time every member was woken: still
-    /// the thread's backlog, since lanes of members not yet woken hold them.
-    held: usize,
+    /// the thread's backlog, since the queues of members not yet woken hold them.
+    handed_out: usize,
 }
 
-impl Drop for Delivery {
+impl Drop for InboxTask {
     fn drop(&mut self) {
-        self.home.alive.store(false, Ordering::Release);
+        self.inbox.alive.store(false, Ordering::Release);
     }
 }
 
-impl Future for Delivery {
+impl Future for InboxTask {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.home.waker.register(cx.waker());
+        this.inbox.waker.register(cx.waker());
         let drained = this.drain();
-        for id in this.to_wake.drain(..WAKE_CHUNK.min(this.to_wake.len())) {
-            id.lane().wake();
+        for member in this.to_wake.drain(..WAKE_CHUNK.min(this.to_wake.len())) {
+            member.wake();
         }
         if this.to_wake.is_empty() {
-            this.home.queued.fetch_sub(std::mem::take(&mut this.held), Ordering::Relaxed);
+            this.inbox.queued.fetch_sub(std::mem::take(&mut this.handed_out), Ordering::Relaxed);
         }
         if !drained || !this.to_wake.is_empty() {
             // Its next turn comes after the tasks just woken.
@@ -190,13 +191,13 @@ impl Future for Delivery {
     }
 }
 
-impl Delivery {
+impl InboxTask {
     /// Does waiting ops in order, up to a budget of deliveries; true when none are left.
     fn drain(&mut self) -> bool {
         let mut done = 0;
         loop {
             if self.taken.is_empty() {
-                let mut inbox = self.home.lock();
+                let mut inbox = self.inbox.lock();
                 if inbox.ops.is_empty() {
                     inbox.scheduled = false;
                     return true;
@@ -204,7 +205,7 @@ impl Delivery {
                 std::mem::swap(&mut self.taken, &mut inbox.ops);
             }
             while let Some(op) = self.taken.pop_front() {
-                self.held += op.cost();
+                self.handed_out += op.cost();
                 done += self.run(op);
                 if done >= BUDGET {
                     return false;
@@ -216,8 +217,8 @@ impl Delivery {
     /// Does one op; returns the deliveries it made.
     fn run(&mut self, op: Op) -> usize {
         match op {
-            Op::Join { group, id } => {
-                self.local.entry(group).or_default().join(id);
+            Op::Join { group, member } => {
+                self.local.entry(group).or_default().join(member);
                 1
             }
             Op::Leave { group, seq } => {
@@ -231,25 +232,25 @@ impl Delivery {
             }
             Op::Deliver { group, msg, except } => {
                 let Some(g) = self.local.get(&group) else { return 1 };
-                for id in g.members.iter().filter(|id| Some(id.seq()) != except) {
-                    hand(&mut self.to_wake, id, &msg);
+                for member in g.members.iter().filter(|m| Some(m.seq()) != except) {
+                    hand(&mut self.to_wake, member, &msg);
                 }
                 g.members.len()
             }
-            Op::DeliverTo { ids, msg } => {
-                for id in &ids {
-                    hand(&mut self.to_wake, id, &msg);
+            Op::DeliverTo { members, msg } => {
+                for member in &members {
+                    hand(&mut self.to_wake, member, &msg);
                 }
-                ids.len()
+                members.len()
             }
         }
     }
 }
 
-/// Puts `msg` in `id`'s lane; a member whose lane was empty is to be woken.
-fn hand(to_wake: &mut VecDeque<ConnectionId>, id: &ConnectionId, msg: &PreparedMessage) {
-    if id.deliver(msg) {
-        to_wake.push_back(id.clone());
+/// Hands `msg` to `member`; a member whose queue was empty is to be woken.
+fn hand(to_wake: &mut VecDeque<Arc<Subscriber>>, member: &Arc<Subscriber>, msg: &PreparedMessage) {
+    if member.deliver(msg) {
+        to_wake.push_back(member.clone());
     }
 }
 
@@ -257,11 +258,13 @@ fn hand(to_wake: &mut VecDeque<ConnectionId>, id: &ConnectionId, msg: &PreparedM
 mod tests {
     use super::*;
 
-    use crate::groups::test_ids as ids;
+    fn subscribers(n: u64) -> Vec<Arc<Subscriber>> {
+        (1..=n).map(Subscriber::new).collect()
+    }
 
     #[actix_rt::test]
     async fn a_local_group_keeps_its_index_through_swap_removals() {
-        let ids = ids(5);
+        let ids = subscribers(5);
         let mut g = LocalGroup::default();
         for id in &ids {
             g.join(id.clone());
@@ -285,18 +288,18 @@ mod tests {
 
     #[actix_rt::test]
     async fn the_backlog_counts_broadcasts_until_they_are_delivered() {
-        let home = Home::current();
+        let inbox = ThreadInbox::current();
         let msg = PreparedMessage::binary(vec![0u8; 1000]);
-        home.push(Op::Deliver { group: 1, msg: msg.clone(), except: None });
-        home.push(Op::Join { group: 1, id: ids(1).remove(0) });
-        assert_eq!(home.backlog(), 1000 + ENTRY_COST);
-        // The home's task runs when this one yields.
+        inbox.push(Op::Deliver { group: 1, msg: msg.clone(), except: None });
+        inbox.push(Op::Join { group: 1, member: subscribers(1).remove(0) });
+        assert_eq!(inbox.backlog(), 1000 + ENTRY_COST);
+        // The inbox's task runs when this one yields.
         for _ in 0..10 {
-            if home.backlog() == 0 {
+            if inbox.backlog() == 0 {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        assert_eq!(home.backlog(), 0);
+        assert_eq!(inbox.backlog(), 0);
     }
 }

@@ -153,6 +153,8 @@ async fn joins_and_leaves_while_redis_was_away_reach_the_watchers_once_it_is_bac
     let (a, mut b) = (node(&redis).await, node(&redis).await);
     let (watcher, mut seen) = events();
     a.cluster.watch(ROOM, watcher);
+    // A listens to the room before b0 joins: b0 is news to it, not a member already there.
+    redis.await_numsub(&format!("amw:g:{ROOM}"), 1).await;
     let (mut b0c, b0) = client(&b, "b0").await;
     assert_eq!(change(&mut seen).await, (b0, "b0".into(), PresenceChange::Joined));
     let (ea, mut a_events) = events();
@@ -207,6 +209,9 @@ async fn the_chat_tells_its_pages_when_a_node_dies_with_a_guest() {
     let (mut g1, _) = RawClient::connect_path(p1.addr, "/ws").await;
     let hello = text(&mut g1).await;
     let me = hello.split_whitespace().nth(2).expect("a name").to_owned();
+    // The first node listens to the lobby before the second guest comes: its chat tells
+    // the news (a guest there already when it began to watch would be no news).
+    redis.await_numsub("amw:g:lobby", 1).await;
     let (mut g2, _) = RawClient::connect_path(p2.addr, "/ws").await;
     let hello = text(&mut g2).await;
     let other = hello.split_whitespace().nth(2).expect("a name").to_owned();

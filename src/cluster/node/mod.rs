@@ -363,10 +363,27 @@ impl Node {
     /// changed since the roster was last right.
     async fn load_roster(&mut self, r: &mut Redis, group: &Arc<str>) -> redis::RedisResult<()> {
         let listed = read::members(&mut r.conn, &self.keys, group).await?;
+        for member in &listed {
+            self.heard_of(member.id.node());
+        }
         for (member, change) in self.rosters.load(group, listed, self.me()) {
             self.tell_watchers(group, member, change);
         }
         Ok(())
+    }
+
+    /// `node` has members in presence: it is up, and watched for its death like any node
+    /// heard (its heartbeat may not have come yet).
+    fn heard_of(&mut self, node: NodeId) {
+        if node != self.me() && self.peers.heard_of(node, Instant::now()) {
+            self.node_up(node);
+        }
+    }
+
+    fn node_up(&mut self, node: NodeId) {
+        self.link.set_peers(self.peers.ids());
+        tracing::info!(%node, "cluster: node up");
+        self.tell(ClusterEvent::NodeUp(node));
     }
 
     /// Tells each waiting watcher every member of its group, here and on other nodes, as
@@ -510,12 +527,14 @@ impl Node {
                 self.heard(from, dropped, false);
             }
             (Frame::Presence { change, seq, meta }, Channel::Group(group)) => {
+                self.heard_of(from);
                 let member = ClusterMember { id: GlobalId { node: from, seq }, meta: meta.into() };
                 if let Some((member, change)) = self.rosters.apply(group, member, change) {
                     self.tell_watchers(&group.into(), member, change);
                 }
             }
             (Frame::Roster { members }, Channel::Group(group)) => {
+                self.heard_of(from);
                 for (member, change) in self.rosters.replace_node(group, from, members) {
                     self.tell_watchers(&group.into(), member, change);
                 }
@@ -548,11 +567,7 @@ impl Node {
     /// `from` is alive (a heartbeat) or at least talking.
     fn heard(&mut self, from: NodeId, dropped: u64, heartbeat: bool) {
         match self.peers.heard(from, dropped, heartbeat, Instant::now()) {
-            Heard::Up => {
-                self.link.set_peers(self.peers.ids());
-                tracing::info!(node = %from, "cluster: node up");
-                self.tell(ClusterEvent::NodeUp(from));
-            }
+            Heard::Up => self.node_up(from),
             Heard::Missed => {
                 tracing::warn!(node = %from, dropped, "cluster: a node could not publish some broadcasts");
                 self.tell(ClusterEvent::Gap(GapCause::Missed(from)));

@@ -8,7 +8,9 @@ use crate::cluster::ids::NodeId;
 
 struct Peer {
     seen: Instant,
-    dropped: u64,
+    /// What it had failed to publish at its latest heartbeat; unknown for a node known
+    /// only from presence so far.
+    dropped: Option<u64>,
 }
 
 /// What hearing from a node means.
@@ -37,18 +39,36 @@ impl Peers {
                 if heartbeat {
                     p.seen = now;
                 }
-                if dropped > p.dropped {
-                    p.dropped = dropped;
-                    return Heard::Missed;
+                match p.dropped {
+                    Some(before) if dropped > before => {
+                        p.dropped = Some(dropped);
+                        Heard::Missed
+                    }
+                    Some(_) => Heard::Same,
+                    None if heartbeat => {
+                        p.dropped = Some(dropped);
+                        Heard::Same
+                    }
+                    None => Heard::Same,
                 }
-                Heard::Same
             }
             None if heartbeat => {
-                self.known.insert(from, Peer { seen: now, dropped });
+                self.known.insert(from, Peer { seen: now, dropped: Some(dropped) });
                 Heard::Up
             }
             None => Heard::Same,
         }
+    }
+
+    /// `node` has members in presence (read from Redis, or told on a group's channel): it
+    /// was alive within the node timeout, so it is up. Known from now on, so that its
+    /// death takes those members away; whether it is new.
+    pub(super) fn heard_of(&mut self, node: NodeId, now: Instant) -> bool {
+        if self.known.contains_key(&node) {
+            return false;
+        }
+        self.known.insert(node, Peer { seen: now, dropped: None });
+        true
     }
 
     /// `from` said goodbye; whether it was known.
@@ -99,6 +119,21 @@ mod tests {
         assert!(p.bye(b));
         assert!(!p.bye(b));
         assert_eq!(p.ids(), [a]);
+    }
+
+    #[test]
+    fn a_node_known_from_presence_expires_like_any_and_its_first_heartbeat_sets_the_baseline() {
+        let t0 = Instant::now();
+        let mut p = Peers::default();
+        assert!(p.heard_of(NodeId(5), t0));
+        assert!(!p.heard_of(NodeId(5), t0));
+        assert_eq!(p.heard(NodeId(5), 9, false, t0), Heard::Same, "no baseline yet: no gap");
+        assert_eq!(p.heard(NodeId(5), 9, true, t0), Heard::Same, "its first heartbeat is the baseline");
+        assert_eq!(p.heard(NodeId(5), 10, true, t0), Heard::Missed);
+        assert!(p.heard_of(NodeId(6), t0));
+        let mut dead = p.expire(t0 + Duration::from_secs(4), Duration::from_secs(3));
+        dead.sort();
+        assert_eq!(dead, [NodeId(5), NodeId(6)]);
     }
 
     #[test]

@@ -108,6 +108,8 @@ def main():
                     "--example", "baseline_actors", "--example", "baseline_actix_ws"], cwd=ROOT, check=True)
     if a.handshakes:
         print(f"handshake + close cycles, {a.conns} at a time, {a.secs:g} s under cachegrind")
+    elif a.fanout:
+        print(f"{a.size} B {a.kind} broadcast to {a.fanout} receivers, 4 in flight, {a.secs:g} s under cachegrind")
     else:
         print(f"{a.size} B {a.kind}, {a.conns} conns, {a.inflight} in flight, {a.secs:g} s under cachegrind")
     unit = "cycle" if a.handshakes else "delivery" if a.fanout else "msg"

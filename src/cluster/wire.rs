@@ -19,8 +19,9 @@ pub(crate) enum Frame {
     /// A group broadcast, on the group's channel; `dropped` is how many broadcasts the
     /// sender has failed to publish so far (a rise tells receivers of a gap).
     Broadcast { dropped: u64, text: bool, payload: Bytes },
-    /// A member of the group on whose channel this is joined, changed or left.
-    Presence { change: PresenceChange, seq: u64, meta: String },
+    /// A member of the group on whose channel this is joined, changed or left; `dropped`
+    /// as in `Broadcast`.
+    Presence { dropped: u64, change: PresenceChange, seq: u64, meta: String },
     /// A message for one connection, on its node's channel; `req` 0 wants no answer.
     Send { req: u64, seq: u64, text: bool, payload: Bytes },
     /// The answer to a `Send` with a `req`, on the sender's node channel.
@@ -31,7 +32,8 @@ pub(crate) enum Frame {
     Bye,
     /// Every member the sender has in the group on whose channel this is (seq and
     /// metadata), sent when its link to Redis is back: what it did meanwhile reached nobody.
-    Roster { members: Vec<(u64, String)> },
+    /// `dropped` as in `Broadcast`.
+    Roster { dropped: u64, members: Vec<(u64, String)> },
 }
 
 /// What the owning node did with a `Send`.
@@ -83,7 +85,7 @@ impl Frame {
         let extra = match self {
             Frame::Broadcast { payload, .. } | Frame::Send { payload, .. } => payload.len(),
             Frame::Presence { meta, .. } => meta.len(),
-            Frame::Roster { members } => members.iter().map(|(_, m)| 12 + m.len()).sum(),
+            Frame::Roster { members, .. } => members.iter().map(|(_, m)| 12 + m.len()).sum(),
             _ => 0,
         };
         let mut out = BytesMut::with_capacity(HEADER + 17 + extra);
@@ -96,7 +98,8 @@ impl Frame {
                 out.put_u8(u8::from(*text));
                 out.put_slice(payload);
             }
-            Frame::Presence { change, seq, meta } => {
+            Frame::Presence { dropped, change, seq, meta } => {
+                out.put_u64(*dropped);
                 out.put_u8(change_byte(*change));
                 out.put_u64(*seq);
                 out.put_slice(meta.as_bytes());
@@ -113,7 +116,8 @@ impl Frame {
             }
             Frame::Heartbeat { dropped } => out.put_u64(*dropped),
             Frame::Bye => {}
-            Frame::Roster { members } => {
+            Frame::Roster { dropped, members } => {
+                out.put_u64(*dropped);
                 out.put_u32(members.len() as u32);
                 for (seq, meta) in members {
                     out.put_u64(*seq);
@@ -155,11 +159,12 @@ impl Frame {
                 Frame::Broadcast { dropped, text, payload: r.rest_payload(text)? }
             }
             2 => {
+                let dropped = r.u64()?;
                 let change = byte_change(r.u8()?)?;
                 let seq = r.u64()?;
                 let meta = String::from_utf8(r.rest().to_vec())
                     .map_err(|_| WireError::Field("metadata not UTF-8"))?;
-                Frame::Presence { change, seq, meta }
+                Frame::Presence { dropped, change, seq, meta }
             }
             3 => {
                 let (req, seq) = (r.u64()?, r.u64()?);
@@ -188,6 +193,7 @@ impl Frame {
                 Frame::Bye
             }
             7 => {
+                let dropped = r.u64()?;
                 let count = r.u32()? as usize;
                 // Each member takes 12 bytes at least: a count beyond what is there is a lie.
                 if count > r.remaining() / 12 {
@@ -202,7 +208,7 @@ impl Frame {
                     members.push((seq, meta));
                 }
                 r.end()?;
-                Frame::Roster { members }
+                Frame::Roster { dropped, members }
             }
             k => return Err(WireError::Kind(k)),
         };
@@ -306,14 +312,27 @@ mod tests {
         vec![
             Frame::Broadcast { dropped: 0, text: true, payload: Bytes::from_static("héllo".as_bytes()) },
             Frame::Broadcast { dropped: 3, text: false, payload: Bytes::from_static(&[0, 255, 1]) },
-            Frame::Presence { change: PresenceChange::Updated, seq: 7, meta: r#"{"name":"ada"}"#.into() },
-            Frame::Presence { change: PresenceChange::Disconnected, seq: u64::MAX, meta: String::new() },
+            Frame::Presence {
+                dropped: 2,
+                change: PresenceChange::Updated,
+                seq: 7,
+                meta: r#"{"name":"ada"}"#.into(),
+            },
+            Frame::Presence {
+                dropped: 0,
+                change: PresenceChange::Disconnected,
+                seq: u64::MAX,
+                meta: String::new(),
+            },
             Frame::Send { req: 9, seq: 3, text: false, payload: Bytes::new() },
             Frame::Ack { req: 9, outcome: Outcome::Full },
             Frame::Heartbeat { dropped: 5 },
             Frame::Bye,
-            Frame::Roster { members: vec![(1, "ada".into()), (u64::MAX, String::new()), (3, "é".into())] },
-            Frame::Roster { members: Vec::new() },
+            Frame::Roster {
+                dropped: 1,
+                members: vec![(1, "ada".into()), (u64::MAX, String::new()), (3, "é".into())],
+            },
+            Frame::Roster { dropped: 0, members: Vec::new() },
         ]
     }
 
@@ -335,7 +354,7 @@ mod tests {
             // Payloads and metadata run to the end: a cut within them is a shorter one.
             let fixed = match f {
                 Frame::Broadcast { .. } => HEADER + 9,
-                Frame::Presence { .. } => HEADER + 9,
+                Frame::Presence { .. } => HEADER + 17,
                 Frame::Send { .. } => HEADER + 17,
                 _ => bytes.len(),
             };
@@ -358,6 +377,7 @@ mod tests {
         // A roster that claims more members than its bytes can hold is refused before
         // anything is allocated for them.
         let mut lying = b"amw\x01\x07\0\0\0\0\0\0\0\x01".to_vec();
+        lying.extend_from_slice(&0u64.to_be_bytes());
         lying.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(Frame::decode(Bytes::from(lying)), Err(WireError::Truncated));
         let bad_text =

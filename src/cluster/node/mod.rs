@@ -100,7 +100,12 @@ impl Node {
     }
 
     fn presence(&self) -> Presence<'_> {
-        Presence { keys: &self.keys, me: self.link.me, ttl: self.opts.node_timeout.as_millis() as u64 }
+        Presence {
+            keys: &self.keys,
+            me: self.link.me,
+            ttl: self.opts.node_timeout.as_millis() as u64,
+            dropped: self.link.dropped(),
+        }
     }
 
     /// Opens both links and subscribes to everything this node listens to; writes again
@@ -304,7 +309,7 @@ impl Node {
             Write::Set => round.set_member(&self.presence(), &group, seq, &c.meta),
             Write::Delete { last } => round.delete_member(&self.presence(), &group, seq, last),
         }
-        let frame = Frame::Presence { change, seq, meta: c.meta.to_string() };
+        let frame = Frame::Presence { dropped: self.link.dropped(), change, seq, meta: c.meta.to_string() };
         round.publish(self.keys.group(&group), frame.encode(self.me()));
     }
 
@@ -364,7 +369,9 @@ impl Node {
     async fn load_roster(&mut self, r: &mut Redis, group: &Arc<str>) -> redis::RedisResult<()> {
         let listed = read::members(&mut r.conn, &self.keys, group).await?;
         for member in &listed {
-            self.heard_of(member.id.node());
+            // What it dropped before is not known: counted from zero, a later rise is a
+            // gap, if one that may have happened before this node listened.
+            self.heard_of(member.id.node(), 0);
         }
         for (member, change) in self.rosters.load(group, listed, self.me()) {
             self.tell_watchers(group, member, change);
@@ -373,11 +380,22 @@ impl Node {
     }
 
     /// `node` has members in presence: it is up, and watched for its death like any node
-    /// heard (its heartbeat may not have come yet).
-    fn heard_of(&mut self, node: NodeId) {
-        if node != self.me() && self.peers.heard_of(node, Instant::now()) {
-            self.node_up(node);
+    /// heard (its heartbeat may not have come yet); `dropped` as its frames tell it.
+    fn heard_of(&mut self, node: NodeId, dropped: u64) {
+        if node == self.me() {
+            return;
         }
+        match self.peers.heard_of(node, dropped, Instant::now()) {
+            Heard::Up => self.node_up(node),
+            Heard::Missed => self.missed(node, dropped),
+            Heard::Same => {}
+        }
+    }
+
+    /// `node` failed to publish broadcasts since it was last heard.
+    fn missed(&mut self, node: NodeId, dropped: u64) {
+        tracing::warn!(%node, dropped, "cluster: a node could not publish some broadcasts");
+        self.tell(ClusterEvent::Gap(GapCause::Missed(node)));
     }
 
     fn node_up(&mut self, node: NodeId) {
@@ -526,15 +544,15 @@ impl Node {
                 self.groups.deliver_here(group, &PreparedMessage::checked(text, payload));
                 self.heard(from, dropped, false);
             }
-            (Frame::Presence { change, seq, meta }, Channel::Group(group)) => {
-                self.heard_of(from);
+            (Frame::Presence { dropped, change, seq, meta }, Channel::Group(group)) => {
+                self.heard_of(from, dropped);
                 let member = ClusterMember { id: GlobalId { node: from, seq }, meta: meta.into() };
                 if let Some((member, change)) = self.rosters.apply(group, member, change) {
                     self.tell_watchers(&group.into(), member, change);
                 }
             }
-            (Frame::Roster { members }, Channel::Group(group)) => {
-                self.heard_of(from);
+            (Frame::Roster { dropped, members }, Channel::Group(group)) => {
+                self.heard_of(from, dropped);
                 for (member, change) in self.rosters.replace_node(group, from, members) {
                     self.tell_watchers(&group.into(), member, change);
                 }
@@ -568,10 +586,7 @@ impl Node {
     fn heard(&mut self, from: NodeId, dropped: u64, heartbeat: bool) {
         match self.peers.heard(from, dropped, heartbeat, Instant::now()) {
             Heard::Up => self.node_up(from),
-            Heard::Missed => {
-                tracing::warn!(node = %from, dropped, "cluster: a node could not publish some broadcasts");
-                self.tell(ClusterEvent::Gap(GapCause::Missed(from)));
-            }
+            Heard::Missed => self.missed(from, dropped),
             Heard::Same => {}
         }
     }

@@ -8,9 +8,8 @@ use crate::cluster::ids::NodeId;
 
 struct Peer {
     seen: Instant,
-    /// What it had failed to publish at its latest heartbeat; unknown for a node known
-    /// only from presence so far.
-    dropped: Option<u64>,
+    /// What it had failed to publish, as of the latest frame that said so.
+    dropped: u64,
 }
 
 /// What hearing from a node means.
@@ -39,21 +38,14 @@ impl Peers {
                 if heartbeat {
                     p.seen = now;
                 }
-                match p.dropped {
-                    Some(before) if dropped > before => {
-                        p.dropped = Some(dropped);
-                        Heard::Missed
-                    }
-                    Some(_) => Heard::Same,
-                    None if heartbeat => {
-                        p.dropped = Some(dropped);
-                        Heard::Same
-                    }
-                    None => Heard::Same,
+                if dropped > p.dropped {
+                    p.dropped = dropped;
+                    return Heard::Missed;
                 }
+                Heard::Same
             }
             None if heartbeat => {
-                self.known.insert(from, Peer { seen: now, dropped: Some(dropped) });
+                self.known.insert(from, Peer { seen: now, dropped });
                 Heard::Up
             }
             None => Heard::Same,
@@ -61,14 +53,13 @@ impl Peers {
     }
 
     /// `node` has members in presence (read from Redis, or told on a group's channel): it
-    /// was alive within the node timeout, so it is up. Known from now on, so that its
-    /// death takes those members away; whether it is new.
-    pub(super) fn heard_of(&mut self, node: NodeId, now: Instant) -> bool {
+    /// was alive within the node timeout, so it is up, and known from now on, so that its
+    /// death takes those members away. `dropped` as `heard` takes it.
+    pub(super) fn heard_of(&mut self, node: NodeId, dropped: u64, now: Instant) -> Heard {
         if self.known.contains_key(&node) {
-            return false;
+            return self.heard(node, dropped, false, now);
         }
-        self.known.insert(node, Peer { seen: now, dropped: None });
-        true
+        self.heard(node, dropped, true, now)
     }
 
     /// `from` said goodbye; whether it was known.
@@ -122,15 +113,15 @@ mod tests {
     }
 
     #[test]
-    fn a_node_known_from_presence_expires_like_any_and_its_first_heartbeat_sets_the_baseline() {
+    fn a_node_known_from_presence_is_up_and_expires_like_any() {
         let t0 = Instant::now();
         let mut p = Peers::default();
-        assert!(p.heard_of(NodeId(5), t0));
-        assert!(!p.heard_of(NodeId(5), t0));
-        assert_eq!(p.heard(NodeId(5), 9, false, t0), Heard::Same, "no baseline yet: no gap");
-        assert_eq!(p.heard(NodeId(5), 9, true, t0), Heard::Same, "its first heartbeat is the baseline");
-        assert_eq!(p.heard(NodeId(5), 10, true, t0), Heard::Missed);
-        assert!(p.heard_of(NodeId(6), t0));
+        assert_eq!(p.heard_of(NodeId(5), 2, t0), Heard::Up);
+        assert_eq!(p.heard_of(NodeId(5), 2, t0), Heard::Same);
+        assert_eq!(p.heard_of(NodeId(5), 3, t0), Heard::Missed, "its frames tell its drops too");
+        assert_eq!(p.heard_of(NodeId(6), 0, t0), Heard::Up);
+        // Only heartbeats keep a node alive: presence alone does not.
+        p.heard_of(NodeId(6), 0, t0 + Duration::from_secs(2));
         let mut dead = p.expire(t0 + Duration::from_secs(4), Duration::from_secs(3));
         dead.sort();
         assert_eq!(dead, [NodeId(5), NodeId(6)]);

@@ -16,6 +16,8 @@ pub(super) struct Presence<'a> {
     pub(super) me: NodeId,
     /// Milliseconds: the node timeout.
     pub(super) ttl: u64,
+    /// Broadcasts this node has failed to publish so far, for the frames that tell it.
+    pub(super) dropped: u64,
 }
 
 #[derive(Default)]
@@ -80,7 +82,7 @@ impl Round {
     pub(super) fn announce(&mut self, p: &Presence<'_>, group: &str, members: Vec<(u64, Arc<str>)>) {
         self.rewrite(p, group, &members);
         let members = members.into_iter().map(|(seq, meta)| (seq, meta.to_string())).collect();
-        self.publish(p.keys.group(group), Frame::Roster { members }.encode(p.me));
+        self.publish(p.keys.group(group), Frame::Roster { dropped: p.dropped, members }.encode(p.me));
     }
 
     /// This node's members of `group`, written whole: Redis may have lost them, or kept

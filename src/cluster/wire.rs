@@ -173,13 +173,7 @@ impl Frame {
             }
             4 => {
                 let req = r.u64()?;
-                let outcome = match r.u8()? {
-                    0 => Outcome::Accepted,
-                    1 => Outcome::NoConnection,
-                    2 => Outcome::Full,
-                    3 => Outcome::Closed,
-                    _ => return Err(WireError::Field("outcome")),
-                };
+                let outcome = byte_outcome(r.u8()?)?;
                 r.end()?;
                 Frame::Ack { req, outcome }
             }
@@ -194,26 +188,22 @@ impl Frame {
             }
             7 => {
                 let dropped = r.u64()?;
-                let count = r.u32()? as usize;
-                // Each member takes 12 bytes at least: a count beyond what is there is a lie.
-                if count > r.remaining() / 12 {
-                    return Err(WireError::Truncated);
-                }
-                let mut members = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let seq = r.u64()?;
-                    let len = r.u32()? as usize;
-                    let meta = String::from_utf8(r.bytes(len)?.to_vec())
-                        .map_err(|_| WireError::Field("metadata not UTF-8"))?;
-                    members.push((seq, meta));
-                }
-                r.end()?;
-                Frame::Roster { dropped, members }
+                Frame::Roster { dropped, members: r.members()? }
             }
             k => return Err(WireError::Kind(k)),
         };
         Ok((from, frame))
     }
+}
+
+fn byte_outcome(b: u8) -> Result<Outcome, WireError> {
+    Ok(match b {
+        0 => Outcome::Accepted,
+        1 => Outcome::NoConnection,
+        2 => Outcome::Full,
+        3 => Outcome::Closed,
+        _ => return Err(WireError::Field("outcome")),
+    })
 }
 
 fn change_byte(c: PresenceChange) -> u8 {
@@ -293,6 +283,25 @@ impl Reader {
             return Err(WireError::Field("text payload not UTF-8"));
         }
         Ok(rest)
+    }
+
+    /// A roster's members: a count, then each one's number and metadata, to the end.
+    fn members(&mut self) -> Result<Vec<(u64, String)>, WireError> {
+        let count = self.u32()? as usize;
+        // Each member takes 12 bytes at least: a count beyond what is there is a lie.
+        if count > self.remaining() / 12 {
+            return Err(WireError::Truncated);
+        }
+        let mut members = Vec::with_capacity(count);
+        for _ in 0..count {
+            let seq = self.u64()?;
+            let len = self.u32()? as usize;
+            let meta = String::from_utf8(self.bytes(len)?.to_vec())
+                .map_err(|_| WireError::Field("metadata not UTF-8"))?;
+            members.push((seq, meta));
+        }
+        self.end()?;
+        Ok(members)
     }
 
     fn end(&self) -> Result<(), WireError> {

@@ -79,24 +79,13 @@ async fn client_and_server_talk_both_ways_with_and_without_compression() {
             assert!(stats.traffic.bytes_out < 200, "the repetitive text went out compressed: {stats:?}");
         }
         id.close(1000, "done").unwrap();
-        let d = next_disconnect(&mut client_rx).await;
-        assert_eq!(
-            d.reason,
-            DisconnectReason::Closed {
-                initiator: Initiator::Local,
-                code: CloseCode::NORMAL,
-                reason: "done".into()
-            }
-        );
-        let d = next_disconnect(&mut server_rx).await;
-        assert_eq!(
-            d.reason,
-            DisconnectReason::Closed {
-                initiator: Initiator::Peer,
-                code: CloseCode::NORMAL,
-                reason: "done".into()
-            }
-        );
+        for (rx, initiator) in [(&mut client_rx, Initiator::Local), (&mut server_rx, Initiator::Peer)] {
+            let reason = next_disconnect(rx).await.reason;
+            assert_eq!(
+                reason,
+                DisconnectReason::Closed { initiator, code: CloseCode::NORMAL, reason: "done".into() }
+            );
+        }
     }
 }
 

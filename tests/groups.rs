@@ -138,6 +138,35 @@ async fn members(
     (raws, ids, threads)
 }
 
+/// `n` compressed members of our own, dialled; their targets' events.
+async fn dial_compressed(srv: &TestServer, rx: &mut mpsc::UnboundedReceiver<Seen>, n: usize) -> Vec<Events> {
+    let mut dialled = Vec::new();
+    for _ in 0..n {
+        let (w, mut wrx) = recorder("client", false);
+        connect(DialOptions::new(srv.url(), Target::from_addr(w)).compression(true)).await.unwrap();
+        let Event::Connect(c) = next(&mut wrx).await.1 else { panic!("connect") };
+        assert!(c.compressed);
+        dialled.push(wrx);
+        joined(rx).await;
+    }
+    dialled
+}
+
+/// Reads until `a` messages of publisher a and `b` of publisher b (whose texts start
+/// with `b`) have come; each publisher's, in order.
+async fn by_publisher(raw: &mut RawClient, a: usize, b: usize) -> (Vec<String>, Vec<String>) {
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    while got_a.len() < a || got_b.len() < b {
+        let t = text(raw).await;
+        if t.starts_with('b') {
+            got_b.push(t);
+        } else {
+            got_a.push(t);
+        }
+    }
+    (got_a, got_b)
+}
+
 /// Every member on both worker threads gets every broadcast exactly once, in the order
 /// each publisher made them; compressed and plain members alike; `except` is skipped.
 #[actix_web::test]
@@ -145,17 +174,7 @@ async fn broadcasts_reach_every_member_once_in_order_across_two_threads() {
     let (srv, groups, mut rx) = serve_lobby(2, |_| {});
     let (mut raws, ids, threads) = members(&srv, &mut rx, 6).await;
     assert_eq!(threads.len(), 2, "members on both worker threads");
-    // Two compressed members of our own, dialled.
-    let mut dialled = Vec::new();
-    for _ in 0..2 {
-        let (w, wrx) = recorder("client", false);
-        connect(DialOptions::new(srv.url(), Target::from_addr(w)).compression(true)).await.unwrap();
-        let mut wrx = wrx;
-        let Event::Connect(c) = next(&mut wrx).await.1 else { panic!("connect") };
-        assert!(c.compressed);
-        dialled.push(wrx);
-        joined(&mut rx).await;
-    }
+    let mut dialled = dial_compressed(&srv, &mut rx, 2).await;
     assert_eq!(groups.count(ROOM), 8);
 
     // Two publishers, interleaved: this task and a connection saying things.
@@ -179,15 +198,7 @@ async fn broadcasts_reach_every_member_once_in_order_across_two_threads() {
     };
     for (m, raw) in raws.iter_mut().enumerate() {
         let (want_a, want_b) = expect_from(m);
-        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-        while got_a.len() < want_a.len() || got_b.len() < want_b.len() {
-            let t = text(raw).await;
-            if t.starts_with('b') {
-                got_b.push(t);
-            } else {
-                got_a.push(t);
-            }
-        }
+        let (got_a, got_b) = by_publisher(raw, want_a.len(), want_b.len()).await;
         assert_eq!(got_a, want_a, "member {m}: publisher a");
         assert_eq!(got_b, want_b, "member {m}: publisher b");
     }

@@ -10,17 +10,9 @@ use actix_meta_websocket::protocol::{
     CloseCode, DataKind, DeflateParams, Encoder, Incoming, ProtocolError, Role,
 };
 use actix_meta_websocket::*;
+use common::reliability::record;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Appends one finding to target/reliability/<case>.json, read by scripts/reliability.py.
-fn record(case: &str, what: &str, figures: &[(&str, String)]) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
-    let _ = std::fs::create_dir_all(&dir);
-    let figs: Vec<String> = figures.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
-    let json = format!("{{\"case\": {case:?}, \"what\": {what:?}, \"figures\": {{{}}}}}\n", figs.join(", "));
-    let _ = std::fs::write(dir.join(format!("{case}.json")), json);
-}
 
 fn limited(max_frame: usize, max_message: usize) -> (HandlerOptions, Events) {
     let (worker, rx) = recorder("w", false);
@@ -303,6 +295,36 @@ async fn a_supervised_worker_restarts_and_keeps_serving_its_connections() {
     );
 }
 
+/// Writes numbered messages with `send_wait` until refused; how many were accepted.
+async fn write_numbers(id: ConnectionId) -> u64 {
+    let mut acked = 0u64;
+    loop {
+        match id.send_wait(Outgoing::text(format!("{acked}"))).await {
+            Ok(()) => acked += 1,
+            Err(_) => return acked,
+        }
+        if acked.is_multiple_of(64) {
+            actix_rt::task::yield_now().await;
+        }
+    }
+}
+
+/// Reads the numbers in order until the close; how many came, and the close's code.
+async fn read_numbers(mut c: RawClient) -> (u64, Option<u16>) {
+    let mut got = 0u64;
+    loop {
+        match c.recv().await {
+            Some(Incoming::Text(t)) => {
+                assert_eq!(t, got.to_string(), "messages arrive in order, none skipped");
+                got += 1;
+            }
+            Some(Incoming::Close(f)) => return (got, f.map(|f| f.code.0)),
+            Some(_) => {}
+            None => return (got, None),
+        }
+    }
+}
+
 #[actix_web::test]
 async fn shutdown_under_load_writes_everything_it_acknowledged() {
     let (worker, mut rx) = recorder("w", false);
@@ -315,40 +337,9 @@ async fn shutdown_under_load_writes_everything_it_acknowledged() {
         let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };
         ids.push(c.id);
     }
-    // Writers push numbered messages with send_wait and count the Ok answers.
-    let mut writers = Vec::new();
-    for id in ids.clone() {
-        writers.push(actix_rt::spawn(async move {
-            let mut acked = 0u64;
-            loop {
-                match id.send_wait(Outgoing::text(format!("{acked}"))).await {
-                    Ok(()) => acked += 1,
-                    Err(_) => return acked,
-                }
-                if acked.is_multiple_of(64) {
-                    actix_rt::task::yield_now().await;
-                }
-            }
-        }));
-    }
-    // Readers count what arrives before the 1001.
-    let mut readers = Vec::new();
-    for mut c in clients {
-        readers.push(actix_rt::spawn(async move {
-            let mut got = 0u64;
-            loop {
-                match c.recv().await {
-                    Some(Incoming::Text(t)) => {
-                        assert_eq!(t, got.to_string(), "messages arrive in order, none skipped");
-                        got += 1;
-                    }
-                    Some(Incoming::Close(f)) => return (got, f.map(|f| f.code.0)),
-                    Some(_) => {}
-                    None => return (got, None),
-                }
-            }
-        }));
-    }
+    // Writers count the accepted writes; readers what arrives before the 1001.
+    let writers: Vec<_> = ids.into_iter().map(|id| actix_rt::spawn(write_numbers(id))).collect();
+    let readers: Vec<_> = clients.into_iter().map(|c| actix_rt::spawn(read_numbers(c))).collect();
     tokio::time::sleep(Duration::from_millis(300)).await; // let traffic build up: this is the load
     handler.shutdown().await;
     let mut total_acked = 0;

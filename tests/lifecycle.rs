@@ -16,6 +16,7 @@ use actix_meta_websocket::{
     connect, ConnectionId, DialOptions, DisconnectReason, HandlerOptions, MessageConnect, MessageDisconnect,
     Outgoing, Target, WsHandler, WsMessage,
 };
+use common::reliability;
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
@@ -127,6 +128,15 @@ enum Kind {
     OneActor,
     /// `Target::from_recipients` with three actors on three threads.
     ThreeActors,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::OneActor => "one actor",
+            Kind::ThreeActors => "three actors",
+        }
+    }
 }
 
 /// A target of `kind` whose actors run on threads of their own, and what it saw.
@@ -284,10 +294,6 @@ async fn sync(raw: &mut RawClient) {
     }
 }
 
-async fn read_to_end(raw: &mut RawClient) {
-    while raw.recv().await.is_some() {}
-}
-
 /// One server-side connection: `n` messages, then `ending`. Returns the socket when the
 /// ending needs it kept open until the disconnect.
 async fn server_case(
@@ -304,17 +310,17 @@ async fn server_case(
     match ending {
         Ending::PeerClose => {
             raw.send_raw(&client_frame(true, 0, 8, &1000u16.to_be_bytes())).await;
-            read_to_end(&mut raw).await;
+            raw.read_to_end().await;
             None
         }
         Ending::Eof => {
             raw.stream.shutdown().await.unwrap();
-            read_to_end(&mut raw).await;
+            raw.read_to_end().await;
             None
         }
         Ending::Violation => {
             raw.send_raw(&client_frame(true, 0, 3, b"")).await;
-            read_to_end(&mut raw).await;
+            raw.read_to_end().await;
             None
         }
         Ending::Reset => {
@@ -368,7 +374,7 @@ async fn dialled_case(target: Target, case: String, n: usize) {
 }
 
 /// Runs every count against one target, in parallel, and checks what the target got.
-async fn run(ending: Ending, kind: Kind, slow: bool) -> serde_like::Row {
+async fn run(ending: Ending, kind: Kind, slow: bool) -> reliability::LostRow {
     let echo = ending == Ending::ResetWhileWriting;
     let mut t = target(kind, slow, echo);
     let mut opts = HandlerOptions::new(t.target.clone());
@@ -380,22 +386,7 @@ async fn run(ending: Ending, kind: Kind, slow: bool) -> serde_like::Row {
     let handler = WsHandler::new(opts).unwrap();
     let srv = serve(handler.clone());
     let (synced_tx, mut synced) = mpsc::unbounded_channel();
-    let mut cases = Vec::new();
-    let mut sent_by_uri = HashMap::new();
-    for (i, n) in COUNTS.into_iter().enumerate() {
-        let case = format!("case={i}");
-        sent_by_uri.insert(case.clone(), n);
-        let id = t.expect_id(&case);
-        if ending == Ending::ResetWhileWriting {
-            let target = t.target.clone();
-            cases.push(actix_rt::spawn(async move {
-                dialled_case(target, case, n).await;
-                None
-            }));
-        } else {
-            cases.push(actix_rt::spawn(server_case(ending, srv.addr, case, n, id, synced_tx.clone())));
-        }
-    }
+    let cases = start_cases(ending, &t, srv.addr, synced_tx);
     if ending == Ending::Shutdown {
         for _ in COUNTS {
             synced.recv().await.unwrap();
@@ -416,19 +407,40 @@ async fn run(ending: Ending, kind: Kind, slow: bool) -> serde_like::Row {
         let reason = s.reason.as_ref().unwrap();
         assert!(ending.reason_fits(reason), "{who}: {reason:?}");
     }
-    serde_like::Row {
+    reliability::LostRow {
         ending: ending.name(),
         role: if ending == Ending::ResetWhileWriting { "client" } else { "server" },
-        target: format!(
-            "{}, {}",
-            if kind == Kind::OneActor { "one actor" } else { "three actors" },
-            if slow { "slow" } else { "fast" }
-        ),
+        target: format!("{}, {}", kind.name(), if slow { "slow" } else { "fast" }),
         sent: COUNTS.iter().sum(),
         delivered: delivered.iter().sum(),
         disconnects: got.values().map(|s| s.disconnects).sum(),
         connections: COUNTS.len(),
     }
+}
+
+/// One connection for each count, each ending its way; their tasks give back what must
+/// stay open until the target has seen the end.
+fn start_cases(
+    ending: Ending,
+    t: &TargetUnderTest,
+    addr: std::net::SocketAddr,
+    synced: mpsc::UnboundedSender<()>,
+) -> Vec<actix_rt::task::JoinHandle<Option<RawClient>>> {
+    let mut cases = Vec::new();
+    for (i, n) in COUNTS.into_iter().enumerate() {
+        let case = format!("case={i}");
+        let id = t.expect_id(&case);
+        if ending == Ending::ResetWhileWriting {
+            let target = t.target.clone();
+            cases.push(actix_rt::spawn(async move {
+                dialled_case(target, case, n).await;
+                None
+            }));
+        } else {
+            cases.push(actix_rt::spawn(server_case(ending, addr, case, n, id, synced.clone())));
+        }
+    }
+    cases
 }
 
 /// Every target kind and speed for `ending`; records the rows for RELIABILITY.md.
@@ -439,35 +451,7 @@ async fn every_target(ending: Ending) {
             rows.push(run(ending, kind, slow).await);
         }
     }
-    serde_like::record(&ending.file(), &rows);
-}
-
-/// Writes the rows as JSON without a JSON dependency.
-mod serde_like {
-    pub struct Row {
-        pub ending: &'static str,
-        pub role: &'static str,
-        pub target: String,
-        pub sent: usize,
-        pub delivered: usize,
-        pub disconnects: usize,
-        pub connections: usize,
-    }
-
-    pub fn record(file: &str, rows: &[Row]) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability/lost");
-        let _ = std::fs::create_dir_all(&dir);
-        let rows: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                format!(
-                    "{{\"ending\": {:?}, \"role\": {:?}, \"target\": {:?}, \"sent\": {}, \"delivered\": {}, \"disconnects\": {}, \"connections\": {}}}",
-                    r.ending, r.role, r.target, r.sent, r.delivered, r.disconnects, r.connections
-                )
-            })
-            .collect();
-        let _ = std::fs::write(dir.join(format!("{file}.json")), format!("[{}]\n", rows.join(",\n")));
-    }
+    reliability::record_lost(&ending.file(), &rows);
 }
 
 #[actix_web::test]
@@ -508,195 +492,4 @@ async fn nothing_lost_at_shutdown() {
 #[actix_web::test]
 async fn nothing_lost_when_a_dialled_connection_fails_while_writing() {
     every_target(Ending::ResetWhileWriting).await;
-}
-
-#[actix_web::test]
-async fn a_dialled_connection_drops_tcp_when_the_server_keeps_it_open() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = url::Url::parse(&format!("ws://{}/ws", listener.local_addr().unwrap())).unwrap();
-    let (worker, mut rx) = recorder("client", false);
-    let config = actix_meta_websocket::ConnectionSettings {
-        close_timeout: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let server = actix_rt::spawn(async move {
-        let (mut tcp, buf) = accept_raw(&listener).await;
-        tcp.write_all(&server_frame(true, 8, &1000u16.to_be_bytes())).await.unwrap();
-        let mut raw = RawClient::over(tcp, buf, Role::Server);
-        // The client answers the close, then, as the server never closes TCP, drops it
-        // itself after its close timeout: EOF, not the 10 s of `recv`'s patience.
-        let answer = raw.recv().await;
-        let after = raw.recv().await;
-        (answer, after)
-    });
-    connect(DialOptions::new(url, Target::from_addr(worker)).settings(config)).await.unwrap();
-    let (answer, after) = server.await.unwrap();
-    assert!(matches!(&answer, Some(Incoming::Close(Some(f))) if f.code.0 == 1000), "{answer:?}");
-    assert_eq!(after, None, "TCP dropped by the client");
-    let d = next_disconnect(&mut rx).await;
-    assert!(matches!(d.reason, DisconnectReason::Closed { code, .. } if code.0 == 1000), "{:?}", d.reason);
-}
-
-#[actix_web::test]
-async fn upgrades_racing_shutdown_are_closed_and_waited_for() {
-    for round in 0..40 {
-        let (worker, mut rx) = recorder("w", false);
-        let mut opts = options(worker);
-        opts.settings.close_timeout = Duration::from_millis(200);
-        let handler = WsHandler::new(opts).unwrap();
-        let srv = serve(handler.clone());
-        let clients: Vec<_> = (0..12)
-            .map(|_| {
-                actix_rt::spawn(async move {
-                    let (status, _, stream, buf) =
-                        http_request(srv.addr, &upgrade_request(srv.addr, "")).await;
-                    if status != 101 {
-                        assert_eq!(status, 503);
-                        return false;
-                    }
-                    let mut raw = RawClient::over(stream, buf, Role::Client);
-                    assert_eq!(raw.expect_close().await, 1001, "an accepted connection is shut down");
-                    true
-                })
-            })
-            .collect();
-        // Let some upgrades through first, a different number each round.
-        for _ in 0..round % 8 {
-            actix_rt::task::yield_now().await;
-        }
-        tokio::time::timeout(Duration::from_secs(20), handler.shutdown()).await.expect("shutdown ended");
-        assert_eq!(
-            handler.connections(),
-            0,
-            "round {round}: shutdown returned before every connection ended"
-        );
-        let mut accepted = 0;
-        for c in clients {
-            accepted += usize::from(c.await.expect("client"));
-        }
-        let (mut connects, mut disconnects) = (0, 0);
-        while disconnects < accepted {
-            match next(&mut rx).await.1 {
-                Event::Connect(_) => connects += 1,
-                Event::Disconnect(d) => {
-                    assert_eq!(d.reason, DisconnectReason::Shutdown);
-                    disconnects += 1;
-                }
-                Event::Message(m) => panic!("{m:?}"),
-            }
-        }
-        assert_eq!(connects, accepted, "round {round}");
-        srv.handle.stop(false).await;
-    }
-}
-
-/// A target of three actors whose `MessageConnect` handler is held by the test.
-struct HeldConnect {
-    log: Arc<Mutex<Vec<String>>>,
-    /// The answer waits for this, without blocking the thread.
-    hold: Option<Arc<tokio::sync::Notify>>,
-}
-
-/// Blocks the actor's thread until the test sends on (or drops) the other end, so that
-/// what is sent to it meanwhile waits in its mailbox.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-struct Block(std::sync::mpsc::Receiver<()>);
-
-impl actix::Handler<Block> for HeldConnect {
-    type Result = ();
-    fn handle(&mut self, Block(until): Block, _: &mut Context<Self>) {
-        let _ = until.recv();
-    }
-}
-
-impl Actor for HeldConnect {
-    type Context = Context<Self>;
-}
-
-impl actix::Handler<MessageConnect> for HeldConnect {
-    type Result = ResponseFuture<()>;
-    fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) -> Self::Result {
-        let (log, hold) = (self.log.clone(), self.hold.clone());
-        Box::pin(async move {
-            if let Some(hold) = hold {
-                hold.notified().await;
-            }
-            log.lock().unwrap().push("connect".into());
-        })
-    }
-}
-
-impl actix::Handler<WsMessage> for HeldConnect {
-    type Result = ();
-    fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {
-        self.log.lock().unwrap().push("message".into());
-    }
-}
-
-impl actix::Handler<MessageDisconnect> for HeldConnect {
-    type Result = ();
-    fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
-        self.log.lock().unwrap().push(format!("disconnect: {}", m.reason));
-    }
-}
-
-/// A connection to a target whose connect handler is `connect`, with `opts` applied; the
-/// disconnect goes to a recorder, so the test can await it.
-async fn held_target(
-    connect: HeldConnect,
-    block: Option<std::sync::mpsc::Receiver<()>>,
-    opts: impl FnOnce(&mut HandlerOptions),
-) -> (WsHandler, RawClient, Events, ArbiterHandle) {
-    let arbiter = Arbiter::new().handle();
-    let held = HeldConnect::start_in_arbiter(&arbiter, move |_| connect);
-    if let Some(block) = block {
-        held.do_send(Block(block));
-    }
-    let (recorder, rx) = recorder("disconnects", false);
-    let target = Target::from_recipients(held.clone().recipient(), held.recipient(), recorder.recipient());
-    let mut options = HandlerOptions::new(target);
-    opts(&mut options);
-    let handler = WsHandler::new(options).unwrap();
-    let srv = serve(handler.clone());
-    let (raw, _) = RawClient::connect(srv.addr, "").await;
-    (handler, raw, rx, arbiter)
-}
-
-#[actix_web::test]
-async fn message_connect_is_not_skipped_when_the_connection_ends_before_it_is_handled() {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (unblock, block) = std::sync::mpsc::channel();
-    let connect = HeldConnect { log: log.clone(), hold: None };
-    let (handler, mut raw, mut rx, _arbiter) = held_target(connect, Some(block), |o| {
-        o.settings.close_timeout = Duration::from_millis(100);
-    })
-    .await;
-    // Ends while MessageConnect waits: shutdown, unanswered by a peer that cannot be read.
-    tokio::time::timeout(Duration::from_secs(20), handler.shutdown()).await.expect("shutdown ended");
-    read_to_end(&mut raw).await;
-    unblock.send(()).unwrap();
-    let d = next_disconnect(&mut rx).await;
-    assert_eq!(d.reason, DisconnectReason::Shutdown);
-    // The recorder got the disconnect only after the connect handler had run.
-    assert_eq!(*log.lock().unwrap(), ["connect"]);
-}
-
-#[actix_web::test]
-async fn a_message_connect_that_is_never_answered_ends_the_connection_at_the_idle_timeout() {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let hold = Arc::new(tokio::sync::Notify::new());
-    let connect = HeldConnect { log: log.clone(), hold: Some(hold.clone()) };
-    let (_handler, mut raw, mut rx, _arbiter) = held_target(connect, None, |o| {
-        o.settings.idle_timeout = Some(Duration::from_millis(300));
-        o.settings.close_timeout = Duration::from_millis(100);
-    })
-    .await;
-    raw.send_raw(&client_frame(true, 0, 1, b"anyone?")).await;
-    assert_eq!(raw.expect_close().await, 1011, "closed, and TCP dropped");
-    // Released late, the answer comes, and only then the disconnect.
-    hold.notify_one();
-    let d = next_disconnect(&mut rx).await;
-    assert_eq!(d.reason, DisconnectReason::TargetTimeout);
-    assert_eq!(*log.lock().unwrap(), ["connect"], "no message was handed over");
 }

@@ -5,6 +5,7 @@
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod redis;
+pub mod reliability;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,6 +64,18 @@ impl actix::Handler<MessageDisconnect> for Recorder {
     }
 }
 
+/// Stops a recorder: its target is gone from then on.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct StopRecorder;
+
+impl actix::Handler<StopRecorder> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: StopRecorder, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 pub type Events = mpsc::UnboundedReceiver<(&'static str, Event)>;
 
 pub fn recorder(name: &'static str, echo: bool) -> (Addr<Recorder>, Events) {
@@ -84,6 +97,13 @@ pub async fn next_disconnect(rx: &mut Events) -> MessageDisconnect {
             return d;
         }
     }
+}
+
+/// A tokio-tungstenite client connected to `url`: an independent peer.
+pub async fn tungstenite(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    tokio_tungstenite::connect_async(url).await.expect("handshake").0
 }
 
 /// A one-worker actix-web server on 127.0.0.1 with `handler` at `/ws`.
@@ -205,6 +225,11 @@ impl RawClient {
                 return None;
             }
         }
+    }
+
+    /// Reads (and drops) everything until EOF.
+    pub async fn read_to_end(&mut self) {
+        while self.recv().await.is_some() {}
     }
 
     /// Reads until the server's close frame and returns its code; then expects EOF.

@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_meta_websocket::protocol::Incoming;
@@ -85,10 +86,24 @@ async fn a_broadcast_reaches_every_member_once_across_three_nodes_and_only_nodes
     assert_eq!(names(&members), ["a1", "a2", "b1"]);
     assert!(members.iter().any(|m| m.id == a1) && members.iter().any(|m| m.id == b1));
 
-    // Watching the room makes C listen; a clean close on B is seen there.
+    // Watching the room makes C listen; it is told who is there, then a clean close on B.
     let (watcher, mut seen) = events();
     c.cluster.watch(ROOM, watcher);
     redis.await_numsub(&channel, 3).await;
+    let mut present = Vec::new();
+    while present.len() < 3 {
+        present.push(
+            event(&mut seen, |e| match e {
+                ClusterEvent::Presence { member, change: PresenceChange::Present, .. } => {
+                    Some(member.meta.clone())
+                }
+                _ => None,
+            })
+            .await,
+        );
+    }
+    present.sort();
+    assert_eq!(present, [Arc::from("a1"), Arc::from("a2"), Arc::from("b1")]);
     close(&mut b1c).await;
     let left = event(&mut seen, |e| match e {
         ClusterEvent::Presence {

@@ -90,6 +90,8 @@ async fn a_killed_node_takes_its_members_with_it_and_its_presence_expires() {
     a.cluster.subscribe(ea);
     let (watcher, mut seen) = events();
     a.cluster.watch("lobby", watcher);
+    // A listens to the lobby before the guest comes: the guest is news to it.
+    redis.await_numsub("amw:g:lobby", 1).await;
     let p = process(&redis, bin).await;
     node_up(&mut a_events, p.node).await;
     let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;

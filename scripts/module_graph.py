@@ -31,6 +31,7 @@ LAYERS = [
     ("pool", ["pool"]),
     ("groups", ["groups"]),
     ("entry points", ["handler", "client"]),
+    ("server", ["server"]),
     ("cluster", ["cluster"]),
 ]
 DATA = "data"

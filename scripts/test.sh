@@ -2,8 +2,8 @@
 # The README's test command. On a fresh machine it first installs what the tests use as
 # real peers (tinyproxy and redis-server from Debian, Python `websockets` from PyPI, Node
 # `ws` from npm), and Chromium, then runs every test: unit, property, integration over
-# loopback (the cluster's against redis-servers of their own), the doc examples, and
-# headless Chromium against the chat examples.
+# loopback (the cluster's against redis-servers of their own, the server-side ones on both
+# servers), the doc examples, and headless Chromium against the chat examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,13 @@ export AMW_REQUIRE_PEERS=1
 # examples without putting them where a test can find them).
 cargo build --features cluster --example cluster_chat
 cargo test --all-features --all-targets
+# The server-side suites again, on `WsServer` (sockets taken over after the upgrade)
+# instead of actix-web's `HttpServer`: the same tests, the other server (tests/common).
+AMW_SERVER=owned cargo test --all-features \
+  --test server --test server_flow --test lifecycle --test endings --test hostile \
+  --test backpressure --test groups --test isolation --test compression --test interop \
+  --test memory --test api --test client --test errors --test soak \
+  --test cluster --test cluster_presence
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py

@@ -85,6 +85,7 @@ mod pool;
 mod prepared;
 pub mod protocol;
 mod registry;
+mod server;
 mod settings;
 mod stats;
 mod watchers;
@@ -105,6 +106,7 @@ pub use handler::{record_local_addr, HandlerOptions, HandshakeError, OriginCheck
 pub use message::{DataTypeError, DisconnectReason, Initiator, MessageKind, Outgoing};
 pub use pool::Pool;
 pub use prepared::PreparedMessage;
+pub use server::WsServer;
 pub use settings::ConnectionSettings;
 pub use stats::{Buffers, Stats, Traffic};
 /// URLs for [`DialOptions`] and [`Proxy`], re-exported so dialling needs no `url` dependency.

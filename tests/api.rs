@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_meta_websocket::*;
-use actix_web::{web, App, HttpRequest, HttpServer};
+use actix_web::{web, App, HttpRequest};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as TMessage;
@@ -41,23 +41,14 @@ fn rooms_server() -> (TestServer, Events, Events, WsHandler) {
     let handler = WsHandler::new(HandlerOptions::default()).unwrap();
     let rooms = web::Data::new([("a".to_owned(), a), ("b".to_owned(), b)].into_iter().collect::<Rooms>());
     let h = handler.clone();
-    let server = h
-        .configure_server(HttpServer::new(move || {
-            App::new()
-                .app_data(rooms.clone())
-                .app_data(web::Data::new(handler.clone()))
-                .route("/ws/{room}", web::get().to(join_room))
-                .route("/ws", handler.route())
-        }))
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    (TestServer { addr, handle }, a_rx, b_rx, h)
+    let server = serve_app(1, Some(&h), move || {
+        App::new()
+            .app_data(rooms.clone())
+            .app_data(web::Data::new(handler.clone()))
+            .route("/ws/{room}", web::get().to(join_room))
+            .route("/ws", handler.route())
+    });
+    (server, a_rx, b_rx, h)
 }
 
 /// The status and body of an upgrade request to `path` that is refused.
@@ -174,17 +165,7 @@ impl actix::Handler<DialFailed> for Failures {
 fn server_on(addr: &str, target: Addr<Recorder>) -> TestServer {
     let handler = WsHandler::new(HandlerOptions::new(target)).unwrap();
     let h = handler.clone();
-    let server = handler
-        .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
-        .workers(1)
-        .disable_signals()
-        .bind(addr)
-        .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    TestServer { addr, handle }
+    serve_app_on(addr, None, 1, Some(&handler), move || App::new().route("/ws", h.route()))
 }
 
 #[actix_web::test]

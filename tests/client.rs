@@ -181,35 +181,14 @@ async fn client_against_python_websockets_with_compression() {
 
 #[actix_web::test]
 async fn wss_against_an_actix_web_rustls_server() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_der = cert.cert.der().clone();
-    let key_der = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key_der)
-        .unwrap();
+    let (server_cfg, client_cfg) = tls_pair();
     let (server_worker, mut server_rx) = recorder("server", true);
     let handler = WsHandler::new(options(server_worker)).unwrap();
     let h = handler.clone();
-    let server = actix_web::HttpServer::new(move || actix_web::App::new().route("/ws", h.route()))
-        .workers(1)
-        .disable_signals()
-        .bind_rustls_0_23("127.0.0.1:0", server_cfg)
-        .unwrap();
-    let addr = server.addrs()[0];
-    actix_rt::spawn(server.run());
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert_der).unwrap();
-    let mut client_cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let srv = serve_app_on("127.0.0.1:0", Some(server_cfg), 1, None, move || {
+        actix_web::App::new().route("/ws", h.route())
+    });
+    let addr = srv.addr;
 
     let (worker, mut rx) = recorder("client", false);
     let opts = DialOptions::new(

@@ -48,6 +48,27 @@ async fn remote_sends_reach_the_owning_node_or_say_why_not() {
     let _ = a.ended.try_recv();
 }
 
+/// The names of the `n` members a new watcher is told are there, sorted.
+async fn present_now(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<ClusterEvent>,
+    n: usize,
+) -> Vec<Arc<str>> {
+    let mut present = Vec::new();
+    while present.len() < n {
+        present.push(
+            event(seen, |e| match e {
+                ClusterEvent::Presence { member, change: PresenceChange::Present, .. } => {
+                    Some(member.meta.clone())
+                }
+                _ => None,
+            })
+            .await,
+        );
+    }
+    present.sort();
+    present
+}
+
 #[actix_rt::test]
 async fn a_broadcast_reaches_every_member_once_across_three_nodes_and_only_nodes_with_members_listen() {
     if !redis_installed() {
@@ -90,20 +111,7 @@ async fn a_broadcast_reaches_every_member_once_across_three_nodes_and_only_nodes
     let (watcher, mut seen) = events();
     c.cluster.watch(ROOM, watcher);
     redis.await_numsub(&channel, 3).await;
-    let mut present = Vec::new();
-    while present.len() < 3 {
-        present.push(
-            event(&mut seen, |e| match e {
-                ClusterEvent::Presence { member, change: PresenceChange::Present, .. } => {
-                    Some(member.meta.clone())
-                }
-                _ => None,
-            })
-            .await,
-        );
-    }
-    present.sort();
-    assert_eq!(present, [Arc::from("a1"), Arc::from("a2"), Arc::from("b1")]);
+    assert_eq!(&present_now(&mut seen, 3).await[..], [Arc::from("a1"), Arc::from("a2"), Arc::from("b1")]);
     close(&mut b1c).await;
     let left = event(&mut seen, |e| match e {
         ClusterEvent::Presence {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_meta_websocket::protocol::{CloseCode, Decoder, Incoming, Limits, Role};
 use actix_meta_websocket::*;
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use common::*;
 
 #[actix_web::test]
@@ -65,16 +65,8 @@ async fn message_connect_reports_the_accepted_sockets_local_address() {
     let (worker, mut rx) = recorder("w", false);
     let handler = WsHandler::new(options(worker)).unwrap();
     let h = handler.clone();
-    let server = handler
-        .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
-        .workers(1)
-        .disable_signals()
-        .bind("0.0.0.0:0")
-        .unwrap();
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
+    let srv = serve_app_on("0.0.0.0:0", None, 1, Some(&handler), move || App::new().route("/ws", h.route()));
+    let (port, handle) = (srv.addr.port(), srv.handle);
     let addr: std::net::SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
     let (_raw, _) = RawClient::connect(addr, "").await;
     let Event::Connect(c) = next(&mut rx).await.1 else { panic!() };

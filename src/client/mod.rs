@@ -17,7 +17,7 @@ pub use reconnect::{reconnect, Backoff, DialFailed, Reconnecting};
 use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
 
-use crate::connection::{ConnectionId, Setup, WsConnection};
+use crate::connection::{copy_headers, ConnectionId, Setup, WsConnection};
 use crate::error::ConnectError;
 use crate::pool::Pool;
 use crate::protocol::parse_extension_headers;
@@ -179,7 +179,7 @@ pub async fn connect(options: DialOptions) -> Result<ConnectionId, ConnectError>
         local_addr: dialled.local_addr,
         remote_addr: dialled.remote_addr,
         uri: redacted(&url),
-        headers,
+        headers: copy_headers(headers),
         data: None,
     };
     Ok(WsConnection::dial(setup, dialled.socket, dialled.read_buf))

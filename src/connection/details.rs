@@ -50,11 +50,11 @@ struct ConnectInfo {
 }
 
 impl Details {
-    /// Takes what `setup` says about the connection; `Setup::headers` is copied.
-    pub(super) fn new(setup: &mut Setup<'_>, now: Instant) -> Self {
+    /// Takes what `setup` says about the connection.
+    pub(super) fn new(setup: &mut Setup, now: Instant) -> Self {
         let info = ConnectInfo {
             uri: std::mem::take(&mut setup.uri),
-            headers: owned_copy(setup.headers),
+            headers: std::mem::take(&mut setup.headers),
             data: setup.data.take(),
         };
         Details {
@@ -92,7 +92,7 @@ impl Details {
 /// head parses into are slices of actix-http's read buffer, and `HeaderMap::clone` keeps
 /// the source's capacity (actix-http reuses request heads): a target that keeps the
 /// headers would otherwise keep the whole buffer and table alive for the connection's life.
-fn owned_copy(headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn copy_headers(headers: &HeaderMap) -> HeaderMap {
     let mut copy = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers.iter() {
         copy.append(name.clone(), owned_value(value));
@@ -129,7 +129,7 @@ mod tests {
         pooled.insert(HeaderName::from_static("authorization"), secret);
         assert!(pooled.clone().capacity() >= 200, "a plain clone keeps the capacity");
 
-        let copy = owned_copy(&pooled);
+        let copy = copy_headers(&pooled);
         assert!(copy.capacity() < 16, "capacity {}", copy.capacity());
         let tags: Vec<_> = copy.get_all(&tag).collect();
         assert_eq!(tags, ["one", "two"]);

@@ -196,10 +196,16 @@ impl Framed {
     /// Gives back the buffers that hold nothing. A buffer keeps the capacity of the
     /// largest message it carried. (Compression keeps no buffer per connection.)
     pub(super) fn release_buffers(&mut self) {
-        if self.read_buf.is_empty() {
+        self.release_buffers_over(0);
+    }
+
+    /// Gives back the buffers that are empty and hold more than `bytes` of room: a burst
+    /// or a large message grew them, and a connection that goes quiet keeps nothing of it.
+    pub(super) fn release_buffers_over(&mut self, bytes: usize) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > bytes {
             self.read_buf = BytesMut::new();
         }
-        if self.write_buf.is_empty() {
+        if self.write_buf.is_empty() && self.write_buf.capacity() > bytes {
             self.write_buf = WriteBuffer::default();
         }
     }

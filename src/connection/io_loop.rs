@@ -13,6 +13,11 @@ use super::WsConnection;
 /// Rounds of work before the I/O loop yields to other actors on the same thread.
 const BUDGET: usize = 64;
 
+/// An empty buffer with more room than this is given back as soon as the connection
+/// pauses: a large message leaves nothing behind, while the room a busy connection's
+/// ordinary messages need is kept.
+const LARGE_BUFFER: usize = 256 * 1024;
+
 /// The I/O loop's own bookkeeping: how to wake it, and which poll saw the target's last answer.
 #[derive(Default)]
 pub(super) struct IoLoopState {
@@ -126,6 +131,7 @@ fn pause(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> Poll<()> {
         act.watch_stall(ctx);
     }
     act.publish_backlog();
+    act.framed.release_buffers_over(LARGE_BUFFER);
     Poll::Pending
 }
 

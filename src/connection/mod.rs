@@ -64,6 +64,7 @@ use crate::protocol::{CloseCode, DeflateParams, Incoming, OpCode, Role};
 use crate::registry::Registration;
 use crate::settings::ConnectionSettings;
 use body_driven::BodyDriven;
+pub(crate) use details::copy_headers;
 use details::Details;
 pub(crate) use events::ConnectData;
 pub use events::{MessageConnect, MessageDisconnect, WsMessage};
@@ -118,7 +119,7 @@ pub struct WsConnection {
 
 /// What a connection starts with, besides its transport: the way into this module for
 /// the handler and the dialer.
-pub(crate) struct Setup<'a> {
+pub(crate) struct Setup {
     pub(crate) target: Target,
     pub(crate) config: Arc<ConnectionSettings>,
     pub(crate) deflate: Option<DeflateParams>,
@@ -127,8 +128,9 @@ pub(crate) struct Setup<'a> {
     pub(crate) remote_addr: Option<SocketAddr>,
     /// The request path and query, or the dialled URL.
     pub(crate) uri: String,
-    /// The upgrade request's headers, or the 101 response's.
-    pub(crate) headers: &'a HeaderMap,
+    /// The upgrade request's headers, or the 101 response's (an owned copy: see
+    /// [`copy_headers`]).
+    pub(crate) headers: HeaderMap,
     pub(crate) data: Option<ConnectData>,
 }
 
@@ -137,7 +139,7 @@ impl WsConnection {
     /// response body, which carries what it writes and drives the actor. `join` is called
     /// with the id before anything else happens, so the caller can register it.
     pub(crate) fn accept(
-        setup: Setup<'_>,
+        setup: Setup,
         payload: actix_web::dev::Payload,
         join: impl FnOnce(&ConnectionId) -> Option<Registration<ConnectionId>>,
     ) -> (ConnectionId, BodyStream) {
@@ -145,33 +147,55 @@ impl WsConnection {
         let ctx = Context::new();
         let id = new_id(&ctx, &setup.config);
         let registration = join(&id);
-        let actor =
-            Self::new(setup, RoleTransport::Accepted(transport), BytesMut::new(), id.clone(), registration);
+        let transport = RoleTransport::InHttpTask(transport);
+        let actor = Self::new(setup, Role::Server, transport, BytesMut::new(), id.clone(), registration);
         body.drive_actor(BodyDriven::start(Box::pin(ctx.into_future(actor))));
         (id, body)
     }
 
     /// Starts a dialled connection on a task of its own, over `io` and what was read past
     /// the handshake.
-    pub(crate) fn dial<T>(setup: Setup<'_>, io: T, read_buf: BytesMut) -> ConnectionId
+    pub(crate) fn dial<T>(setup: Setup, io: T, read_buf: BytesMut) -> ConnectionId
     where
         T: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let ctx = Context::new();
         let id = new_id(&ctx, &setup.config);
-        let transport = RoleTransport::Dialled(Box::new(IoTransport::new(io)));
-        ctx.run(Self::new(setup, transport, read_buf, id.clone(), None));
+        let transport = RoleTransport::Socket(Box::new(IoTransport::new(io)));
+        ctx.run(Self::new(setup, Role::Client, transport, read_buf, id.clone(), None));
+        id
+    }
+
+    /// Starts an accepted connection on a task of its own, over the socket the HTTP layer
+    /// handed over after the 101 (and what it had read past the request). `join` is called
+    /// with the id before anything else happens, so the caller can register it.
+    pub(crate) fn take_over<T>(
+        setup: Setup,
+        io: T,
+        read_ahead: BytesMut,
+        join: impl FnOnce(&ConnectionId) -> Option<Registration<ConnectionId>>,
+    ) -> ConnectionId
+    where
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let ctx = Context::new();
+        let id = new_id(&ctx, &setup.config);
+        let registration = join(&id);
+        // The HTTP layer's read buffer is 8 KiB or more, and almost always empty by now.
+        let read_buf = if read_ahead.is_empty() { BytesMut::new() } else { BytesMut::from(&read_ahead[..]) };
+        let transport = RoleTransport::Socket(Box::new(IoTransport::new(io)));
+        ctx.run(Self::new(setup, Role::Server, transport, read_buf, id.clone(), registration));
         id
     }
 
     fn new(
-        mut setup: Setup<'_>,
+        mut setup: Setup,
+        role: Role,
         transport: RoleTransport,
         read_buf: BytesMut,
         id: ConnectionId,
         registration: Option<Registration<ConnectionId>>,
     ) -> Self {
-        let role = if matches!(transport, RoleTransport::Accepted(_)) { Role::Server } else { Role::Client };
         let now = Instant::now();
         let details = Details::new(&mut setup, now);
         let config = setup.config;

@@ -31,50 +31,50 @@ pub(crate) trait Transport {
     fn want_room(&mut self, cx: &mut Context<'_>);
 }
 
-/// The transport a connection holds: an accepted connection's in place, so its calls
-/// (several per message) are direct and inlined; a dialled connection's socket type
-/// varies, so it is boxed.
+/// The transport a connection holds: one in actix-web's HTTP task in place, so its calls
+/// (several per message) are direct and inlined; a socket of its own (dialled, or taken
+/// over from the HTTP layer) is of a type that varies, so it is boxed.
 pub(crate) enum RoleTransport {
-    Accepted(ServerTransport),
-    Dialled(Box<dyn Transport>),
+    InHttpTask(ServerTransport),
+    Socket(Box<dyn Transport>),
 }
 
 impl Transport for RoleTransport {
     #[inline]
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize) -> ReadPoll {
         match self {
-            RoleTransport::Accepted(t) => t.poll_read(cx, buf, hint),
-            RoleTransport::Dialled(t) => t.poll_read(cx, buf, hint),
+            RoleTransport::InHttpTask(t) => t.poll_read(cx, buf, hint),
+            RoleTransport::Socket(t) => t.poll_read(cx, buf, hint),
         }
     }
 
     #[inline]
     fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>> {
         match self {
-            RoleTransport::Accepted(t) => t.poll_write(cx, chunk),
-            RoleTransport::Dialled(t) => t.poll_write(cx, chunk),
+            RoleTransport::InHttpTask(t) => t.poll_write(cx, chunk),
+            RoleTransport::Socket(t) => t.poll_write(cx, chunk),
         }
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            RoleTransport::Accepted(t) => t.poll_close(cx),
-            RoleTransport::Dialled(t) => t.poll_close(cx),
+            RoleTransport::InHttpTask(t) => t.poll_close(cx),
+            RoleTransport::Socket(t) => t.poll_close(cx),
         }
     }
 
     #[inline]
     fn buffered(&self) -> usize {
         match self {
-            RoleTransport::Accepted(t) => t.buffered(),
-            RoleTransport::Dialled(t) => t.buffered(),
+            RoleTransport::InHttpTask(t) => t.buffered(),
+            RoleTransport::Socket(t) => t.buffered(),
         }
     }
 
     fn want_room(&mut self, cx: &mut Context<'_>) {
         match self {
-            RoleTransport::Accepted(t) => t.want_room(cx),
-            RoleTransport::Dialled(t) => t.want_room(cx),
+            RoleTransport::InHttpTask(t) => t.want_room(cx),
+            RoleTransport::Socket(t) => t.want_room(cx),
         }
     }
 }
@@ -270,11 +270,46 @@ impl<T> IoTransport<T> {
 
 const READ_MIN: usize = 8 * 1024;
 const READ_MAX: usize = 256 * 1024;
+/// A thread's scratch space for reads into an empty read buffer.
+const SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// Where a read lands when the connection has no partial frame and no room: an idle
+    /// connection then holds no read buffer of its own, and a small message gets an
+    /// allocation of its own size (handed on to the target without a copy).
+    static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> IoTransport<T> {
+    fn poll_read_via_scratch(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> ReadPoll {
+        SCRATCH_BUF.with(|scratch| {
+            // Reads are never nested on a thread; a nested one would only come from a bug
+            // and reads straight into `buf` instead of panicking.
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                buf.reserve(READ_MIN);
+                return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf);
+            };
+            let mut read = tokio::io::ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    }
+}
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Transport for IoTransport<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize) -> ReadPoll {
         let want = hint.clamp(READ_MIN, READ_MAX);
-        if buf.capacity() - buf.len() < want / 2 {
+        let room = buf.capacity() - buf.len();
+        if room < want / 2 {
+            if buf.is_empty() && hint <= SCRATCH {
+                return self.poll_read_via_scratch(cx, buf);
+            }
             buf.reserve(want);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)

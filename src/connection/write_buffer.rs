@@ -26,6 +26,11 @@ impl WriteBuffer {
         self.len() == 0
     }
 
+    /// Room held for encoding.
+    pub(crate) fn capacity(&self) -> usize {
+        self.tail.capacity()
+    }
+
     /// Queues `bytes` after everything encoded so far, without copying.
     pub(crate) fn push_shared(&mut self, bytes: Bytes) {
         self.seal();

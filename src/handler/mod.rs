@@ -1,6 +1,7 @@
 //! The server half: the `WsHandler` that upgrades actix-web requests into `WsConnection`
 //! actors (Ergo's `CreateHandler`), and its shutdown.
 
+mod hand_off;
 mod options;
 mod request;
 
@@ -13,16 +14,18 @@ use std::time::Duration;
 use actix_service::{IntoServiceFactory, Service, ServiceFactory};
 use actix_web::body::MessageBody;
 use actix_web::dev::AppConfig;
-use actix_web::{web, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 
+pub(crate) use hand_off::{HandOff, Pending};
 pub use options::{HandlerOptions, OriginCheck};
+pub(crate) use request::LocalAddr;
 pub use request::{record_local_addr, HandshakeError};
 
-use crate::connection::{ConnectData, ConnectionId, Setup, Shutdown, Target, WsConnection};
+use crate::connection::{copy_headers, ConnectData, ConnectionId, Setup, Shutdown, Target, WsConnection};
 use crate::error::ConfigError;
 use crate::registry::Registry;
 use crate::settings::ConnectionSettings;
-use request::{check_request, local_addr};
+use request::{check_request, local_addr, Accepted};
 
 /// What one upgrade chooses for itself (see [`WsHandler::upgrade_with`]).
 #[derive(Default)]
@@ -136,6 +139,19 @@ impl fmt::Debug for WsHandler {
 
 type UpgradeFuture = std::future::Ready<Result<HttpResponse, HandshakeError>>;
 
+/// The shortest handshake timeout of every handler made in this process, in
+/// milliseconds (`u64::MAX`: none yet).
+static SHORTEST_HANDSHAKE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// The shortest handshake timeout of the handlers made so far: what a server that reads a
+/// request's head before any handler sees it must bound that read by.
+pub(crate) fn shortest_handshake_timeout() -> Option<Duration> {
+    match SHORTEST_HANDSHAKE_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        u64::MAX => None,
+        ms => Some(Duration::from_millis(ms)),
+    }
+}
+
 impl WsHandler {
     /// A handler with `options`, or the setting in `options.settings` that cannot work.
     ///
@@ -156,6 +172,8 @@ impl WsHandler {
     /// ```
     pub fn new(options: HandlerOptions) -> Result<Self, ConfigError> {
         options.settings.validate()?;
+        let ms = options.handshake_timeout.as_millis().min(u64::MAX as u128) as u64;
+        SHORTEST_HANDSHAKE_MS.fetch_min(ms, std::sync::atomic::Ordering::Relaxed);
         Ok(WsHandler {
             inner: Arc::new(Inner {
                 settings: Arc::new(options.settings.clone()),
@@ -281,6 +299,9 @@ impl WsHandler {
         if self.is_shut_down() {
             return Err(HandshakeError::Unavailable("shutting down"));
         }
+        if opts.max_connections.is_some_and(|max| self.connections() >= max) {
+            return Err(HandshakeError::Unavailable("too many connections"));
+        }
         let target = match upgrade.target {
             Some(t) if t.is_alive() => t,
             Some(_) => return Err(HandshakeError::Unavailable("the chosen target is gone")),
@@ -289,12 +310,39 @@ impl WsHandler {
                 None => return Err(HandshakeError::NoTarget),
             },
         };
-        let data = upgrade.data;
-
         let mut res = accepted.switching_protocols();
+        let setup = self.setup(req, accepted, target, upgrade.data);
+        let registry = self.inner.registry.clone();
+        let join = move |id: &ConnectionId| {
+            // Joined before the connection does anything, under the lock shutdown takes:
+            // a shutdown that began meanwhile is told to the connection at once.
+            let (registration, shutting_down) = registry.join(id.seq(), id.clone());
+            if shutting_down {
+                id.addr().do_send(Shutdown);
+            }
+            Some(registration)
+        };
+        let hand_off = req.extensions().get::<HandOff>().cloned();
+        if let Some(hand_off) = hand_off {
+            // The server takes the socket over once this 101 is written.
+            hand_off.leave(Pending { setup, join: Box::new(join) });
+            return Ok(res.finish());
+        }
+        let (_, body) = WsConnection::accept(setup, payload.into_inner(), join);
+        Ok(res.streaming(body))
+    }
+
+    /// What the connection of the accepted request `req` starts with.
+    fn setup(
+        &self,
+        req: &HttpRequest,
+        accepted: Accepted,
+        target: Target,
+        data: Option<ConnectData>,
+    ) -> Setup {
         let uri =
             req.uri().path_and_query().map_or_else(|| req.path().to_owned(), |pq| pq.as_str().to_owned());
-        let setup = Setup {
+        Setup {
             target,
             config: self.inner.settings.clone(),
             deflate: accepted.deflate.map(|(p, _)| p),
@@ -302,20 +350,9 @@ impl WsHandler {
             local_addr: Some(local_addr(req)),
             remote_addr: req.peer_addr(),
             uri,
-            headers: req.headers(),
+            headers: copy_headers(req.headers()),
             data,
-        };
-        let registry = &self.inner.registry;
-        let (_, body) = WsConnection::accept(setup, payload.into_inner(), |id| {
-            // Joined before the upgrade is answered, under the lock shutdown takes: a
-            // shutdown that began meanwhile is told to the connection at once.
-            let (registration, shutting_down) = registry.join(id.seq(), id.clone());
-            if shutting_down {
-                id.addr().do_send(Shutdown);
-            }
-            Some(registration)
-        });
-        Ok(res.streaming(body))
+        }
     }
 
     /// The configured handshake timeout, for `HttpServer::client_request_timeout`.

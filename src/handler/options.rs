@@ -50,6 +50,9 @@ pub struct HandlerOptions {
     pub protocols: Vec<String>,
     /// Limits, timers and buffers of each connection.
     pub settings: ConnectionSettings,
+    /// How many connections of this handler may be open at once; further upgrades are
+    /// answered 503 (default: no bound but the server's).
+    pub max_connections: Option<usize>,
 }
 
 impl HandlerOptions {
@@ -65,6 +68,12 @@ impl HandlerOptions {
         handshake_timeout: Duration,
         /// Sets the per-connection settings.
         settings: ConnectionSettings,
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
     }
 
     /// Sets the origin predicate.
@@ -97,6 +106,7 @@ impl Default for HandlerOptions {
             check_origin: None,
             protocols: Vec::new(),
             settings: ConnectionSettings::default(),
+            max_connections: None,
         }
     }
 }
@@ -110,6 +120,7 @@ impl fmt::Debug for HandlerOptions {
             .field("check_origin", &self.check_origin.is_some())
             .field("protocols", &self.protocols)
             .field("connection", &self.settings)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }

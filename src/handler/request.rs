@@ -104,9 +104,10 @@ impl ResponseError for HandshakeError {
     }
 }
 
-/// The accepted socket's own address, recorded by [`record_local_addr`].
+/// The accepted socket's own address, recorded by [`record_local_addr`] (or by the
+/// server that owns the socket).
 #[derive(Debug, Clone, Copy)]
-struct LocalAddr(SocketAddr);
+pub(crate) struct LocalAddr(pub(crate) SocketAddr);
 
 /// An `HttpServer::on_connect` callback that records each accepted TCP socket's own
 /// address, so [`MessageConnect::local_addr`](crate::MessageConnect::local_addr) reports

@@ -125,19 +125,78 @@ pub fn serve(handler: WsHandler) -> TestServer {
 
 /// A server on 127.0.0.1 with `workers` threads; each mounts at `/ws` the handler that
 /// `handler` makes on that thread (so per-thread actors start there). With
-/// `configured_by`, the server takes that handler's settings (`configure_server`).
+/// `configured_by`, an `HttpServer` takes that handler's settings (`configure_server`).
 pub fn serve_each(
     workers: usize,
     configured_by: Option<&WsHandler>,
     handler: impl Fn() -> WsHandler + Clone + Send + 'static,
 ) -> TestServer {
-    let mut server = HttpServer::new(move || App::new().route("/ws", handler().route()));
-    if let Some(h) = configured_by {
-        server = h.configure_server(server);
-    }
-    let server = server.workers(workers).disable_signals().bind("127.0.0.1:0").expect("bind");
-    let addr = server.addrs()[0];
-    let server = server.run();
+    serve_app(workers, configured_by, move || App::new().route("/ws", handler().route()))
+}
+
+/// Which server the tests run on: `WsServer`, which takes each WebSocket's socket over,
+/// when `AMW_SERVER=owned` (scripts/test.sh runs the suites both ways); actix-web's
+/// `HttpServer` otherwise.
+pub fn owned_sockets() -> bool {
+    std::env::var("AMW_SERVER").is_ok_and(|v| v == "owned")
+}
+
+/// Serves the `App`s `factory` makes on 127.0.0.1, on the server `owned_sockets` says.
+pub fn serve_app<F, I, S, B>(workers: usize, configured_by: Option<&WsHandler>, factory: F) -> TestServer
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
+    S: actix_service::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    <S::Service as actix_service::Service<actix_http::Request>>::Future: 'static,
+    S::Service: 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    serve_app_on("127.0.0.1:0", None, workers, configured_by, factory)
+}
+
+/// Like `serve_app`, on `addr`, with TLS when `tls` is given.
+pub fn serve_app_on<F, I, S, B>(
+    addr: &str,
+    tls: Option<rustls::ServerConfig>,
+    workers: usize,
+    configured_by: Option<&WsHandler>,
+    factory: F,
+) -> TestServer
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
+    S: actix_service::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    <S::Service as actix_service::Service<actix_http::Request>>::Future: 'static,
+    S::Service: 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    let (addr, server) = if owned_sockets() {
+        let server = actix_meta_websocket::WsServer::new(factory).workers(workers).disable_signals();
+        let server = match tls {
+            Some(config) => server.bind_rustls_0_23(addr, config),
+            None => server.bind(addr),
+        };
+        let server = server.expect("bind");
+        (server.addrs()[0], server.run())
+    } else {
+        let mut server = HttpServer::new(factory);
+        if let Some(h) = configured_by {
+            server = h.configure_server(server);
+        }
+        let server = server.workers(workers).disable_signals();
+        let server = match tls {
+            Some(config) => server.bind_rustls_0_23(addr, config),
+            None => server.bind(addr),
+        };
+        let server = server.expect("bind");
+        (server.addrs()[0], server.run())
+    };
     let handle = server.handle();
     actix_rt::spawn(server);
     TestServer { addr, handle }
@@ -349,6 +408,31 @@ pub fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(payload);
     out
+}
+
+/// A self-signed certificate for `localhost`: a server configuration with it, and a
+/// client configuration that trusts it (ALPN `http/1.1`).
+pub fn tls_pair() -> (rustls::ServerConfig, rustls::ClientConfig) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let cert_der = cert.cert.der().clone();
+    let key_der =
+        rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).expect("its key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key_der)
+        .expect("a server configuration");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).expect("the root");
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (server, client)
 }
 
 /// Whether an outside peer (a program the tests talk to) is installed. Without it the test

@@ -18,7 +18,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_meta_websocket::protocol::{DeflateConfig, DeflateMemory, Limits};
 use actix_meta_websocket::{
-    ConnectionSettings, Groups, HandlerOptions, MessageConnect, MessageDisconnect, Pool, WsHandler, WsMessage,
+    ConnectionSettings, Groups, HandlerOptions, MessageConnect, MessageDisconnect, Pool, WsHandler,
+    WsMessage, WsServer,
 };
 use actix_web::{App, HttpServer};
 
@@ -27,6 +28,9 @@ mod echo;
 use echo::Echo;
 #[path = "shared/fanout.rs"]
 mod fanout;
+#[cfg(feature = "rustls")]
+#[path = "shared/tls.rs"]
+mod tls;
 use fanout::{Fanout, Hub};
 
 /// permessage-deflate settings, by name.
@@ -93,6 +97,12 @@ struct Cli {
     /// The echo workers keep the headers of every connection they are told of.
     #[arg(long)]
     keep_headers: bool,
+    /// Serve with `WsServer` (each WebSocket's socket taken over) instead of `HttpServer`.
+    #[arg(long)]
+    owned: bool,
+    /// With --owned: TLS with this certificate chain and key (PEM files).
+    #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+    tls: Option<Vec<std::path::PathBuf>>,
 }
 
 /// The echo worker, keeping what `MessageConnect` brought.
@@ -122,10 +132,8 @@ impl actix::Handler<MessageDisconnect> for KeepHeaders {
     fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
 }
 
-#[actix_web::main]
-async fn main() -> std::io::Result<()> {
-    let cli: Cli = clap::Parser::parse();
-    let Cli { port, workers, compression, fanout, keep_headers, .. } = cli;
+/// Room for the largest benchmark messages, and the chosen compression.
+fn settings(compression: Option<Compression>) -> std::io::Result<ConnectionSettings> {
     let config = ConnectionSettings {
         limits: Limits { max_frame_size: 16 << 20, max_message_size: 16 << 20 },
         max_write_buffer: 64 << 20,
@@ -133,8 +141,11 @@ async fn main() -> std::io::Result<()> {
         ..ConnectionSettings::default()
     };
     config.validate()?;
-    // One hub, or one set of groups, for every worker thread.
-    let hub = (fanout == Some(FanoutMode::Hub)).then(|| Hub::default().start());
+    Ok(config)
+}
+
+/// The groups every worker's fan-out actor shares, on a cluster with `--cluster`.
+async fn fanout_state(cli: &Cli) -> std::io::Result<Fanout> {
     #[cfg(feature = "cluster")]
     let cluster = match &cli.cluster {
         Some(url) => {
@@ -143,22 +154,31 @@ async fn main() -> std::io::Result<()> {
         }
         None => None,
     };
-    #[cfg(feature = "cluster")]
-    let groups = cluster.as_ref().map_or_else(Groups::new, |c| c.groups().clone());
     #[cfg(not(feature = "cluster"))]
-    let groups = Groups::new();
-    let server = HttpServer::new(move || {
+    let _ = cli;
+    Ok(Fanout {
+        #[cfg(feature = "cluster")]
+        groups: cluster.as_ref().map_or_else(Groups::new, |c| c.groups().clone()),
+        #[cfg(not(feature = "cluster"))]
+        groups: Groups::new(),
+        #[cfg(feature = "cluster")]
+        cluster,
+    })
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let cli: Cli = clap::Parser::parse();
+    let shared = fanout_state(&cli).await?;
+    let Cli { port, workers, compression, fanout, keep_headers, owned, tls, .. } = cli;
+    let config = settings(compression)?;
+    // One hub, or one set of groups, for every worker thread.
+    let hub = (fanout == Some(FanoutMode::Hub)).then(|| Hub::default().start());
+    let app = move || {
         // Runs on each worker thread: the pool's actors start on that thread's arbiter.
         let pool = match (fanout, &hub) {
             (Some(FanoutMode::Hub), Some(hub)) => Pool::from(hub.clone()),
-            (Some(_), _) => Pool::from(
-                Fanout {
-                    groups: groups.clone(),
-                    #[cfg(feature = "cluster")]
-                    cluster: cluster.clone(),
-                }
-                .start(),
-            ),
+            (Some(_), _) => Pool::from(shared.clone().start()),
             (None, _) if keep_headers => {
                 Pool::new((0..4).map(|_| KeepHeaders(Vec::new()).start())).expect("four workers")
             }
@@ -167,13 +187,28 @@ async fn main() -> std::io::Result<()> {
         let options = HandlerOptions::new(pool).compression(compression.is_some()).settings(config.clone());
         let handler = WsHandler::new(options).expect("settings validated before the server starts");
         App::new().route("/ws", handler.route())
-    })
-    .workers(workers)
-    .backlog(4096)
-    .max_connection_rate(4096)
-    .max_connections(100_000)
-    .client_disconnect_timeout(Duration::ZERO)
-    .bind(("127.0.0.1", port))?;
-    eprintln!("bench_server on ws://127.0.0.1:{port}/ws ({workers} worker threads)");
-    server.run().await
+    };
+    eprintln!("bench_server on ws://127.0.0.1:{port}/ws ({workers} worker threads, owned sockets: {owned})");
+    if owned {
+        let server = WsServer::new(app).workers(workers).backlog(4096).max_connections(100_000);
+        let server = match tls {
+            #[cfg(feature = "rustls")]
+            Some(files) => {
+                server.bind_rustls_0_23(("127.0.0.1", port), tls::server_config(&files[0], &files[1])?)?
+            }
+            #[cfg(not(feature = "rustls"))]
+            Some(_) => return Err(std::io::Error::other("--tls needs the crate's rustls feature")),
+            None => server.bind(("127.0.0.1", port))?,
+        };
+        return server.run().await;
+    }
+    HttpServer::new(app)
+        .workers(workers)
+        .backlog(4096)
+        .max_connection_rate(4096)
+        .max_connections(100_000)
+        .client_disconnect_timeout(Duration::ZERO)
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await
 }

@@ -30,9 +30,11 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 # 30% over a run, which medians of separate series do not cancel.
 SERVERS = [
     ("actix-web-actors direct", ["baseline_actors", "--mode", "direct"]),
-    ("actix-meta-websocket (pool of 4)", ["bench_server"]),
+    ("actix-meta-websocket on WsServer (pool of 4)", ["bench_server", "--owned"]),
+    ("actix-meta-websocket on HttpServer (pool of 4)", ["bench_server"]),
     ("actix-web-actors + pool of 4", ["baseline_actors", "--mode", "pool"]),
     ("actix-ws", ["baseline_actix_ws"]),
+    ("bare tokio echo (floor)", ["baseline_tokio"]),
 ]
 BASE = SERVERS[0][0]
 
@@ -151,7 +153,8 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
-                    "--example", "baseline_actors", "--example", "baseline_actix_ws"], cwd=ROOT, check=True)
+                    "--example", "baseline_actors", "--example", "baseline_actix_ws", "--example", "baseline_tokio"],
+                   cwd=ROOT, check=True)
     results = {}
     for name, mode, extra in SCENARIOS:
         if a.only and a.only not in name:

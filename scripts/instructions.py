@@ -105,7 +105,8 @@ def main():
     if a.conns is None:
         a.conns = 8 if a.handshakes else 50
     subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
-                    "--example", "baseline_actors", "--example", "baseline_actix_ws"], cwd=ROOT, check=True)
+                    "--example", "baseline_actors", "--example", "baseline_actix_ws", "--example", "baseline_tokio"],
+                   cwd=ROOT, check=True)
     if a.handshakes:
         print(f"handshake + close cycles, {a.conns} at a time, {a.secs:g} s under cachegrind")
     elif a.fanout:
@@ -115,7 +116,7 @@ def main():
     unit = "cycle" if a.handshakes else "delivery" if a.fanout else "msg"
     servers = [(n, s) for n, s in SERVERS if a.only is None or a.only in n]
     if a.against:
-        ours = next(s for n, s in SERVERS if "meta" in n)
+        ours = next(s for n, s in SERVERS if "HttpServer" in n)
         servers.insert(0, (a.against, [build_against(a.against)] + ours[1:]))
     if a.fanout:
         # Broadcasts through the crate's groups, two worker threads; the baselines that

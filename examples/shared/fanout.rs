@@ -20,6 +20,7 @@ fn prepared(m: &WsMessage) -> PreparedMessage {
 
 /// One per worker thread: every connection joins one group, and what any of them sends
 /// is broadcast to the others.
+#[derive(Clone)]
 pub struct Fanout {
     pub groups: Groups,
     /// With `bench_server --cluster`: `id?` answers the connection's global id, and

@@ -35,19 +35,21 @@ thread_local! {
 fn main() -> std::io::Result<()> {
     let cli = <Cli as clap::Parser>::parse();
     let addr = SocketAddr::from(([127, 0, 0, 1], cli.port));
-    let threads: Vec<_> = (0..cli.workers)
-        .map(|_| {
-            std::thread::spawn(move || {
+    for _ in 0..cli.workers {
+        std::thread::spawn(move || {
+            let run = || -> std::io::Result<()> {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, serve(addr))
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("worker")?;
+                tokio::task::LocalSet::new().block_on(&rt, serve(addr))
+            };
+            if let Err(e) = run() {
+                eprintln!("baseline_tokio on {addr}: {e}");
+                std::process::exit(1);
+            }
+        });
     }
-    Ok(())
+    // Ends on Ctrl-C (SIGINT), as the other benchmark servers do: the scripts stop them so.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(tokio::signal::ctrl_c())
 }
 
 async fn serve(addr: SocketAddr) -> std::io::Result<()> {

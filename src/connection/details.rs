@@ -92,17 +92,27 @@ impl Details {
 /// head parses into are slices of actix-http's read buffer, and `HeaderMap::clone` keeps
 /// the source's capacity (actix-http reuses request heads): a target that keeps the
 /// headers would otherwise keep the whole buffer and table alive for the connection's life.
+/// The values share one buffer of their own, sized to them: one allocation, not one each.
 pub(crate) fn copy_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut all = Vec::with_capacity(headers.iter().map(|(_, v)| v.len()).sum());
+    for (_, value) in headers.iter() {
+        all.extend_from_slice(value.as_bytes());
+    }
+    let all = bytes::Bytes::from(all);
     let mut copy = HeaderMap::with_capacity(headers.len());
+    let mut at = 0;
     for (name, value) in headers.iter() {
-        copy.append(name.clone(), owned_value(value));
+        let end = at + value.len();
+        copy.append(name.clone(), owned_value(value, all.slice(at..end)));
+        at = end;
     }
     copy
 }
 
-fn owned_value(value: &HeaderValue) -> HeaderValue {
+/// `value`, now over `bytes` (the same bytes, in memory of the copy's own).
+fn owned_value(value: &HeaderValue, bytes: bytes::Bytes) -> HeaderValue {
     // Valid already, so this cannot fail; the clone is only a fallback that never runs.
-    let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+    let mut owned = HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| value.clone());
     owned.set_sensitive(value.is_sensitive());
     owned
 }

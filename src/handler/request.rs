@@ -163,11 +163,7 @@ fn single_header(req: &HttpRequest, name: header::HeaderName) -> Result<Option<&
 }
 
 fn has_token(req: &HttpRequest, name: header::HeaderName, token: &str) -> bool {
-    req.headers()
-        .get_all(name)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(protocol::header_tokens)
-        .any(|t| t.eq_ignore_ascii_case(token))
+    req.headers().get_all(name).any(|v| protocol::has_header_token(v.as_bytes(), token))
 }
 
 pub(super) fn check_request(req: &HttpRequest, opts: &HandlerOptions) -> Result<Accepted, HandshakeError> {

@@ -77,6 +77,19 @@ pub fn header_tokens(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|t| !t.is_empty())
 }
 
+/// Whether the comma-separated header `value` lists `token` (ASCII case ignored), as
+/// `Connection: keep-alive, Upgrade` lists `upgrade`. Works on the raw bytes: a value
+/// that is not UTF-8 can still list an ASCII token.
+///
+/// ```
+/// use actix_meta_websocket::protocol::has_header_token;
+/// assert!(has_header_token(b"keep-alive, Upgrade", "upgrade"));
+/// assert!(!has_header_token(b"keep-alive, upgraded", "upgrade"));
+/// ```
+pub fn has_header_token(value: &[u8], token: &str) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
 /// Picks the subprotocol: the first of `supported` (in the server's order of preference)
 /// that the client listed in any `Sec-WebSocket-Protocol` line.
 ///
@@ -126,5 +139,9 @@ mod tests {
     #[test]
     fn tokens() {
         assert_eq!(header_tokens(" a , ,b,").collect::<Vec<_>>(), vec!["a", "b"]);
+        assert!(has_header_token(b"\tWebSocket ", "websocket"));
+        assert!(has_header_token(b"a,,Upgrade,", "upgrade"));
+        assert!(!has_header_token(b"", "upgrade"));
+        assert!(!has_header_token(b"up grade", "upgrade"));
     }
 }

@@ -39,7 +39,8 @@ pub use extensions::{parse_extension_headers, parse_extensions, Extension, Exten
 pub use frame::{FrameHeader, OpCode, RSV1};
 pub(crate) use handshake::accept_key_bytes;
 pub use handshake::{
-    accept_key, base64_encode, generate_key, header_tokens, is_valid_key, select_subprotocol, VERSION,
+    accept_key, base64_encode, generate_key, has_header_token, header_tokens, is_valid_key,
+    select_subprotocol, VERSION,
 };
 pub use mask::apply_mask;
 pub use utf8::{InvalidUtf8, Utf8Validator};

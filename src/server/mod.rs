@@ -6,8 +6,10 @@
 //! - `app`: one `App` per worker thread, for plain requests and upgrade requests alike.
 //! - `upgrade`: the upgrade service, where the socket changes hands.
 //! - `respond`: what happens to upgrade requests no `WsHandler` took.
+//! - `body`: the request body another crate's upgrade reads from the socket.
 
 mod app;
+mod body;
 mod respond;
 mod upgrade;
 
@@ -200,14 +202,13 @@ where
                 AppConfig::__priv_test_new(false, host.clone(), addr),
             );
             let upgrade = UpgradeFactory::<_, B>::new(app.cell());
-            HttpService::build()
-                .client_request_timeout(request_timeout(timeout))
-                .on_connect_ext(|io: &actix_web::rt::net::TcpStream, ext: &mut Extensions| {
+            let mut http = HttpService::build().client_request_timeout(request_timeout(timeout));
+            if addr.ip().is_unspecified() {
+                http = http.on_connect_ext(|io: &actix_web::rt::net::TcpStream, ext: &mut Extensions| {
                     record_local(io, ext)
-                })
-                .upgrade(upgrade)
-                .h1(app)
-                .tcp()
+                });
+            }
+            http.upgrade(upgrade).h1(app).tcp()
         })?;
         Ok(self)
     }
@@ -244,13 +245,12 @@ where
                 AppConfig::__priv_test_new(true, host.clone(), addr),
             );
             let upgrade = UpgradeFactory::<_, B>::new(app.cell());
-            HttpService::build()
-                .client_request_timeout(request_timeout(timeout))
-                .secure()
-                .on_connect_ext(|io: &TlsStream, ext: &mut Extensions| record_local(io.get_ref().0, ext))
-                .upgrade(upgrade)
-                .h1(app)
-                .rustls_0_23(config.clone())
+            let mut http = HttpService::build().client_request_timeout(request_timeout(timeout)).secure();
+            if addr.ip().is_unspecified() {
+                http = http
+                    .on_connect_ext(|io: &TlsStream, ext: &mut Extensions| record_local(io.get_ref().0, ext));
+            }
+            http.upgrade(upgrade).h1(app).rustls_0_23(config.clone())
         })?;
         Ok(self)
     }
@@ -280,7 +280,9 @@ fn request_timeout(set: Option<Duration>) -> Duration {
 #[cfg(feature = "rustls")]
 type TlsStream = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
 
-/// What `MessageConnect::local_addr` reports: the accepted socket's own address.
+/// What `MessageConnect::local_addr` reports: the accepted socket's own address. Asked of
+/// the socket only on a wildcard bind; otherwise the listener's address (the `App`'s
+/// `local_addr`) is the socket's, with no system call per connection.
 fn record_local(io: &actix_web::rt::net::TcpStream, ext: &mut Extensions) {
     if let Ok(addr) = io.local_addr() {
         ext.insert(LocalAddr(addr));

@@ -7,27 +7,13 @@ use actix_codec::{AsyncRead, AsyncWrite, Framed};
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::h1::{Codec, Message};
-use actix_http::{ConnectionType, Payload, Request, Response, StatusCode};
+use actix_http::{ConnectionType, Response, StatusCode};
 use actix_web::Error;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
-/// Chunks of the request's body waiting for the route that reads them.
-const BODY_CHUNKS: usize = 16;
-
-/// Where the socket's bytes go once another crate's route has upgraded the request.
-pub(super) type BodyIn = mpsc::Sender<Result<Bytes, PayloadError>>;
-
-/// Gives `req` a body that `BodyIn` feeds: actix-http gives none to an upgrade request,
-/// since the socket is ours to hand over.
-pub(super) fn request_body(req: &mut Request) -> BodyIn {
-    let (tx, mut rx) = mpsc::channel(BODY_CHUNKS);
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    *req.payload() = Payload::Stream { payload: Box::pin(stream) };
-    tx
-}
+use super::body::BodyIn;
 
 /// Writes `res` as the `App` made it. After another crate's 101, its body and the
 /// socket are joined until either ends; after anything else, the connection closes.
@@ -62,8 +48,7 @@ pub(super) async fn refuse<T>(framed: Framed<T, Codec>, status: StatusCode) -> R
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let (tx, _) = mpsc::channel(1);
-    answer(Response::with_body(status, BoxBody::new(())), framed, tx).await
+    answer(Response::with_body(status, BoxBody::new(())), framed, BodyIn::none()).await
 }
 
 /// Another crate's upgraded connection: the socket's bytes into the request's body, the

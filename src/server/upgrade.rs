@@ -18,7 +18,7 @@ use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::SinkExt;
 
 use super::app::AppCell;
-use super::respond;
+use super::{body, respond};
 use crate::connection::WsConnection;
 use crate::handler::{HandOff, Pending};
 
@@ -101,7 +101,7 @@ where
     let hand_off = HandOff::default();
     req.extensions_mut().insert(hand_off.clone());
     // Read only by another crate's upgrade: this crate's routes hand the socket over.
-    let body_in = respond::request_body(&mut req);
+    let body_in = body::request_body(&mut req);
     let res = match app.call(req).await {
         Ok(res) => res.into().map_into_boxed_body(),
         Err(e) => Response::from(e.into()),

@@ -3,14 +3,17 @@
 //! combination accepted), limits high enough for the 9.x cases.
 //!
 //! ```sh
-//! cargo run --release --example autobahn_server -- --port 9002 [--deflate shared]
+//! cargo run --release --example autobahn_server -- --port 9002 [--deflate shared] [--owned]
 //! ```
+//!
+//! `--owned` serves on `WsServer` (the socket taken over after the upgrade) instead of
+//! actix-web's `HttpServer`.
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::protocol::{DeflateConfig, Limits};
-use actix_meta_websocket::{ConnectionSettings, HandlerOptions, Pool, WsHandler};
+use actix_meta_websocket::{ConnectionSettings, HandlerOptions, Pool, WsHandler, WsServer};
 use actix_web::{App, HttpServer};
 
 #[path = "shared/echo.rs"]
@@ -27,11 +30,14 @@ struct Cli {
     /// permessage-deflate settings: the defaults, or the shared-compressor mode.
     #[arg(long, value_parser = ["default", "shared"], default_value = "default")]
     deflate: String,
+    /// Serve on `WsServer` rather than actix-web's `HttpServer`.
+    #[arg(long)]
+    owned: bool,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let Cli { port, deflate } = clap::Parser::parse();
+    let Cli { port, deflate, owned } = clap::Parser::parse();
     let pool = Pool::new((0..4).map(|_| Echo.start())).map_err(std::io::Error::other)?;
     let config = ConnectionSettings {
         limits: Limits { max_frame_size: 64 << 20, max_message_size: 64 << 20 },
@@ -41,11 +47,16 @@ async fn main() -> std::io::Result<()> {
         ..ConnectionSettings::default()
     };
     let handler = WsHandler::new(HandlerOptions::new(pool).compression(true).settings(config))?;
-    let server = HttpServer::new(move || App::new().default_service(handler.route()))
+    let app = move || App::new().default_service(handler.route());
+    eprintln!("autobahn_server on ws://127.0.0.1:{port} (owned sockets: {owned})");
+    if owned {
+        return WsServer::new(app).workers(1).bind(("127.0.0.1", port))?.run().await;
+    }
+    HttpServer::new(app)
         .workers(1)
         // Close TCP right after the closing handshake (see Handler's docs).
         .client_disconnect_timeout(Duration::ZERO)
-        .bind(("127.0.0.1", port))?;
-    eprintln!("autobahn_server on ws://127.0.0.1:{port}");
-    server.run().await
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await
 }

@@ -6,16 +6,22 @@
 //! ```sh
 //! cargo run --example chat            # open http://127.0.0.1:8081/ in two tabs
 //! cargo run --example chat -- --addr 127.0.0.1:9000
+//! cargo run --example chat -- --tls cert.pem key.pem   # https:// and wss://
 //! ```
+//!
+//! (`cargo run --example self_signed_cert` writes a `cert.pem` and `key.pem` to try TLS with;
+//! a browser asks you to accept that certificate first.)
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse};
 
 const PAGE: &str = include_str!("chat.html");
 
 #[path = "shared/rooms.rs"]
 mod rooms;
+#[path = "shared/tls.rs"]
+mod tls;
 use rooms::Rooms;
 
 /// Every connection's target, and the watcher of every room.
@@ -64,6 +70,9 @@ struct Cli {
     /// Where to listen (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8081")]
     addr: std::net::SocketAddr,
+    /// Serve `https://` and `wss://` with this certificate chain and private key (PEM files).
+    #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+    tls: Option<Vec<std::path::PathBuf>>,
 }
 
 #[actix_web::main]
@@ -72,15 +81,18 @@ async fn main() -> std::io::Result<()> {
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };
-    let server = handler
-        .configure_server(HttpServer::new(move || {
-            App::new().route("/", web::get().to(page)).route("/ws", h.route())
-        }))
+    let server = WsServer::new(move || App::new().route("/", web::get().to(page)).route("/ws", h.route()))
         .shutdown_signal(handler.shutdown_on(async {
             let _ = tokio::signal::ctrl_c().await;
-        }))
-        .bind(<Cli as clap::Parser>::parse().addr)?;
+        }));
+    let cli = <Cli as clap::Parser>::parse();
+    let (server, scheme) = match &cli.tls {
+        Some(files) => {
+            (server.bind_rustls_0_23(cli.addr, tls::server_config(&files[0], &files[1])?)?, "https")
+        }
+        None => (server.bind(cli.addr)?, "http"),
+    };
     // Printed for scripts that start the example on port 0.
-    println!("chat on http://{}/", server.addrs()[0]);
+    println!("chat on {scheme}://{}/", server.addrs()[0]);
     server.run().await
 }

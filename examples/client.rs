@@ -5,6 +5,7 @@
 //! cargo run --example echo_server &
 //! cargo run --example client                              # ws://127.0.0.1:8080/ws
 //! cargo run --example client -- --url wss://host/ws --compression
+//! cargo run --example client -- --url wss://localhost:8080/ws --ca cert.pem   # trust cert.pem only
 //! ```
 
 use actix::prelude::*;
@@ -12,6 +13,9 @@ use actix_meta_websocket::{
     connect, DialOptions, MessageConnect, MessageDisconnect, Outgoing, Target, WsMessage,
 };
 use tokio::io::AsyncBufReadExt;
+
+#[path = "shared/tls.rs"]
+mod tls;
 
 /// Prints the connection's events; signals `done` when the connection ends.
 struct Printer {
@@ -65,14 +69,27 @@ struct Cli {
     /// Offer permessage-deflate.
     #[arg(long)]
     compression: bool,
+    /// For wss://: trust the certificates in this PEM file instead of the usual roots
+    /// (a self-signed server's own certificate, say).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
 }
 
 #[actix::main]
 async fn main() {
-    let Cli { url, compression } = clap::Parser::parse();
+    let Cli { url, compression, ca } = clap::Parser::parse();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let printer = Printer { done: Some(done_tx) }.start();
-    let options = DialOptions::new(url, Target::from_addr(printer)).compression(compression);
+    let mut options = DialOptions::new(url, Target::from_addr(printer)).compression(compression);
+    if let Some(ca) = ca {
+        match tls::client_config(&ca) {
+            Ok(config) => options = options.tls(std::sync::Arc::new(config)),
+            Err(e) => {
+                eprintln!("--ca: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let id = match connect(options).await {
         Ok(id) => id,
         Err(e) => {

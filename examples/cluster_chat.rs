@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse};
 
 const PAGE: &str = include_str!("chat.html");
 
@@ -130,10 +130,7 @@ async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_we
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };
-    let server = handler
-        .configure_server(HttpServer::new(move || {
-            App::new().route("/", web::get().to(page)).route("/ws", h.route())
-        }))
+    let server = WsServer::new(move || App::new().route("/", web::get().to(page)).route("/ws", h.route()))
         .workers(1)
         .disable_signals()
         .bind(addr)?;

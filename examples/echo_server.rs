@@ -9,12 +9,26 @@
 //! cargo run --example echo_server -- --addr 127.0.0.1:9000
 //! cargo run --example client                       # type lines, see the answers
 //! ```
+//!
+//! Over TLS (`wss://`), with a self-signed certificate for `localhost` and `127.0.0.1`:
+//!
+//! ```sh
+//! cargo run --example self_signed_cert -- target/tls          # target/tls/{cert,key}.pem
+//! cargo run --example echo_server -- --tls target/tls/cert.pem target/tls/key.pem
+//! cargo run --example client -- --url wss://localhost:8080/ws --ca target/tls/cert.pem
+//! ```
+//!
+//! It serves on [`WsServer`]: each accepted WebSocket's socket is taken over from the HTTP
+//! layer once the 101 is written.
 
 use actix::prelude::*;
 use actix_meta_websocket::{
-    HandlerOptions, MessageConnect, MessageDisconnect, Outgoing, Pool, WsHandler, WsMessage,
+    HandlerOptions, MessageConnect, MessageDisconnect, Outgoing, Pool, WsHandler, WsMessage, WsServer,
 };
-use actix_web::{App, HttpServer};
+use actix_web::App;
+
+#[path = "shared/tls.rs"]
+mod tls;
 
 struct Worker {
     name: String,
@@ -62,6 +76,9 @@ struct Cli {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
+    /// Serve `wss://` with this certificate chain and private key (PEM files).
+    #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+    tls: Option<Vec<std::path::PathBuf>>,
 }
 
 #[actix_web::main]
@@ -71,7 +88,7 @@ async fn main() -> std::io::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr = <Cli as clap::Parser>::parse().addr;
+    let cli = <Cli as clap::Parser>::parse();
     let workers = (1..=3).map(|i| {
         let name = format!("worker{i}");
         Supervisor::start(move |_| Worker { name })
@@ -80,14 +97,17 @@ async fn main() -> std::io::Result<()> {
     // Browsers offer permessage-deflate; accept it.
     let handler = WsHandler::new(HandlerOptions::new(pool).compression(true))?;
     let h = handler.clone();
-    // Handshake timeout, TCP closed right after the closing handshake, each socket's
-    // local address for MessageConnect (see Handler::configure_server).
-    let server = handler
-        .configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
-        .shutdown_signal(handler.shutdown_on(async {
+    // Handshake timeout and each socket's local address come with WsServer by themselves.
+    let server = WsServer::new(move || App::new().route("/ws", h.route())).shutdown_signal(
+        handler.shutdown_on(async {
             let _ = tokio::signal::ctrl_c().await;
-        }))
-        .bind(&addr)?;
-    tracing::info!("listening on ws://{addr}/ws");
+        }),
+    );
+    let (server, scheme) = match &cli.tls {
+        Some(files) => (server.bind_rustls_0_23(cli.addr, tls::server_config(&files[0], &files[1])?)?, "wss"),
+        None => (server.bind(cli.addr)?, "ws"),
+    };
+    // Printed for scripts that start the example on port 0.
+    println!("listening on {scheme}://{}/ws", server.addrs()[0]);
     server.run().await
 }

@@ -30,9 +30,10 @@ fi
 # Every outside peer is installed above: a missing one fails its tests instead of
 # skipping them.
 export AMW_REQUIRE_PEERS=1
-# The cluster tests run this example as a node process of its own (cargo test builds
-# examples without putting them where a test can find them).
-cargo build --features cluster --example cluster_chat
+# Tests run these examples as processes of their own: cluster_chat as a cluster node,
+# echo_server over wss (cargo test builds examples without putting them where a test can
+# find them).
+cargo build --all-features --example cluster_chat --example echo_server
 cargo test --all-features --all-targets
 # The server-side suites again, on `WsServer` (sockets taken over after the upgrade)
 # instead of actix-web's `HttpServer`: the same tests, the other server (tests/common).
@@ -44,6 +45,7 @@ AMW_SERVER=owned cargo test --all-features \
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py
-# The browser tests drive the chat examples (one node, and two nodes on Redis).
-cargo build --example chat
+# The browser tests drive the chat examples (one node, also over https and wss with a
+# self-signed certificate; and two nodes on Redis).
+cargo build --all-features --example chat --example cluster_chat --example self_signed_cert
 node --test tests/browser/

@@ -2,21 +2,68 @@
 //! sans-IO codec over a tokio socket; and what every mode shares (payloads that carry
 //! their send time, latency percentiles, lines for the caller).
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_meta_websocket::protocol::{
     parse_extensions, DataKind, Decoder, DeflateConfig, DeflateParams, Encoder, Incoming, Limits, Role,
 };
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::Args;
 
+/// A connection's socket: plain for `ws://`, TLS (rustls) for `wss://`.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Writes all of `bytes` and flushes (a TLS stream may hold the last record otherwise).
+pub async fn write_flushed<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: BytesMut,
     pub dec: Decoder,
     pub enc: Encoder,
@@ -34,8 +81,15 @@ pub async fn open_at(args: &Args, n: usize, at: usize) -> std::io::Result<Conn> 
         let src = Ipv4Addr::new(127, 0, 0, 1 + (n % args.sources as usize) as u8);
         socket.bind(SocketAddr::new(src.into(), 0))?;
     }
-    let mut stream = socket.connect(to.addr).await?;
-    stream.set_nodelay(true)?;
+    let tcp = socket.connect(to.addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut stream = match &args.tls {
+        Some(connector) if to.tls => {
+            let name = rustls::pki_types::ServerName::IpAddress(to.addr.ip().into());
+            Stream::Tls(Box::new(connector.connect(name, tcp).await?))
+        }
+        _ => Stream::Plain(tcp),
+    };
     let cfg = DeflateConfig::default();
     let mut req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n",
@@ -47,7 +101,7 @@ pub async fn open_at(args: &Args, n: usize, at: usize) -> std::io::Result<Conn> 
         req.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", cfg.client_offer()));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await?;
+    write_flushed(&mut stream, req.as_bytes()).await?;
     let mut buf = BytesMut::with_capacity(1024);
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -126,7 +180,7 @@ pub fn sent_at(body: &[u8]) -> Option<u64> {
 pub async fn send_text(conn: &mut Conn, text: &[u8], out: &mut BytesMut) {
     out.clear();
     conn.enc.encode_message(DataKind::Text, text, out).expect("encode");
-    conn.stream.write_all(out).await.expect("send");
+    write_flushed(&mut conn.stream, out).await.expect("send");
 }
 
 /// The next text message on `conn`.

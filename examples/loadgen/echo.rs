@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use actix_meta_websocket::protocol::{CloseCode, DataKind, Incoming};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::conn::{next_text, open, payload, send_text, Conn, Latencies};
+use super::conn::{next_text, open, payload, send_text, write_flushed, Conn, Latencies, Stream};
 use super::Args;
 
 /// What every echo connection adds to.
@@ -55,47 +54,79 @@ pub async fn echo(args: Arc<Args>) {
     );
 }
 
-/// One connection: a writer task sends a message for each token, the reader hands a token
-/// back for each echo until the deadline.
+/// One connection, until the deadline.
 async fn echo_one(conn: Conn, args: Arc<Args>, totals: Arc<Totals>, t0: Instant) -> Latencies {
-    let deadline = t0 + Duration::from_secs_f64(args.secs);
-    let Conn { stream, mut buf, mut dec, enc } = conn;
-    let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded_channel::<()>();
-    let writer = tokio::spawn(write_messages(wr, enc, rx, args.clone(), totals.clone(), t0));
-    for _ in 0..args.inflight {
-        let _ = tx.send(());
-    }
-    let mut lat = Latencies::default();
-    let (mut outstanding, mut tx) = (args.inflight, Some(tx));
-    while outstanding > 0 {
-        match dec.decode(&mut buf) {
-            Ok(Some(Incoming::Text(b) | Incoming::Binary(b))) => {
-                lat.arrived(&b, t0);
-                totals.msgs.fetch_add(1, Ordering::Relaxed);
-                outstanding -= 1;
-                if Instant::now() >= deadline {
-                    tx = None;
-                } else if let Some(tx) = &tx {
-                    let _ = tx.send(());
-                    outstanding += 1;
-                }
-                continue;
-            }
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(e) => panic!("server sent a bad frame: {e}"),
+    let Conn { stream, buf, dec, enc } = conn;
+    let run = Run { buf, dec, enc, args, totals, t0 };
+    match stream {
+        // The plain socket's own halves: no lock between reader and writer.
+        Stream::Plain(s) => {
+            let (rd, wr) = s.into_split();
+            run.echo(rd, wr).await
         }
-        if !read_more(&mut rd, &mut buf, &totals).await {
-            break;
+        Stream::Tls(s) => {
+            let (rd, wr) = tokio::io::split(*s);
+            run.echo(rd, wr).await
         }
     }
-    drop(tx);
-    let _ = writer.await;
-    lat
 }
 
-async fn read_more(rd: &mut OwnedReadHalf, buf: &mut BytesMut, totals: &Totals) -> bool {
+/// One connection's echo loop, over either kind of socket.
+struct Run {
+    buf: BytesMut,
+    dec: actix_meta_websocket::protocol::Decoder,
+    enc: actix_meta_websocket::protocol::Encoder,
+    args: Arc<Args>,
+    totals: Arc<Totals>,
+    t0: Instant,
+}
+
+impl Run {
+    /// A writer task sends a message for each token; this reader hands a token back for
+    /// each echo until the deadline.
+    async fn echo<R, W>(self, mut rd: R, wr: W) -> Latencies
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let Run { mut buf, mut dec, enc, args, totals, t0 } = self;
+        let deadline = t0 + Duration::from_secs_f64(args.secs);
+        let (tx, rx) = mpsc::unbounded_channel::<()>();
+        let writer = tokio::spawn(write_messages(wr, enc, rx, args.clone(), totals.clone(), t0));
+        for _ in 0..args.inflight {
+            let _ = tx.send(());
+        }
+        let mut lat = Latencies::default();
+        let (mut outstanding, mut tx) = (args.inflight, Some(tx));
+        while outstanding > 0 {
+            match dec.decode(&mut buf) {
+                Ok(Some(Incoming::Text(b) | Incoming::Binary(b))) => {
+                    lat.arrived(&b, t0);
+                    totals.msgs.fetch_add(1, Ordering::Relaxed);
+                    outstanding -= 1;
+                    if Instant::now() >= deadline {
+                        tx = None;
+                    } else if let Some(tx) = &tx {
+                        let _ = tx.send(());
+                        outstanding += 1;
+                    }
+                    continue;
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => panic!("server sent a bad frame: {e}"),
+            }
+            if !read_more(&mut rd, &mut buf, &totals).await {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+        lat
+    }
+}
+
+async fn read_more<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, totals: &Totals) -> bool {
     match rd.read_buf(buf).await {
         Ok(0) | Err(_) => false,
         Ok(n) => {
@@ -107,8 +138,8 @@ async fn read_more(rd: &mut OwnedReadHalf, buf: &mut BytesMut, totals: &Totals) 
 
 /// Sends a message per token, whatever else is queued in the same write; a close frame
 /// once the tokens stop.
-async fn write_messages(
-    mut wr: OwnedWriteHalf,
+async fn write_messages<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut enc: actix_meta_websocket::protocol::Encoder,
     mut rx: mpsc::UnboundedReceiver<()>,
     args: Arc<Args>,
@@ -124,13 +155,13 @@ async fn write_messages(
             enc.encode_message(kind, &payload(args.size, t0), &mut out).expect("encode");
         }
         totals.wire_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-        if wr.write_all(&out).await.is_err() {
+        if write_flushed(&mut wr, &out).await.is_err() {
             return;
         }
     }
     let mut close = BytesMut::new();
     let _ = enc.encode_close(Some((CloseCode::NORMAL, "")), &mut close);
-    let _ = wr.write_all(&close).await;
+    let _ = write_flushed(&mut wr, &close).await;
 }
 
 /// Opens `--conns` connections (each echoing one message first with `--first-message`),
@@ -188,7 +219,7 @@ async fn open_and_close(args: &Args, n: usize) {
     let mut c = open(args, n).await.expect("connect");
     let mut close = BytesMut::new();
     c.enc.encode_close(Some((CloseCode::NORMAL, "")), &mut close).expect("close");
-    c.stream.write_all(&close).await.expect("write close");
+    write_flushed(&mut c.stream, &close).await.expect("write close");
     // Until the server's close frame and its end of the TCP connection.
     loop {
         match c.dec.decode(&mut c.buf) {

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use actix_meta_websocket::protocol::{DataKind, FrameHeader, Incoming, OpCode, ProtocolError};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{watch, Notify};
 
-use super::conn::{next_text, open, open_at, payload, say, send_text, Conn, Latencies};
+use super::conn::{
+    next_text, open, open_at, payload, say, send_text, write_flushed, Conn, Latencies, Stream,
+};
 use super::Args;
 
 /// One receiver in this many decodes what it gets.
@@ -102,7 +103,7 @@ async fn publish(publisher: &mut Conn, args: &Args, tally: &Tally, t0: Instant) 
         }
         out.clear();
         publisher.enc.encode_message(kind, &payload(args.size, t0), &mut out).expect("encode");
-        publisher.stream.write_all(&out).await.expect("publish");
+        write_flushed(&mut publisher.stream, &out).await.expect("publish");
         published += 1;
     }
     // Until everything published has arrived, or a few seconds.
@@ -117,7 +118,7 @@ async fn publish(publisher: &mut Conn, args: &Args, tally: &Tally, t0: Instant) 
 /// (and inflates) for latency; the others count whole messages from frame headers, so the
 /// load generator is not what limits the rate. The connection stays open until the
 /// results are out: its close is not part of the measurement.
-async fn receive(conn: Conn, sample: bool, tally: Arc<Tally>, t0: Instant) -> (Latencies, TcpStream) {
+async fn receive(conn: Conn, sample: bool, tally: Arc<Tally>, t0: Instant) -> (Latencies, Stream) {
     let Conn { mut stream, mut buf, mut dec, .. } = conn;
     let mut lat = Latencies::default();
     let mut done = tally.done.subscribe();

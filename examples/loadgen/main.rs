@@ -26,6 +26,8 @@
 mod conn;
 mod echo;
 mod fanout;
+#[path = "../shared/tls.rs"]
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -41,13 +43,8 @@ struct Cli {
     /// server make each join a group and leave it (prints READY before the request).
     #[arg(value_parser = ["echo", "hold", "connect-rate", "fanout", "churn", "relay"], default_value = "echo")]
     mode: String,
-    /// The server, on a loopback IP address.
-    #[arg(long, default_value = "ws://127.0.0.1:9100/ws")]
-    url: url::Url,
-    /// More servers (nodes of one cluster): fanout spreads its receivers over all of
-    /// them; relay receives on the last.
-    #[arg(long)]
-    also: Vec<url::Url>,
+    #[command(flatten)]
+    servers: Servers,
     /// Connections (or parallel loops for connect-rate).
     #[arg(long, default_value_t = 50)]
     conns: usize,
@@ -79,6 +76,21 @@ struct Cli {
     rate: f64,
 }
 
+/// Where the servers are, and how to trust them over TLS.
+#[derive(clap::Args)]
+struct Servers {
+    /// The server, on a loopback IP address (`ws://`, or `wss://` with --ca).
+    #[arg(long, default_value = "ws://127.0.0.1:9100/ws")]
+    url: url::Url,
+    /// For `wss://`: the server's certificate (PEM), trusted for the IP address in the URL.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// More servers (nodes of one cluster): fanout spreads its receivers over all of
+    /// them; relay receives on the last.
+    #[arg(long)]
+    also: Vec<url::Url>,
+}
+
 pub struct Args {
     pub mode: String,
     /// --url, then every --also.
@@ -92,12 +104,15 @@ pub struct Args {
     pub deflate: bool,
     pub first_message: bool,
     pub rate: f64,
+    /// For the `wss://` targets.
+    pub tls: Option<tokio_rustls::TlsConnector>,
 }
 
 pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+    pub tls: bool,
 }
 
 fn target(url: &url::Url) -> Target {
@@ -108,15 +123,37 @@ fn target(url: &url::Url) -> Target {
     if !ip.is_loopback() {
         clap_error("--url must use a loopback IP address");
     }
-    let port = url.port().unwrap_or(80);
-    Target { addr: SocketAddr::new(ip, port), host: format!("{host}:{port}"), path: url.path().to_owned() }
+    let tls = match url.scheme() {
+        "ws" => false,
+        "wss" => true,
+        _ => clap_error("--url must be ws:// or wss://"),
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    Target {
+        addr: SocketAddr::new(ip, port),
+        host: format!("{host}:{port}"),
+        path: url.path().to_owned(),
+        tls,
+    }
 }
 
 fn parse_args() -> Args {
     let cli = <Cli as clap::Parser>::parse();
+    let Servers { url, also, ca } = &cli.servers;
+    let targets: Vec<Target> = std::iter::once(url).chain(also).map(target).collect();
+    let tls = match ca {
+        Some(ca) => {
+            let config = tls::client_config(ca).unwrap_or_else(|e| clap_error(&format!("--ca: {e}")));
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        }
+        None if targets.iter().any(|t| t.tls) => {
+            clap_error("a wss:// URL needs --ca (the server's certificate)")
+        }
+        None => None,
+    };
     Args {
         mode: cli.mode,
-        targets: std::iter::once(&cli.url).chain(&cli.also).map(target).collect(),
+        targets,
         conns: cli.conns,
         inflight: cli.inflight,
         size: cli.size,
@@ -126,6 +163,7 @@ fn parse_args() -> Args {
         deflate: cli.deflate,
         first_message: cli.first_message,
         rate: cli.rate,
+        tls,
     }
 }
 

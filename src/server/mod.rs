@@ -193,7 +193,7 @@ where
 
     /// Listens on `lst` (as `HttpServer::listen`).
     pub fn listen(mut self, lst: net::TcpListener) -> io::Result<Self> {
-        let addr = lst.local_addr()?;
+        let addr = no_delay(&lst)?;
         self.addrs.push(addr);
         let (factory, timeout, host) = (self.factory.clone(), self.request_timeout, self.host(addr));
         self.builder = self.builder.listen(format!("ws-{addr}"), lst, move || {
@@ -236,7 +236,7 @@ where
         mut config: rustls::ServerConfig,
     ) -> io::Result<Self> {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let addr = lst.local_addr()?;
+        let addr = no_delay(&lst)?;
         self.addrs.push(addr);
         let (factory, timeout, host) = (self.factory.clone(), self.request_timeout, self.host(addr));
         self.builder = self.builder.listen(format!("wss-{addr}"), lst, move || {
@@ -295,6 +295,15 @@ fn resolve<A: net::ToSocketAddrs>(addrs: A) -> io::Result<Vec<SocketAddr>> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing"));
     }
     Ok(all)
+}
+
+/// Turns Nagle's algorithm off for the sockets `lst` accepts (they inherit the option), so
+/// that a small message or a TLS handshake's second record is not held back until the peer
+/// acknowledges the first (up to its delayed-ACK timer, 40 ms on Linux); the listener's
+/// address.
+fn no_delay(lst: &net::TcpListener) -> io::Result<SocketAddr> {
+    socket2::SockRef::from(lst).set_tcp_nodelay(true)?;
+    lst.local_addr()
 }
 
 /// A listener on `addr` with `backlog`, reusing the address as `HttpServer` does.

@@ -8,21 +8,24 @@
 'use strict';
 const { test } = require('node:test');
 const assert = require('node:assert');
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { launch, sees, say, open, log } = require('./page');
 
 const root = path.join(__dirname, '../..');
 
-function startChat() {
+function startChat(extra = []) {
   return new Promise((resolve, reject) => {
     const bin = path.join(root, 'target/debug/examples/chat');
-    const child = spawn(bin, ['--addr', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(bin, ['--addr', '127.0.0.1:0', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.on('error', reject);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/chat on (http:\/\/[0-9.:]+\/)/);
+      const m = out.match(/chat on (https?:\/\/[0-9.:]+\/)/);
       if (m) resolve({ child, url: m[1], output: () => out });
     });
     setTimeout(() => reject(new Error('chat example did not start: ' + out)), 20000).unref();
@@ -67,5 +70,32 @@ test('two browser pages chat in rooms through groups', async () => {
   } finally {
     await browser.close();
     chat.child.kill();
+  }
+});
+
+test('the chat over https and wss, with a certificate Chromium is told to trust', async () => {
+  // A self-signed certificate for 127.0.0.1 from examples/self_signed_cert; Chromium trusts
+  // exactly its public key and nothing else unknown.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'amw-chat-tls-'));
+  execFileSync(path.join(root, 'target/debug/examples/self_signed_cert'), [dir]);
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  const spki = new crypto.X509Certificate(fs.readFileSync(cert)).publicKey.export({ type: 'spki', format: 'der' });
+  const pin = crypto.createHash('sha256').update(spki).digest('base64');
+  const chat = await startChat(['--tls', cert, key]);
+  assert.match(chat.url, /^https:/);
+  const browser = await launch([`--ignore-certificate-errors-spki-list=${pin}`]);
+  try {
+    // The page is https, so its WebSocket must be wss (a ws:// one would be blocked as
+    // mixed content): ready means the wss handshake went through.
+    const a = await open(browser, chat.url);
+    const b = await open(browser, chat.url);
+    assert.strictEqual(await a.evaluate(() => location.protocol), 'https:');
+    await sees(a, /^\[lobby\] guest\d+ joined; here: guest\d+, guest\d+$/);
+    await say(b, 'hello over wss');
+    await sees(a, /^\[lobby\] guest\d+: hello over wss$/);
+  } finally {
+    await browser.close();
+    chat.child.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

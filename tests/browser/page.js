@@ -4,12 +4,13 @@
 const path = require('node:path');
 const { chromium } = require(path.join(__dirname, '../peers/node_modules/playwright-core'));
 
-function launch() {
+// Headless Chromium, with `extra` command-line switches.
+function launch(extra = []) {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
+      '--disable-sync', '--no-first-run', '--disable-quic', ...extra],
   });
 }
 

@@ -164,11 +164,7 @@ pub struct Process {
 /// Where `cargo build --features cluster --example cluster_chat` puts the example, if
 /// it is there (`scripts/test.sh` builds it first; otherwise the test is skipped).
 pub fn cluster_chat() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples/cluster_chat");
-    let built = bin.exists();
-    peer("examples/cluster_chat (cargo build --features cluster --example cluster_chat)", built)
-        .then_some(bin)
+    super::example("cluster_chat", "cargo build --features cluster --example cluster_chat")
 }
 
 pub async fn process(redis: &Redis, bin: std::path::PathBuf) -> Process {

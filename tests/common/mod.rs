@@ -439,6 +439,16 @@ pub fn tls_pair() -> (rustls::ServerConfig, rustls::ClientConfig) {
 /// is skipped with a line on stderr that the test harness does not swallow, unless
 /// `AMW_REQUIRE_PEERS=1` (set by `scripts/test.sh`, which installs them), where a missing
 /// peer fails the test.
+/// Where cargo puts example `name` beside this test binary, if it is built (`scripts/test.sh`
+/// builds the examples the tests run: `cargo test` builds them without putting them where a
+/// test can find them); otherwise the test is skipped, or fails under AMW_REQUIRE_PEERS=1.
+pub fn example(name: &str, build: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().expect("test exe");
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples").join(name);
+    let built = bin.exists();
+    peer(&format!("examples/{name} ({build})"), built).then_some(bin)
+}
+
 pub fn peer(name: &str, installed: bool) -> bool {
     use std::io::Write;
     if installed {

@@ -83,6 +83,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 ///   `configure_server` step; the accepted socket's
 ///   own address reaches [`MessageConnect::local_addr`](crate::MessageConnect::local_addr)
 ///   over TLS too; and after the closing handshake the connection closes TCP itself.
+/// - Its listeners have `TCP_NODELAY` on (accepted sockets inherit it): a small message,
+///   or a TLS handshake's second record, leaves at once instead of waiting for the peer's
+///   delayed acknowledgement of the one before (up to 40 ms).
 /// - HTTP/1.1 only (WebSockets need it; HTTP/2 is not offered over TLS either).
 pub struct WsServer<F, I, S, B> {
     factory: F,

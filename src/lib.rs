@@ -101,7 +101,10 @@ pub use connection::{
     WsConnection, WsMessage,
 };
 pub use error::{ConfigError, ConnectError, PoolError, TrySendError, WriteError};
-pub use groups::{GroupError, Groups, Member, PresenceChange, PresenceEvent};
+pub use groups::{
+    GroupError, Groups, HistoryError, HistoryFuture, HistoryLimits, Member, ParsePositionError, Position,
+    PresenceChange, PresenceEvent, Published, Recovered, RecoveryError, Since, Unrecoverable,
+};
 pub use handler::{record_local_addr, HandlerOptions, HandshakeError, OriginCheck, Upgrade, WsHandler};
 pub use message::{DataTypeError, DisconnectReason, Initiator, MessageKind, Outgoing};
 pub use pool::Pool;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::ids::{GlobalId, NodeId};
-use crate::groups::PresenceChange;
+use crate::groups::{PresenceChange, Unrecoverable};
 
 /// One member of a group anywhere in the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +61,17 @@ pub enum ClusterEvent {
     BrokerUp,
     /// Messages to or from other nodes may have been lost: resync what matters.
     Gap(GapCause),
+    /// This node's members of a group with history missed broadcasts that history could
+    /// not give back (it started afresh, or they had left it): they were closed with 1012,
+    /// so that their clients reconnect and recover, or learn that they cannot.
+    HistoryGap {
+        /// The group.
+        group: Arc<str>,
+        /// Why history could not fill the gap.
+        reason: Unrecoverable,
+        /// Members closed.
+        closed: usize,
+    },
 }
 
 /// Why a [`ClusterEvent::Gap`] was signalled.

@@ -7,6 +7,9 @@
 //! - `<p>:m:<group>:<node>`: a hash of one node's members of a group (seq to metadata),
 //!   expiring unless the node's heartbeats refresh it.
 //! - `<p>:gn:<group>`: the set of nodes that may have members of a group, expiring alike.
+//! - `<p>:h:<group>`: a group's history, a stream whose entry ids are the offsets
+//!   (`<offset>-0`), each entry the broadcast's frame and the time it was stored.
+//! - `<p>:hm:<group>`: the history's epoch, last offset and stored bytes (a hash).
 
 use super::ids::NodeId;
 
@@ -43,5 +46,13 @@ impl Keys {
 
     pub(crate) fn group_nodes(&self, group: &str) -> String {
         format!("{}:gn:{group}", self.prefix)
+    }
+
+    pub(crate) fn history(&self, group: &str) -> String {
+        format!("{}:h:{group}", self.prefix)
+    }
+
+    pub(crate) fn history_meta(&self, group: &str) -> String {
+        format!("{}:hm:{group}", self.prefix)
     }
 }

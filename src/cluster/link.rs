@@ -13,7 +13,9 @@ use super::events::{ClusterEvent, ClusterMember};
 use super::ids::{GlobalId, NodeId};
 use crate::connection::ConnectionId;
 use crate::error::TrySendError;
-use crate::groups::{Bus, PresenceChange};
+use crate::groups::{
+    Build, Bus, HistoryError, HistoryLimits, PresenceChange, Published, Recovered, RecoveryError, Since,
+};
 use crate::prepared::PreparedMessage;
 
 /// Bytes a queued broadcast or send is counted for beyond its payload.
@@ -22,6 +24,30 @@ const OVERHEAD: usize = 64;
 pub(crate) type Reply<T> = oneshot::Sender<T>;
 pub(crate) type SendReply = Reply<Result<(), ClusterSendError>>;
 pub(crate) type MembersReply = Reply<Result<Vec<ClusterMember>, ClusterError>>;
+pub(crate) type PublishReply = Reply<Result<Published, HistoryError>>;
+pub(crate) type JoinReply = Reply<Result<Recovered, RecoveryError>>;
+
+/// A broadcast to a group with history, waiting for its place in it.
+pub(crate) struct Publish {
+    pub(crate) group: Arc<str>,
+    pub(crate) limits: HistoryLimits,
+    pub(crate) build: Build,
+    /// The member on this node it is not for (the sender).
+    pub(crate) except: Option<u64>,
+    pub(crate) reply: PublishReply,
+    /// Bytes it counts toward `max_queued` (the first build's payload).
+    pub(crate) cost: usize,
+}
+
+/// A join with recovery, waiting for history to be read.
+pub(crate) struct JoinSince {
+    pub(crate) group: Arc<str>,
+    pub(crate) id: ConnectionId,
+    pub(crate) meta: Arc<str>,
+    pub(crate) since: Since,
+    pub(crate) limits: HistoryLimits,
+    pub(crate) reply: JoinReply,
+}
 
 /// Work for the node's task, in the order it was asked for.
 pub(crate) enum Cmd {
@@ -31,6 +57,8 @@ pub(crate) enum Cmd {
     Watch { group: Arc<str>, watcher: Recipient<ClusterEvent> },
     Subscribe(Recipient<ClusterEvent>),
     Members { group: Arc<str>, reply: MembersReply },
+    Publish(Publish),
+    JoinSince(JoinSince),
     Stop { reply: Option<Reply<()>> },
 }
 
@@ -39,6 +67,7 @@ impl Cmd {
     pub(crate) fn cost(&self) -> usize {
         match self {
             Cmd::Broadcast { msg, .. } | Cmd::Send { msg, .. } => msg.body().len() + OVERHEAD,
+            Cmd::Publish(p) => p.cost,
             _ => 0,
         }
     }
@@ -93,20 +122,30 @@ impl Link {
     /// Queues a broadcast or send, unless Redis is down or too much waits already:
     /// nothing waits for a broker that is not there.
     pub(crate) fn push_bounded(&self, cmd: Cmd) -> Result<(), ClusterSendError> {
+        self.reserve(cmd.cost())?;
+        self.push_reserved(cmd)
+    }
+
+    /// Counts `cost` toward `max_queued`, unless Redis is down or the bound is reached.
+    fn reserve(&self, cost: usize) -> Result<(), ClusterSendError> {
         if !self.is_up() {
             return Err(ClusterSendError::BrokerDown);
         }
-        let cost = cmd.cost();
         if self.queued.fetch_add(cost, Ordering::AcqRel) + cost > self.max_queued {
             self.queued.fetch_sub(cost, Ordering::AcqRel);
             self.overflowed.store(true, Ordering::Release);
             return Err(ClusterSendError::Overflow);
         }
-        if self.tx.send(cmd).is_err() {
-            self.queued.fetch_sub(cost, Ordering::AcqRel);
-            return Err(ClusterSendError::Stopped);
-        }
         Ok(())
+    }
+
+    /// Queues `cmd`, whose cost is reserved.
+    fn push_reserved(&self, cmd: Cmd) -> Result<(), ClusterSendError> {
+        let cost = cmd.cost();
+        self.tx.send(cmd).map_err(|_| {
+            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            ClusterSendError::Stopped
+        })
     }
 
     /// The task took `cmd` off the queue.
@@ -187,5 +226,48 @@ impl Bus for Link {
         if self.push_bounded(Cmd::Broadcast { group: group.into(), msg: msg.clone() }).is_err() {
             self.dropped.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    fn publish(
+        &self,
+        group: &str,
+        limits: HistoryLimits,
+        build: Build,
+        except: Option<u64>,
+        reply: PublishReply,
+    ) -> bool {
+        // Counted for a message of middling size: its payload is made only once its
+        // position is known.
+        let cost = OVERHEAD + 1024;
+        if let Err(e) = self.reserve(cost) {
+            let _ = reply.send(Err(HistoryError::NotPublished(e.to_string())));
+            return false;
+        }
+        let p = Publish { group: group.into(), limits, build, except, reply, cost };
+        match self.tx.send(Cmd::Publish(p)) {
+            Ok(()) => true,
+            Err(e) => {
+                self.queued.fetch_sub(cost, Ordering::AcqRel);
+                if let Cmd::Publish(p) = e.0 {
+                    let _ =
+                        p.reply.send(Err(HistoryError::NotPublished(ClusterSendError::Stopped.to_string())));
+                }
+                false
+            }
+        }
+    }
+
+    fn join_since(
+        &self,
+        group: &str,
+        id: &ConnectionId,
+        meta: Arc<str>,
+        since: Since,
+        limits: HistoryLimits,
+        reply: JoinReply,
+    ) {
+        self.register(id);
+        let j = JoinSince { group: group.into(), id: id.clone(), meta, since, limits, reply };
+        self.push(Cmd::JoinSince(j));
     }
 }

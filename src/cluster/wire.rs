@@ -34,6 +34,10 @@ pub(crate) enum Frame {
     /// metadata), sent when its link to Redis is back: what it did meanwhile reached nobody.
     /// `dropped` as in `Broadcast`.
     Roster { dropped: u64, members: Vec<(u64, String)> },
+    /// A broadcast to a group with history, at its place there: published by the script
+    /// that stored it (the same bytes are the stored entry). `except`: the member on the
+    /// sender's node it is not for (0: none).
+    Stored { epoch: u64, offset: u64, except: u64, text: bool, payload: Bytes },
 }
 
 /// What the owning node did with a `Send`.
@@ -83,7 +87,9 @@ pub(crate) enum WireError {
 impl Frame {
     pub(crate) fn encode(&self, from: NodeId) -> Bytes {
         let extra = match self {
-            Frame::Broadcast { payload, .. } | Frame::Send { payload, .. } => payload.len(),
+            Frame::Broadcast { payload, .. }
+            | Frame::Send { payload, .. }
+            | Frame::Stored { payload, .. } => payload.len() + 24,
             Frame::Presence { meta, .. } => meta.len(),
             Frame::Roster { members, .. } => members.iter().map(|(_, m)| 12 + m.len()).sum(),
             _ => 0,
@@ -125,6 +131,13 @@ impl Frame {
                     out.put_slice(meta.as_bytes());
                 }
             }
+            Frame::Stored { epoch, offset, except, text, payload } => {
+                out.put_u64(*epoch);
+                out.put_u64(*offset);
+                out.put_u64(*except);
+                out.put_u8(u8::from(*text));
+                out.put_slice(payload);
+            }
         }
         out.freeze()
     }
@@ -138,6 +151,7 @@ impl Frame {
             Frame::Heartbeat { .. } => 5,
             Frame::Bye => 6,
             Frame::Roster { .. } => 7,
+            Frame::Stored { .. } => 8,
         }
     }
 
@@ -189,6 +203,14 @@ impl Frame {
             7 => {
                 let dropped = r.u64()?;
                 Frame::Roster { dropped, members: r.members()? }
+            }
+            8 => {
+                let (epoch, offset, except) = (r.u64()?, r.u64()?, r.u64()?);
+                if offset == 0 {
+                    return Err(WireError::Field("history offset 0"));
+                }
+                let text = r.flag()?;
+                Frame::Stored { epoch, offset, except, text, payload: r.rest_payload(text)? }
             }
             k => return Err(WireError::Kind(k)),
         };
@@ -342,6 +364,14 @@ mod tests {
                 members: vec![(1, "ada".into()), (u64::MAX, String::new()), (3, "é".into())],
             },
             Frame::Roster { dropped: 0, members: Vec::new() },
+            Frame::Stored {
+                epoch: u64::MAX,
+                offset: 1,
+                except: 0,
+                text: true,
+                payload: Bytes::from_static(b"{}"),
+            },
+            Frame::Stored { epoch: 7, offset: u64::MAX, except: 3, text: false, payload: Bytes::new() },
         ]
     }
 
@@ -365,6 +395,7 @@ mod tests {
                 Frame::Broadcast { .. } => HEADER + 9,
                 Frame::Presence { .. } => HEADER + 17,
                 Frame::Send { .. } => HEADER + 17,
+                Frame::Stored { .. } => HEADER + 25,
                 _ => bytes.len(),
             };
             for cut in 0..fixed {

@@ -3,9 +3,16 @@
 
 use std::sync::Arc;
 
-use super::PresenceChange;
+use tokio::sync::oneshot;
+
+use super::{
+    HistoryError, HistoryLimits, Position, PresenceChange, Published, Recovered, RecoveryError, Since,
+};
 use crate::connection::ConnectionId;
 use crate::prepared::PreparedMessage;
+
+/// Makes a broadcast from the position it gets.
+pub(crate) type Build = Box<dyn Fn(&Position) -> PreparedMessage + Send>;
 
 /// Told of every change and broadcast, in the order they are made; must not block.
 pub(crate) trait Bus: Send + Sync {
@@ -19,6 +26,29 @@ pub(crate) trait Bus: Send + Sync {
     fn changed(&self, group: &Arc<str>, seq: u64, meta: &Arc<str>, change: PresenceChange);
     /// `msg` was broadcast to `group` on this node.
     fn broadcast(&self, group: &str, msg: &PreparedMessage);
+    /// A broadcast to `group`, which keeps history within `limits`: placed in history (and
+    /// delivered on every node, this one too, but not to the member `except`) in one step;
+    /// `reply` is told where, or why not. Whether it was taken (false: refused at once,
+    /// and `reply` told why).
+    fn publish(
+        &self,
+        group: &str,
+        limits: HistoryLimits,
+        build: Build,
+        except: Option<u64>,
+        reply: oneshot::Sender<Result<Published, HistoryError>>,
+    ) -> bool;
+    /// `id` joins `group` (which keeps history within `limits`) after what history holds
+    /// `since`, read from the cluster's history; `reply` is told the outcome.
+    fn join_since(
+        &self,
+        group: &str,
+        id: &ConnectionId,
+        meta: Arc<str>,
+        since: Since,
+        limits: HistoryLimits,
+        reply: oneshot::Sender<Result<Recovered, RecoveryError>>,
+    );
 }
 
 #[cfg(test)]
@@ -38,6 +68,29 @@ mod tests {
         }
         fn broadcast(&self, group: &str, msg: &PreparedMessage) {
             self.0.lock().unwrap().push(format!("{group} says {}", String::from_utf8_lossy(msg.body())));
+        }
+        fn publish(
+            &self,
+            group: &str,
+            _: HistoryLimits,
+            build: Build,
+            _: Option<u64>,
+            _: oneshot::Sender<Result<Published, HistoryError>>,
+        ) -> bool {
+            let msg = build(&Position { epoch: 1, offset: 1 });
+            self.0.lock().unwrap().push(format!("{group} keeps {}", String::from_utf8_lossy(msg.body())));
+            true
+        }
+        fn join_since(
+            &self,
+            group: &str,
+            id: &ConnectionId,
+            _: Arc<str>,
+            since: Since,
+            _: HistoryLimits,
+            _: oneshot::Sender<Result<Recovered, RecoveryError>>,
+        ) {
+            self.0.lock().unwrap().push(format!("{group} {} since {since:?}", id.seq()));
         }
     }
 

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 use actix::Recipient;
 
+use super::history::{History, HistoryLimits, Position, Since, Unrecoverable};
 use super::presence::{Member, PresenceChange, PresenceEvent};
 use super::Shared;
 use crate::connection::ConnectionId;
@@ -32,6 +34,9 @@ struct State {
     /// Taken out of the registry: a join that finds it so looks the name up again.
     removed: bool,
     joins: u64,
+    /// The broadcasts kept, if the group keeps history (on one node; a cluster keeps
+    /// history in Redis).
+    history: Option<History>,
 }
 
 struct Entry {
@@ -50,6 +55,17 @@ pub(super) struct Reach {
     pub(super) skipped: usize,
 }
 
+/// Why a join with recovery did not happen.
+pub(super) enum NotJoined {
+    Removed,
+    NoHistory,
+    Unrecoverable(Unrecoverable, Position),
+}
+
+/// Close code for members whose thread was too far behind to be handed a broadcast of a
+/// group with history: they reconnect and recover from history instead of missing it.
+const LAGGING: u16 = 1013;
+
 impl Group {
     pub(super) fn new(key: u64, name: Arc<str>, owner: Weak<Shared>) -> Self {
         Group { key, name, owner, state: Mutex::default() }
@@ -65,24 +81,99 @@ impl Group {
         if s.removed {
             return Err(Removed);
         }
-        let member = Member { id: id.clone(), meta };
-        if let Some(entry) = s.members.get_mut(&id.seq()) {
-            entry.member.meta = member.meta.clone();
-            s.tell(&self.name, member, PresenceChange::Updated);
+        Ok(s.add(self, id, meta))
+    }
+
+    /// Adds `id` after handing it what history holds `since` (in the same step, so that
+    /// the next broadcast follows the replay); `Ok((true, ..))` when it is new. A member
+    /// already in the group only gets its metadata replaced: it has had every broadcast.
+    pub(super) fn join_since(
+        &self,
+        id: &ConnectionId,
+        meta: Arc<str>,
+        since: Since,
+    ) -> Result<(bool, usize, Position), NotJoined> {
+        let mut s = self.lock();
+        if s.removed {
+            return Err(NotJoined::Removed);
+        }
+        let Some(now) = s.history.as_ref().map(History::position) else { return Err(NotJoined::NoHistory) };
+        if s.members.contains_key(&id.seq()) {
+            s.add(self, id, meta);
+            return Ok((false, 0, now));
+        }
+        let history = s.history.as_mut().ok_or(NotJoined::NoHistory)?;
+        let replay =
+            history.replay(since, Instant::now()).map_err(|why| NotJoined::Unrecoverable(why, now))?;
+        s.add(self, id, meta);
+        let member = id.subscriber();
+        for msg in &replay {
+            member.thread().push(Op::DeliverTo { members: vec![member.clone()], msg: msg.clone() });
+        }
+        Ok((true, replay.len(), now))
+    }
+
+    /// Adds `id` after handing it `replay` (read from a cluster's history), in the same
+    /// step; `Ok(true)` when it is new. A member already in the group gets no replay.
+    #[cfg(feature = "cluster")]
+    pub(super) fn join_replayed(
+        &self,
+        id: &ConnectionId,
+        meta: Arc<str>,
+        replay: &[PreparedMessage],
+    ) -> Result<bool, Removed> {
+        let mut s = self.lock();
+        if s.removed {
+            return Err(Removed);
+        }
+        if !s.add(self, id, meta) {
             return Ok(false);
         }
-        let member_here = id.subscriber();
-        let thread = member_here.thread();
-        match s.threads.iter_mut().find(|(t, _)| Arc::ptr_eq(t, thread)) {
-            Some((_, n)) => *n += 1,
-            None => s.threads.push((thread.clone(), 1)),
+        let member = id.subscriber();
+        for msg in replay {
+            member.thread().push(Op::DeliverTo { members: vec![member.clone()], msg: msg.clone() });
         }
-        thread.push(Op::Join { group: self.key, member: member_here.clone() });
-        s.joins += 1;
-        let order = s.joins;
-        s.members.insert(id.seq(), Entry { member: member.clone(), order });
-        s.tell(&self.name, member, PresenceChange::Joined);
         Ok(true)
+    }
+
+    /// [`deliver`](Self::deliver), but not to the member numbered `except`.
+    #[cfg(feature = "cluster")]
+    pub(super) fn deliver_except_seq(
+        &self,
+        msg: &PreparedMessage,
+        except: Option<u64>,
+        limit: usize,
+    ) -> Reach {
+        let mut s = self.lock();
+        let except = except.and_then(|seq| s.members.get(&seq)).map(|e| e.member.id.clone());
+        s.hand_on(self.key, msg, except.as_ref(), limit)
+    }
+
+    /// Starts keeping history with `limits` (if it keeps none yet) in a new epoch.
+    pub(super) fn keep_history(&self, limits: HistoryLimits, epoch: u64) {
+        let mut s = self.lock();
+        if s.history.is_none() {
+            s.history = Some(History::new(limits, epoch));
+        }
+    }
+
+    /// Where the group's history stands, if it keeps one.
+    pub(super) fn position(&self) -> Option<Position> {
+        self.lock().history.as_ref().map(History::position)
+    }
+
+    /// The broadcast `build` makes for the next position: kept, and handed on like
+    /// [`deliver`](Self::deliver); `None` if the group keeps no history.
+    pub(super) fn publish(
+        &self,
+        build: impl FnOnce(&Position) -> PreparedMessage,
+        except: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Option<(Position, Reach)> {
+        let mut s = self.lock();
+        let at = s.history.as_ref()?.next();
+        let msg = build(&at);
+        Some((at, s.hand_on(self.key, &msg, except, limit)))
     }
 
     /// Removes the member `seq`; whether it was one.
@@ -102,32 +193,15 @@ impl Group {
     }
 
     /// Hands `msg` to every thread with members (but `except`), once each; a thread
-    /// already `limit` bytes behind is skipped and its members counted as such.
+    /// already `limit` bytes behind is skipped and its members counted as such. A group
+    /// with history keeps it at the next position.
     pub(super) fn deliver(
         &self,
         msg: &PreparedMessage,
         except: Option<&ConnectionId>,
         limit: usize,
     ) -> Reach {
-        let s = self.lock();
-        let except = except.filter(|id| s.members.contains_key(&id.seq()));
-        let mut reach = Reach::default();
-        for (thread, n) in &s.threads {
-            let mut n = *n;
-            if except.is_some_and(|id| Arc::ptr_eq(id.subscriber().thread(), thread)) {
-                n -= 1;
-            }
-            if n == 0 {
-                continue;
-            }
-            if thread.backlog() > limit {
-                reach.skipped += n;
-                continue;
-            }
-            thread.push(Op::Deliver { group: self.key, msg: msg.clone(), except: except.map(|id| id.seq()) });
-            reach.reached += n;
-        }
-        reach
+        self.lock().hand_on(self.key, msg, except, limit)
     }
 
     /// Adds `watcher`, first telling it every member there now (under the lock, so it
@@ -163,7 +237,8 @@ impl Group {
     pub(super) fn retire_if_unused(&self) -> bool {
         let mut s = self.lock();
         let watched = s.watchers.drop_stopped();
-        if s.removed || !s.members.is_empty() || watched {
+        let kept = s.history.as_mut().is_some_and(|h| !h.is_empty(Instant::now()));
+        if s.removed || !s.members.is_empty() || watched || kept {
             return false;
         }
         s.removed = true;
@@ -204,6 +279,75 @@ impl Joined for Group {
 }
 
 impl State {
+    /// Adds `id` or replaces its metadata; whether it is new.
+    fn add(&mut self, group: &Group, id: &ConnectionId, meta: Arc<str>) -> bool {
+        let member = Member { id: id.clone(), meta };
+        if let Some(entry) = self.members.get_mut(&id.seq()) {
+            entry.member.meta = member.meta.clone();
+            self.tell(&group.name, member, PresenceChange::Updated);
+            return false;
+        }
+        let member_here = id.subscriber();
+        let thread = member_here.thread();
+        match self.threads.iter_mut().find(|(t, _)| Arc::ptr_eq(t, thread)) {
+            Some((_, n)) => *n += 1,
+            None => self.threads.push((thread.clone(), 1)),
+        }
+        thread.push(Op::Join { group: group.key, member: member_here.clone() });
+        self.joins += 1;
+        let order = self.joins;
+        self.members.insert(id.seq(), Entry { member: member.clone(), order });
+        self.tell(&group.name, member, PresenceChange::Joined);
+        true
+    }
+
+    /// Keeps `msg` if the group has history, and hands it to every thread with members
+    /// (see `Group::deliver`).
+    fn hand_on(
+        &mut self,
+        key: u64,
+        msg: &PreparedMessage,
+        except: Option<&ConnectionId>,
+        limit: usize,
+    ) -> Reach {
+        if let Some(history) = self.history.as_mut() {
+            history.append(msg.clone(), Instant::now());
+        }
+        let except = except.filter(|id| self.members.contains_key(&id.seq()));
+        let mut reach = Reach::default();
+        for (thread, n) in &self.threads {
+            let mut n = *n;
+            if except.is_some_and(|id| Arc::ptr_eq(id.subscriber().thread(), thread)) {
+                n -= 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            if thread.backlog() > limit {
+                reach.skipped += n;
+                if self.history.is_some() {
+                    self.close_lagging(thread);
+                }
+                continue;
+            }
+            thread.push(Op::Deliver { group: key, msg: msg.clone(), except: except.map(|id| id.seq()) });
+            reach.reached += n;
+        }
+        reach
+    }
+
+    /// A thread too far behind misses a broadcast of a group with history: its members
+    /// there are closed (1013) rather than left with a gap they would not know of; their
+    /// clients reconnect and recover from history.
+    fn close_lagging(&self, thread: &Arc<ThreadInbox>) {
+        for entry in self.members.values() {
+            let id = &entry.member.id;
+            if Arc::ptr_eq(id.subscriber().thread(), thread) {
+                let _ = id.close(LAGGING, "too far behind the group's broadcasts; recover from history");
+            }
+        }
+    }
+
     fn in_join_order(&self) -> Vec<Member> {
         let mut entries: Vec<&Entry> = self.members.values().collect();
         entries.sort_unstable_by_key(|e| e.order);

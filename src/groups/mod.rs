@@ -21,21 +21,31 @@
 //!
 //! - `group`: a group's members, metadata, per-thread counts and watchers, under one lock.
 //! - `presence`: members and the events watchers get.
+//! - `history`: the broadcasts a group keeps, and positions in them.
+//! - `recovery`: which groups keep history; broadcasts at a position, joins after one.
 //! - `bus`: what a cluster is told of, so groups span nodes.
 
 mod bus;
 mod group;
+mod history;
 mod presence;
+mod recovery;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use actix::Recipient;
 
-pub(crate) use bus::Bus;
+pub(crate) use bus::{Build, Bus};
+pub use history::{
+    HistoryError, HistoryLimits, ParsePositionError, Position, Published, Recovered, RecoveryError, Since,
+    Unrecoverable,
+};
 pub use presence::{Member, PresenceChange, PresenceEvent};
+pub use recovery::HistoryFuture;
 
 use group::{Group, Removed};
 
@@ -127,12 +137,33 @@ pub(crate) struct Shared {
     thread_backlog: usize,
     /// The cluster these groups span, if any.
     bus: Option<Arc<dyn Bus>>,
+    /// Which groups keep history.
+    rules: recovery::Rules,
+    /// When groups that only keep history were last looked at (ms since `clock()`).
+    swept: AtomicU64,
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared { key: next_key(), map: Mutex::default(), thread_backlog: DEFAULT_THREAD_BACKLOG, bus: None }
+        Shared {
+            key: next_key(),
+            map: Mutex::default(),
+            thread_backlog: DEFAULT_THREAD_BACKLOG,
+            bus: None,
+            rules: recovery::Rules::default(),
+            swept: AtomicU64::new(0),
+        }
     }
+}
+
+/// How often groups that only keep history (no member, no watcher) are looked at, to drop
+/// those whose history has aged out.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the first call: a clock for sweeps.
+fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl Shared {
@@ -151,8 +182,27 @@ impl Shared {
         }
         let name: Arc<str> = name.into();
         let g = Arc::new(Group::new(next_key(), name.clone(), Arc::downgrade(self)));
+        if self.bus.is_none() {
+            if let Some(limits) = self.rules.limits(&name) {
+                g.keep_history(limits, rand::random());
+            }
+        }
         map.insert(name, g.clone());
+        drop(map);
+        self.sweep_if_due();
         g
+    }
+
+    /// Drops the groups left with nothing but history that has aged out, at most once per
+    /// `SWEEP_EVERY`.
+    fn sweep_if_due(&self) {
+        let (now, last) = (clock(), self.swept.load(Ordering::Relaxed));
+        if now < last + SWEEP_EVERY.as_millis() as u64
+            || self.swept.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        self.lock().retain(|_, g| !g.retire_if_unused());
     }
 
     /// Drops `group` from the map once nobody is in it or watches it.
@@ -176,6 +226,10 @@ impl Groups {
     /// up with the publishers at all gets there; set it before cloning.
     pub fn with_thread_backlog(self, bytes: usize) -> Self {
         let shared = Shared { thread_backlog: bytes, bus: self.shared.bus.clone(), ..Shared::default() };
+        // Rules given before stay.
+        for (pattern, limits) in recovery::Rules::all(&self.shared.rules) {
+            shared.rules.add(&pattern, limits);
+        }
         Groups { shared: Arc::new(shared) }
     }
 
@@ -258,7 +312,7 @@ impl Groups {
     /// # }
     /// ```
     pub fn broadcast(&self, group: &str, msg: impl Into<PreparedMessage>) -> usize {
-        self.publish(group, &msg.into(), None)
+        self.send_out(group, &msg.into(), None)
     }
 
     /// Like [`broadcast`](Self::broadcast), but not to `except` (typically the sender).
@@ -268,12 +322,33 @@ impl Groups {
         msg: impl Into<PreparedMessage>,
         except: &ConnectionId,
     ) -> usize {
-        self.publish(group, &msg.into(), Some(except))
+        self.send_out(group, &msg.into(), Some(except))
     }
 
-    fn publish(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
+    fn send_out(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
         if let Some(bus) = &self.shared.bus {
+            if let Some(limits) = self.shared.rules.limits(group) {
+                // Delivered here too once Redis has placed it in history (in order with the
+                // other nodes' broadcasts); what it reaches here is counted now.
+                let (reply, _) = tokio::sync::oneshot::channel();
+                let msg = msg.clone();
+                if !bus.publish(
+                    group,
+                    limits,
+                    Box::new(move |_| msg.clone()),
+                    except.map(|id| id.seq()),
+                    reply,
+                ) {
+                    tracing::warn!(group, "broadcast to a group with history not published: Redis is away");
+                    return 0;
+                }
+                return self.count(group) - usize::from(except.is_some_and(|id| self.contains(group, id)));
+            }
             bus.broadcast(group, msg);
+        }
+        if self.shared.rules.limits(group).is_some() {
+            // A group with history is there even without members, to keep the broadcast.
+            self.shared.get_or_make(group);
         }
         self.publish_here(group, msg, except)
     }
@@ -281,14 +356,14 @@ impl Groups {
     fn publish_here(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
         let Some(g) = self.shared.get(group) else { return 0 };
         let reach = g.deliver(msg, except, self.shared.thread_backlog);
-        if reach.skipped > 0 {
-            tracing::warn!(
-                group,
-                skipped = reach.skipped,
-                "broadcast skipped members on threads too far behind"
-            );
-        }
+        self.note_skipped(group, reach.skipped);
         reach.reached
+    }
+
+    fn note_skipped(&self, group: &str, skipped: usize) {
+        if skipped > 0 {
+            tracing::warn!(group, skipped, "broadcast skipped members on threads too far behind");
+        }
     }
 
     /// Writes `msg` to each of `ids`, in the same order as broadcasts (see the type's

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod history;
 pub mod redis;
 pub mod reliability;
 

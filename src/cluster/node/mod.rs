@@ -7,7 +7,10 @@
 //!   - `roster`: the members on other nodes of the groups watched from here,
 //!   - `peers`: the other nodes heard from,
 //!   - `pending`: sends waiting for the owning node's answer.
+//!   - `streams`: where each group's stored broadcasts stand here.
 //! - `round`: the Redis commands of one round trip; `read`: presence read back.
+//! - `stored`: history in Redis: storing and publishing by one script.
+//! - `recover`: history read back: catch-up reads, and joins with recovery.
 //!
 //! When Redis goes away the task fails what needs Redis at once, keeps its bookkeeping,
 //! reconnects, and then re-makes subscriptions and presence, tells the other nodes what
@@ -17,9 +20,12 @@ mod local;
 mod peers;
 mod pending;
 mod read;
+mod recover;
 mod roster;
 mod round;
 mod state;
+mod stored;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,22 +118,28 @@ impl Node {
                 }
                 continue;
             };
-            let lost = tokio::select! {
-                n = rx.recv_many(&mut cmds, BATCH) => {
-                    let mut round = self.state.apply(&mut cmds, n == 0);
-                    match self.run_round(r, &mut round).await {
-                        Ok(true) => return,
-                        Ok(false) => None,
-                        // What the round still owes is answered as if Redis were down.
-                        Err(e) if self.state.fail_round(round) => return drop(e),
-                        Err(e) => Some(e.to_string()),
+            // Missed stored broadcasts (after a gap, or a reconnect) are read back first.
+            let caught_up =
+                if self.state.streams.behind().is_empty() { Ok(()) } else { self.catch_up_all(r).await };
+            let lost = match caught_up {
+                Err(e) => Some(e.to_string()),
+                Ok(()) => tokio::select! {
+                    n = rx.recv_many(&mut cmds, BATCH) => {
+                        let mut round = self.state.apply(&mut cmds, n == 0);
+                        match self.run_round(r, &mut round).await {
+                            Ok(true) => return,
+                            Ok(false) => None,
+                            // What the round still owes is answered as if Redis were down.
+                            Err(e) if self.state.fail_round(round) => return drop(e),
+                            Err(e) => Some(e.to_string()),
+                        }
                     }
-                }
-                msg = r.stream.next() => match msg {
-                    Some(msg) => self.inbound(r, msg).await.err().map(|e| e.to_string()),
-                    None => Some("subscription link closed".into()),
+                    msg = r.stream.next() => match msg {
+                        Some(msg) => self.inbound(r, msg).await.err().map(|e| e.to_string()),
+                        None => Some("subscription link closed".into()),
+                    },
+                    _ = tick.tick() => self.heartbeat(r).await.err().map(|e| e.to_string()),
                 },
-                _ = tick.tick() => self.heartbeat(r).await.err().map(|e| e.to_string()),
             };
             if let Some(why) = lost {
                 tracing::warn!(url = %self.opts.redacted_url(), %why, "cluster: lost redis; reconnecting");
@@ -187,6 +199,8 @@ impl Node {
             r.sink.unsubscribe(&channels).await?;
         }
         self.introduce_watchers(r).await?;
+        self.publish_all(r, std::mem::take(&mut round.publishes)).await?;
+        self.join_all(r, std::mem::take(&mut round.joins)).await?;
         for (group, reply) in round.members.drain(..) {
             let members = read::members(&mut r.conn, &self.state.keys, &group).await;
             let _ = reply.send(members.map_err(|e| ClusterError::Redis(e.to_string())));

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::cluster::ids::NodeId;
 use crate::cluster::keys::Keys;
-use crate::cluster::link::{MembersReply, Reply};
+use crate::cluster::link::{JoinSince, MembersReply, Publish, Reply};
 use crate::cluster::wire::Frame;
 
 /// Where this node's presence lives, and for how long each write keeps it.
@@ -31,6 +31,10 @@ pub(super) struct Round {
     pub(super) subscribe: Vec<Arc<str>>,
     pub(super) unsubscribe: Vec<Arc<str>>,
     pub(super) members: Vec<(Arc<str>, MembersReply)>,
+    /// Broadcasts to groups with history, and joins with recovery: carried out after the
+    /// pipeline, each with its own calls.
+    pub(super) publishes: Vec<Publish>,
+    pub(super) joins: Vec<JoinSince>,
     pub(super) stop: Option<Option<Reply<()>>>,
 }
 

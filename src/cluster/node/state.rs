@@ -14,13 +14,14 @@ use super::peers::{Heard, Peers};
 use super::pending::{PendingSends, NO_ANSWER};
 use super::roster::Rosters;
 use super::round::{Presence, Round};
+use super::streams::{Stored, Streams};
 use crate::cluster::error::{ClusterError, ClusterSendError};
 use crate::cluster::events::{ClusterEvent, ClusterMember, GapCause};
 use crate::cluster::ids::{GlobalId, NodeId};
 use crate::cluster::keys::Keys;
 use crate::cluster::link::{Cmd, Link};
 use crate::cluster::wire::{Frame, Outcome};
-use crate::groups::{Groups, PresenceChange};
+use crate::groups::{Groups, HistoryError, PresenceChange, RecoveryError, Unrecoverable};
 use crate::prepared::PreparedMessage;
 use crate::watchers::Watchers;
 
@@ -36,8 +37,9 @@ pub(super) struct State {
     pub(super) link: Arc<Link>,
     pub(super) keys: Keys,
     node_timeout: Duration,
-    groups: Groups,
+    pub(super) groups: Groups,
     pub(super) local: LocalGroups,
+    pub(super) streams: Streams,
     pub(super) rosters: Rosters,
     pub(super) peers: Peers,
     pub(super) pending: PendingSends,
@@ -52,6 +54,7 @@ impl State {
             node_timeout,
             groups,
             local: LocalGroups::default(),
+            streams: Streams::default(),
             rosters: Rosters::default(),
             peers: Peers::default(),
             pending: PendingSends::default(),
@@ -98,6 +101,8 @@ impl State {
         // Nobody was heard while the link was down: time starts again.
         self.peers.restart_clock(Instant::now());
         if again {
+            // What the subscriptions brought meanwhile is read back from history.
+            self.streams.all_behind();
             tracing::info!("cluster: redis is back; subscriptions and presence re-made");
             self.tell(ClusterEvent::BrokerUp);
             self.tell(ClusterEvent::Gap(GapCause::Reconnected));
@@ -146,6 +151,8 @@ impl State {
                 }
                 Cmd::Subscribe(s) => self.subscribe(s),
                 Cmd::Members { group, reply } => round.members.push((group, reply)),
+                Cmd::Publish(p) => round.publishes.push(p),
+                Cmd::JoinSince(j) => round.joins.push(j),
                 Cmd::Stop { reply } => round.stop = Some(reply),
             }
         }
@@ -170,6 +177,7 @@ impl State {
         if c.unsubscribe {
             round.unsubscribe.push(group.clone());
             self.rosters.forget(&group);
+            self.streams.forget(&group);
         }
         match c.write {
             Write::Set => round.set_member(&self.presence(), &group, seq, &c.meta),
@@ -186,6 +194,14 @@ impl State {
         }
         for (_, reply) in round.members {
             let _ = reply.send(Err(ClusterError::BrokerDown));
+        }
+        for p in round.publishes {
+            let _ = p.reply.send(Err(HistoryError::NotPublished(ClusterSendError::BrokerDown.to_string())));
+        }
+        for j in round.joins {
+            let unavailable =
+                RecoveryError::Unrecoverable { reason: Unrecoverable::Unavailable, current: None };
+            let _ = j.reply.send(Err(unavailable));
         }
         match round.stop {
             Some(reply) => {
@@ -238,6 +254,9 @@ impl State {
         self.pending.expire(now, send_timeout);
         self.link.sweep();
         let unused = self.local.drop_stopped_watchers();
+        for group in &unused {
+            self.streams.forget(group);
+        }
         let local = &self.local;
         self.rosters.keep(|g| local.is_watched(g));
         unused
@@ -289,8 +308,21 @@ impl State {
                 return;
             }
         };
-        if from != self.me() {
-            self.on_frame(channel, from, frame, answers);
+        match frame {
+            // A node's stored broadcasts come back to it too: delivered here in their place.
+            Frame::Stored { epoch, offset, except, text, payload } => {
+                let Some(group) = self.keys.group_of(channel) else {
+                    return tracing::warn!(channel, "cluster: ignored a stored broadcast off its channel");
+                };
+                let except = (from == self.me() && except != 0).then_some(except);
+                let s =
+                    Stored { epoch, offset, except, msg: PreparedMessage::checked(text, payload), at_ms: 0 };
+                if let Some(s) = self.streams.arrived(&group.into(), s) {
+                    self.groups.deliver_stored(group, &s.msg, s.except);
+                }
+            }
+            frame if from != self.me() => self.on_frame(channel, from, frame, answers),
+            _ => {}
         }
     }
 

@@ -1,0 +1,241 @@
+//! History in Redis, the node's side of it: broadcasts stored and published by one script
+//! (so that the order in a group's stream is the order every node delivers in), catch-up
+//! reads of what a node missed, and joins that replay what a member missed.
+//!
+//! A publish is a compare-and-set: the node builds each broadcast for the position it
+//! expects the group to give it, and the script stores and publishes the batch only if
+//! the group's history stands where the node thought; otherwise it answers where it does
+//! stand, and the node builds again for that. So a broadcast always carries its own
+//! position, a batch from one node keeps its order, and no two broadcasts share a place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::Value;
+
+use super::{Node, Redis};
+use crate::cluster::link::Publish;
+use crate::cluster::wire::Frame;
+use crate::groups::{HistoryError, HistoryLimits, Position, Published};
+
+/// Stores a batch of broadcasts (frames built for the offsets after ARGV[4] in epoch
+/// ARGV[3]) if the group's history stands there; trims by count, bytes and age; publishes
+/// each frame as it stores it. Makes the history (epoch ARGV[2]) if there is none.
+/// Answers {1, epoch, last offset} when stored, {0, epoch, last offset} when not.
+pub(super) const PUBLISH: &str = r#"
+local stream, meta = KEYS[1], KEYS[2]
+local channel, candidate, want_epoch, want_last = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local max_len, max_age, max_bytes, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local n = tonumber(ARGV[9])
+local epoch = redis.call('HGET', meta, 'e')
+if not epoch then
+  epoch = candidate
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'e', epoch, 'o', 0, 'b', 0)
+  redis.call('PEXPIRE', meta, ttl)
+end
+local last = tonumber(redis.call('HGET', meta, 'o'))
+if n == 0 or epoch ~= want_epoch or last ~= want_last then
+  return {0, epoch, last}
+end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local bytes = tonumber(redis.call('HGET', meta, 'b'))
+for i = 1, n do
+  local f = ARGV[9 + i]
+  last = last + 1
+  redis.call('XADD', stream, last .. '-0', 't', ms, 'f', f)
+  bytes = bytes + #f
+  redis.call('PUBLISH', channel, f)
+end
+local len = redis.call('XLEN', stream)
+local guard = n + 64
+while guard > 0 do
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if not first then break end
+  local t, size = tonumber(first[2][2]), #first[2][4]
+  if len <= max_len and bytes <= max_bytes and t >= ms - max_age then break end
+  redis.call('XDEL', stream, first[1])
+  len = len - 1
+  bytes = bytes - size
+  guard = guard - 1
+end
+redis.call('HSET', meta, 'o', last, 'b', bytes)
+redis.call('PEXPIRE', stream, ttl)
+redis.call('PEXPIRE', meta, ttl)
+return {1, epoch, last}
+"#;
+
+/// Starts a new epoch if the group's history is in epoch ARGV[1] and went back behind
+/// offset ARGV[2] (Redis lost its last writes): those offsets must not be given again.
+pub(super) const RENEW: &str = r#"
+local e = redis.call('HGET', KEYS[2], 'e')
+local o = tonumber(redis.call('HGET', KEYS[2], 'o') or 0)
+if e == ARGV[1] and o < tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', ARGV[3], 'o', 0, 'b', 0)
+  return 1
+end
+return 0
+"#;
+
+/// Tries per batch before a publish gives up to other nodes publishing to the group.
+const ATTEMPTS: usize = 16;
+/// How long history outlives its last broadcast, beyond its age bound: the epoch stays, so
+/// that a member that saw the last broadcast recovers with nothing to replay.
+const KEEP_EPOCH: Duration = Duration::from_secs(86_400);
+
+impl Node {
+    /// Stores and publishes the broadcasts of `publishes`, each group's in order.
+    pub(super) async fn publish_all(
+        &mut self,
+        r: &mut Redis,
+        publishes: Vec<Publish>,
+    ) -> redis::RedisResult<()> {
+        let mut by_group: Vec<(Arc<str>, Vec<Publish>)> = Vec::new();
+        for p in publishes {
+            match by_group.iter_mut().find(|(g, _)| *g == p.group) {
+                Some((_, list)) => list.push(p),
+                None => by_group.push((p.group.clone(), vec![p])),
+            }
+        }
+        for _ in 0..ATTEMPTS {
+            if by_group.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for (group, batch) in &by_group {
+                self.add_publish(&mut pipe, group, batch);
+            }
+            let answers: Vec<Value> = match pipe.query_async(&mut r.conn).await {
+                Ok(a) => a,
+                Err(e) => {
+                    for (_, batch) in by_group {
+                        for p in batch {
+                            let _ = p.reply.send(Err(HistoryError::Uncertain(e.to_string())));
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            let mut again = Vec::new();
+            for ((group, batch), answer) in by_group.into_iter().zip(answers) {
+                match parse_answer(&answer) {
+                    Some((true, epoch, last)) => self.published(&group, batch, epoch, last),
+                    Some((false, epoch, last)) => {
+                        self.state.streams.learned(&group, epoch, last);
+                        again.push((group, batch));
+                    }
+                    None => {
+                        let why = format!("unexpected answer from Redis: {answer:?}");
+                        for p in batch {
+                            let _ = p.reply.send(Err(HistoryError::Uncertain(why.clone())));
+                        }
+                    }
+                }
+            }
+            by_group = again;
+        }
+        for (group, batch) in by_group {
+            tracing::warn!(%group, "cluster: broadcasts with history not published: the group's position kept moving");
+            for p in batch {
+                let why = "other nodes kept taking the group's next position".to_owned();
+                let _ = p.reply.send(Err(HistoryError::NotPublished(why)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The script call for one group's batch, built for where the group was last seen.
+    fn add_publish(&self, pipe: &mut redis::Pipeline, group: &Arc<str>, batch: &[Publish]) {
+        let (epoch, last) = self.state.streams.known(group);
+        let me = self.state.me();
+        // Not known yet: an empty batch learns where the group stands.
+        let frames: Vec<Bytes> = if epoch == 0 {
+            Vec::new()
+        } else {
+            (1..)
+                .zip(batch)
+                .map(|(i, p)| {
+                    let msg = (p.build)(&Position { epoch, offset: last + i });
+                    let except = p.except.unwrap_or(0);
+                    let (text, payload) = (msg.is_text(), msg.bytes().clone());
+                    Frame::Stored { epoch, offset: last + i, except, text, payload }.encode(me)
+                })
+                .collect()
+        };
+        let limits = batch[0].limits;
+        let keys = &self.state.keys;
+        let cmd = pipe
+            .cmd("EVAL")
+            .arg(PUBLISH)
+            .arg(2)
+            .arg(keys.history(group))
+            .arg(keys.history_meta(group))
+            .arg(keys.group(group))
+            .arg(new_epoch().to_string())
+            .arg(epoch.to_string())
+            .arg(last)
+            .arg(limits.max_messages)
+            .arg(limits.max_age.as_millis() as u64)
+            .arg(limits.max_bytes)
+            .arg(ttl(&limits))
+            .arg(frames.len());
+        for f in &frames {
+            cmd.arg(&f[..]);
+        }
+    }
+
+    /// A batch was stored as `last - len + 1 ..= last`: each publisher is told its place.
+    fn published(&mut self, group: &Arc<str>, batch: Vec<Publish>, epoch: u64, last: u64) {
+        self.state.streams.learned(group, epoch, last);
+        let first = last + 1 - batch.len() as u64;
+        let here = self.state.groups.count(group);
+        for (i, p) in (0..).zip(batch) {
+            let position = Position { epoch, offset: first + i };
+            let _ = p.reply.send(Ok(Published { position, reached: here }));
+        }
+    }
+}
+
+/// {1|0, epoch, last} from the script.
+pub(super) fn parse_answer(v: &Value) -> Option<(bool, u64, u64)> {
+    let Value::Array(items) = v else { return None };
+    let int = |v: &Value| match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    };
+    match &items[..] {
+        [ok, epoch, last] => Some((int(ok)? == 1, int(epoch)?, int(last)?)),
+        _ => None,
+    }
+}
+
+/// A new epoch: random, never 0 (0 means "not known").
+pub(super) fn new_epoch() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
+/// Milliseconds a group's history keys live after its last broadcast.
+pub(super) fn ttl(limits: &HistoryLimits) -> u64 {
+    (limits.max_age + KEEP_EPOCH).as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_answer_is_read_or_refused() {
+        let ok = Value::Array(vec![Value::Int(1), Value::BulkString(b"42".to_vec()), Value::Int(7)]);
+        assert_eq!(parse_answer(&ok), Some((true, 42, 7)));
+        let moved = Value::Array(vec![Value::Int(0), Value::BulkString(b"42".to_vec()), Value::Int(9)]);
+        assert_eq!(parse_answer(&moved), Some((false, 42, 9)));
+        assert_eq!(parse_answer(&Value::Int(1)), None);
+        assert_eq!(parse_answer(&Value::Array(vec![Value::Int(1)])), None);
+        assert!(new_epoch() != 0);
+    }
+}

@@ -1,0 +1,387 @@
+//! A group's history: the broadcasts it keeps, each at its position, within its limits;
+//! and what a position asks of it. Plain data, no I/O: the group holds it under its lock.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::prepared::PreparedMessage;
+
+/// Where a broadcast stands in its group's history: the history's epoch (a new one each
+/// time the history starts afresh) and the broadcast's offset in it (1, 2, 3, ...).
+///
+/// Printed and parsed as `<epoch>:<offset>` (the epoch in 16 hex digits), to hand to a
+/// client and take back from it:
+///
+/// ```
+/// use actix_meta_websocket::Position;
+/// let p: Position = "00000000075bcd15:42".parse().unwrap();
+/// assert_eq!((p.epoch, p.offset), (123456789, 42));
+/// assert_eq!(p.to_string(), "00000000075bcd15:42");
+/// assert!("42".parse::<Position>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    /// The history this position belongs to.
+    pub epoch: u64,
+    /// The broadcast's number in it; 0 is the place before the first.
+    pub offset: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}:{}", self.epoch, self.offset)
+    }
+}
+
+/// A string that is not a [`Position`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a history position (expected <16 hex digits>:<offset>): {0:?}")]
+pub struct ParsePositionError(String);
+
+impl FromStr for Position {
+    type Err = ParsePositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParsePositionError(s.chars().take(64).collect());
+        let (epoch, offset) = s.split_once(':').ok_or_else(bad)?;
+        if epoch.len() != 16 {
+            return Err(bad());
+        }
+        Ok(Position {
+            epoch: u64::from_str_radix(epoch, 16).map_err(|_| bad())?,
+            offset: offset.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// How much history a group keeps, and how much a recovery may replay. Every bound
+/// applies: a broadcast leaves history once it is more than `max_messages` back, older
+/// than `max_age`, or when the history holds more than `max_bytes` of payload.
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_meta_websocket::HistoryLimits;
+/// let limits = HistoryLimits::default().max_messages(500).max_age(Duration::from_secs(120));
+/// assert_eq!(limits.max_replay, 300);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryLimits {
+    /// Broadcasts kept (default 1,000).
+    pub max_messages: usize,
+    /// How long a broadcast is kept (default 10 minutes).
+    pub max_age: Duration,
+    /// Payload bytes kept (default 4 MiB).
+    pub max_bytes: usize,
+    /// Broadcasts one recovery may replay (default 300): a member further behind is told
+    /// it cannot recover ([`Unrecoverable::TooFarBehind`]) rather than flooded.
+    pub max_replay: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            max_messages: 1000,
+            max_age: Duration::from_secs(600),
+            max_bytes: 4 << 20,
+            max_replay: 300,
+        }
+    }
+}
+
+impl HistoryLimits {
+    setters! {
+    /// Sets [`max_messages`](Self::max_messages).
+    max_messages: usize,
+    /// Sets [`max_age`](Self::max_age).
+    max_age: Duration,
+    /// Sets [`max_bytes`](Self::max_bytes).
+    max_bytes: usize,
+    /// Sets [`max_replay`](Self::max_replay).
+    max_replay: usize,
+    }
+}
+
+/// Where a joining member's delivery starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// With the next broadcast (no replay).
+    Now,
+    /// With what history holds, at most `max_replay` of the most recent: for a new page
+    /// that shows the latest messages first.
+    Start,
+    /// Right after this position: every broadcast after it that history holds, then the
+    /// live ones; or [`RecoveryError::Unrecoverable`] if history cannot cover them all.
+    After(Position),
+}
+
+/// Why a position cannot be recovered. Nothing is delivered then, and the member is not
+/// joined: the application tells its client to start over (reload), then joins it
+/// [`Since::Now`] or [`Since::Start`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unrecoverable {
+    /// The position belongs to another epoch: the history started afresh since (it was
+    /// dropped with its group, or lost with Redis).
+    OtherEpoch,
+    /// Broadcasts after the position have already left history (its limits).
+    TooOld,
+    /// More broadcasts came after the position than one recovery may replay
+    /// ([`HistoryLimits::max_replay`]).
+    TooFarBehind,
+    /// The position is ahead of history: no such broadcast was made.
+    Ahead,
+    /// History could not be read (the cluster's Redis is away).
+    Unavailable,
+}
+
+impl fmt::Display for Unrecoverable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unrecoverable::OtherEpoch => "the history started afresh (another epoch)",
+            Unrecoverable::TooOld => "broadcasts after the position have left history",
+            Unrecoverable::TooFarBehind => "more broadcasts after the position than one recovery replays",
+            Unrecoverable::Ahead => "the position is ahead of history",
+            Unrecoverable::Unavailable => "history cannot be read now",
+        })
+    }
+}
+
+/// Why a member could not join with recovery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// The connection has ended.
+    #[error("the connection has ended")]
+    Ended,
+    /// The group keeps no history ([`Groups::keep_history`](crate::Groups::keep_history)).
+    #[error("the group keeps no history")]
+    NoHistory,
+    /// The position cannot be recovered; `current` is where history stands now.
+    #[error("cannot recover: {reason}")]
+    Unrecoverable {
+        /// Why.
+        reason: Unrecoverable,
+        /// Where the group's history stands now.
+        current: Option<Position>,
+    },
+}
+
+/// A member joined with recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Broadcasts replayed to it.
+    pub replayed: usize,
+    /// The position of the last broadcast before its live ones: it gets every broadcast
+    /// after this one.
+    pub position: Position,
+}
+
+/// A broadcast with its place in history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Its position.
+    pub position: Position,
+    /// The members on this node it was handed to.
+    pub reached: usize,
+}
+
+/// Why a broadcast got no position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The group keeps no history ([`Groups::keep_history`](crate::Groups::keep_history)).
+    #[error("the group keeps no history")]
+    NoHistory,
+    /// The cluster did not store and publish it (Redis away, too much waiting for it, the
+    /// node stopping, or other nodes publishing to the group faster than this one could
+    /// take its turn).
+    #[error("not published: {0}")]
+    NotPublished(String),
+    /// The link to Redis failed while it was being stored: it may have been published
+    /// (and then reaches every member, in its place) or not.
+    #[error("may not have been published: {0}")]
+    Uncertain(String),
+}
+
+struct Kept {
+    offset: u64,
+    at: Instant,
+    msg: PreparedMessage,
+}
+
+/// One group's kept broadcasts.
+pub(crate) struct History {
+    limits: HistoryLimits,
+    epoch: u64,
+    /// The offset of the newest broadcast made (kept or not); 0 before the first.
+    last: u64,
+    kept: VecDeque<Kept>,
+    bytes: usize,
+}
+
+impl History {
+    pub(crate) fn new(limits: HistoryLimits, epoch: u64) -> Self {
+        History { limits, epoch, last: 0, kept: VecDeque::new(), bytes: 0 }
+    }
+
+    /// Where history stands: the newest broadcast's position.
+    pub(crate) fn position(&self) -> Position {
+        Position { epoch: self.epoch, offset: self.last }
+    }
+
+    /// The next broadcast's position.
+    pub(crate) fn next(&self) -> Position {
+        Position { epoch: self.epoch, offset: self.last + 1 }
+    }
+
+    /// Keeps `msg` as the broadcast at [`next`](Self::next); drops what falls out of the
+    /// limits.
+    pub(crate) fn append(&mut self, msg: PreparedMessage, now: Instant) {
+        self.last += 1;
+        self.bytes += msg.body().len();
+        self.kept.push_back(Kept { offset: self.last, at: now, msg });
+        self.trim(now);
+    }
+
+    /// Drops what falls out of the limits at `now`.
+    pub(crate) fn trim(&mut self, now: Instant) {
+        let l = self.limits;
+        while let Some(old) = self.kept.front() {
+            let aged = now.saturating_duration_since(old.at) > l.max_age;
+            if self.kept.len() <= l.max_messages && self.bytes <= l.max_bytes && !aged {
+                break;
+            }
+            self.bytes -= old.msg.body().len();
+            self.kept.pop_front();
+        }
+    }
+
+    /// Whether nothing is kept (at `now`): the group may go.
+    pub(crate) fn is_empty(&mut self, now: Instant) -> bool {
+        self.trim(now);
+        self.kept.is_empty()
+    }
+
+    /// What a member joining `since` is to be replayed, oldest first; never part of it.
+    pub(crate) fn replay(
+        &mut self,
+        since: Since,
+        now: Instant,
+    ) -> Result<Vec<PreparedMessage>, Unrecoverable> {
+        self.trim(now);
+        let after = match since {
+            Since::Now => return Ok(Vec::new()),
+            Since::Start => {
+                let skip = self.kept.len().saturating_sub(self.limits.max_replay);
+                return Ok(self.kept.iter().skip(skip).map(|k| k.msg.clone()).collect());
+            }
+            Since::After(p) => p,
+        };
+        if after.epoch != self.epoch {
+            return Err(Unrecoverable::OtherEpoch);
+        }
+        if after.offset > self.last {
+            return Err(Unrecoverable::Ahead);
+        }
+        let missed = self.last - after.offset;
+        if missed == 0 {
+            return Ok(Vec::new());
+        }
+        // The first broadcast the member lacks must still be kept.
+        let first = self.kept.front().map_or(self.last + 1, |k| k.offset);
+        if after.offset + 1 < first {
+            return Err(Unrecoverable::TooOld);
+        }
+        if missed > self.limits.max_replay as u64 {
+            return Err(Unrecoverable::TooFarBehind);
+        }
+        let skip = (after.offset + 1 - first) as usize;
+        Ok(self.kept.iter().skip(skip).map(|k| k.msg.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> PreparedMessage {
+        PreparedMessage::text(s.to_owned())
+    }
+
+    fn bodies(v: &[PreparedMessage]) -> Vec<String> {
+        v.iter().map(|m| String::from_utf8_lossy(m.body()).into_owned()).collect()
+    }
+
+    fn filled(limits: HistoryLimits, n: u64, t0: Instant) -> History {
+        let mut h = History::new(limits, 7);
+        for i in 1..=n {
+            assert_eq!(h.next().offset, i);
+            h.append(text(&i.to_string()), t0);
+        }
+        h
+    }
+
+    #[test]
+    fn replays_exactly_what_follows_a_position() {
+        let t0 = Instant::now();
+        let mut h = filled(HistoryLimits::default(), 5, t0);
+        assert_eq!(h.position(), Position { epoch: 7, offset: 5 });
+        let at = |offset| Since::After(Position { epoch: 7, offset });
+        assert_eq!(bodies(&h.replay(at(2), t0).unwrap()), ["3", "4", "5"]);
+        assert_eq!(bodies(&h.replay(at(0), t0).unwrap()), ["1", "2", "3", "4", "5"]);
+        assert!(h.replay(at(5), t0).unwrap().is_empty(), "up to date");
+        assert_eq!(h.replay(at(6), t0).err(), Some(Unrecoverable::Ahead));
+        let other = Since::After(Position { epoch: 8, offset: 2 });
+        assert_eq!(h.replay(other, t0).err(), Some(Unrecoverable::OtherEpoch));
+        assert!(h.replay(Since::Now, t0).unwrap().is_empty());
+        assert_eq!(bodies(&h.replay(Since::Start, t0).unwrap()), ["1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn every_limit_trims_and_a_trimmed_position_is_too_old_never_partial() {
+        let t0 = Instant::now();
+        let at = |offset| Since::After(Position { epoch: 7, offset });
+        // By count: 1 and 2 are gone.
+        let mut h = filled(HistoryLimits::default().max_messages(3), 5, t0);
+        assert_eq!(h.replay(at(0), t0).err(), Some(Unrecoverable::TooOld));
+        assert_eq!(h.replay(at(1), t0).err(), Some(Unrecoverable::TooOld));
+        assert_eq!(bodies(&h.replay(at(2), t0).unwrap()), ["3", "4", "5"]);
+        // By bytes: each body is one byte.
+        let mut h = filled(HistoryLimits::default().max_bytes(2), 5, t0);
+        assert_eq!(h.replay(at(2), t0).err(), Some(Unrecoverable::TooOld));
+        assert_eq!(bodies(&h.replay(at(3), t0).unwrap()), ["4", "5"]);
+        // By age, at the time of asking.
+        let mut h = filled(HistoryLimits::default().max_age(Duration::from_secs(1)), 2, t0);
+        h.append(text("3"), t0 + Duration::from_millis(1500));
+        let later = t0 + Duration::from_millis(1600);
+        assert_eq!(h.replay(at(1), later).err(), Some(Unrecoverable::TooOld));
+        assert_eq!(bodies(&h.replay(at(2), later).unwrap()), ["3"]);
+        assert!(!h.is_empty(later));
+        assert!(h.is_empty(t0 + Duration::from_secs(5)));
+        // Everything aged out: a member at the last position has missed nothing.
+        assert!(h.replay(at(3), t0 + Duration::from_secs(5)).unwrap().is_empty());
+        assert_eq!(h.replay(at(2), t0 + Duration::from_secs(5)).err(), Some(Unrecoverable::TooOld));
+    }
+
+    #[test]
+    fn a_recovery_replays_at_most_max_replay_and_start_takes_the_latest() {
+        let t0 = Instant::now();
+        let mut h = filled(HistoryLimits::default().max_replay(2), 5, t0);
+        let at = |offset| Since::After(Position { epoch: 7, offset });
+        assert_eq!(h.replay(at(2), t0).err(), Some(Unrecoverable::TooFarBehind));
+        assert_eq!(bodies(&h.replay(at(3), t0).unwrap()), ["4", "5"]);
+        assert_eq!(bodies(&h.replay(Since::Start, t0).unwrap()), ["4", "5"]);
+    }
+
+    #[test]
+    fn positions_print_and_parse_and_refuse_junk() {
+        let p = Position { epoch: u64::MAX, offset: 0 };
+        assert_eq!(p.to_string().parse::<Position>(), Ok(p));
+        for junk in ["", ":", "ffff:1", "000000000000000g:1", "0000000000000001:-1", "0000000000000001:x"] {
+            assert!(junk.parse::<Position>().is_err(), "{junk:?}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! History and recovery on `Groups`: which groups keep history, broadcasts that know
+//! their position, and joins that start after a position.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use super::group::NotJoined;
+use super::history::{HistoryError, HistoryLimits, Position, Published, Recovered, RecoveryError, Since};
+use super::Groups;
+use crate::connection::ConnectionId;
+use crate::delivery::lock;
+use crate::prepared::PreparedMessage;
+
+/// Which groups keep history, by name (`room:lobby`) or name prefix (`room:*`).
+#[derive(Default)]
+pub(crate) struct Rules(Mutex<Vec<(String, HistoryLimits)>>);
+
+impl Rules {
+    pub(crate) fn add(&self, pattern: &str, limits: HistoryLimits) {
+        let mut rules = lock(&self.0);
+        rules.retain(|(p, _)| p != pattern);
+        rules.push((pattern.to_owned(), limits));
+    }
+
+    /// Every rule, in the order given.
+    pub(crate) fn all(&self) -> Vec<(String, HistoryLimits)> {
+        lock(&self.0).clone()
+    }
+
+    /// The limits of `group`'s history, if it keeps one: the last matching rule's.
+    pub(crate) fn limits(&self, group: &str) -> Option<HistoryLimits> {
+        let rules = lock(&self.0);
+        rules.iter().rev().find(|(p, _)| matches(p, group)).map(|(_, l)| *l)
+    }
+}
+
+fn matches(pattern: &str, group: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => group.starts_with(prefix),
+        None => pattern == group,
+    }
+}
+
+/// The answer of a history call: ready at once on one node, from the node's task in a
+/// cluster.
+pub(crate) enum Answer<T> {
+    Ready(Option<T>),
+    Later(oneshot::Receiver<T>),
+}
+
+/// What [`Groups::publish`] and [`Groups::join_since`] return: the call has taken effect
+/// (on one node) or is on its way (in a cluster) when they return; await it for the
+/// outcome.
+#[must_use = "the outcome says whether it happened"]
+pub struct HistoryFuture<T> {
+    answer: Answer<T>,
+    gone: fn() -> T,
+}
+
+impl<T> HistoryFuture<T> {
+    pub(crate) fn new(answer: Answer<T>, gone: fn() -> T) -> Self {
+        HistoryFuture { answer, gone }
+    }
+}
+
+impl<T: Unpin> Future for HistoryFuture<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        match &mut this.answer {
+            Answer::Ready(value) => Poll::Ready(value.take().unwrap_or_else(this.gone)),
+            Answer::Later(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| (this.gone)())),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for HistoryFuture<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ready = matches!(self.answer, Answer::Ready(_));
+        f.debug_struct("HistoryFuture").field("ready", &ready).finish()
+    }
+}
+
+fn stopped_publish() -> Result<Published, HistoryError> {
+    Err(HistoryError::NotPublished("the cluster node has stopped".into()))
+}
+
+fn stopped_join() -> Result<Recovered, RecoveryError> {
+    Err(RecoveryError::Unrecoverable { reason: super::history::Unrecoverable::Unavailable, current: None })
+}
+
+impl Groups {
+    /// Keeps history for the groups `pattern` names: one group (`"room:lobby"`), or every
+    /// group whose name starts with a prefix (`"room:*"`), within `limits`. From then on
+    /// every broadcast to such a group gets a [`Position`] and is kept, a member can join
+    /// [`since`](Self::join_since) a position, and the group stays while it keeps
+    /// something, even with no member. A later rule for the same pattern replaces the
+    /// earlier; a group already keeping history keeps its limits.
+    ///
+    /// On one node history lives in memory and starts afresh (a new epoch) when the group
+    /// does. In a cluster ([`Cluster::groups`](crate::Cluster::groups)) it lives in Redis,
+    /// shared by the nodes: give every node the same rules.
+    ///
+    /// ```
+    /// # use actix_meta_websocket::{Groups, HistoryLimits};
+    /// let groups = Groups::new();
+    /// groups.keep_history("room:*", HistoryLimits::default().max_messages(200));
+    /// ```
+    pub fn keep_history(&self, pattern: &str, limits: HistoryLimits) {
+        self.shared.rules.add(pattern, limits);
+        if self.shared.bus.is_some() {
+            return;
+        }
+        for (name, group) in self.shared.lock().iter() {
+            if matches(pattern, name) {
+                group.keep_history(limits, rand::random());
+            }
+        }
+    }
+
+    /// Broadcasts to `group` the message `build` makes from its position, so that the
+    /// message can carry it (for the client to recover from later); it is encoded once,
+    /// kept in history, and reaches members like [`broadcast`](Self::broadcast).
+    ///
+    /// On one node the broadcast is made when `publish` is called and the future is ready
+    /// at once. In a cluster it is queued when `publish` is called and the future
+    /// resolves once Redis has given it its position, stored and published it (in one
+    /// step, so that the order of history is the order of delivery on every node); `build`
+    /// may then be called again if another node took the position first.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::{Groups, HistoryLimits};
+    /// # async fn demo(groups: Groups) {
+    /// groups.keep_history("news", HistoryLimits::default());
+    /// let sent = groups.publish("news", |at| format!(r#"{{"at":"{at}","text":"hello"}}"#)).await;
+    /// if let Ok(p) = sent {
+    ///     println!("{} at {}", p.reached, p.position);
+    /// }
+    /// # }
+    /// ```
+    pub fn publish<M, F>(&self, group: &str, build: F) -> HistoryFuture<Result<Published, HistoryError>>
+    where
+        M: Into<PreparedMessage>,
+        F: Fn(&Position) -> M + Send + 'static,
+    {
+        let answer = match &self.shared.bus {
+            Some(bus) => match self.shared.rules.limits(group) {
+                None => Answer::Ready(Some(Err(HistoryError::NoHistory))),
+                Some(limits) => {
+                    let (tx, rx) = oneshot::channel();
+                    let build = Box::new(move |at: &Position| build(at).into());
+                    bus.publish(group, limits, build, None, tx);
+                    Answer::Later(rx)
+                }
+            },
+            None => Answer::Ready(Some(self.publish_here_at(group, |at| build(at).into()))),
+        };
+        HistoryFuture::new(answer, stopped_publish)
+    }
+
+    fn publish_here_at(
+        &self,
+        group: &str,
+        build: impl FnOnce(&Position) -> PreparedMessage,
+    ) -> Result<Published, HistoryError> {
+        let g = self.history_group(group).ok_or(HistoryError::NoHistory)?;
+        let (position, reach) =
+            g.publish(build, None, self.shared.thread_backlog).ok_or(HistoryError::NoHistory)?;
+        self.note_skipped(group, reach.skipped);
+        Ok(Published { position, reached: reach.reached })
+    }
+
+    /// Adds `id` to `group` with `meta`, first handing it the broadcasts history holds
+    /// [`since`](Since) (in order, each once), then the live ones, with nothing missed or
+    /// doubled at the seam however fast broadcasts come. If history cannot cover the gap
+    /// (another epoch, broadcasts gone from history, more than
+    /// [`max_replay`](HistoryLimits::max_replay) of them), the connection is not joined and
+    /// nothing is delivered: [`RecoveryError::Unrecoverable`] says why, and where history
+    /// stands, so that the client can start over. Never a partial replay.
+    ///
+    /// A connection that is a member already only has its metadata replaced (it has had
+    /// every broadcast). On one node this takes effect before `join_since` returns; in a
+    /// cluster the node reads the gap from Redis first, and the connection joins when the
+    /// future resolves.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::*;
+    /// # async fn demo(groups: Groups, id: ConnectionId, last_seen: Option<&str>) {
+    /// let since = match last_seen.and_then(|s| s.parse::<Position>().ok()) {
+    ///     Some(p) => Since::After(p),
+    ///     None => Since::Start,
+    /// };
+    /// match groups.join_since("room:1", &id, "ada", since).await {
+    ///     Ok(r) => tracing::debug!(replayed = r.replayed, "caught up"),
+    ///     Err(RecoveryError::Unrecoverable { reason, .. }) => {
+    ///         id.send(format!(r#"{{"reload":"{reason}"}}"#)); // the client starts over
+    ///     }
+    ///     Err(e) => tracing::warn!(%e, "not joined"),
+    /// }
+    /// # }
+    /// ```
+    pub fn join_since(
+        &self,
+        group: &str,
+        id: &ConnectionId,
+        meta: impl Into<Arc<str>>,
+        since: Since,
+    ) -> HistoryFuture<Result<Recovered, RecoveryError>> {
+        let meta = meta.into();
+        let answer = match &self.shared.bus {
+            Some(bus) => match self.shared.rules.limits(group) {
+                None => Answer::Ready(Some(Err(RecoveryError::NoHistory))),
+                Some(limits) => {
+                    let (tx, rx) = oneshot::channel();
+                    bus.join_since(group, id, meta, since, limits, tx);
+                    Answer::Later(rx)
+                }
+            },
+            None => Answer::Ready(Some(self.join_here_since(group, id, meta, since))),
+        };
+        HistoryFuture::new(answer, stopped_join)
+    }
+
+    fn join_here_since(
+        &self,
+        group: &str,
+        id: &ConnectionId,
+        meta: Arc<str>,
+        since: Since,
+    ) -> Result<Recovered, RecoveryError> {
+        if self.shared.rules.limits(group).is_none() {
+            return Err(RecoveryError::NoHistory);
+        }
+        let mut outcome = Err(RecoveryError::NoHistory);
+        let joined = id.subscriber().join(|| loop {
+            let g = self.history_group(group)?;
+            match g.join_since(id, meta.clone(), since) {
+                Err(NotJoined::Removed) => continue,
+                Err(NotJoined::NoHistory) => return None,
+                Err(NotJoined::Unrecoverable(reason, current)) => {
+                    outcome = Err(RecoveryError::Unrecoverable { reason, current: Some(current) });
+                    return None;
+                }
+                Ok((fresh, replayed, position)) => {
+                    outcome = Ok(Recovered { replayed, position });
+                    return fresh.then_some(g as Arc<dyn crate::delivery::Joined>);
+                }
+            }
+        });
+        joined.map_err(|_| RecoveryError::Ended)?;
+        outcome
+    }
+
+    /// Where `group`'s history stands on this node (the newest broadcast's position), if
+    /// it keeps one here. (In a cluster, history is in Redis: this is `None`.)
+    pub fn position(&self, group: &str) -> Option<Position> {
+        self.shared.get(group).and_then(|g| g.position())
+    }
+
+    /// `group`, made if need be, with its history if a rule asks for one (on one node).
+    fn history_group(&self, group: &str) -> Option<Arc<super::group::Group>> {
+        self.shared.rules.limits(group)?;
+        Some(self.shared.get_or_make(group))
+    }
+}
+
+/// What a cluster's node does with the groups of its history: deliveries placed by Redis,
+/// joins after a replay read from Redis, and members closed after a gap history cannot fill.
+#[cfg(feature = "cluster")]
+impl Groups {
+    /// Hands a broadcast with history, in its place, to this node's members of `group`
+    /// (but the member `except`).
+    pub(crate) fn deliver_stored(&self, group: &str, msg: &PreparedMessage, except: Option<u64>) -> usize {
+        let Some(g) = self.shared.get(group) else { return 0 };
+        let reach = g.deliver_except_seq(msg, except, self.shared.thread_backlog);
+        self.note_skipped(group, reach.skipped);
+        reach.reached
+    }
+
+    /// Adds `id` to `group` after handing it `replay`, in the same step; whether it is new.
+    pub(crate) fn join_replayed(
+        &self,
+        group: &str,
+        id: &ConnectionId,
+        meta: Arc<str>,
+        replay: &[PreparedMessage],
+    ) -> Result<bool, super::GroupError> {
+        let mut fresh = false;
+        let joined = id.subscriber().join(|| loop {
+            let g = self.shared.get_or_make(group);
+            match g.join_replayed(id, meta.clone(), replay) {
+                Err(super::group::Removed) => continue,
+                Ok(new) => {
+                    fresh = new;
+                    if let Some(bus) = &self.shared.bus {
+                        bus.joined(&g.name, id, &meta, new);
+                    }
+                    return new.then_some(g as Arc<dyn crate::delivery::Joined>);
+                }
+            }
+        });
+        joined.map_err(|_| super::GroupError::Ended)?;
+        Ok(fresh)
+    }
+
+    /// Closes this node's members of `group` with `code` and `reason`: they missed
+    /// broadcasts that history no longer holds, and their clients must start over.
+    pub(crate) fn close_members(&self, group: &str, code: u16, reason: &str) -> usize {
+        let members = self.members(group);
+        for m in &members {
+            let _ = m.id.close(code, reason);
+        }
+        members.len()
+    }
+}

@@ -1,0 +1,166 @@
+//! Group history on one node, over real sockets: clients that drop and reconnect since
+//! the last position they saw get every broadcast once and in order while broadcasts keep
+//! coming; a position history cannot cover is refused before anything is delivered; every
+//! limit and kind of position does what it says.
+
+mod common;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_meta_websocket::*;
+use common::history::{assert_whole, follow, publish, Room};
+use common::*;
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message as TMessage;
+
+fn room_server(groups: &Groups) -> TestServer {
+    let groups = groups.clone();
+    serve_each(2, None, move || {
+        let room = Room { groups: groups.clone(), group: "room" }.start();
+        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
+    })
+}
+
+#[actix_web::test]
+async fn reconnecting_clients_get_every_broadcast_once_and_in_order_under_load() {
+    let groups = Groups::new();
+    let limits = HistoryLimits::default().max_messages(10_000).max_replay(10_000).max_bytes(64 << 20);
+    groups.keep_history("room", limits);
+    let srv = room_server(&groups);
+    const N: usize = 4000;
+    // Where history stands before the load: the last position every client ends on.
+    let last = Position {
+        epoch: groups.publish("room", |at| at.to_string()).await.unwrap().position.epoch,
+        offset: N as u64 + 1,
+    };
+    let urls = vec![srv.url()];
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let urls = urls.clone();
+            let first = if i % 2 == 0 { Since::Now } else { Since::Start };
+            actix_rt::spawn(async move { follow(&urls, last, first).await })
+        })
+        .collect();
+    let made = publish(&groups, "room", N).await;
+    assert_eq!(made.last(), Some(&last));
+    for c in clients {
+        let seen = c.await.unwrap();
+        assert_whole(&seen, last);
+        assert!(seen.len() > 100, "each client saw the load: {}", seen.len());
+    }
+    srv.handle.stop(false).await;
+}
+
+/// The first text of a client of `url`.
+async fn first_text(url: &str) -> String {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("handshake");
+    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    let Ok(Some(Ok(TMessage::Text(t)))) = msg else { panic!("{msg:?}") };
+    t.as_str().to_owned()
+}
+
+#[actix_web::test]
+async fn a_position_history_no_longer_holds_is_refused_and_nothing_is_delivered() {
+    let groups = Groups::new();
+    groups.keep_history("room", HistoryLimits::default().max_messages(5));
+    let srv = room_server(&groups);
+    let mut last = None;
+    for _ in 0..20 {
+        last = Some(groups.publish("room", |at| at.to_string()).await.unwrap().position);
+    }
+    let last = last.unwrap();
+    let old = Position { offset: 3, ..last };
+    let answer = first_text(&format!("{}?since={old}", srv.url())).await;
+    assert_eq!(answer, format!("unrecoverable TooOld {last}"));
+    assert_eq!(groups.count("room"), 0, "not joined");
+    // From where history stands, the client starts again and gets the next broadcast.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?since={last}", srv.url())).await.unwrap();
+    while groups.count("room") == 0 {
+        tokio::task::yield_now().await; // the join is made on the server's worker thread
+    }
+    let next = groups.publish("room", |at| at.to_string()).await.unwrap().position;
+    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+    assert!(matches!(msg, Ok(Some(Ok(TMessage::Text(t)))) if t.as_str() == next.to_string()));
+    srv.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn each_kind_of_position_gets_what_it_asks_for() {
+    let groups = Groups::new();
+    groups.keep_history("room:*", HistoryLimits::default().max_replay(3));
+    let (worker, mut rx) = recorder("w", false);
+    let srv = serve(WsHandler::new(options(worker)).unwrap());
+    let mut ids = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(tungstenite(&srv.url()).await);
+        let Event::Connect(c) = next(&mut rx).await.1 else { panic!("connect") };
+        ids.push(c.id);
+    }
+    assert_eq!(groups.join_since("other", &ids[0], "", Since::Now).await, Err(RecoveryError::NoHistory));
+    for i in 1..=5 {
+        assert_eq!(groups.publish("room:a", move |_| format!("m{i}")).await.unwrap().position.offset, i);
+    }
+    let at = groups.position("room:a").unwrap();
+    let unrecoverable = |reason| Err(RecoveryError::Unrecoverable { reason, current: Some(at) });
+    let other = Position { epoch: at.epoch.wrapping_add(1), offset: 1 };
+    assert_eq!(
+        groups.join_since("room:a", &ids[0], "", Since::After(other)).await,
+        unrecoverable(Unrecoverable::OtherEpoch)
+    );
+    let ahead = Position { offset: 9, ..at };
+    assert_eq!(
+        groups.join_since("room:a", &ids[0], "", Since::After(ahead)).await,
+        unrecoverable(Unrecoverable::Ahead)
+    );
+    let behind = Position { offset: 1, ..at };
+    assert_eq!(
+        groups.join_since("room:a", &ids[0], "", Since::After(behind)).await,
+        unrecoverable(Unrecoverable::TooFarBehind)
+    );
+    assert_eq!(groups.count("room:a"), 0, "none of them joined");
+    // The last 2, the latest 3 (max_replay), nothing: each then live.
+    let two = Position { offset: 3, ..at };
+    let got = groups.join_since("room:a", &ids[1], "", Since::After(two)).await;
+    assert_eq!(got, Ok(Recovered { replayed: 2, position: at }));
+    assert_eq!(groups.join_since("room:a", &ids[2], "", Since::Start).await.map(|r| r.replayed), Ok(3));
+    assert_eq!(groups.join_since("room:a", &ids[3], "", Since::Now).await.map(|r| r.replayed), Ok(0));
+    // A member already in joins again: nothing replayed, nothing doubled.
+    assert_eq!(groups.join_since("room:a", &ids[3], "again", Since::Start).await.map(|r| r.replayed), Ok(0));
+    groups.broadcast("room:a", "m6");
+    let texts = |n| async move {
+        let mut ws: tokio_tungstenite::WebSocketStream<_> = n;
+        let mut out = Vec::new();
+        while out.last().map(String::as_str) != Some("m6") {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            let Ok(Some(Ok(TMessage::Text(t)))) = msg else { panic!("{msg:?}") };
+            out.push(t.as_str().to_owned());
+        }
+        out
+    };
+    let mut clients = clients.into_iter();
+    let _first = clients.next();
+    assert_eq!(texts(clients.next().unwrap()).await, ["m4", "m5", "m6"]);
+    assert_eq!(texts(clients.next().unwrap()).await, ["m3", "m4", "m5", "m6"]);
+    assert_eq!(texts(clients.next().unwrap()).await, ["m6"]);
+    srv.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn history_keeps_a_group_with_no_member_and_a_new_group_starts_a_new_epoch() {
+    let groups = Groups::new();
+    groups.keep_history("news", HistoryLimits::default().max_age(Duration::from_secs(60)));
+    let first = groups.publish("news", |_| "one").await.unwrap().position;
+    assert_eq!(first.offset, 1);
+    assert_eq!(groups.names(), ["news".into()] as [std::sync::Arc<str>; 1], "kept with nobody in it");
+    let again = groups.publish("news", |_| "two").await.unwrap().position;
+    assert_eq!((again.epoch, again.offset), (first.epoch, 2));
+    // Without a rule: no history, and a publish says so.
+    assert_eq!(groups.publish("plain", |_| "x").await, Err(HistoryError::NoHistory));
+    // Another `Groups`: another history, another epoch.
+    let other = Groups::new();
+    other.keep_history("news", HistoryLimits::default());
+    let p = other.publish("news", |_| "one").await.unwrap().position;
+    assert_ne!(p.epoch, first.epoch);
+}

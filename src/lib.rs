@@ -90,7 +90,7 @@ mod settings;
 mod stats;
 mod watchers;
 
-pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting};
+pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting, Resume};
 #[cfg(feature = "cluster")]
 pub use cluster::{
     Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError, GapCause, GlobalId,

@@ -164,3 +164,73 @@ async fn history_keeps_a_group_with_no_member_and_a_new_group_starts_a_new_epoch
     let p = other.publish("news", |_| "one").await.unwrap().position;
     assert_ne!(p.epoch, first.epoch);
 }
+
+/// A client's target that notes each position it sees (broadcasts are positions).
+struct Follower {
+    resume: Resume,
+    seen: tokio::sync::mpsc::UnboundedSender<Position>,
+}
+
+impl Actor for Follower {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageConnect> for Follower {
+    type Result = ();
+    fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
+}
+
+impl Handler<WsMessage> for Follower {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        let at: Position = m.as_text().and_then(|t| t.parse().ok()).expect("a position");
+        self.resume.seen(at);
+        let _ = self.seen.send(at);
+    }
+}
+
+impl Handler<MessageDisconnect> for Follower {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+#[actix_web::test]
+async fn the_crates_reconnecting_client_resumes_after_the_last_position_it_saw() {
+    let groups = Groups::new();
+    groups.keep_history("room", HistoryLimits::default().max_messages(10_000).max_replay(10_000));
+    let srv = room_server(&groups);
+    let first = groups.publish("room", |at| at.to_string()).await.unwrap().position;
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let resume = Resume::new("since");
+    resume.seen(first);
+    let follower = Follower { resume: resume.clone(), seen: tx }.start();
+    let options = DialOptions::new(srv.url(), Target::from_addr(follower)).resume(resume.clone());
+    let backoff = Backoff { initial: Duration::from_millis(10), ..Backoff::default() };
+    let client = reconnect(options, backoff, None);
+    client.connected().await.expect("connected");
+    while groups.count("room") == 0 {
+        tokio::task::yield_now().await;
+    }
+    let g = groups.clone();
+    let publisher = actix_rt::spawn(async move { publish(&g, "room", 2000).await });
+    // The server drops its members four times meanwhile; the client dials again each time.
+    let mut drops = 0;
+    let mut got = vec![first];
+    let last = Position { offset: first.offset + 2000, ..first };
+    while got.last() != Some(&last) {
+        let at = tokio::time::timeout(Duration::from_secs(10), seen.recv()).await.expect("in time").unwrap();
+        got.push(at);
+        if drops < 4 && got.len() % 300 == 0 {
+            drops += 1;
+            for m in groups.members("room") {
+                let _ = m.id.close(1012, "restarting");
+            }
+        }
+    }
+    publisher.await.unwrap();
+    assert_eq!(drops, 4);
+    assert_whole(&got, last);
+    assert_eq!(resume.last(), Some(last));
+    client.stop();
+    srv.handle.stop(false).await;
+}

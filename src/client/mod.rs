@@ -4,6 +4,7 @@
 mod dialer;
 mod proxy;
 mod reconnect;
+mod resume;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use proxy::Proxy;
 pub use reconnect::{reconnect, Backoff, DialFailed, Reconnecting};
+pub use resume::Resume;
 
 use actix_http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use awc::error::{ConnectError as AwcConnectError, SendRequestError, WsClientError};
@@ -64,6 +66,8 @@ pub struct DialOptions {
     /// An awc client of your own. It then does the TCP and TLS steps, so `proxy` and
     /// `tls` are not applied and the connection's addresses are unknown.
     pub client: Option<awc::Client>,
+    /// The last history position seen, put in each dial's query (see [`Resume`]).
+    pub resume: Option<Resume>,
 }
 
 impl DialOptions {
@@ -82,6 +86,7 @@ impl DialOptions {
             #[cfg(feature = "rustls")]
             tls: None,
             client: None,
+            resume: None,
         }
     }
 
@@ -122,6 +127,13 @@ impl DialOptions {
     /// Uses `client` for the HTTP part of the handshake.
     pub fn client(mut self, client: awc::Client) -> Self {
         self.client = Some(client);
+        self
+    }
+
+    /// Puts `resume`'s last position in the query of every dial, so that a client that
+    /// dials again (see [`reconnect`]) rejoins right after the last broadcast it saw.
+    pub fn resume(mut self, resume: Resume) -> Self {
+        self.resume = Some(resume);
         self
     }
 }
@@ -165,7 +177,10 @@ impl fmt::Debug for DialOptions {
 /// ```
 pub async fn connect(options: DialOptions) -> Result<ConnectionId, ConnectError> {
     options.settings.validate()?;
-    let url = check_url(&options.url)?;
+    let mut url = check_url(&options.url)?;
+    if let Some(resume) = &options.resume {
+        resume.apply(&mut url);
+    }
     let target = options.pool.pick().ok_or(ConnectError::NoTarget)?;
     let dialled = dial(&options, &url).await?;
     let headers = dialled.response.headers();

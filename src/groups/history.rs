@@ -117,6 +117,31 @@ pub enum Since {
     After(Position),
 }
 
+impl Since {
+    /// What the query string `query` asks for under `key`: `now`, `start` or a position
+    /// (`?since=00000000075bcd15:42`); `Ok(None)` without `key`, an error for a value that
+    /// is none of these. Percent-encoding is undone (`%3A` is `:`).
+    ///
+    /// ```
+    /// use actix_meta_websocket::{Position, Since};
+    /// let p = Position { epoch: 7, offset: 42 };
+    /// assert_eq!(Since::from_query(&format!("room=a&since={p}"), "since"), Ok(Some(Since::After(p))));
+    /// assert_eq!(Since::from_query("since=start", "since"), Ok(Some(Since::Start)));
+    /// assert_eq!(Since::from_query("room=a", "since"), Ok(None));
+    /// assert!(Since::from_query("since=yesterday", "since").is_err());
+    /// ```
+    pub fn from_query(query: &str, key: &str) -> Result<Option<Since>, ParsePositionError> {
+        let Some((_, value)) = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key) else {
+            return Ok(None);
+        };
+        Ok(Some(match &*value {
+            "now" => Since::Now,
+            "start" => Since::Start,
+            p => Since::After(p.parse()?),
+        }))
+    }
+}
+
 /// Why a position cannot be recovered. Nothing is delivered then, and the member is not
 /// joined: the application tells its client to start over (reload), then joins it
 /// [`Since::Now`] or [`Since::Start`].

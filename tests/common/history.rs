@@ -21,14 +21,10 @@ impl Actor for Room {
     type Context = Context<Self>;
 }
 
-/// The `since` a connection asks for in its URL.
+/// The `since` a connection asks for in its URL (now, if it asks for none).
 pub fn since_of(uri: &str) -> Since {
-    let asked = uri.split_once("since=").map(|(_, s)| s.split('&').next().unwrap_or(""));
-    match asked {
-        Some("start") => Since::Start,
-        Some(p) => p.parse().map(Since::After).unwrap_or(Since::Now),
-        None => Since::Now,
-    }
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    Since::from_query(query, "since").expect("a valid since").unwrap_or(Since::Now)
 }
 
 impl Handler<MessageConnect> for Room {

@@ -181,7 +181,14 @@ impl Node {
     async fn run_round(&mut self, r: &mut Redis, round: &mut Round) -> redis::RedisResult<bool> {
         // What the round ends with counts: a group left and joined again within it stays
         // subscribed, one joined and left needs no subscription.
-        round.unsubscribe.retain(|g| !self.state.local.listens(g));
+        // A member may have joined here whose change is still queued: its group stays.
+        let groups = &self.state.groups;
+        round.unsubscribe.retain(|g| !self.state.local.listens(g) && groups.count(g) == 0);
+        for group in &round.unsubscribe {
+            // Delivery starts afresh if the node listens again; not before it stops: a
+            // member may have joined again within the round.
+            self.state.streams.forget(group);
+        }
         round.subscribe.retain(|g| self.state.local.listens(g));
         if !round.subscribe.is_empty() {
             let channels: Vec<String> = round.subscribe.iter().map(|g| self.state.keys.group(g)).collect();

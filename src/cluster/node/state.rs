@@ -177,7 +177,6 @@ impl State {
         if c.unsubscribe {
             round.unsubscribe.push(group.clone());
             self.rosters.forget(&group);
-            self.streams.forget(&group);
         }
         match c.write {
             Write::Set => round.set_member(&self.presence(), &group, seq, &c.meta),
@@ -253,7 +252,9 @@ impl State {
         }
         self.pending.expire(now, send_timeout);
         self.link.sweep();
-        let unused = self.local.drop_stopped_watchers();
+        let mut unused = self.local.drop_stopped_watchers();
+        // A member may have joined here whose change is still queued: its group stays.
+        unused.retain(|g| self.groups.count(g) == 0);
         for group in &unused {
             self.streams.forget(group);
         }

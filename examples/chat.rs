@@ -1,6 +1,8 @@
 //! A chat with rooms on [`Groups`]: an HTML page at `/`, the WebSocket at `/ws`. Everyone
 //! starts in `lobby`; `/join <room>` moves to another room. Each room hears who joins and
-//! leaves, with its member list, from the room's presence events. Compression is on, since
+//! leaves, with its member list, from the room's presence events, and keeps its recent
+//! history: a page shows a room's latest messages when it enters, and one that lost its
+//! connection reconnects and shows what it missed, nothing twice. Compression is on, since
 //! browsers offer it.
 //!
 //! ```sh
@@ -39,7 +41,11 @@ impl Handler<MessageConnect> for Chat {
         self.0.groups.send_to([&m.id], format!("you are guest{}; /join <room> to move", m.id.seq()));
         let me = ctx.address();
         let groups = self.0.groups.clone();
-        self.0.enter("lobby", &m.id, |room| groups.watch(room, me.recipient()));
+        let start = rooms::Start::of(&m.uri).unwrap_or_else(|e| {
+            m.id.send(format!("ignored ?since: {e}"));
+            rooms::Start { room: "lobby".into(), since: Since::Start }
+        });
+        self.0.enter(&start.room, &m.id, start.since, |room| groups.watch(room, me.recipient()));
     }
 }
 

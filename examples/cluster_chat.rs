@@ -1,5 +1,6 @@
 //! The chat of `examples/chat.rs` across nodes that share one Redis (feature `cluster`):
-//! pages connected to different nodes share rooms, messages and member lists. Each node
+//! pages connected to different nodes share rooms, messages, member lists and the rooms'
+//! history (in Redis): a page that reconnects to any node shows what it missed. Each node
 //! is an actix-web server with its own [`Cluster`] handle; this process runs `--nodes` of
 //! them on consecutive ports (or run one per process, as the tests do).
 //!
@@ -51,7 +52,11 @@ impl Handler<MessageConnect> for Chat {
         let (me, node) = (self.rooms.name(&m.id), self.cluster.node());
         self.rooms.groups.send_to([&m.id], format!("you are {me} on node {node}; /join <room> to move"));
         let watch = self.watcher(ctx);
-        self.rooms.enter("lobby", &m.id, watch);
+        let start = rooms::Start::of(&m.uri).unwrap_or_else(|e| {
+            m.id.send(format!("ignored ?since: {e}"));
+            rooms::Start { room: "lobby".into(), since: Since::Start }
+        });
+        self.rooms.enter(&start.room, &m.id, start.since, watch);
     }
 }
 

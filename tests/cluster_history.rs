@@ -232,3 +232,62 @@ async fn session_first(url: &str) -> (String, ()) {
     let Ok(Some(Ok(TMessage::Text(t)))) = msg else { panic!("{msg:?}") };
     (t.as_str().to_owned(), ())
 }
+
+/// The position at the head of a chat line (`@<position> [room] ...`).
+fn chat_position(text: &str) -> Option<Position> {
+    text.strip_prefix('@')?.split(' ').next()?.parse().ok()
+}
+
+#[actix_web::test]
+async fn a_killed_nodes_members_recover_on_another_node() {
+    let Some(bin) = common::cluster::cluster_chat().filter(|_| redis_installed()) else { return };
+    let redis = Redis::start(&[]);
+    // The chat's rooms keep history as `Rooms` sets it: the same rule here.
+    let limits = HistoryLimits::default().max_messages(100).max_age(Duration::from_secs(3600));
+    let (a, _srv_a) = history_node(&redis, limits).await;
+    a.groups().keep_history("*", limits);
+    let groups = a.groups().clone();
+    let srv_a = serve_each(1, None, move || {
+        let room = Room { groups: groups.clone(), group: "lobby" }.start();
+        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
+    });
+    let victim = common::cluster::process(&redis, bin).await;
+    // A client of the process node, in the lobby from its start.
+    let url = format!("ws://{}/ws?room=lobby&since=start", victim.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("handshake");
+    let mut seen = Vec::new();
+    // Broadcasts from a, as the chat writes them, until the node dies under the client.
+    let publish = |i: usize| a.groups().publish("lobby", move |at| format!("@{at} [lobby] a: {i}"));
+    let first = publish(0).await.unwrap().position;
+    let mut i = 1;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message");
+        let Some(Ok(TMessage::Text(t))) = msg else { break };
+        if let Some(at) = chat_position(t.as_str()) {
+            seen.push(at);
+            if at.offset >= first.offset + 50 && victim.child.id().is_some() {
+                victim.signal("-KILL");
+            }
+            publish(i).await.unwrap();
+            i += 1;
+        }
+    }
+    assert!(seen.len() >= 50, "the node served the client before it died: {}", seen.len());
+    let before = seen.len();
+    // A few more while the client is away, then it comes back on a, since where it was.
+    for _ in 0..10 {
+        publish(i).await.unwrap();
+        i += 1;
+    }
+    let last = a.groups().publish("lobby", |at| format!("@{at} [lobby] a: last")).await.unwrap().position;
+    let back = format!("{}?since={}", srv_a.url(), seen.last().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&back).await.expect("handshake");
+    while seen.last() != Some(&last) {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message");
+        let Some(Ok(TMessage::Text(t))) = msg else { panic!("{msg:?}") };
+        seen.push(chat_position(t.as_str()).expect("a chat line"));
+    }
+    assert_eq!(seen.first(), Some(&first));
+    assert!(seen.len() >= before + 11, "recovered what it missed on a: {} then {}", before, seen.len());
+    assert_whole(&seen, last);
+}

@@ -2,10 +2,17 @@
 //! another room, and anything else is said to one's room. Each room is watched from the
 //! moment anyone here first enters it; news of who came and went goes to this server's
 //! members of the room.
+//!
+//! Every room keeps its recent history: each message is sent as `@<position> [room] ...`,
+//! and a page that reconnects with `?room=<room>&since=<position>` gets what it missed and
+//! nothing twice (a new page gets the room's latest messages).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use actix_meta_websocket::{ConnectionId, Groups, PresenceChange, WsMessage};
+use actix_meta_websocket::{
+    ConnectionId, Groups, HistoryLimits, PresenceChange, RecoveryError, Since, WsMessage,
+};
 
 pub struct Rooms {
     pub groups: Groups,
@@ -14,8 +21,30 @@ pub struct Rooms {
     watched: HashSet<String>,
 }
 
+/// Where a connection starts: the room and the place in its history its URL asks for.
+pub struct Start {
+    pub room: String,
+    pub since: Since,
+}
+
+impl Start {
+    /// `?room=<room>&since=<position>` (both optional): the lobby and its latest messages
+    /// by default.
+    pub fn of(uri: &str) -> Result<Start, String> {
+        let query = uri.split_once('?').map_or("", |(_, q)| q);
+        let room = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "room")
+            .map_or_else(|| "lobby".to_owned(), |(_, v)| v.into_owned());
+        let since = Since::from_query(query, "since").map_err(|e| e.to_string())?;
+        Ok(Start { room, since: since.unwrap_or(Since::Start) })
+    }
+}
+
 impl Rooms {
     pub fn new(groups: Groups, prefix: String) -> Self {
+        // Every room: the last 100 messages of the last hour.
+        let limits = HistoryLimits::default().max_messages(100).max_age(Duration::from_secs(3600));
+        groups.keep_history("*", limits);
         Rooms { groups, prefix, watched: HashSet::new() }
     }
 
@@ -23,27 +52,52 @@ impl Rooms {
         format!("guest{}{}", self.prefix, id.seq())
     }
 
-    /// Leaves the current room for `room`; `watch` starts watching a room entered here
-    /// for the first time.
-    pub fn enter(&mut self, room: &str, id: &ConnectionId, watch: impl FnOnce(&str)) {
+    /// Leaves the current room for `room`, replaying its history `since`; `watch` starts
+    /// watching a room entered here for the first time. If history cannot give back what
+    /// was missed, the page is told, and gets the room's latest messages instead.
+    pub fn enter(&mut self, room: &str, id: &ConnectionId, since: Since, watch: impl FnOnce(&str)) {
+        if !valid_room(room) {
+            id.send("a room's name has 1 to 32 bytes");
+            return;
+        }
         if self.watched.insert(room.to_owned()) {
             watch(room);
         }
         for old in self.groups.groups_of(id) {
             self.groups.leave(&old, id);
         }
-        let _ = self.groups.join_with(room, id, self.name(id));
+        let (groups, id, room, name) = (self.groups.clone(), id.clone(), room.to_owned(), self.name(id));
+        actix::spawn(async move {
+            let joined = match groups.join_since(&room, &id, name.clone(), since).await {
+                Err(RecoveryError::Unrecoverable { reason, .. }) => {
+                    id.send(format!("[{room}] missed messages are gone ({reason}); here are the latest"));
+                    groups.join_since(&room, &id, name, Since::Start).await
+                }
+                other => other,
+            };
+            match joined {
+                Ok(_) => id.send(format!("[{room}] you are here; /join <room> to move")),
+                Err(e) => id.send(format!("[{room}] could not join: {e}")),
+            }
+        });
     }
 
     /// A line from `m`'s connection.
     pub fn said(&mut self, m: &WsMessage, watch: impl FnOnce(&str)) {
         let Some(text) = m.as_text().map(str::trim) else { return };
         match text.strip_prefix("/join ").map(str::trim) {
-            Some(room) if (1..=32).contains(&room.len()) => self.enter(room, &m.id, watch),
-            Some(_) => m.id.send("a room's name has 1 to 32 bytes"),
+            Some(room) => self.enter(room, &m.id, Since::Start, watch),
             None => {
+                let (text, name) = (text.to_owned(), self.name(&m.id));
                 for room in self.groups.groups_of(&m.id) {
-                    self.groups.broadcast(&room, format!("[{room}] {}: {text}", self.name(&m.id)));
+                    let line = format!("[{room}] {name}: {text}");
+                    let sent = self.groups.publish(&room, move |at| format!("@{at} {line}"));
+                    let id = m.id.clone();
+                    actix::spawn(async move {
+                        if let Err(e) = sent.await {
+                            id.send(format!("[{room}] not sent: {e}"));
+                        }
+                    });
                 }
             }
         }
@@ -63,4 +117,8 @@ impl Rooms {
             format!("[{room}] {who} {verb}; here: {}", names.join(", ")),
         );
     }
+}
+
+fn valid_room(room: &str) -> bool {
+    (1..=32).contains(&room.len()) && !room.contains(['[', ']', '@'])
 }

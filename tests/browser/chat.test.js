@@ -73,6 +73,40 @@ test('two browser pages chat in rooms through groups', async () => {
   }
 });
 
+test('a page that loses its connection gets what it missed from history, nothing twice', async () => {
+  const chat = await startChat();
+  const browser = await launch();
+  const said = (p, name, text) => sees(p, new RegExp(`^\\[lobby\\] ${name}: ${text}$`));
+  const count = async (p, text) => (await log(p)).filter((t) => t.endsWith(`: ${text}`)).length;
+  try {
+    const a = await open(browser, chat.url);
+    const b = await open(browser, chat.url);
+    await sees(b, /^you are guest\d+;/);
+    const bn = (await log(b)).find((t) => t.startsWith('you are ')).match(/guest\d+/)[0];
+    await sees(a, /^\[lobby\] you are here;/);
+    await say(b, 'one');
+    await said(a, bn, 'one');
+    // a's connection drops; b goes on talking meanwhile.
+    await a.evaluate(() => window.__chat.hold());
+    await a.waitForFunction(() => document.body.dataset.ready === '0');
+    await say(b, 'two');
+    await say(b, 'three');
+    await said(b, bn, 'three');
+    await a.evaluate(() => window.__chat.resume());
+    await said(a, bn, 'three');
+    for (const text of ['one', 'two', 'three']) assert.strictEqual(await count(a, text), 1, text);
+    const [two, three] = [(await log(a)).indexOf(`[lobby] ${bn}: two`), (await log(a)).indexOf(`[lobby] ${bn}: three`)];
+    assert.ok(two >= 0 && two < three, 'in order');
+    // A new page shows the room's latest messages.
+    const c = await open(browser, chat.url);
+    await said(c, bn, 'three');
+    for (const text of ['one', 'two', 'three']) assert.strictEqual(await count(c, text), 1, text);
+  } finally {
+    await browser.close();
+    chat.child.kill();
+  }
+});
+
 test('the chat over https and wss, with a certificate Chromium is told to trust', async () => {
   // A self-signed certificate for 127.0.0.1 from examples/self_signed_cert; Chromium trusts
   // exactly its public key and nothing else unknown.

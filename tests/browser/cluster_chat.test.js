@@ -87,3 +87,39 @@ test('two browser pages on two nodes chat through the cluster', async () => {
     redis.child.kill('SIGKILL');
   }
 });
+
+test('a page that lost its node reconnects to another and gets what it missed, nothing twice', async () => {
+  const redis = await startRedis();
+  const bin = path.join(root, 'target/debug/examples/cluster_chat');
+  const chat = spawn(bin, ['--redis', redis.url, '--addr', '127.0.0.1:0', '--nodes', '2'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let browser;
+  try {
+    const nodes = await lines(chat, /node ([0-9a-f]{16}) chat on (http:\/\/[0-9.:]+\/)/, 2, 'cluster_chat');
+    browser = await launch();
+    const a = await open(browser, nodes[0][2]);
+    const b = await open(browser, nodes[1][2]);
+    await sees(b, /^you are guest[0-9a-f]{4}-\d+ on node /);
+    const bn = (await log(b)).find((t) => t.startsWith('you are ')).match(/guest[0-9a-f]{4}-\d+/)[0];
+    const said = (p, text) => sees(p, new RegExp(`^\\[lobby\\] ${bn}: ${text}$`));
+    await sees(a, /^\[lobby\] you are here;/);
+    await say(b, 'one');
+    await said(a, 'one');
+    // a's node goes away for it; b, on the other node, goes on talking.
+    await a.evaluate(() => window.__chat.hold());
+    const { room, since } = await a.evaluate(() => window.__chat.position());
+    assert.strictEqual(room, 'lobby');
+    await say(b, 'two');
+    await say(b, 'three');
+    await said(b, 'three');
+    // The page comes back on the other node, since where it was.
+    const c = await open(browser, `${nodes[1][2]}?room=lobby&since=${encodeURIComponent(since)}`);
+    await said(c, 'three');
+    const texts = (await log(c)).filter((t) => t.startsWith(`[lobby] ${bn}: `));
+    assert.deepStrictEqual(texts, [`[lobby] ${bn}: two`, `[lobby] ${bn}: three`], 'what it missed, once, in order');
+  } finally {
+    if (browser) await browser.close();
+    chat.kill();
+    redis.child.kill('SIGKILL');
+  }
+});

@@ -83,7 +83,7 @@ struct Cli {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let chat = Chat(Rooms::new(Groups::new(), String::new())).start();
+    let chat = Chat(Rooms::new(Groups::new(), String::new(), 100)).start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };

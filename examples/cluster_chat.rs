@@ -121,6 +121,9 @@ struct Cli {
     /// Milliseconds without a heartbeat before a node is taken for dead.
     #[arg(long, default_value_t = 3000)]
     node_timeout_ms: u64,
+    /// Messages each room keeps (and replays at most to a page that reconnects).
+    #[arg(long, default_value_t = 100)]
+    history: usize,
 }
 
 async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_web::dev::Server> {
@@ -130,7 +133,7 @@ async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_we
     let cluster = Cluster::join(opts).await.map_err(std::io::Error::other)?;
     cluster.subscribe(Log(cluster.node()).start().recipient());
     let prefix = format!("{}-", &cluster.node().to_string()[..4]);
-    let rooms = Rooms::new(cluster.groups().clone(), prefix);
+    let rooms = Rooms::new(cluster.groups().clone(), prefix, cli.history);
     let chat = Chat { rooms, cluster: cluster.clone(), present: HashMap::new() }.start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let h = handler.clone();

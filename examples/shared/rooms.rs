@@ -41,9 +41,13 @@ impl Start {
 }
 
 impl Rooms {
-    pub fn new(groups: Groups, prefix: String) -> Self {
-        // Every room: the last 100 messages of the last hour.
-        let limits = HistoryLimits::default().max_messages(100).max_age(Duration::from_secs(3600));
+    /// Rooms on `groups`, each keeping its last `keep` messages of the last hour.
+    pub fn new(groups: Groups, prefix: String, keep: usize) -> Self {
+        let limits = HistoryLimits::default()
+            .max_messages(keep)
+            .max_replay(keep)
+            .max_bytes(keep.saturating_mul(4096))
+            .max_age(Duration::from_secs(3600));
         groups.keep_history("*", limits);
         Rooms { groups, prefix, watched: HashSet::new() }
     }

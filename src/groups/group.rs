@@ -343,6 +343,8 @@ impl State {
         for entry in self.members.values() {
             let id = &entry.member.id;
             if Arc::ptr_eq(id.subscriber().thread(), thread) {
+                // Nothing more is handed to it: what it gets ends before the broadcast missed.
+                id.subscriber().close();
                 let _ = id.close(LAGGING, "too far behind the group's broadcasts; recover from history");
             }
         }

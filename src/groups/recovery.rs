@@ -313,6 +313,8 @@ impl Groups {
     pub(crate) fn close_members(&self, group: &str, code: u16, reason: &str) -> usize {
         let members = self.members(group);
         for m in &members {
+            // Nothing more is handed to it from now: what it gets ends before the gap.
+            m.id.subscriber().close();
             let _ = m.id.close(code, reason);
         }
         members.len()

@@ -41,6 +41,10 @@ impl Node {
             }
         }
         let out = self.state.streams.caught_up(group, meta, entries);
+        if let Some(reason) = out.lost {
+            // Closed first: the members here end before the gap, never after it.
+            self.history_lost(group, reason);
+        }
         for s in &out.deliver {
             self.state.groups.deliver_stored(group, &s.msg, s.except);
         }
@@ -56,9 +60,6 @@ impl Node {
                 .arg(new_epoch().to_string())
                 .query_async(&mut r.conn)
                 .await?;
-        }
-        if let Some(reason) = out.lost {
-            self.history_lost(group, reason);
         }
         Ok(())
     }

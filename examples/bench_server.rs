@@ -97,6 +97,10 @@ struct Cli {
     /// The echo workers keep the headers of every connection they are told of.
     #[arg(long)]
     keep_headers: bool,
+    /// With --fanout groups: the group keeps its last N broadcasts as history (in Redis
+    /// with --cluster), so every broadcast is stored.
+    #[arg(long)]
+    history: Option<usize>,
     /// Serve with `WsServer` (each WebSocket's socket taken over) instead of `HttpServer`.
     #[arg(long)]
     owned: bool,
@@ -154,13 +158,17 @@ async fn fanout_state(cli: &Cli) -> std::io::Result<Fanout> {
         }
         None => None,
     };
+    #[cfg(feature = "cluster")]
+    let groups = cluster.as_ref().map_or_else(Groups::new, |c| c.groups().clone());
     #[cfg(not(feature = "cluster"))]
-    let _ = cli;
+    let groups = Groups::new();
+    if let Some(n) = cli.history {
+        let limits =
+            actix_meta_websocket::HistoryLimits::default().max_messages(n).max_bytes(n.saturating_mul(1024));
+        groups.keep_history("all", limits);
+    }
     Ok(Fanout {
-        #[cfg(feature = "cluster")]
-        groups: cluster.as_ref().map_or_else(Groups::new, |c| c.groups().clone()),
-        #[cfg(not(feature = "cluster"))]
-        groups: Groups::new(),
+        groups,
         #[cfg(feature = "cluster")]
         cluster,
     })

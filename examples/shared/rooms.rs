@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use actix_meta_websocket::{
-    ConnectionId, Groups, HistoryLimits, PresenceChange, RecoveryError, Since, WsMessage,
+    ConnectionId, Groups, HistoryLimits, PresenceChange, RecoveryError, Since, Unrecoverable, WsMessage,
 };
 
 pub struct Rooms {
@@ -73,6 +73,11 @@ impl Rooms {
         let (groups, id, room, name) = (self.groups.clone(), id.clone(), room.to_owned(), self.name(id));
         actix::spawn(async move {
             let joined = match groups.join_since(&room, &id, name.clone(), since).await {
+                Err(RecoveryError::Unrecoverable { reason: Unrecoverable::Unavailable, .. }) => {
+                    // History cannot be read now (Redis is away): the page comes back later.
+                    let _ = id.close(1013, "history unavailable; try again");
+                    return;
+                }
                 Err(RecoveryError::Unrecoverable { reason, .. }) => {
                     id.send(format!("[{room}] missed messages are gone ({reason}); here are the latest"));
                     groups.join_since(&room, &id, name, Since::Start).await
@@ -81,7 +86,9 @@ impl Rooms {
             };
             match joined {
                 Ok(_) => id.send(format!("[{room}] you are here; /join <room> to move")),
-                Err(e) => id.send(format!("[{room}] could not join: {e}")),
+                Err(e) => {
+                    let _ = id.close(1013, &format!("could not join {room}: {e}"));
+                }
             }
         });
     }

@@ -9,7 +9,7 @@ use crate::groups::Position;
 /// The last [`Position`] a client saw, put into the query of every dial as
 /// `<key>=<position>` (see [`DialOptions::resume`](crate::DialOptions::resume)). The
 /// client's target tells it each position it sees (the server puts them in its
-/// broadcasts); the server reads it back with [`Since::from_query`](crate::groups::history::Since::from_query)
+/// broadcasts); the server reads it back with [`Since::from_query`](crate::groups::Since::from_query)
 /// and joins the connection [`since`](crate::Groups::join_since) there.
 ///
 /// ```no_run
@@ -106,8 +106,8 @@ mod tests {
         r.apply(&mut url);
         assert_eq!(url.as_str(), "ws://h/ws?room=a&since=0000000000000001%3A5");
         assert_eq!(
-            crate::groups::history::Since::from_query(url.query().unwrap(), "since"),
-            Ok(Some(crate::groups::history::Since::After(Position { epoch: 1, offset: 5 })))
+            crate::groups::Since::from_query(url.query().unwrap(), "since"),
+            Ok(Some(crate::groups::Since::After(Position { epoch: 1, offset: 5 })))
         );
         r.seen(Position { epoch: 2, offset: 1 });
         assert_eq!(r.last(), Some(Position { epoch: 2, offset: 1 }), "a new epoch replaces");

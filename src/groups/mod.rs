@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use actix::Recipient;
 
-pub(crate) use bus::{Build, Bus};
+#[cfg(feature = "cluster")]
+pub(crate) use bus::Build;
+pub(crate) use bus::Bus;
 pub use history::{
     HistoryError, HistoryLimits, ParsePositionError, Position, Published, Recovered, RecoveryError, Since,
     Unrecoverable,

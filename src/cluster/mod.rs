@@ -193,7 +193,7 @@ impl Cluster {
 
     /// Writes `msg` to the connection `to` and waits until its node accepted it into the
     /// connection's write buffer, or said why not: the connection is gone, closing, or
-    /// behind on its writes ([`TrySendError`] semantics), its node is not there, Redis is
+    /// behind on its writes ([`TrySendError`](crate::error::TrySendError) semantics), its node is not there, Redis is
     /// down, or no answer came within the send timeout.
     pub async fn send_wait(
         &self,

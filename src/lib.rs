@@ -88,6 +88,7 @@ mod registry;
 mod server;
 mod settings;
 mod stats;
+pub mod telemetry;
 mod watchers;
 
 pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting, Resume};

@@ -176,6 +176,12 @@ impl fmt::Debug for DialOptions {
 /// # Ok(()) }
 /// ```
 pub async fn connect(options: DialOptions) -> Result<ConnectionId, ConnectError> {
+    let dialled = dial_and_start(options).await;
+    crate::telemetry::dial(dialled.is_ok());
+    dialled
+}
+
+async fn dial_and_start(options: DialOptions) -> Result<ConnectionId, ConnectError> {
     options.settings.validate()?;
     let mut url = check_url(&options.url)?;
     if let Some(resume) = &options.resume {

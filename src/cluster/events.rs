@@ -89,3 +89,19 @@ pub enum GapCause {
     /// its members' messages to groups may be missing here.
     Missed(NodeId),
 }
+
+impl ClusterEvent {
+    /// Tells the metrics recorder of a gap, or of the nodes alive now (`alive`, this one
+    /// included) when one came or went.
+    pub(crate) fn record(&self, alive: impl FnOnce() -> usize) {
+        match self {
+            ClusterEvent::Gap(cause) => crate::telemetry::cluster_gap(match cause {
+                GapCause::Reconnected => "reconnected",
+                GapCause::Overflow => "overflow",
+                GapCause::Missed(_) => "missed",
+            }),
+            ClusterEvent::NodeUp(_) | ClusterEvent::NodeDown(_) => crate::telemetry::cluster_nodes(alive()),
+            _ => {}
+        }
+    }
+}

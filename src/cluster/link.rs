@@ -49,6 +49,14 @@ pub(crate) struct JoinSince {
     pub(crate) reply: JoinReply,
 }
 
+impl JoinSince {
+    /// Answers the join (and tells the metrics recorder how it ended).
+    pub(crate) fn answer(self, outcome: Result<crate::groups::Recovered, crate::groups::RecoveryError>) {
+        crate::groups::note_recovery(&outcome);
+        let _ = self.reply.send(outcome);
+    }
+}
+
 /// Work for the node's task, in the order it was asked for.
 pub(crate) enum Cmd {
     Changed { group: Arc<str>, seq: u64, meta: Arc<str>, change: PresenceChange },
@@ -111,6 +119,7 @@ impl Link {
     }
 
     pub(crate) fn set_up(&self, up: bool) {
+        crate::telemetry::cluster_link(up);
         self.up.store(up, Ordering::Release);
     }
 

@@ -10,6 +10,7 @@ use actix_http::header::{HeaderMap, HeaderValue};
 
 use super::Setup;
 use crate::connection::{ConnectData, ConnectionId, MessageConnect};
+use crate::telemetry::Reported;
 
 pub(super) struct Details {
     pub(super) started: Instant,
@@ -20,6 +21,9 @@ pub(super) struct Details {
     /// Needed only until `MessageConnect` goes out.
     connect: Option<Box<ConnectInfo>>,
     pub(super) messages: MessageCounts,
+    /// What the metrics recorder has been told of its traffic (nothing without `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(super) reported: Reported,
 }
 
 /// Data messages and their payload bytes, both ways.
@@ -65,6 +69,7 @@ impl Details {
             compressed: setup.deflate.is_some(),
             connect: Some(Box::new(info)),
             messages: MessageCounts::default(),
+            reported: Reported::default(),
         }
     }
 

@@ -87,6 +87,30 @@ impl Handler<GetStats> for WsConnection {
     }
 }
 
+impl WsConnection {
+    /// Tells the metrics recorder what its traffic added since the last time (and, at
+    /// the `end`, that nothing waits any more); nothing without the feature.
+    #[inline]
+    pub(super) fn report_traffic(&mut self, end: bool) {
+        #[cfg(feature = "metrics")]
+        {
+            let m = &self.details.messages;
+            let waiting = if end { 0 } else { self.framed.pending_out() + self.queue.bytes() };
+            let flow = crate::telemetry::Flow {
+                messages_in: m.messages_in,
+                messages_out: m.messages_out,
+                payload_in: m.bytes_in,
+                payload_out: m.bytes_out,
+                wire_in: self.framed.bytes_in(),
+                wire_out: self.framed.bytes_out(),
+                waiting: waiting as u64,
+            };
+            self.details.reported.report(self.framed.role(), flow);
+        }
+        let _ = end;
+    }
+}
+
 /// Closes the connection with 1001 Going Away (sent by a handler's shutdown).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]

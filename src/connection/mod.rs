@@ -63,6 +63,7 @@ use crate::message::{DisconnectReason, Initiator, MessageKind};
 use crate::protocol::{CloseCode, DeflateParams, Incoming, OpCode, Role};
 use crate::registry::Registration;
 use crate::settings::ConnectionSettings;
+use crate::telemetry;
 use body_driven::BodyDriven;
 pub(crate) use details::copy_headers;
 use details::Details;
@@ -197,12 +198,16 @@ impl WsConnection {
         registration: Option<Registration<ConnectionId>>,
     ) -> Self {
         let now = Instant::now();
+        // Every log line of the connection carries these, so that one id finds them all.
+        let path = setup.uri.split('?').next().unwrap_or_default();
+        let peer = setup.remote_addr.map(tracing::field::display);
+        let span = tracing::info_span!("ws", id = id.seq(), role = role.label(), peer, path);
         let details = Details::new(&mut setup, now);
         let config = setup.config;
         let codec =
             Codec { role, limits: config.limits, deflate: setup.deflate.as_ref(), config: &config.deflate };
         WsConnection {
-            span: tracing::info_span!("ws", id = id.seq(), peer = ?setup.remote_addr),
+            span,
             id,
             framed: Framed::new(codec, transport, read_buf),
             handover: Handover::new(setup.target),
@@ -392,6 +397,7 @@ impl WsConnection {
     }
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        self.report_traffic(false);
         if self.lifecycle.close_sent() {
             return;
         }
@@ -450,6 +456,7 @@ impl Actor for WsConnection {
         }
         ctx.spawn(io_loop::IoLoop);
         self.tick = Tick::for_config(&self.config);
+        telemetry::connection_opened(self.framed.role());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -463,6 +470,8 @@ impl Actor for WsConnection {
         self.id.set_backlog(0);
         self.id.subscriber().end();
         let reason = self.lifecycle.take_reason();
+        self.report_traffic(true);
+        telemetry::connection_closed(self.framed.role(), &reason);
         let (bytes_in, bytes_out) = (self.framed.bytes_in(), self.framed.bytes_out());
         tracing::info!(parent: &self.span, %reason, bytes_in, bytes_out, "disconnected");
         self.handover.finish(MessageDisconnect { id: self.id.clone(), reason });

@@ -53,13 +53,19 @@ impl Tick {
 /// when both are off.
 fn period(config: &ConnectionSettings) -> Option<Duration> {
     let every = match (config.heartbeat, config.idle_timeout) {
+        // The metrics recorder hears of the connection's traffic on this check.
+        (None, None) if cfg!(feature = "metrics") => REPORT_EVERY,
         (None, None) => return None,
         (Some(h), None) => h,
         (None, Some(i)) => i / 4,
         (Some(h), Some(i)) => h.min(i / 4),
     };
+    let every = if cfg!(feature = "metrics") { every.min(REPORT_EVERY) } else { every };
     Some(every.max(Duration::from_millis(5)))
 }
+
+/// How often, at least, a connection's traffic is added to the metrics' counters.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What the periodic check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,10 +146,20 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "metrics"))]
     fn the_period_follows_the_shorter_timer() {
         assert_eq!(period(&config(30, 90)), Some(Duration::from_millis(22_500)));
         assert_eq!(period(&config(10, 90)), Some(Duration::from_secs(10)));
         let off = ConnectionSettings { heartbeat: None, idle_timeout: None, ..Default::default() };
         assert_eq!(period(&off), None);
+    }
+
+    #[test]
+    #[cfg(feature = "metrics")]
+    fn with_metrics_the_check_runs_at_least_once_a_second() {
+        assert_eq!(period(&config(30, 90)), Some(Duration::from_secs(1)));
+        assert_eq!(period(&config(1, 2)), Some(Duration::from_millis(500)));
+        let off = ConnectionSettings { heartbeat: None, idle_timeout: None, ..Default::default() };
+        assert_eq!(period(&off), Some(Duration::from_secs(1)));
     }
 }

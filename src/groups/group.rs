@@ -180,6 +180,7 @@ impl Group {
     fn leave(&self, seq: u64, change: PresenceChange) -> bool {
         let mut s = self.lock();
         let Some(entry) = s.members.remove(&seq) else { return false };
+        crate::telemetry::members(-1);
         let thread = entry.member.id.subscriber().thread();
         if let Some(i) = s.threads.iter().position(|(t, _)| Arc::ptr_eq(t, thread)) {
             s.threads[i].1 -= 1;
@@ -242,6 +243,7 @@ impl Group {
             return false;
         }
         s.removed = true;
+        crate::telemetry::groups(-1);
         true
     }
 }
@@ -297,6 +299,7 @@ impl State {
         self.joins += 1;
         let order = self.joins;
         self.members.insert(id.seq(), Entry { member: member.clone(), order });
+        crate::telemetry::members(1);
         self.tell(&group.name, member, PresenceChange::Joined);
         true
     }
@@ -333,6 +336,7 @@ impl State {
             thread.push(Op::Deliver { group: key, msg: msg.clone(), except: except.map(|id| id.seq()) });
             reach.reached += n;
         }
+        crate::telemetry::broadcast(reach.reached, reach.skipped);
         reach
     }
 

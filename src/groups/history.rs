@@ -328,6 +328,22 @@ impl History {
     }
 }
 
+/// Tells the metrics recorder how a join since a position ended.
+pub(crate) fn note_recovery(outcome: &Result<Recovered, RecoveryError>) {
+    crate::telemetry::recovery(match outcome {
+        Ok(_) => "recovered",
+        Err(RecoveryError::Ended) => "ended",
+        Err(RecoveryError::NoHistory) => "no_history",
+        Err(RecoveryError::Unrecoverable { reason, .. }) => match reason {
+            Unrecoverable::OtherEpoch => "other_epoch",
+            Unrecoverable::TooOld => "too_old",
+            Unrecoverable::TooFarBehind => "too_far_behind",
+            Unrecoverable::Ahead => "ahead",
+            Unrecoverable::Unavailable => "unavailable",
+        },
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,8 @@ use actix::Recipient;
 #[cfg(feature = "cluster")]
 pub(crate) use bus::Build;
 pub(crate) use bus::Bus;
+#[cfg(feature = "cluster")]
+pub(crate) use history::note_recovery;
 pub use history::{
     HistoryError, HistoryLimits, ParsePositionError, Position, Published, Recovered, RecoveryError, Since,
     Unrecoverable,
@@ -191,6 +193,7 @@ impl Shared {
         }
         map.insert(name, g.clone());
         drop(map);
+        crate::telemetry::groups(1);
         self.sweep_if_due();
         g
     }

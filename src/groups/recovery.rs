@@ -252,7 +252,8 @@ impl Groups {
                 }
             }
         });
-        joined.map_err(|_| RecoveryError::Ended)?;
+        let outcome = joined.map_err(|_| RecoveryError::Ended).and(outcome);
+        super::history::note_recovery(&outcome);
         outcome
     }
 
@@ -312,6 +313,7 @@ impl Groups {
     /// broadcasts that history no longer holds, and their clients must start over.
     pub(crate) fn close_members(&self, group: &str, code: u16, reason: &str) -> usize {
         let members = self.members(group);
+        crate::telemetry::gap_closes(members.len());
         for m in &members {
             // Nothing more is handed to it from now: what it gets ends before the gap.
             m.id.subscriber().close();

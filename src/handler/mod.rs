@@ -293,6 +293,20 @@ impl WsHandler {
         payload: web::Payload,
         upgrade: Upgrade,
     ) -> Result<HttpResponse, HandshakeError> {
+        let answer = self.answer(req, payload, upgrade);
+        crate::telemetry::handshake(match &answer {
+            Ok(_) => "upgraded",
+            Err(e) => e.outcome(),
+        });
+        answer
+    }
+
+    fn answer(
+        &self,
+        req: &HttpRequest,
+        payload: web::Payload,
+        upgrade: Upgrade,
+    ) -> Result<HttpResponse, HandshakeError> {
         let opts = &self.inner.options;
         let accepted = check_request(req, opts)?;
         // Checked again, under the registry's lock, when the connection joins it.

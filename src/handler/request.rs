@@ -48,6 +48,20 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// Its label in the handshakes counter (`telemetry::HANDSHAKES`).
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            HandshakeError::BadRequest(_) => "bad_request",
+            HandshakeError::MethodNotAllowed => "method_not_allowed",
+            HandshakeError::UnsupportedVersion => "bad_version",
+            HandshakeError::OriginRefused => "refused_origin",
+            HandshakeError::Unavailable("shutting down") => "shut_down",
+            HandshakeError::Unavailable(_) => "unavailable",
+            HandshakeError::NoTarget => "no_target",
+            HandshakeError::Refused { .. } => "refused",
+        }
+    }
+
     /// Refuses an upgrade with `status` and `reason` (the answer's body), for checks of
     /// the application's own: a missing token (401), a full room (409), a rate limit (429).
     ///

@@ -24,6 +24,14 @@ impl Role {
             Role::Client => Role::Server,
         }
     }
+
+    /// How logs and metrics name a connection of this role.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Role::Server => "accepted",
+            Role::Client => "dialled",
+        }
+    }
 }
 
 /// Size limits, checked from frame headers before payloads are buffered.

@@ -98,6 +98,7 @@ impl Node {
         self.introduce_watchers(&mut redis).await?;
         // Up before `Cluster::join` returns, so that its first send finds the link up.
         self.state.link.set_up(true);
+        crate::telemetry::cluster_nodes(self.state.peers.ids().len() + 1);
         Ok(redis)
     }
 
@@ -300,10 +301,12 @@ impl Node {
     /// sends the answers they call for together.
     async fn inbound(&mut self, r: &mut Redis, first: redis::Msg) -> redis::RedisResult<()> {
         let mut answers = Round::default();
+        crate::telemetry::cluster_received();
         self.state.on_message(first.get_channel_name(), first.get_payload_bytes(), &mut answers);
         for _ in 1..READ_AHEAD {
             // A closed stream stays closed: the task's next poll of it says so.
             let Some(Some(msg)) = r.stream.next().now_or_never() else { break };
+            crate::telemetry::cluster_received();
             self.state.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut answers);
         }
         answers.run(&mut r.conn).await?;

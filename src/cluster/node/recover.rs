@@ -189,7 +189,7 @@ impl Node {
     pub(super) async fn join_all(&mut self, r: &mut Redis, joins: Vec<JoinSince>) -> redis::RedisResult<()> {
         for j in joins {
             let outcome = self.join_one(r, &j).await?;
-            let _ = j.reply.send(outcome);
+            j.answer(outcome);
         }
         Ok(())
     }

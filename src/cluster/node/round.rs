@@ -36,6 +36,8 @@ pub(super) struct Round {
     pub(super) publishes: Vec<Publish>,
     pub(super) joins: Vec<JoinSince>,
     pub(super) stop: Option<Option<Reply<()>>>,
+    /// PUBLISH commands in the pipeline, for the metrics.
+    published: usize,
 }
 
 impl Round {
@@ -46,6 +48,7 @@ impl Round {
 
     pub(super) fn publish(&mut self, channel: String, frame: Bytes) {
         self.cmd("PUBLISH").arg(channel).arg(&frame[..]);
+        self.published += 1;
     }
 
     /// A message for another node's connection; its receiver count tells whether that
@@ -114,6 +117,12 @@ impl Round {
         }
         let pipe = std::mem::take(&mut self.pipe);
         self.len = 0;
-        pipe.query_async(conn).await
+        let sent = std::time::Instant::now();
+        let answers = pipe.query_async(conn).await;
+        if answers.is_ok() {
+            crate::telemetry::redis_round_trip(sent.elapsed());
+            crate::telemetry::cluster_published(std::mem::take(&mut self.published));
+        }
+        answers
     }
 }

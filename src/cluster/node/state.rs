@@ -77,6 +77,7 @@ impl State {
     }
 
     pub(super) fn tell(&mut self, event: ClusterEvent) {
+        event.record(|| self.peers.ids().len() + 1);
         self.subscribers.tell(event);
     }
 
@@ -198,9 +199,7 @@ impl State {
             let _ = p.reply.send(Err(HistoryError::NotPublished(ClusterSendError::BrokerDown.to_string())));
         }
         for j in round.joins {
-            let unavailable =
-                RecoveryError::Unrecoverable { reason: Unrecoverable::Unavailable, current: None };
-            let _ = j.reply.send(Err(unavailable));
+            j.answer(Err(RecoveryError::Unrecoverable { reason: Unrecoverable::Unavailable, current: None }));
         }
         match round.stop {
             Some(reply) => {

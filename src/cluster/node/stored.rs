@@ -108,6 +108,7 @@ impl Node {
             for (group, batch) in &by_group {
                 self.add_publish(&mut pipe, group, batch);
             }
+            let sent = std::time::Instant::now();
             let answers: Vec<Value> = match pipe.query_async(&mut r.conn).await {
                 Ok(a) => a,
                 Err(e) => {
@@ -119,6 +120,7 @@ impl Node {
                     return Err(e);
                 }
             };
+            crate::telemetry::redis_round_trip(sent.elapsed());
             let mut again = Vec::new();
             for ((group, batch), answer) in by_group.into_iter().zip(answers) {
                 match parse_answer(&answer) {
@@ -189,6 +191,7 @@ impl Node {
 
     /// A batch was stored as `last - len + 1 ..= last`: each publisher is told its place.
     fn published(&mut self, group: &Arc<str>, batch: Vec<Publish>, epoch: u64, last: u64) {
+        crate::telemetry::cluster_published(batch.len());
         self.state.streams.learned(group, epoch, last);
         let first = last + 1 - batch.len() as u64;
         let here = self.state.groups.count(group);

@@ -1,0 +1,63 @@
+//! What a cluster's node tells the metrics recorder: its link, Redis round trips, what it
+//! publishes and receives, gaps, nodes, and members closed before a gap.
+
+#[cfg(feature = "metrics")]
+use metrics::{counter, gauge, histogram};
+
+#[cfg(feature = "metrics")]
+use super::*;
+
+/// `n` members closed before a gap history cannot fill.
+#[inline]
+pub(crate) fn gap_closes(n: usize) {
+    #[cfg(feature = "metrics")]
+    counter!(HISTORY_GAP_CLOSES).increment(n as u64);
+    let _ = n;
+}
+
+/// The cluster's link to Redis went up or down.
+#[inline]
+pub(crate) fn cluster_link(up: bool) {
+    #[cfg(feature = "metrics")]
+    gauge!(CLUSTER_LINK_UP).set(if up { 1.0 } else { 0.0 });
+    let _ = up;
+}
+
+/// A Redis command of the cluster's took `took`.
+#[inline]
+pub(crate) fn redis_round_trip(took: std::time::Duration) {
+    #[cfg(feature = "metrics")]
+    histogram!(CLUSTER_REDIS_ROUND_TRIP).record(took.as_secs_f64());
+    let _ = took;
+}
+
+/// The cluster published `n` messages to Redis.
+#[inline]
+pub(crate) fn cluster_published(n: usize) {
+    #[cfg(feature = "metrics")]
+    counter!(CLUSTER_PUBLISHED).increment(n as u64);
+    let _ = n;
+}
+
+/// The cluster received a message from Redis.
+#[inline]
+pub(crate) fn cluster_received() {
+    #[cfg(feature = "metrics")]
+    counter!(CLUSTER_RECEIVED).increment(1);
+}
+
+/// The cluster told a `Gap` with `cause`.
+#[inline]
+pub(crate) fn cluster_gap(cause: &'static str) {
+    #[cfg(feature = "metrics")]
+    counter!(CLUSTER_GAPS, "cause" => cause).increment(1);
+    let _ = cause;
+}
+
+/// The cluster sees `n` nodes alive.
+#[inline]
+pub(crate) fn cluster_nodes(n: usize) {
+    #[cfg(feature = "metrics")]
+    gauge!(CLUSTER_NODES).set(n as f64);
+    let _ = n;
+}

@@ -1,0 +1,172 @@
+//! What the crate tells a [`metrics`](https://docs.rs/metrics) recorder, with the feature
+//! `metrics`: connections, handshakes, traffic, closes, groups, the cluster and history.
+//!
+//! Install a recorder (e.g. `metrics-exporter-prometheus`) before the first connection:
+//! each connection adds its traffic to the counters on its periodic check (at least once
+//! a second) and when it ends, never per message, so the counters cost the echo path
+//! nothing and lag it by a second at most. Labels are bounded sets (no connection ids,
+//! no group names). Without the feature, this module is empty and every call the crate
+//! makes into it compiles to nothing.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `amw_connections` | gauge | `role` |
+//! | `amw_connections_opened_total` | counter | `role` |
+//! | `amw_handshakes_total` | counter | `outcome` |
+//! | `amw_dials_total` | counter | `outcome` |
+//! | `amw_messages_received_total`, `amw_messages_sent_total` | counter | `role` |
+//! | `amw_payload_received_bytes_total`, `amw_payload_sent_bytes_total` | counter | `role` |
+//! | `amw_wire_received_bytes_total`, `amw_wire_sent_bytes_total` | counter | `role` |
+//! | `amw_write_queue_bytes` | gauge | |
+//! | `amw_closes_total` | counter | `code`, `initiator` |
+//! | `amw_slow_consumer_closes_total` | counter | |
+//! | `amw_groups`, `amw_group_members` | gauge | |
+//! | `amw_broadcasts_total`, `amw_deliveries_total`, `amw_backlog_skips_total` | counter | |
+//! | `amw_recoveries_total` | counter | `result` |
+//! | `amw_history_gap_closes_total` | counter | |
+//! | `amw_cluster_link_up`, `amw_cluster_nodes` | gauge | |
+//! | `amw_cluster_redis_round_trip_seconds` | histogram | |
+//! | `amw_cluster_published_total`, `amw_cluster_received_total` | counter | |
+//! | `amw_cluster_gaps_total` | counter | `cause` |
+
+#[cfg(feature = "metrics")]
+mod names;
+#[cfg(feature = "metrics")]
+pub use names::*;
+
+#[cfg(feature = "cluster")]
+mod cluster;
+#[cfg(feature = "cluster")]
+pub(crate) use cluster::*;
+mod traffic;
+#[cfg(feature = "metrics")]
+pub(crate) use traffic::Flow;
+pub(crate) use traffic::Reported;
+
+#[cfg(feature = "metrics")]
+use metrics::{counter, gauge};
+
+use crate::message::{DisconnectReason, Initiator};
+use crate::protocol::Role;
+
+#[cfg(feature = "metrics")]
+fn role_label(role: Role) -> &'static str {
+    role.label()
+}
+
+/// A connection started.
+#[inline]
+pub(crate) fn connection_opened(role: Role) {
+    #[cfg(feature = "metrics")]
+    {
+        let role = role_label(role);
+        gauge!(CONNECTIONS, "role" => role).increment(1.0);
+        counter!(CONNECTIONS_OPENED, "role" => role).increment(1);
+    }
+    let _ = role;
+}
+
+/// A connection ended, for `reason`.
+#[inline]
+pub(crate) fn connection_closed(role: Role, reason: &DisconnectReason) {
+    #[cfg(feature = "metrics")]
+    {
+        gauge!(CONNECTIONS, "role" => role_label(role)).decrement(1.0);
+        let initiator = match reason {
+            DisconnectReason::Closed { initiator: Initiator::Peer, .. } => "peer",
+            DisconnectReason::ConnectionLost(_) => "none",
+            _ => "local",
+        };
+        counter!(CLOSES, "code" => code_label(reason.code().0), "initiator" => initiator).increment(1);
+        if *reason == DisconnectReason::SlowConsumer {
+            counter!(SLOW_CONSUMER_CLOSES).increment(1);
+        }
+    }
+    let _ = (role, reason, Initiator::Peer);
+}
+
+/// A bounded label for a close code: the registered codes one by one, the rest by range.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+fn code_label(code: u16) -> &'static str {
+    const REGISTERED: [&str; 16] = [
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010", "1011",
+        "1012", "1013", "1014", "1015",
+    ];
+    match code {
+        1000..=1015 => REGISTERED[usize::from(code - 1000)],
+        3000..=3999 => "3xxx",
+        4000..=4999 => "4xxx",
+        _ => "other",
+    }
+}
+
+/// An upgrade request answered with `outcome` (see [`HANDSHAKES`]).
+#[inline]
+pub(crate) fn handshake(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    counter!(HANDSHAKES, "outcome" => outcome).increment(1);
+    let _ = outcome;
+}
+
+/// A dial ended its handshake with `connected` or `failed`.
+#[inline]
+pub(crate) fn dial(connected: bool) {
+    #[cfg(feature = "metrics")]
+    counter!(DIALS, "outcome" => if connected { "connected" } else { "failed" }).increment(1);
+    let _ = connected;
+}
+
+/// Groups on this node: one more (`+1`) or one fewer (`-1`).
+#[inline]
+pub(crate) fn groups(change: i8) {
+    #[cfg(feature = "metrics")]
+    gauge!(GROUPS).increment(f64::from(change));
+    let _ = change;
+}
+
+/// Memberships on this node changed by `change`.
+#[inline]
+pub(crate) fn members(change: i64) {
+    #[cfg(feature = "metrics")]
+    gauge!(GROUP_MEMBERS).increment(change as f64);
+    let _ = change;
+}
+
+/// A broadcast handed to `deliveries` connections on this node, and not to `skipped`
+/// whose worker thread was too far behind.
+#[inline]
+pub(crate) fn broadcast(deliveries: usize, skipped: usize) {
+    #[cfg(feature = "metrics")]
+    {
+        counter!(BROADCASTS).increment(1);
+        counter!(DELIVERIES).increment(deliveries as u64);
+        if skipped > 0 {
+            counter!(BACKLOG_SKIPS).increment(skipped as u64);
+        }
+    }
+    let _ = (deliveries, skipped);
+}
+
+/// A join since a position ended with `result` (see [`RECOVERIES`]).
+#[inline]
+pub(crate) fn recovery(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    counter!(RECOVERIES, "result" => result).increment(1);
+    let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_label;
+
+    #[test]
+    fn close_codes_make_a_bounded_label_set() {
+        assert_eq!(code_label(1000), "1000");
+        assert_eq!(code_label(1015), "1015");
+        assert_eq!(code_label(1016), "other");
+        assert_eq!(code_label(3000), "3xxx");
+        assert_eq!(code_label(4999), "4xxx");
+        assert_eq!(code_label(5000), "other");
+        assert_eq!(code_label(0), "other");
+    }
+}

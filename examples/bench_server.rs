@@ -107,6 +107,11 @@ struct Cli {
     /// With --owned: TLS with this certificate chain and key (PEM files).
     #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
     tls: Option<Vec<std::path::PathBuf>>,
+    /// Install a Prometheus recorder (feature `metrics`), as a service that exports its
+    /// metrics would: what the counters cost.
+    #[cfg(feature = "metrics")]
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// The echo worker, keeping what `MessageConnect` brought.
@@ -177,6 +182,11 @@ async fn fanout_state(cli: &Cli) -> std::io::Result<Fanout> {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let cli: Cli = clap::Parser::parse();
+    #[cfg(feature = "metrics")]
+    if cli.metrics {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::set_global_recorder(recorder).map_err(std::io::Error::other)?;
+    }
     let shared = fanout_state(&cli).await?;
     let Cli { port, workers, compression, fanout, keep_headers, owned, tls, .. } = cli;
     let config = settings(compression)?;

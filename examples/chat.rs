@@ -9,10 +9,17 @@
 //! cargo run --example chat            # open http://127.0.0.1:8081/ in two tabs
 //! cargo run --example chat -- --addr 127.0.0.1:9000
 //! cargo run --example chat -- --tls cert.pem key.pem   # https:// and wss://
+//! cargo run --example chat --features metrics -- --metrics 127.0.0.1:9464
 //! ```
+//!
+//! `/status` is a live status page: connections, messages per second (with the crate's
+//! `metrics` feature), rooms and their member counts. `--metrics ADDR` serves Prometheus
+//! text at `http://ADDR/metrics`; `--log-json` logs JSON lines with each connection's span.
 //!
 //! (`cargo run --example self_signed_cert` writes a `cert.pem` and `key.pem` to try TLS with;
 //! a browser asks you to accept that certificate first.)
+
+use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
@@ -20,8 +27,12 @@ use actix_web::{web, App, HttpResponse};
 
 const PAGE: &str = include_str!("chat.html");
 
+#[path = "shared/observe.rs"]
+mod observe;
 #[path = "shared/rooms.rs"]
 mod rooms;
+#[path = "shared/status.rs"]
+mod status;
 #[path = "shared/tls.rs"]
 mod tls;
 use rooms::Rooms;
@@ -79,19 +90,29 @@ struct Cli {
     /// Serve `https://` and `wss://` with this certificate chain and private key (PEM files).
     #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
     tls: Option<Vec<std::path::PathBuf>>,
+    #[command(flatten)]
+    observe: observe::Flags,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let chat = Chat(Rooms::new(Groups::new(), String::new(), 100)).start();
+    let cli = <Cli as clap::Parser>::parse();
+    let scrape = observe::start(&cli.observe, "warn", true)?;
+    let groups = Groups::new();
+    let chat = Chat(Rooms::new(groups.clone(), String::new(), 100)).start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
+    let nodes = status::Nodes::default();
+    nodes.lock().unwrap().insert("this node".into(), "up");
+    let status =
+        status::Status { handler: handler.clone(), groups, scrape: Arc::new(move || scrape.render()), nodes };
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };
-    let server = WsServer::new(move || App::new().route("/", web::get().to(page)).route("/ws", h.route()))
-        .shutdown_signal(handler.shutdown_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        }));
-    let cli = <Cli as clap::Parser>::parse();
+    let server = WsServer::new(move || {
+        App::new().route("/", web::get().to(page)).route("/ws", h.route()).configure(status.routes())
+    })
+    .shutdown_signal(handler.shutdown_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }));
     let (server, scheme) = match &cli.tls {
         Some(files) => {
             (server.bind_rustls_0_23(cli.addr, tls::server_config(&files[0], &files[1])?)?, "https")

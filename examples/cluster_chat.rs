@@ -9,6 +9,10 @@
 //! cargo run --example cluster_chat --features cluster
 //! # open http://127.0.0.1:8091/ and http://127.0.0.1:8092/: two nodes, one chat
 //! ```
+//!
+//! Each node serves a live status page at `/status` (its connections and rooms, the
+//! cluster's nodes as it sees them, the process's traffic with `--features metrics`);
+//! `--metrics ADDR` serves Prometheus text, `--log-json` logs JSON lines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,8 +24,12 @@ use actix_web::{web, App, HttpResponse};
 
 const PAGE: &str = include_str!("chat.html");
 
+#[path = "shared/observe.rs"]
+mod observe;
 #[path = "shared/rooms.rs"]
 mod rooms;
+#[path = "shared/status.rs"]
+mod status;
 use rooms::Rooms;
 
 /// Every connection's target on one node; watches every room entered on this node, on
@@ -92,8 +100,9 @@ impl Handler<MessageDisconnect> for Chat {
     fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
 }
 
-/// Prints what the cluster says (nodes up and down, Redis down and back, gaps).
-struct Log(NodeId);
+/// Prints what the cluster says (nodes up and down, Redis down and back, gaps), and keeps
+/// the nodes' states for the status page.
+struct Log(NodeId, status::Nodes);
 impl Actor for Log {
     type Context = Context<Self>;
 }
@@ -101,6 +110,14 @@ impl Handler<ClusterEvent> for Log {
     type Result = ();
     fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
         println!("node {}: {e:?}", self.0);
+        let mut nodes = self.1.lock().unwrap();
+        match e {
+            ClusterEvent::NodeUp(n) => drop(nodes.insert(n.to_string(), "up")),
+            ClusterEvent::NodeDown(n) => drop(nodes.insert(n.to_string(), "down")),
+            ClusterEvent::BrokerDown => drop(nodes.insert(format!("{} (this node)", self.0), "redis away")),
+            ClusterEvent::BrokerUp => drop(nodes.insert(format!("{} (this node)", self.0), "up")),
+            _ => {}
+        }
     }
 }
 
@@ -124,24 +141,36 @@ struct Cli {
     /// Messages each room keeps (and replays at most to a page that reconnects).
     #[arg(long, default_value_t = 100)]
     history: usize,
+    #[command(flatten)]
+    observe: observe::Flags,
 }
 
-async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_web::dev::Server> {
+async fn node(
+    cli: &Cli,
+    addr: std::net::SocketAddr,
+    scrape: observe::Scrape,
+) -> std::io::Result<actix_web::dev::Server> {
     let opts = ClusterOptions::new(cli.redis.clone())
         .heartbeat(Duration::from_millis(cli.heartbeat_ms))
         .node_timeout(Duration::from_millis(cli.node_timeout_ms));
     let cluster = Cluster::join(opts).await.map_err(std::io::Error::other)?;
-    cluster.subscribe(Log(cluster.node()).start().recipient());
+    let nodes = status::Nodes::default();
+    nodes.lock().unwrap().insert(format!("{} (this node)", cluster.node()), "up");
+    cluster.subscribe(Log(cluster.node(), nodes.clone()).start().recipient());
     let prefix = format!("{}-", &cluster.node().to_string()[..4]);
     let rooms = Rooms::new(cluster.groups().clone(), prefix, cli.history);
     let chat = Chat { rooms, cluster: cluster.clone(), present: HashMap::new() }.start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
+    let scrape = Arc::new(move || scrape.render());
+    let status = status::Status { handler: handler.clone(), groups: cluster.groups().clone(), scrape, nodes };
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };
-    let server = WsServer::new(move || App::new().route("/", web::get().to(page)).route("/ws", h.route()))
-        .workers(1)
-        .disable_signals()
-        .bind(addr)?;
+    let server = WsServer::new(move || {
+        App::new().route("/", web::get().to(page)).route("/ws", h.route()).configure(status.routes())
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?;
     // Printed for scripts that start the example on port 0.
     println!("node {} chat on http://{}/", cluster.node(), server.addrs()[0]);
     Ok(server.run())
@@ -150,10 +179,11 @@ async fn node(cli: &Cli, addr: std::net::SocketAddr) -> std::io::Result<actix_we
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let cli = <Cli as clap::Parser>::parse();
+    let scrape = observe::start(&cli.observe, "warn", true)?;
     let mut servers = Vec::new();
     for i in 0..cli.nodes {
         let port = if cli.addr.port() == 0 { 0 } else { cli.addr.port() + i };
-        servers.push(node(&cli, std::net::SocketAddr::new(cli.addr.ip(), port)).await?);
+        servers.push(node(&cli, std::net::SocketAddr::new(cli.addr.ip(), port), scrape.clone()).await?);
     }
     let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
     let running = futures_util::future::join_all(servers);

@@ -18,6 +18,10 @@
 //! cargo run --example client -- --url wss://localhost:8080/ws --ca target/tls/cert.pem
 //! ```
 //!
+//! With `--features metrics`, `--metrics 127.0.0.1:9464` serves Prometheus text at
+//! `/metrics`; `--log-json` logs JSON lines, each with its connection's id, role, peer
+//! and path.
+//!
 //! It serves on [`WsServer`]: each accepted WebSocket's socket is taken over from the HTTP
 //! layer once the 101 is written.
 
@@ -27,6 +31,8 @@ use actix_meta_websocket::{
 };
 use actix_web::App;
 
+#[path = "shared/observe.rs"]
+mod observe;
 #[path = "shared/tls.rs"]
 mod tls;
 
@@ -79,16 +85,14 @@ struct Cli {
     /// Serve `wss://` with this certificate chain and private key (PEM files).
     #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
     tls: Option<Vec<std::path::PathBuf>>,
+    #[command(flatten)]
+    observe: observe::Flags,
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = <Cli as clap::Parser>::parse();
+    observe::start(&cli.observe, "info", false)?;
     let workers = (1..=3).map(|i| {
         let name = format!("worker{i}");
         Supervisor::start(move |_| Worker { name })

@@ -101,6 +101,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="runs of each server, alternating")
     ap.add_argument("--fanout", type=int, metavar="N", help="N receivers of broadcasts instead of echo")
     ap.add_argument("--against", metavar="REV", help="also run REV's bench_server (built in a worktree)")
+    ap.add_argument("--metrics", action="store_true",
+                    help="also run bench_server built with the metrics feature, with a Prometheus recorder")
     a = ap.parse_args()
     if a.conns is None:
         a.conns = 8 if a.handshakes else 50
@@ -118,6 +120,17 @@ def main():
     if a.against:
         ours = next(s for n, s in SERVERS if "HttpServer" in n)
         servers.insert(0, (a.against, [build_against(a.against)] + ours[1:]))
+    if a.metrics:
+        # The same server built with the feature (in a target directory of its own), with
+        # a recorder installed, right after the build without it.
+        tree = os.path.join(ROOT, "target", "metrics")
+        subprocess.run(["cargo", "build", "--release", "--features", "metrics", "--example", "bench_server"],
+                       cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": tree})
+        with_metrics = os.path.join(tree, "release", "examples", "bench_server")
+        at = next(i for i, (n, _) in enumerate(servers) if "meta" in n)
+        name, sargs = servers[at]
+        servers.insert(at + 1, (name.replace("actix-meta-websocket", "metrics + recorder"),
+                                [with_metrics] + sargs[1:] + ["--metrics"]))
     if a.fanout:
         # Broadcasts through the crate's groups, two worker threads; the baselines that
         # cannot broadcast are left out.

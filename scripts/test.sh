@@ -17,6 +17,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "== installing prometheus"
+  apt-get update -qq
+  # The server alone (its recommends are exporters and a web console the test does not use).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 if ! python3 -c 'import websockets' 2>/dev/null; then
   echo "== installing python websockets"
   python3 -m pip install -q --root-user-action=ignore 'websockets>=13'
@@ -31,9 +37,9 @@ fi
 # skipping them.
 export AMW_REQUIRE_PEERS=1
 # Tests run these examples as processes of their own: cluster_chat as a cluster node,
-# echo_server over wss (cargo test builds examples without putting them where a test can
-# find them).
-cargo build --all-features --example cluster_chat --example echo_server
+# echo_server over wss, chat scraped by Prometheus (cargo test builds examples without
+# putting them where a test can find them).
+cargo build --all-features --example cluster_chat --example echo_server --example chat
 cargo test --all-features --all-targets
 # The server-side suites again, on `WsServer` (sockets taken over after the upgrade)
 # instead of actix-web's `HttpServer`: the same tests, the other server (tests/common).
@@ -46,6 +52,6 @@ cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py
 # The browser tests drive the chat examples (one node, also over https and wss with a
-# self-signed certificate; and two nodes on Redis).
+# self-signed certificate; two nodes on Redis; the live status page).
 cargo build --all-features --example chat --example cluster_chat --example self_signed_cert
 node --test tests/browser/

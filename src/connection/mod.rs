@@ -398,7 +398,7 @@ impl WsConnection {
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
         self.report_traffic(false);
-        if self.lifecycle.close_sent() {
+        if !self.tick.as_mut().is_some_and(Tick::is_check) || self.lifecycle.close_sent() {
             return;
         }
         if !self.handover.is_connected() {

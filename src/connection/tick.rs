@@ -19,13 +19,42 @@ pub(super) struct Tick {
     timer: Pin<Box<Sleep>>,
     /// The waker the timer holds; `None` until its first poll.
     registered: Option<Waker>,
+    /// With `metrics`, the timer runs at least once a second for the traffic report, and
+    /// the check proper every `checks.1`-th time (never with `u32::MAX`): the check does
+    /// what it did without the feature, as often.
+    #[cfg(feature = "metrics")]
+    checks: (u32, u32),
 }
 
 impl Tick {
     /// A check every `period(config)`, if any; needs a tokio runtime.
+    #[cfg(not(feature = "metrics"))]
     pub(super) fn for_config(config: &ConnectionSettings) -> Option<Self> {
         let every = period(config)?;
         Some(Tick { every, timer: Box::pin(sleep(every)), registered: None })
+    }
+
+    /// A traffic report at least once a second, and the check every `period(config)`.
+    #[cfg(feature = "metrics")]
+    pub(super) fn for_config(config: &ConnectionSettings) -> Option<Self> {
+        let check = period(config);
+        let every = check.map_or(REPORT_EVERY, |c| c.min(REPORT_EVERY));
+        let nth =
+            check.map_or(u32::MAX, |c| (c.as_millis() / every.as_millis()).clamp(1, u32::MAX as u128) as u32);
+        Some(Tick { every, timer: Box::pin(sleep(every)), registered: None, checks: (0, nth) })
+    }
+
+    /// Whether this time the check proper is due too (always, without `metrics`).
+    pub(super) fn is_check(&mut self) -> bool {
+        #[cfg(feature = "metrics")]
+        {
+            self.checks.0 += 1;
+            if self.checks.0 < self.checks.1 {
+                return false;
+            }
+            self.checks.0 = 0;
+        }
+        true
     }
 
     /// Whether the check is due; called at the start of every I/O loop poll.
@@ -53,18 +82,16 @@ impl Tick {
 /// when both are off.
 fn period(config: &ConnectionSettings) -> Option<Duration> {
     let every = match (config.heartbeat, config.idle_timeout) {
-        // The metrics recorder hears of the connection's traffic on this check.
-        (None, None) if cfg!(feature = "metrics") => REPORT_EVERY,
         (None, None) => return None,
         (Some(h), None) => h,
         (None, Some(i)) => i / 4,
         (Some(h), Some(i)) => h.min(i / 4),
     };
-    let every = if cfg!(feature = "metrics") { every.min(REPORT_EVERY) } else { every };
     Some(every.max(Duration::from_millis(5)))
 }
 
 /// How often, at least, a connection's traffic is added to the metrics' counters.
+#[cfg(feature = "metrics")]
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What the periodic check found.
@@ -146,7 +173,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(feature = "metrics"))]
     fn the_period_follows_the_shorter_timer() {
         assert_eq!(period(&config(30, 90)), Some(Duration::from_millis(22_500)));
         assert_eq!(period(&config(10, 90)), Some(Duration::from_secs(10)));
@@ -154,12 +180,20 @@ mod tests {
         assert_eq!(period(&off), None);
     }
 
-    #[test]
+    #[tokio::test]
     #[cfg(feature = "metrics")]
-    fn with_metrics_the_check_runs_at_least_once_a_second() {
-        assert_eq!(period(&config(30, 90)), Some(Duration::from_secs(1)));
-        assert_eq!(period(&config(1, 2)), Some(Duration::from_millis(500)));
+    async fn with_metrics_the_timer_runs_once_a_second_and_the_check_as_often_as_without() {
+        let t = Tick::for_config(&config(30, 90)).expect("a tick");
+        assert_eq!((t.every, t.checks.1), (Duration::from_secs(1), 22));
+        let mut t = Tick::for_config(&config(1, 2)).expect("a tick");
+        assert_eq!((t.every, t.checks.1), (Duration::from_millis(500), 1));
+        assert!(t.is_check() && t.is_check());
         let off = ConnectionSettings { heartbeat: None, idle_timeout: None, ..Default::default() };
-        assert_eq!(period(&off), Some(Duration::from_secs(1)));
+        let mut t = Tick::for_config(&off).expect("a tick for the report alone");
+        assert_eq!(t.every, Duration::from_secs(1));
+        assert!((0..100).all(|_| !t.is_check()));
+        let mut t = Tick::for_config(&config(5, 90)).expect("a tick");
+        let checks: Vec<bool> = (0..10).map(|_| t.is_check()).collect();
+        assert_eq!(checks.iter().filter(|c| **c).count(), 2, "every fifth: {checks:?}");
     }
 }

@@ -59,9 +59,9 @@ fn role_label(role: Role) -> &'static str {
 pub(crate) fn connection_opened(role: Role) {
     #[cfg(feature = "metrics")]
     {
-        let role = role_label(role);
-        gauge!(CONNECTIONS, "role" => role).increment(1.0);
-        counter!(CONNECTIONS_OPENED, "role" => role).increment(1);
+        let h = traffic::handles(role);
+        h.open.increment(1.0);
+        h.opened.increment(1);
     }
     let _ = role;
 }
@@ -71,13 +71,13 @@ pub(crate) fn connection_opened(role: Role) {
 pub(crate) fn connection_closed(role: Role, reason: &DisconnectReason) {
     #[cfg(feature = "metrics")]
     {
-        gauge!(CONNECTIONS, "role" => role_label(role)).decrement(1.0);
+        traffic::handles(role).open.decrement(1.0);
         let initiator = match reason {
-            DisconnectReason::Closed { initiator: Initiator::Peer, .. } => "peer",
-            DisconnectReason::ConnectionLost(_) => "none",
-            _ => "local",
+            DisconnectReason::Closed { initiator: Initiator::Peer, .. } => 0,
+            DisconnectReason::ConnectionLost(_) => 1,
+            _ => 2,
         };
-        counter!(CLOSES, "code" => code_label(reason.code().0), "initiator" => initiator).increment(1);
+        closes(reason.code().0, initiator).increment(1);
         if *reason == DisconnectReason::SlowConsumer {
             counter!(SLOW_CONSUMER_CLOSES).increment(1);
         }
@@ -85,26 +85,47 @@ pub(crate) fn connection_closed(role: Role, reason: &DisconnectReason) {
     let _ = (role, reason, Initiator::Peer);
 }
 
-/// A bounded label for a close code: the registered codes one by one, the rest by range.
+/// The bounded labels of close codes: the registered codes one by one, the rest by range.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-fn code_label(code: u16) -> &'static str {
-    const REGISTERED: [&str; 16] = [
-        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010", "1011",
-        "1012", "1013", "1014", "1015",
-    ];
+const CODE_LABELS: [&str; 19] = [
+    "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010", "1011", "1012",
+    "1013", "1014", "1015", "3xxx", "4xxx", "other",
+];
+
+/// `code`'s place in `CODE_LABELS`.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+fn code_index(code: u16) -> usize {
     match code {
-        1000..=1015 => REGISTERED[usize::from(code - 1000)],
-        3000..=3999 => "3xxx",
-        4000..=4999 => "4xxx",
-        _ => "other",
+        1000..=1015 => usize::from(code - 1000),
+        3000..=3999 => 16,
+        4000..=4999 => 17,
+        _ => 18,
     }
+}
+
+/// The closes counter for `code` and initiator (0 peer, 1 none, 2 local), registered on
+/// its first use: a label set seen once costs a lookup once.
+#[cfg(feature = "metrics")]
+fn closes(code: u16, initiator: usize) -> &'static metrics::Counter {
+    use std::sync::OnceLock;
+    const INITIATORS: [&str; 3] = ["peer", "none", "local"];
+    static SLOTS: [[OnceLock<metrics::Counter>; 3]; 19] = [const { [const { OnceLock::new() }; 3] }; 19];
+    let i = code_index(code);
+    SLOTS[i][initiator]
+        .get_or_init(|| counter!(CLOSES, "code" => CODE_LABELS[i], "initiator" => INITIATORS[initiator]))
 }
 
 /// An upgrade request answered with `outcome` (see [`HANDSHAKES`]).
 #[inline]
 pub(crate) fn handshake(outcome: &'static str) {
     #[cfg(feature = "metrics")]
-    counter!(HANDSHAKES, "outcome" => outcome).increment(1);
+    {
+        static UPGRADED: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+        match outcome {
+            "upgraded" => UPGRADED.get_or_init(|| counter!(HANDSHAKES, "outcome" => "upgraded")).increment(1),
+            _ => counter!(HANDSHAKES, "outcome" => outcome).increment(1),
+        }
+    }
     let _ = outcome;
 }
 
@@ -157,10 +178,11 @@ pub(crate) fn recovery(result: &'static str) {
 
 #[cfg(test)]
 mod tests {
-    use super::code_label;
+    use super::{code_index, CODE_LABELS};
 
     #[test]
     fn close_codes_make_a_bounded_label_set() {
+        let code_label = |code| CODE_LABELS[code_index(code)];
         assert_eq!(code_label(1000), "1000");
         assert_eq!(code_label(1015), "1015");
         assert_eq!(code_label(1016), "other");

@@ -33,7 +33,7 @@ pub(crate) struct Reported {
 /// The counters of one role, registered once: a report then costs a few atomic adds, not
 /// a registry lookup per counter.
 #[cfg(feature = "metrics")]
-struct Handles {
+pub(super) struct Handles {
     messages_in: Counter,
     messages_out: Counter,
     payload_in: Counter,
@@ -41,10 +41,12 @@ struct Handles {
     wire_in: Counter,
     wire_out: Counter,
     waiting: Gauge,
+    pub(super) open: Gauge,
+    pub(super) opened: Counter,
 }
 
 #[cfg(feature = "metrics")]
-fn handles(role: Role) -> &'static Handles {
+pub(super) fn handles(role: Role) -> &'static Handles {
     static BY_ROLE: OnceLock<[Handles; 2]> = OnceLock::new();
     let make = |role: Role| {
         let role = super::role_label(role);
@@ -56,6 +58,8 @@ fn handles(role: Role) -> &'static Handles {
             wire_in: counter!(super::WIRE_RECEIVED, "role" => role),
             wire_out: counter!(super::WIRE_SENT, "role" => role),
             waiting: gauge!(super::WRITE_QUEUE),
+            open: gauge!(super::CONNECTIONS, "role" => role),
+            opened: counter!(super::CONNECTIONS_OPENED, "role" => role),
         }
     };
     let all = BY_ROLE.get_or_init(|| [make(Role::Server), make(Role::Client)]);

@@ -22,13 +22,14 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || { echo "give the cargo test arguments after --" >&2; exit 2; }
 mkdir -p target/repeat
-# The tests that run examples/cluster_chat as a process of its own find it where cargo
-# build puts it, for the profile they run in; a missing peer fails instead of skipping.
+# The tests that run examples (cluster_chat, chat, echo_server) as processes of their own
+# find them where cargo build puts them, for the profile they run in; a missing peer fails
+# instead of skipping.
 export AMW_REQUIRE_PEERS=1
 status=0
 for profile in $profiles; do
   flag=(); [ "$profile" = release ] && flag=(--release)
-  cargo build -q "${flag[@]}" --features cluster --example cluster_chat || exit 1
+  cargo build -q "${flag[@]}" --all-features --example cluster_chat --example chat --example echo_server || exit 1
   cargo test -q "${flag[@]}" "$@" --no-run 2>/dev/null || cargo test "${flag[@]}" "$@" --no-run || exit 1
   passed=0
   failed_names=()

@@ -125,23 +125,29 @@ def ready(lg, what):
         raise RuntimeError(f"{what}: {line!r}")
 
 
+def measure_fanout(procs, urls, redis, secs):
+    """loadgen's fan-out against `urls`: its report, with the CPU per delivery of the
+    servers and redis-server together (`cpu_us`) and of redis-server alone (`redis_us`)."""
+    pids = [p.pid for p in procs] + [redis.proc.pid]
+    lg = loadgen("fanout", urls, FANOUT, secs)
+    ready(lg, "fanout")
+    c0 = [cpu(p) for p in pids]
+    line = lg.stdout.readline()
+    c1 = [cpu(p) for p in pids]
+    lg.communicate(timeout=secs + 120)
+    r = json.loads(line)
+    d = max(r["delivered"], 1)
+    r["cpu_us"] = sum(b - a for a, b in zip(c0, c1)) * 1e6 / d
+    r["redis_us"] = (c1[-1] - c0[-1]) * 1e6 / d
+    return r
+
+
 def fanout(setup, secs):
     _, n, cluster, workers = setup
     redis = Redis()
     procs, urls = start_nodes(n, redis, cluster, workers)
     try:
-        pids = [p.pid for p in procs] + [redis.proc.pid]
-        lg = loadgen("fanout", urls, FANOUT, secs)
-        ready(lg, "fanout")
-        c0 = [cpu(p) for p in pids]
-        line = lg.stdout.readline()
-        c1 = [cpu(p) for p in pids]
-        lg.communicate(timeout=secs + 120)
-        r = json.loads(line)
-        d = max(r["delivered"], 1)
-        r["cpu_us"] = sum(b - a for a, b in zip(c0, c1)) * 1e6 / d
-        r["redis_us"] = (c1[-1] - c0[-1]) * 1e6 / d
-        return r
+        return measure_fanout(procs, urls, redis, secs)
     finally:
         stop(procs)
         redis.kill()

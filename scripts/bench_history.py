@@ -31,7 +31,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import EX, ROOT, free_port, start_server  # noqa: E402
-from bench_cluster import FANOUT, Redis, cpu, loadgen, ready, stop  # noqa: E402
+from bench_cluster import Redis, measure_fanout, stop  # noqa: E402
 
 SETUPS = [
     ("one node", 1, False),
@@ -55,17 +55,7 @@ def fanout(setup, history, secs):
     redis = Redis()
     procs, urls = start_nodes(n, redis, cluster, history)
     try:
-        pids = [p.pid for p in procs] + [redis.proc.pid]
-        lg = loadgen("fanout", urls, FANOUT, secs)
-        ready(lg, "fanout")
-        c0 = [cpu(p) for p in pids]
-        line = lg.stdout.readline()
-        c1 = [cpu(p) for p in pids]
-        lg.communicate(timeout=secs + 120)
-        r = json.loads(line)
-        d = max(r["delivered"], 1)
-        r["cpu_us"] = sum(b - a for a, b in zip(c0, c1)) * 1e6 / d
-        r["redis_us"] = (c1[-1] - c0[-1]) * 1e6 / d
+        r = measure_fanout(procs, urls, redis, secs)
         if cluster and history:
             length = int(redis.cli("XLEN", "amw:h:all") or 0)
             usage = int(redis.cli("MEMORY", "USAGE", "amw:h:all", "SAMPLES", "0") or 0)

@@ -64,6 +64,16 @@ test('two browser pages on two nodes chat through the cluster', async () => {
     const a = await guest(nodes[0][2]);
     const b = await guest(nodes[1][2]);
     assert.notStrictEqual(a.node, b.node, 'the pages are on different nodes');
+    // The first node's status page: both nodes up, as its cluster events said.
+    const status = await browser.newPage();
+    await status.goto(nodes[0][2] + 'status');
+    await status.waitForFunction(([me, other]) => {
+      const rows = [...document.querySelectorAll('#nodes tr')].map((tr) => [tr.cells[0].textContent, tr.cells[1].textContent]);
+      return rows.length === 2 && rows.some(([id, s]) => id === `${me} (this node)` && s === 'up') &&
+        rows.some(([id, s]) => id === other && s === 'up');
+    }, [nodes[0][1], nodes[1][1]], { timeout: 10000 });
+    await status.waitForFunction(() => document.getElementById('connections').textContent === '1', null,
+      { timeout: 10000 });
     // The member list comes from Redis: both nodes' members, in either order.
     const both = `(${a.name}, ${b.name}|${b.name}, ${a.name})`;
     await sees(a.p, new RegExp(`^\\[lobby\\] ${b.name} joined; here: ${both}$`));

@@ -44,7 +44,10 @@ pub(crate) use traffic::Flow;
 pub(crate) use traffic::Reported;
 
 #[cfg(feature = "metrics")]
-use metrics::{counter, gauge};
+use std::sync::OnceLock;
+
+#[cfg(feature = "metrics")]
+use metrics::{counter, gauge, Counter, Gauge};
 
 use crate::message::{DisconnectReason, Initiator};
 use crate::protocol::Role;
@@ -141,7 +144,10 @@ pub(crate) fn dial(connected: bool) {
 #[inline]
 pub(crate) fn groups(change: i8) {
     #[cfg(feature = "metrics")]
-    gauge!(GROUPS).increment(f64::from(change));
+    {
+        static GAUGE: OnceLock<Gauge> = OnceLock::new();
+        GAUGE.get_or_init(|| gauge!(GROUPS)).increment(f64::from(change));
+    }
     let _ = change;
 }
 
@@ -149,7 +155,10 @@ pub(crate) fn groups(change: i8) {
 #[inline]
 pub(crate) fn members(change: i64) {
     #[cfg(feature = "metrics")]
-    gauge!(GROUP_MEMBERS).increment(change as f64);
+    {
+        static GAUGE: OnceLock<Gauge> = OnceLock::new();
+        GAUGE.get_or_init(|| gauge!(GROUP_MEMBERS)).increment(change as f64);
+    }
     let _ = change;
 }
 
@@ -159,8 +168,12 @@ pub(crate) fn members(change: i64) {
 pub(crate) fn broadcast(deliveries: usize, skipped: usize) {
     #[cfg(feature = "metrics")]
     {
-        counter!(BROADCASTS).increment(1);
-        counter!(DELIVERIES).increment(deliveries as u64);
+        // Once per broadcast: registered once, not looked up each time.
+        static BROADCASTED: OnceLock<(Counter, Counter)> = OnceLock::new();
+        let (broadcasts, delivered) =
+            BROADCASTED.get_or_init(|| (counter!(BROADCASTS), counter!(DELIVERIES)));
+        broadcasts.increment(1);
+        delivered.increment(deliveries as u64);
         if skipped > 0 {
             counter!(BACKLOG_SKIPS).increment(skipped as u64);
         }

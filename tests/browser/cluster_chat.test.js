@@ -45,14 +45,21 @@ async function startRedis() {
   return { child, url: `redis://127.0.0.1:${port}` };
 }
 
-test('two browser pages on two nodes chat through the cluster', async () => {
+// A redis-server and cluster_chat with two nodes on it: each node's [line, id, url].
+async function startCluster() {
   const redis = await startRedis();
   const bin = path.join(root, 'target/debug/examples/cluster_chat');
   const chat = spawn(bin, ['--redis', redis.url, '--addr', '127.0.0.1:0', '--nodes', '2'],
     { stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodes = lines(chat, /node ([0-9a-f]{16}) chat on (http:\/\/[0-9.:]+\/)/, 2, 'cluster_chat');
+  return { redis, chat, nodes };
+}
+
+test('two browser pages on two nodes chat through the cluster', async () => {
+  const { redis, chat, nodes: started } = await startCluster();
   let browser;
   try {
-    const nodes = await lines(chat, /node ([0-9a-f]{16}) chat on (http:\/\/[0-9.:]+\/)/, 2, 'cluster_chat');
+    const nodes = await started;
     assert.notStrictEqual(nodes[0][1], nodes[1][1], 'two nodes');
     browser = await launch();
     const guest = async (url) => {
@@ -99,13 +106,10 @@ test('two browser pages on two nodes chat through the cluster', async () => {
 });
 
 test('a page that lost its node reconnects to another and gets what it missed, nothing twice', async () => {
-  const redis = await startRedis();
-  const bin = path.join(root, 'target/debug/examples/cluster_chat');
-  const chat = spawn(bin, ['--redis', redis.url, '--addr', '127.0.0.1:0', '--nodes', '2'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { redis, chat, nodes: started } = await startCluster();
   let browser;
   try {
-    const nodes = await lines(chat, /node ([0-9a-f]{16}) chat on (http:\/\/[0-9.:]+\/)/, 2, 'cluster_chat');
+    const nodes = await started;
     browser = await launch();
     const a = await open(browser, nodes[0][2]);
     const b = await open(browser, nodes[1][2]);

@@ -139,7 +139,9 @@ def metric_names(mode):
     }[mode]
 
 
-def main():
+def end_to_end_args():
+    """The options of the end-to-end benchmarks (rounds, seconds, --quick, --only), with
+    the descriptor limit raised: 10,000 connections need that many on each side."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=float, default=5.0)
@@ -148,10 +150,13 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.secs = 1, 2.0
-    # 10,000 connections need that many descriptors on each side; raise the soft limit
-    # as far as the hard one allows.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return a
+
+
+def main():
+    a = end_to_end_args()
     subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
                     "--example", "baseline_actors", "--example", "baseline_actix_ws", "--example", "baseline_tokio"],
                    cwd=ROOT, check=True)

@@ -20,10 +20,8 @@ median), and what 100,000 and 1,000,000 idle connections would hold at the measu
 per-connection figure; writes bench/owned.json and bench/owned.md. RSS is the server
 process's own memory: the kernel's socket buffers are not in it.
 """
-import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,7 @@ import time
 
 sys.dont_write_bytecode = True  # importing bench.py must not leave __pycache__ behind
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import EX, ROOT, cpu_seconds, free_port, rss_kib, start_server  # noqa: E402
+from bench import EX, ROOT, cpu_seconds, end_to_end_args, free_port, rss_kib, start_server  # noqa: E402
 
 FLOOR = "bare tokio echo (floor)"
 ACTORS = "actix-web-actors direct"
@@ -160,16 +158,7 @@ def extrapolation(results):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--secs", type=float, default=5.0)
-    ap.add_argument("--quick", action="store_true", help="1 round of 2 s, for a smoke check")
-    ap.add_argument("--only", metavar="TEXT", help="only the scenarios whose name contains TEXT; writes nothing")
-    a = ap.parse_args()
-    if a.quick:
-        a.rounds, a.secs = 1, 2.0
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    a = end_to_end_args()
     subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
                     "--example", "baseline_actors", "--example", "baseline_tokio", "--example", "self_signed_cert"],
                    cwd=ROOT, check=True)

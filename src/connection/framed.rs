@@ -77,7 +77,8 @@ impl Framed {
         self.encoder.frame_key()
     }
 
-    /// Hands encoded bytes to the transport until it takes no more.
+    /// Hands encoded bytes to the transport until it takes no more, then has it push out
+    /// what it holds (a TLS stream keeps records a full socket refused until flushed).
     #[inline]
     pub(super) fn flush(&mut self, task: &mut Context<'_>) -> Flushed {
         while let Some(chunk) = self.write_buf.front() {
@@ -90,7 +91,11 @@ impl Framed {
                 Poll::Pending => return Flushed::Blocked,
             }
         }
-        Flushed::All
+        match self.transport.poll_flush(task) {
+            Poll::Ready(Ok(())) => Flushed::All,
+            Poll::Ready(Err(e)) => Flushed::Failed(e),
+            Poll::Pending => Flushed::Blocked,
+        }
     }
 
     /// Encoded bytes not yet taken by the peer: ours and the transport's.
@@ -99,10 +104,10 @@ impl Framed {
         self.write_buf.len() + self.transport.buffered()
     }
 
-    /// Nothing encoded waits for the transport.
+    /// Nothing encoded waits for the transport, nor in it for a flush.
     #[inline]
     pub(super) fn is_flushed(&self) -> bool {
-        self.write_buf.is_empty()
+        self.write_buf.is_empty() && !self.transport.needs_flush()
     }
 
     /// Wakes `task` when the transport's own buffer shrinks.

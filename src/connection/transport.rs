@@ -23,8 +23,13 @@ pub(crate) trait Transport {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, hint: usize) -> ReadPoll;
     /// Takes bytes from the front of `chunk` (advancing it); returns how many.
     fn poll_write(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<usize>>;
+    /// Pushes out what `poll_write` took but the layer under it still holds (a TLS stream's
+    /// records); `Pending` wakes `cx` when it can go on.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Ends the outgoing direction once everything written has gone out.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Something written still waits for `poll_flush`.
+    fn needs_flush(&self) -> bool;
     /// Bytes taken by `poll_write` but not yet handed to the socket.
     fn buffered(&self) -> usize;
     /// The connection waits for `buffered` to shrink: wake `cx` when it does.
@@ -56,10 +61,26 @@ impl Transport for RoleTransport {
         }
     }
 
+    #[inline]
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            RoleTransport::InHttpTask(t) => t.poll_flush(cx),
+            RoleTransport::Socket(t) => t.poll_flush(cx),
+        }
+    }
+
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             RoleTransport::InHttpTask(t) => t.poll_close(cx),
             RoleTransport::Socket(t) => t.poll_close(cx),
+        }
+    }
+
+    #[inline]
+    fn needs_flush(&self) -> bool {
+        match self {
+            RoleTransport::InHttpTask(t) => t.needs_flush(),
+            RoleTransport::Socket(t) => t.needs_flush(),
         }
     }
 
@@ -168,6 +189,17 @@ impl Transport for ServerTransport {
         Poll::Ready(Ok(n))
     }
 
+    /// actix-http's dispatcher flushes the socket after every write of its own.
+    #[inline]
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn needs_flush(&self) -> bool {
+        false
+    }
+
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut queue = self.queue.borrow_mut();
         queue.closed = true;
@@ -257,14 +289,19 @@ impl Drop for BodyStream {
     }
 }
 
-/// The client side (and any plain socket): an `AsyncRead + AsyncWrite`.
+/// A socket of the connection's own (dialled, or taken over from the HTTP layer): an
+/// `AsyncRead + AsyncWrite`, plain or TLS.
 pub(crate) struct IoTransport<T> {
     io: T,
+    /// Written since the last completed flush. A TLS stream's `poll_write` may keep the
+    /// records it could not send on a full socket; they leave only on a later write or a
+    /// flush, so the end of a burst would wait for the next message.
+    unflushed: bool,
 }
 
 impl<T> IoTransport<T> {
     pub(crate) fn new(io: T) -> Self {
-        IoTransport { io }
+        IoTransport { io, unflushed: false }
     }
 }
 
@@ -320,14 +357,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Transport for IoTransport<T> {
             Poll::Ready(Ok(0)) if !chunk.is_empty() => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => {
                 bytes::Buf::advance(chunk, n);
+                self.unflushed = true;
                 Poll::Ready(Ok(n))
             }
             other => other,
         }
     }
 
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.unflushed {
+            return Poll::Ready(Ok(()));
+        }
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            self.unflushed = false;
+        }
+        flushed
+    }
+
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn needs_flush(&self) -> bool {
+        self.unflushed
     }
 
     fn buffered(&self) -> usize {

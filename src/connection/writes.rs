@@ -94,7 +94,7 @@ impl WsConnection {
         if self.lifecycle.is_done() {
             return;
         }
-        let waiting = self.framed.pending_out() > 0 || !self.queue.is_empty();
+        let waiting = !self.framed.is_flushed() || self.framed.pending_out() > 0 || !self.queue.is_empty();
         let timeout = self.config.write_timeout;
         match self.queue.stall.check(self.framed.bytes_taken(), waiting, Instant::now(), timeout) {
             Stall::Clear => {}

@@ -33,7 +33,7 @@ mod recovery;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -138,7 +138,8 @@ pub(crate) struct Shared {
     /// Tells the groups of this `Groups` from those of others.
     key: u64,
     map: Mutex<HashMap<Arc<str>, Arc<Group>>>,
-    thread_backlog: usize,
+    /// Bytes of broadcasts that may wait for one thread (see `with_thread_backlog`).
+    thread_backlog: AtomicUsize,
     /// The cluster these groups span, if any.
     bus: Option<Arc<dyn Bus>>,
     /// Which groups keep history.
@@ -152,7 +153,7 @@ impl Default for Shared {
         Shared {
             key: next_key(),
             map: Mutex::default(),
-            thread_backlog: DEFAULT_THREAD_BACKLOG,
+            thread_backlog: AtomicUsize::new(DEFAULT_THREAD_BACKLOG),
             bus: None,
             rules: recovery::Rules::default(),
             swept: AtomicU64::new(0),
@@ -177,6 +178,10 @@ impl Shared {
 
     fn get(&self, name: &str) -> Option<Arc<Group>> {
         self.lock().get(name).cloned()
+    }
+
+    fn thread_backlog(&self) -> usize {
+        self.thread_backlog.load(Ordering::Relaxed)
     }
 
     fn get_or_make(self: &Arc<Self>, name: &str) -> Arc<Group> {
@@ -228,14 +233,21 @@ impl Groups {
 
     /// Sets how many bytes of broadcasts may wait for one worker thread before further
     /// broadcasts skip it (default 64 MiB). Only a thread whose connections cannot keep
-    /// up with the publishers at all gets there; set it before cloning.
+    /// up with the publishers at all gets there. These are the same groups, with the new
+    /// bound for every clone of them (a cluster's groups too).
+    ///
+    /// ```
+    /// let groups = actix_meta_websocket::Groups::new().with_thread_backlog(8 << 20);
+    /// assert_eq!(groups.thread_backlog(), 8 << 20);
+    /// ```
     pub fn with_thread_backlog(self, bytes: usize) -> Self {
-        let shared = Shared { thread_backlog: bytes, bus: self.shared.bus.clone(), ..Shared::default() };
-        // Rules given before stay.
-        for (pattern, limits) in recovery::Rules::all(&self.shared.rules) {
-            shared.rules.add(&pattern, limits);
-        }
-        Groups { shared: Arc::new(shared) }
+        self.shared.thread_backlog.store(bytes, Ordering::Relaxed);
+        self
+    }
+
+    /// The bound set by [`with_thread_backlog`](Self::with_thread_backlog).
+    pub fn thread_backlog(&self) -> usize {
+        self.shared.thread_backlog()
     }
 
     /// Groups whose changes and broadcasts `bus` is told of, in the order they are made.
@@ -360,7 +372,7 @@ impl Groups {
 
     fn publish_here(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
         let Some(g) = self.shared.get(group) else { return 0 };
-        let reach = g.deliver(msg, except, self.shared.thread_backlog);
+        let reach = g.deliver(msg, except, self.shared.thread_backlog());
         self.note_skipped(group, reach.skipped);
         reach.reached
     }
@@ -393,7 +405,7 @@ impl Groups {
         }
         let (mut reached, mut skipped) = (0, 0);
         for (thread, members) in by_thread {
-            if thread.backlog() > self.shared.thread_backlog {
+            if thread.backlog() > self.shared.thread_backlog() {
                 skipped += members.len();
                 continue;
             }

@@ -26,11 +26,6 @@ impl Rules {
         rules.push((pattern.to_owned(), limits));
     }
 
-    /// Every rule, in the order given.
-    pub(crate) fn all(&self) -> Vec<(String, HistoryLimits)> {
-        lock(&self.0).clone()
-    }
-
     /// The limits of `group`'s history, if it keeps one: the last matching rule's.
     pub(crate) fn limits(&self, group: &str) -> Option<HistoryLimits> {
         let rules = lock(&self.0);
@@ -170,7 +165,7 @@ impl Groups {
     ) -> Result<Published, HistoryError> {
         let g = self.history_group(group).ok_or(HistoryError::NoHistory)?;
         let (position, reach) =
-            g.publish(build, None, self.shared.thread_backlog).ok_or(HistoryError::NoHistory)?;
+            g.publish(build, None, self.shared.thread_backlog()).ok_or(HistoryError::NoHistory)?;
         self.note_skipped(group, reach.skipped);
         Ok(Published { position, reached: reach.reached })
     }
@@ -278,7 +273,7 @@ impl Groups {
     /// (but the member `except`).
     pub(crate) fn deliver_stored(&self, group: &str, msg: &PreparedMessage, except: Option<u64>) -> usize {
         let Some(g) = self.shared.get(group) else { return 0 };
-        let reach = g.deliver_except_seq(msg, except, self.shared.thread_backlog);
+        let reach = g.deliver_except_seq(msg, except, self.shared.thread_backlog());
         self.note_skipped(group, reach.skipped);
         reach.reached
     }

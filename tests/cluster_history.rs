@@ -11,28 +11,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
-use common::cluster::{event, events, fast};
+use common::cluster::{event, events, history_node, roomy, session, session_first};
 use common::history::{assert_whole, follow, Room};
 use common::redis::{redis_installed, Redis};
 use common::*;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as TMessage;
-
-/// A node serving `Room` (joins since the URL's position) on `room`, which keeps history.
-async fn history_node(redis: &Redis, limits: HistoryLimits) -> (Cluster, TestServer) {
-    let cluster = Cluster::join(fast(&redis.url())).await.expect("joined");
-    cluster.groups().keep_history("room", limits);
-    let groups = cluster.groups().clone();
-    let srv = serve_each(1, None, move || {
-        let room = Room { groups: groups.clone(), group: "room" }.start();
-        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
-    });
-    (cluster, srv)
-}
-
-fn roomy() -> HistoryLimits {
-    HistoryLimits::default().max_messages(10_000).max_replay(10_000).max_bytes(64 << 20)
-}
 
 /// Publishes `n` broadcasts (each its position), trying again whatever was not published
 /// (Redis away a moment); the positions of those that were.
@@ -84,27 +68,6 @@ async fn clients_reconnecting_to_any_node_get_every_broadcast_once_and_in_order(
         assert_whole(&seen, last);
     }
     drop((srv_a, srv_b));
-}
-
-/// The texts of one session of `url`, until `stop` (a position's text) or a close; the
-/// close code, if it closed.
-async fn session(url: &str, stop: Option<Position>) -> (Vec<String>, Option<u16>) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("handshake");
-    let mut texts = Vec::new();
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("a message in time");
-        match msg {
-            Some(Ok(TMessage::Text(t))) => {
-                let done = stop.is_some_and(|s| t.as_str() == s.to_string());
-                texts.push(t.as_str().to_owned());
-                if done {
-                    return (texts, None);
-                }
-            }
-            Some(Ok(TMessage::Close(c))) => return (texts, c.map(|c| u16::from(c.code))),
-            other => panic!("{other:?}"),
-        }
-    }
 }
 
 /// The ids of the subscription links Redis has now.
@@ -223,14 +186,6 @@ async fn positions_history_no_longer_holds_are_refused_on_any_node() {
     let want: Vec<String> =
         (last.offset - 2..=next.offset).map(|o| Position { offset: o, ..last }.to_string()).collect();
     assert_eq!(texts, want);
-}
-
-/// The first text of a session of `url`.
-async fn session_first(url: &str) -> (String, ()) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("handshake");
-    let msg = tokio::time::timeout(Duration::from_secs(20), ws.next()).await;
-    let Ok(Some(Ok(TMessage::Text(t)))) = msg else { panic!("{msg:?}") };
-    (t.as_str().to_owned(), ())
 }
 
 /// The position at the head of a chat line (`@<position> [room] ...`).

@@ -9,8 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_meta_websocket::protocol::Incoming;
 use actix_meta_websocket::*;
+use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as TMessage;
+
+use super::history::Room;
 
 use super::redis::Redis;
 use super::*;
@@ -207,4 +211,49 @@ impl Process {
         let pid = self.child.id().expect("running").to_string();
         assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success());
     }
+}
+
+/// A node serving `Room` (joins since the URL's position) on `room`, which keeps history.
+pub async fn history_node(redis: &Redis, limits: HistoryLimits) -> (Cluster, TestServer) {
+    let cluster = Cluster::join(fast(&redis.url())).await.expect("joined");
+    cluster.groups().keep_history("room", limits);
+    let groups = cluster.groups().clone();
+    let srv = serve_each(1, None, move || {
+        let room = Room { groups: groups.clone(), group: "room" }.start();
+        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
+    });
+    (cluster, srv)
+}
+
+pub fn roomy() -> HistoryLimits {
+    HistoryLimits::default().max_messages(10_000).max_replay(10_000).max_bytes(64 << 20)
+}
+
+/// The texts of one session of `url`, until `stop` (a position's text) or a close; the
+/// close code, if it closed.
+pub async fn session(url: &str, stop: Option<Position>) -> (Vec<String>, Option<u16>) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("handshake");
+    let mut texts = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("a message in time");
+        match msg {
+            Some(Ok(TMessage::Text(t))) => {
+                let done = stop.is_some_and(|s| t.as_str() == s.to_string());
+                texts.push(t.as_str().to_owned());
+                if done {
+                    return (texts, None);
+                }
+            }
+            Some(Ok(TMessage::Close(c))) => return (texts, c.map(|c| u16::from(c.code))),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// The first text of a session of `url`.
+pub async fn session_first(url: &str) -> (String, ()) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("handshake");
+    let msg = tokio::time::timeout(Duration::from_secs(20), ws.next()).await;
+    let Ok(Some(Ok(TMessage::Text(t)))) = msg else { panic!("{msg:?}") };
+    (t.as_str().to_owned(), ())
 }

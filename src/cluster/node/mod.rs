@@ -55,6 +55,9 @@ pub(crate) struct Redis {
     conn: MultiplexedConnection,
     sink: PubSubSink,
     stream: PubSubStream,
+    /// The server process's run id: history written under another one is not trusted to
+    /// hold every position it gave out (see `stored`).
+    run: String,
 }
 
 pub(crate) struct Node {
@@ -77,6 +80,7 @@ impl Node {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(self.opts.send_timeout));
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let run = run_id(&mut conn).await?;
         let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
         let mut channels = vec![self.state.keys.nodes(), self.state.keys.node(self.state.me())];
         channels.extend(self.state.local.channels().iter().map(|g| self.state.keys.group(g)));
@@ -91,7 +95,7 @@ impl Node {
         );
         round.run(&mut conn).await?;
         self.state.local.rewritten();
-        let mut redis = Redis { conn, sink, stream };
+        let mut redis = Redis { conn, sink, stream, run };
         for group in self.state.local.watched() {
             self.load_roster(&mut redis, &group).await?;
         }
@@ -108,11 +112,11 @@ impl Node {
         self.state.came_up(false);
         let mut tick = tokio::time::interval(self.opts.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut wait = RECONNECT_FIRST;
+        let mut retry = Retry::default();
         let mut cmds = Vec::with_capacity(BATCH);
         loop {
             let Some(r) = redis.as_mut() else {
-                match self.while_down(&mut rx, &mut cmds, &mut wait).await {
+                match self.while_down(&mut rx, &mut cmds, &mut retry).await {
                     Down::Stop => return,
                     Down::Still => {}
                     Down::Up(r) => redis = Some(r),
@@ -145,33 +149,34 @@ impl Node {
             if let Some(why) = lost {
                 tracing::warn!(url = %self.opts.redacted_url(), %why, "cluster: lost redis; reconnecting");
                 redis = None;
+                retry = Retry::default();
                 self.state.went_down();
             }
         }
     }
 
-    /// One step without Redis: commands are answered as if it were down, and after `wait`
-    /// the node tries to reconnect.
+    /// One step without Redis: commands are answered as if it were down, and when `retry`
+    /// says so the node tries to reconnect. The time of the next try stands across steps,
+    /// so commands arriving all the time do not put it off.
     async fn while_down(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Cmd>,
         cmds: &mut Vec<Cmd>,
-        wait: &mut Duration,
+        retry: &mut Retry,
     ) -> Down {
         tokio::select! {
             n = rx.recv_many(cmds, BATCH) => {
                 let round = self.state.apply(cmds, n == 0);
                 if self.state.fail_round(round) { Down::Stop } else { Down::Still }
             }
-            _ = tokio::time::sleep(*wait) => match self.connect().await {
+            _ = tokio::time::sleep_until(retry.at) => match self.connect().await {
                 Ok(r) => {
-                    *wait = RECONNECT_FIRST;
                     self.state.came_up(true);
                     Down::Up(r)
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cluster: redis still away");
-                    *wait = (*wait * 2).min(RECONNECT_MAX);
+                    retry.failed();
                     Down::Still
                 }
             },
@@ -314,9 +319,52 @@ impl Node {
     }
 }
 
+/// The run id of the Redis process behind `conn` (new at every start of a server).
+async fn run_id(conn: &mut MultiplexedConnection) -> redis::RedisResult<String> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    parse_run_id(&info).map(str::to_owned).ok_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "INFO server without a run_id"))
+    })
+}
+
+fn parse_run_id(info: &str) -> Option<&str> {
+    info.lines().find_map(|l| l.strip_prefix("run_id:")).map(str::trim).filter(|id| !id.is_empty())
+}
+
+/// When the next reconnect is due: soon after a loss, then backing off to at most
+/// `RECONNECT_MAX` between tries.
+struct Retry {
+    at: tokio::time::Instant,
+    wait: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { at: tokio::time::Instant::now() + RECONNECT_FIRST, wait: RECONNECT_FIRST }
+    }
+}
+
+impl Retry {
+    fn failed(&mut self) {
+        self.wait = (self.wait * 2).min(RECONNECT_MAX);
+        self.at = tokio::time::Instant::now() + self.wait;
+    }
+}
+
 /// What a step without Redis came to.
 enum Down {
     Stop,
     Still,
     Up(Redis),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_run_id_is_read_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:911b454f9399adce\r\ntcp_port:6379\r\n";
+        assert_eq!(super::parse_run_id(info), Some("911b454f9399adce"));
+        assert_eq!(super::parse_run_id("# Server\r\nrun_id:\r\n"), None);
+        assert_eq!(super::parse_run_id(""), None);
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redis::Value;
 
-use super::stored::{new_epoch, parse_answer, ttl, PUBLISH, RENEW};
+use super::stored::{new_epoch, parse_answer, ttl, PUBLISH};
 use super::streams::{Stored, Track};
 use super::{Node, Redis};
 use crate::cluster::events::ClusterEvent;
@@ -49,17 +49,7 @@ impl Node {
             self.state.groups.deliver_stored(group, &s.msg, s.except);
         }
         if let Some(t) = out.rolled_back {
-            let keys = &self.state.keys;
-            let _: i64 = redis::cmd("EVAL")
-                .arg(RENEW)
-                .arg(2)
-                .arg(keys.history(group))
-                .arg(keys.history_meta(group))
-                .arg(t.epoch.to_string())
-                .arg(t.delivered)
-                .arg(new_epoch().to_string())
-                .query_async(&mut r.conn)
-                .await?;
+            self.renew(r, group, t.epoch, t.delivered).await?;
         }
         Ok(())
     }
@@ -72,15 +62,20 @@ impl Node {
         self.state.tell(ClusterEvent::HistoryGap { group: group.clone(), reason, closed });
     }
 
-    /// The group's history: (epoch, last offset), made (empty) if there is none, so that
-    /// a join has an epoch to start in.
+    /// The group's history: (epoch, last offset); `None` when there is none, or when it was
+    /// written under another Redis process (which may have come back with less than it gave
+    /// out: the next publish starts a new epoch).
     async fn read_meta(&mut self, r: &mut Redis, group: &Arc<str>) -> redis::RedisResult<Option<(u64, u64)>> {
-        let (e, o): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+        let (e, o, run): (Option<String>, Option<u64>, Option<String>) = redis::cmd("HMGET")
             .arg(self.state.keys.history_meta(group))
             .arg("e")
             .arg("o")
+            .arg("r")
             .query_async(&mut r.conn)
             .await?;
+        if run.as_deref() != Some(r.run.as_str()) {
+            return Ok(None);
+        }
         Ok(e.and_then(|e| e.parse().ok()).zip(o))
     }
 
@@ -105,6 +100,7 @@ impl Node {
             .arg(limits.max_age.as_millis() as u64)
             .arg(limits.max_bytes)
             .arg(ttl(limits))
+            .arg(&r.run)
             .arg(0)
             .query_async(&mut r.conn)
             .await?;

@@ -21,18 +21,30 @@ use crate::groups::{HistoryError, HistoryLimits, Position, Published};
 
 /// Stores a batch of broadcasts (frames built for the offsets after ARGV[4] in epoch
 /// ARGV[3]) if the group's history stands there; trims by count, bytes and age; publishes
-/// each frame as it stores it. Makes the history (epoch ARGV[2]) if there is none.
+/// each frame as it stores it. Makes the history (epoch ARGV[2]) if there is none, or if it
+/// was written under another Redis process than ARGV[9] (the run id the node saw when it
+/// connected): a Redis that restarted or failed over may have come back with less than it
+/// gave out (a snapshot, an AOF that lost its last second, a replica behind its primary), so
+/// its offsets could be given out again for other broadcasts. A node whose run id is not
+/// the server's is told so with an error, and reconnects.
 /// Answers {1, epoch, last offset} when stored, {0, epoch, last offset} when not.
 pub(super) const PUBLISH: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
 local channel, candidate, want_epoch, want_last = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_len, max_age, max_bytes, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local n = tonumber(ARGV[9])
+local run, n = ARGV[9], tonumber(ARGV[10])
 local epoch = redis.call('HGET', meta, 'e')
+if epoch and redis.call('HGET', meta, 'r') ~= run then
+  local actual = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if actual ~= run then
+    return redis.error_reply('AMWSTALE the node knows another Redis process')
+  end
+  epoch = nil
+end
 if not epoch then
   epoch = candidate
   redis.call('DEL', stream)
-  redis.call('HSET', meta, 'e', epoch, 'o', 0, 'b', 0)
+  redis.call('HSET', meta, 'e', epoch, 'o', 0, 'b', 0, 'r', run)
   redis.call('PEXPIRE', meta, ttl)
 end
 local last = tonumber(redis.call('HGET', meta, 'o'))
@@ -43,7 +55,7 @@ local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local bytes = tonumber(redis.call('HGET', meta, 'b'))
 for i = 1, n do
-  local f = ARGV[9 + i]
+  local f = ARGV[10 + i]
   last = last + 1
   redis.call('XADD', stream, last .. '-0', 't', ms, 'f', f)
   bytes = bytes + #f
@@ -67,14 +79,15 @@ redis.call('PEXPIRE', meta, ttl)
 return {1, epoch, last}
 "#;
 
-/// Starts a new epoch if the group's history is in epoch ARGV[1] and went back behind
-/// offset ARGV[2] (Redis lost its last writes): those offsets must not be given again.
+/// Starts a new epoch (under run id ARGV[4]) if the group's history is in epoch ARGV[1] and
+/// went back behind offset ARGV[2] (Redis lost its last writes): those offsets must not be
+/// given again.
 pub(super) const RENEW: &str = r#"
 local e = redis.call('HGET', KEYS[2], 'e')
 local o = tonumber(redis.call('HGET', KEYS[2], 'o') or 0)
 if e == ARGV[1] and o < tonumber(ARGV[2]) then
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'e', ARGV[3], 'o', 0, 'b', 0)
+  redis.call('HSET', KEYS[2], 'e', ARGV[3], 'o', 0, 'b', 0, 'r', ARGV[4])
   return 1
 end
 return 0
@@ -106,7 +119,7 @@ impl Node {
             }
             let mut pipe = redis::pipe();
             for (group, batch) in &by_group {
-                self.add_publish(&mut pipe, group, batch);
+                self.add_publish(&mut pipe, group, batch, &r.run);
             }
             let sent = std::time::Instant::now();
             let answers: Vec<Value> = match pipe.query_async(&mut r.conn).await {
@@ -126,7 +139,15 @@ impl Node {
                 match parse_answer(&answer) {
                     Some((true, epoch, last)) => self.published(&group, batch, epoch, last),
                     Some((false, epoch, last)) => {
-                        self.state.streams.learned(&group, epoch, last);
+                        let (seen_epoch, seen) = self.state.streams.known(&group);
+                        if seen_epoch == epoch && last < seen {
+                            // The same epoch behind what it gave out: a new one, or those
+                            // offsets would name other broadcasts.
+                            self.renew(r, &group, epoch, seen).await?;
+                            self.state.streams.stands_at(&group, 0, 0);
+                        } else {
+                            self.state.streams.stands_at(&group, epoch, last);
+                        }
                         again.push((group, batch));
                     }
                     None => {
@@ -150,7 +171,7 @@ impl Node {
     }
 
     /// The script call for one group's batch, built for where the group was last seen.
-    fn add_publish(&self, pipe: &mut redis::Pipeline, group: &Arc<str>, batch: &[Publish]) {
+    fn add_publish(&self, pipe: &mut redis::Pipeline, group: &Arc<str>, batch: &[Publish], run: &str) {
         let (epoch, last) = self.state.streams.known(group);
         let me = self.state.me();
         // Not known yet: an empty batch learns where the group stands.
@@ -183,10 +204,35 @@ impl Node {
             .arg(limits.max_age.as_millis() as u64)
             .arg(limits.max_bytes)
             .arg(ttl(&limits))
+            .arg(run)
             .arg(frames.len());
         for f in &frames {
             cmd.arg(&f[..]);
         }
+    }
+
+    /// Starts a new epoch for `group` if its history is still in `epoch` and behind `past`.
+    pub(super) async fn renew(
+        &mut self,
+        r: &mut Redis,
+        group: &Arc<str>,
+        epoch: u64,
+        past: u64,
+    ) -> redis::RedisResult<()> {
+        tracing::warn!(%group, epoch, past, "cluster: history went back behind what it gave out; new epoch");
+        let keys = &self.state.keys;
+        let _: i64 = redis::cmd("EVAL")
+            .arg(RENEW)
+            .arg(2)
+            .arg(keys.history(group))
+            .arg(keys.history_meta(group))
+            .arg(epoch.to_string())
+            .arg(past)
+            .arg(new_epoch().to_string())
+            .arg(&r.run)
+            .query_async(&mut r.conn)
+            .await?;
+        Ok(())
     }
 
     /// A batch was stored as `last - len + 1 ..= last`: each publisher is told its place.

@@ -133,6 +133,12 @@ impl Streams {
         }
     }
 
+    /// `group`'s history stands at (`epoch`, `offset`), as Redis just said: taken as it is,
+    /// even behind what was seen before.
+    pub(super) fn stands_at(&mut self, group: &Arc<str>, epoch: u64, offset: u64) {
+        self.known.insert(group.clone(), (epoch, offset));
+    }
+
     /// The catch-up read of `group`: its history's `meta` (epoch, last offset) and its
     /// `entries` after the last delivered here, in order. Then what waited meanwhile.
     pub(super) fn caught_up(

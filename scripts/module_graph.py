@@ -25,7 +25,7 @@ SRC = os.path.join(ROOT, "src")
 # may import within itself.
 LAYERS = [
     ("protocol", ["protocol"]),
-    ("data", ["setters", "message", "error", "settings", "stats", "prepared", "watchers", "registry", "telemetry"]),
+    ("data", ["setters", "message", "error", "settings", "stats", "prepared", "watchers", "registry", "telemetry", "redact"]),
     ("delivery", ["delivery"]),
     ("connection", ["connection"]),
     ("pool", ["pool"]),

@@ -78,14 +78,14 @@ impl ConnectError {
     ///
     /// ```
     /// use actix_meta_websocket::ConnectError;
-    /// assert!(ConnectError::Status { status: 503 }.is_retryable());
-    /// assert!(!ConnectError::Status { status: 404 }.is_retryable());
+    /// assert!(ConnectError::Status { status: 503, body: String::new() }.is_retryable());
+    /// assert!(!ConnectError::Status { status: 404, body: "no such room".into() }.is_retryable());
     /// assert!(ConnectError::Timeout(std::time::Duration::from_secs(15)).is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
             ConnectError::Connect { .. } | ConnectError::Timeout(_) | ConnectError::Http(_) => true,
-            ConnectError::Status { status } => matches!(status, 408 | 429 | 500..=599),
+            ConnectError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
             ConnectError::Proxy { status, .. } => {
                 status.split_whitespace().nth(1).is_some_and(|code| code.starts_with('5'))
             }
@@ -172,11 +172,21 @@ pub enum ConnectError {
     /// client's own timeout gave up.
     #[error("handshake timed out after {0:?}")]
     Timeout(std::time::Duration),
-    /// The server answered with something other than 101.
-    #[error("server answered HTTP {status} instead of 101 Switching Protocols")]
+    /// The server answered with something other than 101: `body` is what it said, the
+    /// first kilobyte of its answer's body as text (empty when it said nothing, or when the
+    /// dial used a caller's own awc client).
+    ///
+    /// ```
+    /// use actix_meta_websocket::ConnectError;
+    /// let e = ConnectError::Status { status: 401, body: "bad or missing token".into() };
+    /// assert_eq!(e.to_string(), "server answered HTTP 401 instead of 101 Switching Protocols: bad or missing token");
+    /// ```
+    #[error("server answered HTTP {status} instead of 101 Switching Protocols{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status {
         /// The status code.
         status: u16,
+        /// The head of the answer's body (at most 1 KiB), as text.
+        body: String,
     },
     /// The 101 answer does not match the request.
     #[error("bad handshake answer: {0}")]

@@ -84,6 +84,7 @@ mod message;
 mod pool;
 mod prepared;
 pub mod protocol;
+mod redact;
 mod registry;
 mod server;
 mod settings;

@@ -184,7 +184,7 @@ fn short_type_name(full: &str) -> String {
     out
 }
 
-/// Which side started the closing handshake.
+/// Which side started the closing handshake. Displays as "the peer" or "this side".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Initiator {
     /// The peer sent the first close frame.
@@ -198,7 +198,15 @@ pub enum Initiator {
 #[non_exhaustive]
 pub enum DisconnectReason {
     /// A closing handshake: the code and reason of the first close frame.
-    #[error("closed by {initiator:?} with {code}: {reason:?}")]
+    ///
+    /// ```
+    /// use actix_meta_websocket::{DisconnectReason, Initiator};
+    /// let r = DisconnectReason::Closed { initiator: Initiator::Peer, code: 1001.into(), reason: "bye".into() };
+    /// assert_eq!(r.to_string(), "closed by the peer with 1001 (going away): bye");
+    /// let r = DisconnectReason::Closed { initiator: Initiator::Local, code: 1000.into(), reason: String::new() };
+    /// assert_eq!(r.to_string(), "closed by this side with 1000 (normal closure)");
+    /// ```
+    #[error("closed by {initiator} with {code}{}{}", code_meaning(*code), reason_suffix(reason))]
     Closed {
         /// Who sent the first close frame.
         initiator: Initiator,
@@ -238,6 +246,46 @@ pub enum DisconnectReason {
     /// The TCP connection ended without a closing handshake (1006).
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+}
+
+impl std::fmt::Display for Initiator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Initiator::Peer => "the peer",
+            Initiator::Local => "this side",
+        })
+    }
+}
+
+/// " (going away)" for a code RFC 6455 names; nothing for others.
+fn code_meaning(code: CloseCode) -> String {
+    let name = match code.0 {
+        1000 => "normal closure",
+        1001 => "going away",
+        1002 => "protocol error",
+        1003 => "unsupported data",
+        1005 => "no status",
+        1006 => "abnormal closure",
+        1007 => "invalid payload",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1010 => "extension required",
+        1011 => "internal error",
+        1012 => "service restart",
+        1013 => "try again later",
+        1014 => "bad gateway",
+        1015 => "TLS handshake",
+        _ => return String::new(),
+    };
+    format!(" ({name})")
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
 }
 
 impl DisconnectReason {

@@ -345,7 +345,7 @@ async fn bad_answers_are_typed_errors() {
         connect(opts)
     };
     let forbidden = scripted_server("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", vec![]).await;
-    assert!(matches!(dial(forbidden, false).await, Err(ConnectError::Status { status: 403 })));
+    assert!(matches!(dial(forbidden, false).await, Err(ConnectError::Status { status: 403, .. })));
 
     let wrong_accept = scripted_server(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",

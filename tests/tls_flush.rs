@@ -77,11 +77,7 @@ impl Handler<MessageDisconnect> for Ids {
 /// Settings that leave no other write to push a held-back tail out: no heartbeat within
 /// the test's time.
 fn quiet() -> ConnectionSettings {
-    ConnectionSettings {
-        heartbeat: None,
-        idle_timeout: None,
-        ..ConnectionSettings::default()
-    }
+    ConnectionSettings { heartbeat: None, idle_timeout: None, ..ConnectionSettings::default() }
 }
 
 fn message(i: usize, size: usize) -> String {
@@ -198,7 +194,8 @@ async fn over_wss_readers_under_concurrent_load_get_every_burst_whole() {
                     let started = Instant::now();
                     for i in 0..BURST {
                         let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
-                        let m = m.unwrap_or_else(|_| panic!("message {i} never came")).expect("open").unwrap();
+                        let m =
+                            m.unwrap_or_else(|_| panic!("message {i} never came")).expect("open").unwrap();
                         assert_eq!(m.into_text().unwrap().as_str(), message(i, SIZE));
                     }
                     writer.await.unwrap();
@@ -280,7 +277,11 @@ async fn the_crates_client_over_wss_gets_the_end_of_its_burst_to_a_paused_server
         resume.send(()).expect("server waiting");
         // The server checks its reads (a failure there fails this join).
         let reading = tokio::task::spawn_blocking(move || reading.join());
-        tokio::time::timeout(Duration::from_secs(10), reading).await.expect("server done").unwrap().expect("read it all");
+        tokio::time::timeout(Duration::from_secs(10), reading)
+            .await
+            .expect("server done")
+            .unwrap()
+            .expect("read it all");
         tokio::time::timeout(Duration::from_secs(10), id.closed()).await.expect("closed");
     }
 }

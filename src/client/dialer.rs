@@ -20,6 +20,8 @@ pub(crate) struct DialState {
     pub(crate) local: Option<SocketAddr>,
     pub(crate) remote: Option<SocketAddr>,
     pub(crate) error: Option<ConnectError>,
+    /// The head of the body of an answer that was not 101.
+    pub(crate) refusal: Option<String>,
 }
 
 #[derive(Clone)]

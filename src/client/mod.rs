@@ -4,6 +4,7 @@
 mod dialer;
 mod proxy;
 mod reconnect;
+mod refusal;
 mod resume;
 
 use std::cell::RefCell;
@@ -199,7 +200,7 @@ async fn dial_and_start(options: DialOptions) -> Result<ConnectionId, ConnectErr
         protocol,
         local_addr: dialled.local_addr,
         remote_addr: dialled.remote_addr,
-        uri: redacted(&url),
+        uri: without_userinfo(&url),
         headers: copy_headers(headers),
         data: None,
     };
@@ -273,6 +274,9 @@ fn dial_error(
         }
         // A caller's client gave up on its own timeout: say after how long.
         (None, ConnectError::Timeout(_)) => ConnectError::Timeout(started.elapsed()),
+        (None, ConnectError::Status { status, .. }) => {
+            ConnectError::Status { status, body: st.refusal.take().unwrap_or_default() }
+        }
         (None, e) => e,
     }
 }
@@ -315,21 +319,16 @@ pub(crate) fn bare_host(host: &str) -> &str {
     host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
-/// `url` as given, with credentials hidden (see [`redacted`]).
+/// `url` as given, for errors, logs and `Debug`: userinfo and query values hidden.
 fn redact_str(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => redacted(&u),
-        Err(_) => proxy::redact_str(url),
-    }
+    crate::redact::for_logs(url)
 }
 
-/// `url` with its credentials, if any, replaced by `***`, for errors, logs and `Debug`.
-pub(crate) fn redacted(url: &url::Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
+/// `url` without its userinfo, for the connection's own `MessageConnect` (its query is the
+/// application's: it may read its position or room there).
+fn without_userinfo(url: &url::Url) -> String {
     let mut shown = url.clone();
-    let _ = shown.set_username("***");
+    let _ = shown.set_username("");
     let _ = shown.set_password(None);
     shown.to_string()
 }
@@ -362,7 +361,7 @@ fn build_client(
     state: Rc<RefCell<dialer::DialState>>,
 ) -> awc::Client {
     let connector = awc::Connector::new()
-        .connector(dialer::Dialer { proxy, state })
+        .connector(dialer::Dialer { proxy, state: state.clone() })
         .max_http_version(actix_http::Version::HTTP_11);
     #[cfg(feature = "rustls")]
     let connector = match &options.tls {
@@ -373,13 +372,16 @@ fn build_client(
     awc::Client::builder()
         .connector(connector)
         .timeout(options.handshake_timeout + Duration::from_secs(1))
+        .wrap(refusal::KeepRefusal(state))
         .finish()
 }
 
 fn map_ws_error(e: WsClientError, url: &url::Url) -> ConnectError {
     let addr = format!("{}:{}", url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0));
     match e {
-        WsClientError::InvalidResponseStatus(s) => ConnectError::Status { status: s.as_u16() },
+        WsClientError::InvalidResponseStatus(s) => {
+            ConnectError::Status { status: s.as_u16(), body: String::new() }
+        }
         WsClientError::SendRequest(SendRequestError::Connect(c)) => match c {
             AwcConnectError::Io(source) => ConnectError::Connect { addr, source },
             AwcConnectError::Timeout => {

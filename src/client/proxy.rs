@@ -37,7 +37,7 @@ impl std::fmt::Debug for Proxy {
         match self {
             Proxy::FromEnv => f.write_str("FromEnv"),
             Proxy::None => f.write_str("None"),
-            Proxy::Url(u) => f.debug_tuple("Url").field(&super::redacted(u)).finish(),
+            Proxy::Url(u) => f.debug_tuple("Url").field(&crate::redact::for_logs(u.as_str())).finish(),
         }
     }
 }
@@ -70,7 +70,7 @@ impl Proxy {
 }
 
 fn parse_proxy_url(s: &str) -> Result<url::Url, ConnectError> {
-    let bad = |reason: &str| ConnectError::Url { url: redact_str(s), reason: reason.to_owned() };
+    let bad = |reason: &str| ConnectError::Url { url: crate::redact::for_logs(s), reason: reason.to_owned() };
     // Go accepts a bare host:port and means http://host:port.
     let u = match url::Url::parse(s) {
         Ok(u) if u.has_host() => u,
@@ -80,20 +80,6 @@ fn parse_proxy_url(s: &str) -> Result<url::Url, ConnectError> {
     match u.scheme() {
         "http" => Ok(u),
         other => Err(bad(&format!("proxy scheme {other:?} is not supported (only http://)"))),
-    }
-}
-
-/// A proxy string as given, with anything before an `@` in its authority hidden: it may be
-/// credentials, even in a string too broken to parse.
-pub(super) fn redact_str(s: &str) -> String {
-    let (scheme, rest) = s.split_once("://").map_or(("", s), |(a, b)| (a, b));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let sep = if scheme.is_empty() { "" } else { "://" };
-            format!("{scheme}{sep}***{}", &rest[at..])
-        }
-        None => s.to_owned(),
     }
 }
 

@@ -127,6 +127,30 @@ pub struct MessageConnect {
 }
 
 impl MessageConnect {
+    /// The query of [`uri`](Self::uri), without the `?`; empty when there is none.
+    ///
+    /// ```
+    /// # use actix_meta_websocket::*;
+    /// # fn demo(m: MessageConnect) -> Result<(), ParsePositionError> {
+    /// // ws://host/ws?room=lobby&since=...: resume where the client left off.
+    /// let since = Since::from_query(m.query(), "since")?.unwrap_or(Since::Now);
+    /// # Ok(()) }
+    /// ```
+    pub fn query(&self) -> &str {
+        let uri = self.uri.split('#').next().unwrap_or_default();
+        uri.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The path of [`uri`](Self::uri): `/ws/lobby` for `/ws/lobby?token=...` (server) and
+    /// for `wss://host/ws/lobby?token=...` (client).
+    pub fn path(&self) -> &str {
+        let uri = self.uri.split(['?', '#']).next().unwrap_or_default();
+        match uri.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |at| &rest[at..]),
+            None => uri,
+        }
+    }
+
     /// The value attached with the upgrade, as a `T`; asking for another type than the one
     /// attached (or when none was) is an error that names both.
     ///
@@ -162,7 +186,7 @@ impl fmt::Debug for MessageConnect {
             .field("id", &self.id)
             .field("remote_addr", &self.remote_addr)
             .field("local_addr", &self.local_addr)
-            .field("uri", &self.uri)
+            .field("uri", &crate::redact::for_logs(&self.uri))
             .field("protocol", &self.protocol)
             .field("compressed", &self.compressed)
             .field("data", &self.data.is_some())

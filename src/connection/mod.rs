@@ -449,7 +449,7 @@ impl Actor for WsConnection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let connect = self.details.message_connect(self.id.clone());
-        tracing::info!(parent: &self.span, uri = %connect.uri, protocol = ?connect.protocol, compressed = connect.compressed, "connected");
+        tracing::info!(parent: &self.span, uri = %crate::redact::for_logs(&connect.uri), protocol = ?connect.protocol, compressed = connect.compressed, "connected");
         // The I/O loop is not polled yet: an awaited answer is polled on its first poll.
         if !self.handover.connect(connect, None) {
             self.target_gone(ctx);

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use actix::Recipient;
+
 use crate::connection::ConnectionId;
 
 /// One member of a group: its connection and the metadata it joined with.
@@ -68,4 +70,50 @@ pub enum PresenceChange {
     Left,
     /// Its connection ended: it left every group before its `MessageDisconnect`.
     Disconnected,
+}
+
+impl super::Groups {
+    /// Sends `watcher` the members of `group` there now (each as
+    /// [`PresenceChange::Present`], in join order), then a [`PresenceEvent`] for every
+    /// join, update and leave, until the watcher's actor stops; so watching late misses
+    /// nobody. A watched group stays (empty) while it has watchers. These are this node's members only; across a cluster, use
+    /// `Cluster::watch`.
+    ///
+    /// Events go out after the change, as actix messages, so other messages can overtake
+    /// them: a joiner's first [`WsMessage`](crate::WsMessage) can reach its target before
+    /// that target's own `PresenceEvent` for the join. A handler that must know who is in
+    /// a group asks [`contains`](Self::contains) or [`members`](Self::members), exact when
+    /// they return, and uses events only to tell others:
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # use actix_meta_websocket::{Groups, PresenceEvent, WsMessage};
+    /// struct Room { groups: Groups }
+    /// # impl Actor for Room { type Context = Context<Self>; }
+    /// impl Handler<WsMessage> for Room {
+    ///     type Result = ();
+    ///     fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+    ///         // Not "have I seen its Joined event yet": the group itself knows.
+    ///         if let Some(text) = m.as_text().filter(|_| self.groups.contains("lobby", &m.id)) {
+    ///             self.groups.broadcast_except("lobby", text, &m.id);
+    ///         }
+    ///     }
+    /// }
+    /// impl Handler<PresenceEvent> for Room {
+    ///     type Result = ();
+    ///     fn handle(&mut self, e: PresenceEvent, _: &mut Context<Self>) {
+    ///         self.groups.broadcast(&e.group, format!("{} {:?}", e.member.meta, e.change));
+    ///     }
+    /// }
+    /// # fn demo(groups: &Groups, room: Addr<Room>) {
+    /// groups.watch("lobby", room.recipient());
+    /// # }
+    /// ```
+    pub fn watch(&self, group: &str, watcher: Recipient<PresenceEvent>) {
+        loop {
+            if self.shared.get_or_make(group).watch(watcher.clone()).is_ok() {
+                return;
+            }
+        }
+    }
 }

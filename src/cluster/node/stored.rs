@@ -139,15 +139,7 @@ impl Node {
                 match parse_answer(&answer) {
                     Some((true, epoch, last)) => self.published(&group, batch, epoch, last),
                     Some((false, epoch, last)) => {
-                        let (seen_epoch, seen) = self.state.streams.known(&group);
-                        if seen_epoch == epoch && last < seen {
-                            // The same epoch behind what it gave out: a new one, or those
-                            // offsets would name other broadcasts.
-                            self.renew(r, &group, epoch, seen).await?;
-                            self.state.streams.stands_at(&group, 0, 0);
-                        } else {
-                            self.state.streams.stands_at(&group, epoch, last);
-                        }
+                        self.not_stored(r, &group, epoch, last).await?;
                         again.push((group, batch));
                     }
                     None => {
@@ -209,6 +201,26 @@ impl Node {
         for f in &frames {
             cmd.arg(&f[..]);
         }
+    }
+
+    /// The script did not store a batch: history stands at (`epoch`, `last`), which the next
+    /// attempt builds for; history behind what it gave out in the same epoch is renewed first,
+    /// or those offsets would name other broadcasts.
+    async fn not_stored(
+        &mut self,
+        r: &mut Redis,
+        group: &Arc<str>,
+        epoch: u64,
+        last: u64,
+    ) -> redis::RedisResult<()> {
+        let (seen_epoch, seen) = self.state.streams.known(group);
+        if seen_epoch == epoch && last < seen {
+            self.renew(r, group, epoch, seen).await?;
+            self.state.streams.stands_at(group, 0, 0);
+        } else {
+            self.state.streams.stands_at(group, epoch, last);
+        }
+        Ok(())
     }
 
     /// Starts a new epoch for `group` if its history is still in `epoch` and behind `past`.

@@ -145,17 +145,17 @@ impl From<Vec<u8>> for Outgoing {
     }
 }
 
-/// [`MessageConnect::data`](crate::MessageConnect::data) asked for a type that was not attached. Its text names both
+/// [`MessageConnect::data`](crate::MessageConnect::data) or [`ConnectionId::data`](crate::ConnectionId::data) asked for a type that was not attached. Its text names both
 /// types without their module paths; the fields keep the full names.
 ///
 /// ```
 /// # use actix_meta_websocket::DataTypeError;
 /// # fn demo(e: DataTypeError) {
-/// eprintln!("{e}"); // "MessageConnect carries String, not Vec<User>"
+/// eprintln!("{e}"); // "the connection carries String, not Vec<User>"
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("MessageConnect carries {}, not {}", short_type_name(attached), short_type_name(expected))]
+#[error("the connection carries {}, not {}", short_type_name(attached), short_type_name(expected))]
 #[non_exhaustive]
 pub struct DataTypeError {
     /// The type asked for, with its path (`my_app::auth::User`).
@@ -324,6 +324,6 @@ mod tests {
             assert_eq!(short_type_name(full), short, "{full}");
         }
         let e = DataTypeError { expected: "my_app::User", attached: "nothing" };
-        assert_eq!(e.to_string(), "MessageConnect carries nothing, not User");
+        assert_eq!(e.to_string(), "the connection carries nothing, not User");
     }
 }

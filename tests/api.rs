@@ -85,9 +85,13 @@ async fn each_request_chooses_its_target_and_attaches_a_typed_value() {
         // A wrong type is an error that names both types, not a silent None.
         let err = c.data::<String>().unwrap_err();
         assert!(err.expected.ends_with("String") && err.attached.ends_with("User"), "{err}");
-        assert_eq!(err.to_string(), "MessageConnect carries User, not String");
+        assert_eq!(err.to_string(), "the connection carries User, not String");
         ws.send(TMessage::text("hi")).await.unwrap();
         assert_eq!(ws.next().await.unwrap().unwrap(), TMessage::text("hi"));
+        // Every message carries it, through its id.
+        let (_, Event::Message(m)) = next(rx).await else { panic!("the message") };
+        assert_eq!(m.id.data::<User>().map(|u| u.0.as_str()), Ok(user));
+        assert_eq!(m.id.data::<String>().unwrap_err().to_string(), "the connection carries User, not String");
     }
     // A room that does not exist: the route's own answer, before any upgrade.
     assert_eq!(refused(&srv, "/ws/nowhere").await, (404, "no room named nowhere".into()));

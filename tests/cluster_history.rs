@@ -246,3 +246,76 @@ async fn a_killed_nodes_members_recover_on_another_node() {
     assert!(seen.len() >= before + 11, "recovered what it missed on a: {} then {}", before, seen.len());
     assert_whole(&seen, last);
 }
+
+/// A client's target: records each chat line's position, for the test and for `Resume`.
+struct Reader {
+    resume: Resume,
+    seen: tokio::sync::mpsc::UnboundedSender<Position>,
+}
+impl Actor for Reader {
+    type Context = Context<Self>;
+}
+impl Handler<MessageConnect> for Reader {
+    type Result = ();
+    fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
+}
+impl Handler<WsMessage> for Reader {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        if let Some(at) = m.as_text().and_then(chat_position) {
+            self.resume.seen(at);
+            let _ = self.seen.send(at);
+        }
+    }
+}
+impl Handler<MessageDisconnect> for Reader {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+#[actix_web::test]
+async fn the_crates_client_fails_over_to_another_node_and_resumes_with_nothing_missed_or_twice() {
+    let Some(bin) = common::cluster::cluster_chat().filter(|_| redis_installed()) else { return };
+    let redis = Redis::start(&[]);
+    let limits = HistoryLimits::default().max_messages(100).max_age(Duration::from_secs(3600));
+    let (a, _srv) = history_node(&redis, limits).await;
+    a.groups().keep_history("*", limits);
+    let groups = a.groups().clone();
+    let srv_a = serve_each(1, None, move || {
+        let room = Room { groups: groups.clone(), group: "lobby" }.start();
+        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
+    });
+    let victim = common::cluster::process(&redis, bin).await;
+    let (tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let resume = Resume::new("since");
+    let reader = Reader { resume: resume.clone(), seen: tx }.start();
+    let options = DialOptions::new(format!("ws://{}/ws?room=lobby&since=start", victim.addr), reader)
+        .failover([format!("{}?room=lobby", srv_a.url())])
+        .resume(resume);
+    let backoff = Backoff { initial: Duration::from_millis(20), ..Backoff::default() };
+    let client = reconnect(options, backoff, None);
+    client.connected().await.expect("on the victim");
+    let publish = |i: usize| a.groups().publish("lobby", move |at| format!("@{at} [lobby] a: {i}"));
+    // The victim serves the client until it is killed, in the middle of the traffic.
+    let mut seen = Vec::new();
+    let first = publish(0).await.unwrap().position;
+    for i in 1..=50 {
+        seen.push(next_seen(&mut seen_rx).await);
+        publish(i).await.unwrap();
+    }
+    victim.signal("-KILL");
+    for i in 51..=80 {
+        publish(i).await.unwrap();
+    }
+    let last = a.groups().publish("lobby", |at| format!("@{at} [lobby] a: last")).await.unwrap().position;
+    while seen.last() != Some(&last) {
+        seen.push(next_seen(&mut seen_rx).await);
+    }
+    assert_eq!(seen.first(), Some(&first));
+    assert_whole(&seen, last);
+    client.stop();
+}
+
+async fn next_seen(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Position>) -> Position {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("seen in time").expect("open")
+}

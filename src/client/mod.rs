@@ -28,6 +28,9 @@ use crate::settings::ConnectionSettings;
 
 /// What to dial and how (Ergo's `ConnectionOptions`).
 ///
+/// Not `Send`: it may hold an awc client, which lives on one thread. Build it on the
+/// thread (or inside the actor) that dials; [`reconnect`] takes it there too.
+///
 /// ```
 /// # use actix::{Actor, Addr, Context};
 /// # use actix_meta_websocket::*;
@@ -47,6 +50,9 @@ use crate::settings::ConnectionSettings;
 pub struct DialOptions {
     /// The server, `ws://` or `wss://`; checked when dialling.
     pub url: String,
+    /// Further servers that [`reconnect`] moves to, in turn, when a dial fails (the nodes
+    /// of a cluster, say); [`connect`] dials `url` only. See [`failover`](Self::failover).
+    pub failover: Vec<String>,
     /// Who receives the connection's messages: the pool's next live member.
     pub pool: Pool,
     /// Bound on DNS, TCP, TLS and the upgrade together (default 15 s).
@@ -77,6 +83,7 @@ impl DialOptions {
     pub fn new(url: impl Into<String>, pool: impl Into<Pool>) -> Self {
         DialOptions {
             url: url.into(),
+            failover: Vec::new(),
             pool: pool.into(),
             handshake_timeout: Duration::from_secs(15),
             compression: false,
@@ -125,6 +132,37 @@ impl DialOptions {
         self
     }
 
+    /// Further servers for [`reconnect`] to move to when a dial fails: it tries each in
+    /// turn, from the one after the server that failed, and waits its backoff only once all
+    /// have failed in a row. A connection that ends is dialled again where it was. With
+    /// [`resume`](Self::resume), every server is asked for what came after the same
+    /// position.
+    ///
+    /// ```
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// # struct Feed;
+    /// # impl Actor for Feed { type Context = Context<Self>; }
+    /// # impl actix::Handler<MessageConnect> for Feed { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<WsMessage> for Feed { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
+    /// # impl actix::Handler<MessageDisconnect> for Feed { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+    /// # #[actix::main] async fn main() {
+    /// let options = DialOptions::new("wss://node-a.example.com/ws", Feed.start())
+    ///     .failover(["wss://node-b.example.com/ws", "wss://node-c.example.com/ws"])
+    ///     .resume(Resume::new("since"));
+    /// assert_eq!(options.servers().count(), 3);
+    /// # }
+    /// ```
+    pub fn failover<I: IntoIterator<Item = S>, S: Into<String>>(mut self, urls: I) -> Self {
+        self.failover = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// `url`, then the [`failover`](Self::failover) servers.
+    pub fn servers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.failover.iter().map(String::as_str))
+    }
+
     /// Uses `client` for the HTTP part of the handshake.
     pub fn client(mut self, client: awc::Client) -> Self {
         self.client = Some(client);
@@ -143,6 +181,7 @@ impl fmt::Debug for DialOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DialOptions")
             .field("url", &redact_str(&self.url))
+            .field("failover", &self.failover.iter().map(|u| redact_str(u)).collect::<Vec<_>>())
             .field("pool", &self.pool)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("compression", &self.compression)

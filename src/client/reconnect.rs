@@ -68,6 +68,8 @@ impl Backoff {
 pub struct DialFailed {
     /// Why.
     pub error: Arc<ConnectError>,
+    /// The server dialled, without credentials (see [`DialOptions::failover`]).
+    pub url: String,
     /// Failed dials in a row, this one included.
     pub attempt: u32,
     /// When the next dial comes; `None` when the client gives up (the error is not worth
@@ -108,7 +110,9 @@ impl Reconnecting {
 }
 
 /// Dials `options.url` and dials again whenever the connection ends or a dial fails, after
-/// the waits of `backoff`. Every connection is a new one: its target gets a fresh
+/// the waits of `backoff`; a failed dial moves on to the next of
+/// [`options.failover`](DialOptions::failover)'s servers at once, and the wait comes once
+/// every server has failed in a row. Every connection is a new one: its target gets a fresh
 /// `MessageConnect` and, at its end, its `MessageDisconnect`. Failed dials go to
 /// `on_failure`, if given, and to the log; a failure not worth retrying
 /// ([`ConnectError::is_retryable`]) or `backoff.max_attempts` failures in a row end the
@@ -154,9 +158,12 @@ async fn run(
     current: watch::Sender<Option<ConnectionId>>,
     stop: Arc<Notify>,
 ) {
+    let servers: Vec<String> = options.servers().map(str::to_owned).collect();
+    let mut at = 0usize;
     let mut failures = 0u32;
     loop {
-        match connect(options.clone()).await {
+        let dial = DialOptions { url: servers[at].clone(), ..options.clone() };
+        match connect(dial).await {
             Ok(id) => {
                 failures = 0;
                 current.send_replace(Some(id.clone()));
@@ -176,10 +183,17 @@ async fn run(
             Err(error) => {
                 failures = failures.saturating_add(1);
                 let gives_up = !error.is_retryable() || backoff.max_attempts.is_some_and(|m| failures >= m);
-                let retry_in = (!gives_up).then(|| backoff.delay(failures));
-                tracing::warn!(url = %super::redact_str(&options.url), %error, attempt = failures, ?retry_in, "dial failed");
+                let url = super::redact_str(&servers[at]);
+                at = (at + 1) % servers.len();
+                // Another server is tried at once; the wait comes once every one has failed.
+                let rounds = failures.div_ceil(servers.len() as u32);
+                let retry_in = (!gives_up).then(|| match at {
+                    0 => backoff.delay(rounds),
+                    _ => Duration::ZERO,
+                });
+                tracing::warn!(%url, %error, attempt = failures, ?retry_in, "dial failed");
                 if let Some(r) = &on_failure {
-                    r.do_send(DialFailed { error: Arc::new(error), attempt: failures, retry_in });
+                    r.do_send(DialFailed { error: Arc::new(error), url, attempt: failures, retry_in });
                 }
                 match retry_in {
                     Some(wait) if !wait_or_stop(wait, &stop).await => {}

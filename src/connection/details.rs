@@ -9,7 +9,7 @@ use std::time::Instant;
 use actix_http::header::{HeaderMap, HeaderValue};
 
 use super::Setup;
-use crate::connection::{ConnectData, ConnectionId, MessageConnect};
+use crate::connection::{ConnectionId, MessageConnect};
 use crate::telemetry::Reported;
 
 pub(super) struct Details {
@@ -50,17 +50,13 @@ impl MessageCounts {
 struct ConnectInfo {
     uri: String,
     headers: HeaderMap,
-    data: Option<ConnectData>,
 }
 
 impl Details {
     /// Takes what `setup` says about the connection.
     pub(super) fn new(setup: &mut Setup, now: Instant) -> Self {
-        let info = ConnectInfo {
-            uri: std::mem::take(&mut setup.uri),
-            headers: std::mem::take(&mut setup.headers),
-            data: setup.data.take(),
-        };
+        let info =
+            ConnectInfo { uri: std::mem::take(&mut setup.uri), headers: std::mem::take(&mut setup.headers) };
         Details {
             started: now,
             local_addr: setup.local_addr,
@@ -76,10 +72,10 @@ impl Details {
     /// The connection's `MessageConnect`; its request data is handed over, so this is
     /// called once.
     pub(super) fn message_connect(&mut self, id: ConnectionId) -> MessageConnect {
-        let info = self.connect.take().map_or_else(
-            || ConnectInfo { uri: String::new(), headers: HeaderMap::new(), data: None },
-            |info| *info,
-        );
+        let info = self
+            .connect
+            .take()
+            .map_or_else(|| ConnectInfo { uri: String::new(), headers: HeaderMap::new() }, |info| *info);
         MessageConnect {
             id,
             remote_addr: self.remote_addr,
@@ -88,7 +84,6 @@ impl Details {
             headers: info.headers,
             protocol: self.protocol.clone(),
             compressed: self.compressed,
-            data: info.data,
         }
     }
 }

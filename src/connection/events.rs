@@ -84,16 +84,27 @@ impl WsMessage {
 }
 
 /// A value attached at upgrade time (e.g. the authenticated user), with its type's name
-/// for the error a wrong type gets.
+/// for the error a wrong type gets. One pointer, so that an id without data costs nothing.
 #[derive(Clone)]
-pub(crate) struct ConnectData {
-    value: Arc<dyn Any + Send + Sync>,
+pub(crate) struct ConnectData(Arc<Attached>);
+
+struct Attached {
+    value: Box<dyn Any + Send + Sync>,
     type_name: &'static str,
 }
 
 impl ConnectData {
     pub(crate) fn new<T: Any + Send + Sync>(value: T) -> Self {
-        ConnectData { value: Arc::new(value), type_name: std::any::type_name::<T>() }
+        ConnectData(Arc::new(Attached { value: Box::new(value), type_name: std::any::type_name::<T>() }))
+    }
+
+    /// The value as a `T`, or an error that names both types.
+    pub(crate) fn get<T: Any>(data: Option<&ConnectData>) -> Result<&T, DataTypeError> {
+        let expected = std::any::type_name::<T>();
+        match data {
+            None => Err(DataTypeError { expected, attached: "nothing" }),
+            Some(d) => d.0.value.downcast_ref().ok_or(DataTypeError { expected, attached: d.0.type_name }),
+        }
     }
 }
 
@@ -122,8 +133,6 @@ pub struct MessageConnect {
     pub protocol: Option<String>,
     /// Whether permessage-deflate was negotiated.
     pub compressed: bool,
-    /// The value attached with the upgrade (see [`Upgrade::data`](crate::Upgrade::data)).
-    pub(crate) data: Option<ConnectData>,
 }
 
 impl MessageConnect {
@@ -152,7 +161,8 @@ impl MessageConnect {
     }
 
     /// The value attached with the upgrade, as a `T`; asking for another type than the one
-    /// attached (or when none was) is an error that names both.
+    /// attached (or when none was) is an error that names both. Every message's id carries
+    /// it too: [`ConnectionId::data`](crate::ConnectionId::data).
     ///
     /// ```
     /// # use actix::{Actor, Context};
@@ -166,17 +176,13 @@ impl MessageConnect {
     ///     fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
     ///         match m.data::<User>() {
     ///             Ok(user) => m.id.send(format!("welcome, {}", user.0)),
-    ///             Err(e) => eprintln!("{e}"), // e.g. "MessageConnect carries nothing, not User"
+    ///             Err(e) => eprintln!("{e}"), // e.g. "the connection carries nothing, not User"
     ///         }
     ///     }
     /// }
     /// ```
     pub fn data<T: Any + Send + Sync>(&self) -> Result<&T, DataTypeError> {
-        let expected = std::any::type_name::<T>();
-        match &self.data {
-            None => Err(DataTypeError { expected, attached: "nothing" }),
-            Some(d) => d.value.downcast_ref().ok_or(DataTypeError { expected, attached: d.type_name }),
-        }
+        self.id.data()
     }
 }
 
@@ -189,7 +195,7 @@ impl fmt::Debug for MessageConnect {
             .field("uri", &crate::redact::for_logs(&self.uri))
             .field("protocol", &self.protocol)
             .field("compressed", &self.compressed)
-            .field("data", &self.data.is_some())
+            .field("data", &self.id.has_data())
             .finish_non_exhaustive()
     }
 }

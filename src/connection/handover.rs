@@ -362,7 +362,7 @@ mod tests {
     fn some_id() -> ConnectionId {
         use actix::AsyncContext;
         let ctx = actix::Context::<WsConnection>::new();
-        ConnectionId::new(1, ctx.address(), 0)
+        ConnectionId::new(1, ctx.address(), 0, None)
     }
 
     fn counter(delay: Duration) -> (Target, tokio::sync::oneshot::Receiver<usize>) {

@@ -11,11 +11,12 @@ use tokio::sync::Notify;
 
 use actix::Addr;
 
+use super::events::ConnectData;
 use super::mailbox::{GetStats, SendMessage, SendPrepared};
 use super::WsConnection;
 use crate::delivery::Subscriber;
 use crate::error::{TrySendError, WriteError};
-use crate::message::Outgoing;
+use crate::message::{DataTypeError, Outgoing};
 use crate::prepared::PreparedMessage;
 use crate::protocol::CloseCode;
 use crate::stats::Stats;
@@ -54,10 +55,17 @@ struct IdInner {
     /// Broadcasts handed to it, the groups it is in, and whether its close frame is out
     /// (it then writes nothing more).
     subscriber: Arc<Subscriber>,
+    /// What the upgrade attached (`Upgrade::data`).
+    data: Option<ConnectData>,
 }
 
 impl ConnectionId {
-    pub(crate) fn new(seq: u64, addr: Addr<WsConnection>, write_limit: usize) -> Self {
+    pub(crate) fn new(
+        seq: u64,
+        addr: Addr<WsConnection>,
+        write_limit: usize,
+        data: Option<ConnectData>,
+    ) -> Self {
         ConnectionId(Arc::new(IdInner {
             seq,
             addr,
@@ -66,7 +74,37 @@ impl ConnectionId {
             ended: AtomicBool::new(false),
             ended_notify: OnceLock::new(),
             subscriber: Subscriber::new(seq),
+            data,
         }))
+    }
+
+    /// The value attached with the upgrade ([`Upgrade::data`](crate::Upgrade::data)), as a
+    /// `T`: the authenticated user, say, on every [`WsMessage`](crate::WsMessage) through
+    /// its id, with no map from id to user to keep. Asking for another type than the one
+    /// attached (or when none was) is an error that names both.
+    ///
+    /// ```
+    /// # use actix::{Actor, Context};
+    /// # use actix_meta_websocket::*;
+    /// struct User(String); // attached by your route: `Upgrade::new().data(User(name))`
+    ///
+    /// struct Room;
+    /// # impl Actor for Room { type Context = Context<Self>; }
+    /// impl actix::Handler<WsMessage> for Room {
+    ///     type Result = ();
+    ///     fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+    ///         if let (Ok(user), Some(text)) = (m.id.data::<User>(), m.as_text()) {
+    ///             println!("{}: {text}", user.0);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn data<T: std::any::Any + Send + Sync>(&self) -> Result<&T, DataTypeError> {
+        ConnectData::get(self.0.data.as_ref())
+    }
+
+    pub(crate) fn has_data(&self) -> bool {
+        self.0.data.is_some()
     }
 
     /// The connection as the delivery of broadcasts sees it.

@@ -140,13 +140,13 @@ impl WsConnection {
     /// response body, which carries what it writes and drives the actor. `join` is called
     /// with the id before anything else happens, so the caller can register it.
     pub(crate) fn accept(
-        setup: Setup,
+        mut setup: Setup,
         payload: actix_web::dev::Payload,
         join: impl FnOnce(&ConnectionId) -> Option<Registration<ConnectionId>>,
     ) -> (ConnectionId, BodyStream) {
         let (transport, mut body) = ServerTransport::new(payload);
         let ctx = Context::new();
-        let id = new_id(&ctx, &setup.config);
+        let id = new_id(&ctx, &mut setup);
         let registration = join(&id);
         let transport = RoleTransport::InHttpTask(transport);
         let actor = Self::new(setup, Role::Server, transport, BytesMut::new(), id.clone(), registration);
@@ -156,12 +156,12 @@ impl WsConnection {
 
     /// Starts a dialled connection on a task of its own, over `io` and what was read past
     /// the handshake.
-    pub(crate) fn dial<T>(setup: Setup, io: T, read_buf: BytesMut) -> ConnectionId
+    pub(crate) fn dial<T>(mut setup: Setup, io: T, read_buf: BytesMut) -> ConnectionId
     where
         T: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let ctx = Context::new();
-        let id = new_id(&ctx, &setup.config);
+        let id = new_id(&ctx, &mut setup);
         let transport = RoleTransport::Socket(Box::new(IoTransport::new(io)));
         ctx.run(Self::new(setup, Role::Client, transport, read_buf, id.clone(), None));
         id
@@ -171,7 +171,7 @@ impl WsConnection {
     /// handed over after the 101 (and what it had read past the request). `join` is called
     /// with the id before anything else happens, so the caller can register it.
     pub(crate) fn take_over<T>(
-        setup: Setup,
+        mut setup: Setup,
         io: T,
         read_ahead: BytesMut,
         join: impl FnOnce(&ConnectionId) -> Option<Registration<ConnectionId>>,
@@ -180,7 +180,7 @@ impl WsConnection {
         T: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let ctx = Context::new();
-        let id = new_id(&ctx, &setup.config);
+        let id = new_id(&ctx, &mut setup);
         let registration = join(&id);
         // The HTTP layer's read buffer is 8 KiB or more, and almost always empty by now.
         let read_buf = if read_ahead.is_empty() { BytesMut::new() } else { BytesMut::from(&read_ahead[..]) };
@@ -439,9 +439,9 @@ impl WsConnection {
 
 /// A new connection's id: it carries the actor's own address, made once, which serves
 /// every message, the registry and `MessageConnect` without a new actix sender each.
-fn new_id(ctx: &Context<WsConnection>, config: &ConnectionSettings) -> ConnectionId {
+fn new_id(ctx: &Context<WsConnection>, setup: &mut Setup) -> ConnectionId {
     let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
-    ConnectionId::new(seq, ctx.address(), config.max_write_buffer)
+    ConnectionId::new(seq, ctx.address(), setup.config.max_write_buffer, setup.data.take())
 }
 
 impl Actor for WsConnection {

@@ -456,7 +456,7 @@ pub(crate) fn test_ids(n: usize) -> Vec<ConnectionId> {
     (0..n)
         .map(|i| {
             let ctx = actix::Context::<crate::connection::WsConnection>::new();
-            ConnectionId::new(i as u64 + 1, ctx.address(), 0)
+            ConnectionId::new(i as u64 + 1, ctx.address(), 0, None)
         })
         .collect()
 }

@@ -396,7 +396,6 @@ mod tests {
                 headers: Default::default(),
                 protocol: None,
                 compressed: false,
-                data: None,
             },
             None
         ));

@@ -261,3 +261,30 @@ async fn a_clusters_groups_with_a_thread_backlog_deliver_local_and_remote_broadc
     b.cluster.groups().broadcast(ROOM, "from b");
     assert_eq!(text(&mut c).await, "from b");
 }
+
+#[actix_web::test]
+async fn a_node_starts_while_redis_is_away_serves_locally_and_joins_when_it_comes() {
+    if !redis_installed() {
+        return;
+    }
+    let port = common::redis::free_port();
+    let a = node_with(fast(&format!("redis://127.0.0.1:{port}"))).await;
+    assert!(!a.cluster.is_broker_up());
+    let (watch, mut seen) = events();
+    a.cluster.subscribe(watch);
+    event(&mut seen, |e| matches!(e, ClusterEvent::BrokerDown).then_some(())).await;
+    // Its own connections and groups work meanwhile.
+    let (mut a1c, a1) = client(&a, "a1").await;
+    let (mut a2c, _) = client(&a, "a2").await;
+    assert_eq!(a.cluster.groups().broadcast_except(ROOM, "local", &a.cluster.local(&a1).unwrap()), 1);
+    assert_eq!(text(&mut a2c).await, "local");
+    // Redis comes: the node joins, and another node reaches its members.
+    let redis = Redis::start_on(port, &[]);
+    event(&mut seen, |e| matches!(e, ClusterEvent::BrokerUp).then_some(())).await;
+    assert!(a.cluster.is_broker_up());
+    let b = node(&redis).await;
+    redis.await_numsub(&format!("amw:g:{ROOM}"), 1).await;
+    b.cluster.groups().broadcast(ROOM, "from b");
+    assert_eq!(text(&mut a1c).await, "from b");
+    assert_eq!(text(&mut a2c).await, "from b");
+}

@@ -92,8 +92,15 @@ impl Drop for Inner {
 
 impl Cluster {
     /// Joins the cluster on the Redis at `opts`' URL as a new node: connects, subscribes,
-    /// and starts the node's task on a thread of its own. Fails if Redis cannot be reached
-    /// now; once joined, the node reconnects by itself.
+    /// and starts the node's task on a thread of its own; once joined, the node reconnects
+    /// by itself.
+    ///
+    /// A Redis that does not answer now (connection refused, or no answer within a second)
+    /// does not keep the node from starting: it serves its own connections and groups, and
+    /// joins the cluster when Redis answers, with [`ClusterEvent::BrokerUp`]; until then
+    /// [`is_broker_up`](Self::is_broker_up) is false and what needs Redis fails with
+    /// `BrokerDown`. A Redis that answers and refuses (wrong password, a certificate not
+    /// trusted) is an error: retrying would not help.
     pub async fn join(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
         opts.check().map_err(ClusterError::Invalid)?;
         let client = match &opts.tls_root {
@@ -118,7 +125,12 @@ impl Cluster {
                 match node.connect().await {
                     Ok(redis) => {
                         let _ = ready.send(Ok(()));
-                        node.run(rx, redis).await;
+                        node.run(rx, Some(redis)).await;
+                    }
+                    Err(e) if e.is_connection_refusal() || e.is_timeout() => {
+                        tracing::warn!(error = %e, "cluster: redis does not answer; the node starts without it and joins when it does");
+                        let _ = ready.send(Ok(()));
+                        node.run(rx, None).await;
                     }
                     Err(e) => drop(ready.send(Err(ClusterError::Redis(e.to_string())))),
                 }

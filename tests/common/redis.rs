@@ -13,6 +13,11 @@ pub struct Redis {
     extra: Vec<String>,
 }
 
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port()
+}
+
 pub fn redis_installed() -> bool {
     let runs = |p: &str| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success());
     super::peer("redis-server and redis-cli", runs("redis-server") && runs("redis-cli"))
@@ -20,8 +25,11 @@ pub fn redis_installed() -> bool {
 
 impl Redis {
     pub fn start(extra: &[&str]) -> Redis {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+        Redis::start_on(free_port(), extra)
+    }
+
+    /// A redis-server on `port` (one a test reserved with `free_port` and told a node of).
+    pub fn start_on(port: u16, extra: &[&str]) -> Redis {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let child = Redis::spawn(port, &extra);
         let redis = Redis { port, child, extra };

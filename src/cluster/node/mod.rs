@@ -106,10 +106,12 @@ impl Node {
         Ok(redis)
     }
 
-    /// Serves until stopped: `redis` is the first link, made by the caller.
-    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, redis: Redis) {
-        let mut redis = Some(redis);
-        self.state.came_up(false);
+    /// Serves until stopped: `redis` is the first link, made by the caller, or `None` when
+    /// Redis did not answer (the node then connects when it does).
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, mut redis: Option<Redis>) {
+        if redis.is_some() {
+            self.state.came_up(false);
+        }
         let mut tick = tokio::time::interval(self.opts.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry = Retry::default();

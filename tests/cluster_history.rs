@@ -186,6 +186,8 @@ async fn positions_history_no_longer_holds_are_refused_on_any_node() {
     let want: Vec<String> =
         (last.offset - 2..=next.offset).map(|o| Position { offset: o, ..last }.to_string()).collect();
     assert_eq!(texts, want);
+    // Where the group stands as each node knows it: b delivered it; a published it.
+    assert_eq!(b.groups().position("room"), Some(next));
 }
 
 /// The position at the head of a chat line (`@<position> [room] ...`).

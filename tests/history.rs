@@ -234,3 +234,61 @@ async fn the_crates_reconnecting_client_resumes_after_the_last_position_it_saw()
     client.stop();
     srv.handle.stop(false).await;
 }
+
+/// Joins each connection since its URL's position, refusing by the crate's convention.
+struct Refusing(Groups);
+impl Actor for Refusing {
+    type Context = Context<Self>;
+}
+impl Handler<MessageConnect> for Refusing {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        let since = Since::from_query(m.query(), "since").unwrap().unwrap_or(Since::Now);
+        // On one node the outcome is there at once: no task needed.
+        let joined = self.0.join_since("room", &m.id, "", since).now().expect("there at once");
+        if let Err(RecoveryError::Unrecoverable { reason, .. }) = joined {
+            reason.refuse(&m.id);
+        }
+    }
+}
+impl Handler<WsMessage> for Refusing {
+    type Result = ();
+    fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {}
+}
+impl Handler<MessageDisconnect> for Refusing {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+#[actix_web::test]
+async fn a_refusal_closes_with_the_conventions_code_and_the_crates_client_starts_over() {
+    let groups = Groups::new();
+    groups.keep_history("room", HistoryLimits::default().max_messages(5));
+    let g = groups.clone();
+    let srv = serve_each(1, None, move || {
+        WsHandler::new(HandlerOptions::new(Target::from_addr(Refusing(g.clone()).start()))).unwrap()
+    });
+    let mut last = None;
+    for _ in 0..20 {
+        last = Some(groups.publish("room", |at| at.to_string()).now().unwrap().unwrap().position);
+    }
+    let last = last.unwrap();
+    let cases = [
+        (Position { offset: 3, ..last }, Unrecoverable::TooOld),
+        (Position { epoch: last.epoch ^ 1, ..last }, Unrecoverable::OtherEpoch),
+        (Position { offset: 99, ..last }, Unrecoverable::Ahead),
+    ];
+    for (since, reason) in cases {
+        // The crate's client, resuming since a position history no longer holds.
+        let resume = Resume::new("since");
+        resume.seen(since);
+        let (worker, mut rx) = recorder("client", false);
+        let opts = DialOptions::new(srv.url(), Target::from_addr(worker)).resume(resume.clone());
+        connect(opts).await.expect("upgraded, then refused");
+        let d = next_disconnect(&mut rx).await;
+        assert_eq!(d.reason.code(), reason.close_code(), "{}", d.reason);
+        assert!(d.reason.to_string().ends_with(&reason.to_string()), "{}", d.reason);
+        assert_eq!(resume.closed(&d.reason), Some(reason));
+        assert_eq!(resume.last(), None, "starts over");
+    }
+}

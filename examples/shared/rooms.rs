@@ -74,8 +74,9 @@ impl Rooms {
         actix::spawn(async move {
             let joined = match groups.join_since(&room, &id, name.clone(), since).await {
                 Err(RecoveryError::Unrecoverable { reason: Unrecoverable::Unavailable, .. }) => {
-                    // History cannot be read now (Redis is away): the page comes back later.
-                    let _ = id.close(1013, "history unavailable; try again");
+                    // History cannot be read now (Redis is away): 1013, the page keeps its
+                    // position and comes back shortly (the crate's refusal convention).
+                    Unrecoverable::Unavailable.refuse(&id);
                     return;
                 }
                 Err(RecoveryError::Unrecoverable { reason, .. }) => {

@@ -70,6 +70,36 @@ impl Resume {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// A connection ended with `reason`: if the server closed it saying that history cannot
+    /// recover the position and the client must start over (close codes 4001 to 4004, see
+    /// [`Unrecoverable`](crate::Unrecoverable)), the position is forgotten; it is kept for
+    /// every other ending (1013 included: history comes back). Returns the reason read.
+    ///
+    /// ```
+    /// # use actix_meta_websocket::*;
+    /// let resume = Resume::new("since");
+    /// resume.seen("00000000075bcd15:42".parse().unwrap());
+    /// let busy = DisconnectReason::Closed { initiator: Initiator::Peer, code: 1013.into(), reason: String::new() };
+    /// assert_eq!(resume.closed(&busy), Some(Unrecoverable::Unavailable));
+    /// assert!(resume.last().is_some(), "kept: try again");
+    /// let gone = DisconnectReason::Closed { initiator: Initiator::Peer, code: 4002.into(), reason: String::new() };
+    /// assert_eq!(resume.closed(&gone), Some(Unrecoverable::TooOld));
+    /// assert_eq!(resume.last(), None, "start over");
+    /// ```
+    pub fn closed(&self, reason: &crate::message::DisconnectReason) -> Option<crate::groups::Unrecoverable> {
+        let crate::message::DisconnectReason::Closed {
+            initiator: crate::message::Initiator::Peer, code, ..
+        } = reason
+        else {
+            return None;
+        };
+        let unrecoverable = crate::groups::Unrecoverable::from_close_code(*code)?;
+        if !unrecoverable.is_retryable() {
+            self.clear();
+        }
+        Some(unrecoverable)
+    }
+
     /// `url` with the position in its query (replacing the key's value if it had one).
     pub(crate) fn apply(&self, url: &mut url::Url) {
         let Some(at) = self.last() else { return };

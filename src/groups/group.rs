@@ -37,6 +37,8 @@ struct State {
     /// The broadcasts kept, if the group keeps history (on one node; a cluster keeps
     /// history in Redis).
     history: Option<History>,
+    /// In a cluster, the newest stored broadcast this node has handed on.
+    seen: Option<Position>,
 }
 
 struct Entry {
@@ -157,9 +159,20 @@ impl Group {
         }
     }
 
-    /// Where the group's history stands, if it keeps one.
+    /// Where the group's history stands, if it keeps one here; else the newest stored
+    /// broadcast handed on here.
     pub(super) fn position(&self) -> Option<Position> {
-        self.lock().history.as_ref().map(History::position)
+        let s = self.lock();
+        s.history.as_ref().map(History::position).or(s.seen)
+    }
+
+    /// A stored broadcast at `at` is handed on here (history in Redis).
+    #[cfg(feature = "cluster")]
+    pub(super) fn saw(&self, at: Position) {
+        let mut s = self.lock();
+        if s.seen.is_none_or(|p| p.epoch != at.epoch || p.offset < at.offset) {
+            s.seen = Some(at);
+        }
     }
 
     /// The broadcast `build` makes for the next position: kept, and handed on like

@@ -6,7 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::connection::ConnectionId;
 use crate::prepared::PreparedMessage;
+use crate::protocol::CloseCode;
 
 /// Where a broadcast stands in its group's history: the history's epoch (a new one each
 /// time the history starts afresh) and the broadcast's offset in it (1, 2, 3, ...).
@@ -143,8 +145,26 @@ impl Since {
 }
 
 /// Why a position cannot be recovered. Nothing is delivered then, and the member is not
-/// joined: the application tells its client to start over (reload), then joins it
-/// [`Since::Now`] or [`Since::Start`].
+/// joined. Every reason but one asks the client to start over: forget its position, load
+/// the state afresh, and join [`Since::Now`] or [`Since::Start`]. [`Unavailable`] asks it
+/// to keep its position and come back shortly ([`is_retryable`](Self::is_retryable)).
+///
+/// The crate's convention for telling a client why, on the wire: [`refuse`](Self::refuse)
+/// closes the connection with [`close_code`](Self::close_code) (1013 Try Again Later for
+/// `Unavailable`; 4001 to 4004, start over, for the others) and the reason in words; the
+/// client reads it back with [`from_close_code`](Self::from_close_code), and the crate's
+/// own client forgets its position with [`Resume::closed`](crate::Resume::closed).
+///
+/// ```
+/// use actix_meta_websocket::{protocol::CloseCode, Unrecoverable};
+/// assert_eq!(Unrecoverable::Unavailable.close_code(), CloseCode(1013));
+/// assert!(Unrecoverable::Unavailable.is_retryable());
+/// assert_eq!(Unrecoverable::TooOld.close_code(), CloseCode(4002));
+/// assert_eq!(Unrecoverable::from_close_code(CloseCode(4002)), Some(Unrecoverable::TooOld));
+/// assert_eq!(Unrecoverable::from_close_code(CloseCode(1000)), None);
+/// ```
+///
+/// [`Unavailable`]: Unrecoverable::Unavailable
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unrecoverable {
@@ -158,8 +178,51 @@ pub enum Unrecoverable {
     TooFarBehind,
     /// The position is ahead of history: no such broadcast was made.
     Ahead,
-    /// History could not be read (the cluster's Redis is away).
+    /// History could not be read now (the cluster's Redis is away): the position may well be
+    /// recoverable; the client keeps it and tries again after a short wait.
     Unavailable,
+}
+
+/// The close codes of the convention, in the order of `Unrecoverable`'s variants.
+const CODES: [(Unrecoverable, u16); 5] = [
+    (Unrecoverable::OtherEpoch, 4001),
+    (Unrecoverable::TooOld, 4002),
+    (Unrecoverable::TooFarBehind, 4003),
+    (Unrecoverable::Ahead, 4004),
+    (Unrecoverable::Unavailable, 1013),
+];
+
+impl Unrecoverable {
+    /// Whether the client should keep its position and come back after a short wait (only
+    /// [`Unavailable`](Self::Unavailable)); otherwise it starts over.
+    pub fn is_retryable(self) -> bool {
+        self == Unrecoverable::Unavailable
+    }
+
+    /// The close code that tells a client this reason (see the type's docs).
+    pub fn close_code(self) -> CloseCode {
+        CODES.iter().find(|(r, _)| *r == self).map_or(CloseCode(1013), |(_, c)| CloseCode(*c))
+    }
+
+    /// The reason a close code of the convention stands for, read by a client.
+    pub fn from_close_code(code: CloseCode) -> Option<Unrecoverable> {
+        CODES.iter().find(|(_, c)| *c == code.0).map(|(r, _)| *r)
+    }
+
+    /// Closes `id` with [`close_code`](Self::close_code) and this reason in words: how a
+    /// server tells a client that it cannot recover, and what to do.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::*;
+    /// # async fn demo(groups: Groups, id: ConnectionId, since: Since) {
+    /// if let Err(RecoveryError::Unrecoverable { reason, .. }) = groups.join_since("room", &id, "", since).await {
+    ///     reason.refuse(&id); // 1013: come back shortly; 4001-4004: start over
+    /// }
+    /// # }
+    /// ```
+    pub fn refuse(self, id: &ConnectionId) {
+        let _ = id.close(self.close_code(), &self.to_string());
+    }
 }
 
 impl fmt::Display for Unrecoverable {

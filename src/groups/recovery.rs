@@ -60,6 +60,29 @@ impl<T> HistoryFuture<T> {
     pub(crate) fn new(answer: Answer<T>, gone: fn() -> T) -> Self {
         HistoryFuture { answer, gone }
     }
+
+    /// The outcome, if it is there already; otherwise the future back, to await. On one
+    /// node it is always there ([`Groups::publish`] and [`Groups::join_since`] take effect
+    /// when called), so a message handler needs no task for it; in a cluster it is there
+    /// once Redis has answered.
+    ///
+    /// ```
+    /// # use actix_meta_websocket::{Groups, HistoryLimits};
+    /// let groups = Groups::new();
+    /// groups.keep_history("news", HistoryLimits::default());
+    /// let sent = groups.publish("news", |at| format!("{at} hello")).now();
+    /// assert_eq!(sent.ok().and_then(Result::ok).map(|p| p.position.offset), Some(1));
+    /// ```
+    pub fn now(mut self) -> Result<T, Self> {
+        match &mut self.answer {
+            Answer::Ready(value) => Ok(value.take().unwrap_or_else(self.gone)),
+            Answer::Later(rx) => match rx.try_recv() {
+                Ok(value) => Ok(value),
+                Err(oneshot::error::TryRecvError::Closed) => Ok((self.gone)()),
+                Err(oneshot::error::TryRecvError::Empty) => Err(self),
+            },
+        }
+    }
 }
 
 impl<T: Unpin> Future for HistoryFuture<T> {
@@ -90,8 +113,9 @@ fn stopped_join() -> Result<Recovered, RecoveryError> {
 }
 
 impl Groups {
-    /// Keeps history for the groups `pattern` names: one group (`"room:lobby"`), or every
-    /// group whose name starts with a prefix (`"room:*"`), within `limits`. From then on
+    /// Keeps history for the groups `pattern` names: one group (`"room:lobby"`), every
+    /// group whose name starts with a prefix (`"room:*"`), or every group (`"*"`), within
+    /// `limits`. From then on
     /// every broadcast to such a group gets a [`Position`] and is kept, a member can join
     /// [`since`](Self::join_since) a position, and the group stays while it keeps
     /// something, even with no member. A later rule for the same pattern replaces the
@@ -252,8 +276,10 @@ impl Groups {
         outcome
     }
 
-    /// Where `group`'s history stands on this node (the newest broadcast's position), if
-    /// it keeps one here. (In a cluster, history is in Redis: this is `None`.)
+    /// The position of `group`'s newest broadcast as this node knows it: where its history
+    /// stands on one node; in a cluster (history in Redis), the newest broadcast delivered
+    /// here or replayed to a member joining here. `None` for a group without history, or
+    /// one this node has not heard from yet.
     pub fn position(&self, group: &str) -> Option<Position> {
         self.shared.get(group).and_then(|g| g.position())
     }
@@ -271,8 +297,15 @@ impl Groups {
 impl Groups {
     /// Hands a broadcast with history, in its place, to this node's members of `group`
     /// (but the member `except`).
-    pub(crate) fn deliver_stored(&self, group: &str, msg: &PreparedMessage, except: Option<u64>) -> usize {
+    pub(crate) fn deliver_stored(
+        &self,
+        group: &str,
+        at: Position,
+        msg: &PreparedMessage,
+        except: Option<u64>,
+    ) -> usize {
         let Some(g) = self.shared.get(group) else { return 0 };
+        g.saw(at);
         let reach = g.deliver_except_seq(msg, except, self.shared.thread_backlog());
         self.note_skipped(group, reach.skipped);
         reach.reached
@@ -282,6 +315,7 @@ impl Groups {
     pub(crate) fn join_replayed(
         &self,
         group: &str,
+        at: Position,
         id: &ConnectionId,
         meta: Arc<str>,
         replay: &[PreparedMessage],
@@ -289,6 +323,7 @@ impl Groups {
         let mut fresh = false;
         let joined = id.subscriber().join(|| loop {
             let g = self.shared.get_or_make(group);
+            g.saw(at);
             match g.join_replayed(id, meta.clone(), replay) {
                 Err(super::group::Removed) => continue,
                 Ok(new) => {

@@ -46,7 +46,7 @@ impl Node {
             self.history_lost(group, reason);
         }
         for s in &out.deliver {
-            self.state.groups.deliver_stored(group, &s.msg, s.except);
+            self.state.groups.deliver_stored(group, s.position(), &s.msg, s.except);
         }
         if let Some(t) = out.rolled_back {
             self.renew(r, group, t.epoch, t.delivered).await?;
@@ -240,7 +240,13 @@ impl Node {
             }
         };
         let msgs: Vec<PreparedMessage> = replay.into_iter().map(|s| s.msg).collect();
-        match self.state.groups.join_replayed(group, &j.id, j.meta.clone(), &msgs) {
+        match self.state.groups.join_replayed(
+            group,
+            Position { epoch: t.epoch, offset: t.delivered },
+            &j.id,
+            j.meta.clone(),
+            &msgs,
+        ) {
             Ok(_) => {
                 let position = Position { epoch: t.epoch, offset: t.delivered };
                 Ok(Ok(Recovered { replayed: msgs.len(), position }))

@@ -318,7 +318,7 @@ impl State {
                 let s =
                     Stored { epoch, offset, except, msg: PreparedMessage::checked(text, payload), at_ms: 0 };
                 if let Some(s) = self.streams.arrived(&group.into(), s) {
-                    self.groups.deliver_stored(group, &s.msg, s.except);
+                    self.groups.deliver_stored(group, s.position(), &s.msg, s.except);
                 }
             }
             frame if from != self.me() => self.on_frame(channel, from, frame, answers),

@@ -26,6 +26,12 @@ pub(super) struct Stored {
     pub(super) at_ms: u64,
 }
 
+impl Stored {
+    pub(super) fn position(&self) -> crate::groups::Position {
+        crate::groups::Position { epoch: self.epoch, offset: self.offset }
+    }
+}
+
 /// Where a group's delivery on this node stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Track {

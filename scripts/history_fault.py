@@ -1,28 +1,40 @@
 #!/usr/bin/env python3
 """Fault run of group history and recovery across nodes: is anything ever lost silently,
-doubled, or reordered?
+doubled, reordered, or is a position ever given to two broadcasts?
 
-    python3 scripts/history_fault.py [--members 200] [--broadcasts 20000] [--rate 1500]
+    python3 scripts/history_fault.py [--seeds 1,2,3] [--members 200] [--broadcasts 20000]
+                                     [--rate 1500] [--outage 3]
 
-Starts a redis-server and three `cluster_chat` nodes (each its own process, every room
-keeping 20,000 messages), then `--members` WebSocket clients (Python `websockets`) in the
-lobby, spread over the nodes, and two publishers that say `p<j> <n>` for n = 0, 1, ...
-until `--broadcasts` in all have been said. Meanwhile:
+Per seed: starts a redis-server and three `cluster_chat` nodes (each its own process, every
+room keeping 20,000 messages), then `--members` WebSocket clients (Python `websockets`) in
+the lobby, spread over the nodes, and two publishers that say `p<j> <n>` for n = 0, 1, ...
+until `--broadcasts` in all have been said. Members drop their connection at random and
+come back since the last position they saw, to a node picked at random (a page that
+reconnects), all through the faults, which come in turn:
 
-- members drop their connection at random and come back since the last position they
-  saw, to a node picked at random (a page that reconnects);
-- Redis is restarted once without persistence (history lost: a new epoch), and once with
-  persistence (`appendonly yes`, enabled at run time, then a graceful restart);
-- one node is killed with `kill -9`; its clients come back on the others.
+1. Redis killed and away for `--outage` seconds, then back without persistence (history
+   lost: a new epoch);
+2. a snapshot taken (`SAVE`); later Redis *and every node* killed with `kill -9`, Redis back
+   from that older snapshot, the nodes started again;
+3. Redis switched to `appendonly yes` (`everysec`); its append-only file copied; later
+   Redis and every node killed again, Redis back from the older copy (what `everysec` can
+   lose, and more), the nodes started again;
+4. one node killed with `kill -9` and started again a second later;
+5. Redis restarted gracefully from its append-only file.
+
+After each Redis restart a probe client on every node says a line every 50 ms until its
+own broadcast comes back: the time from Redis (or the restarted nodes) being back to each
+node publishing again, reported as p50 and max.
 
 Each member records every broadcast it got (`@<position> [lobby] <who>: <text>`), every
 close code, and every "missed messages are gone (<reason>)" notice: the explicit
 "cannot recover". Then, per member: within each stretch between explicit notices the
 positions must follow one another exactly (one epoch, offset + 1): an epoch change or a
 jump is a silent gap, a repeat a duplicate; each publisher's `n` must rise (a drop is a
-reordering); and every member must end on the last broadcast. Prints the counts and the
-reasons, and writes bench/history_fault.md. Needs redis-server and Python websockets
-(scripts/test.sh installs both). Loopback only.
+reordering); and every member must end on the last broadcast. Across members, a position
+must name one broadcast. Prints the counts per seed and writes bench/history_fault.md.
+Needs redis-server and Python websockets (scripts/test.sh installs both). Loopback only.
+`CARGO_TARGET_DIR` is honoured.
 """
 import argparse
 import asyncio
@@ -33,6 +45,8 @@ import signal
 import socket
 import subprocess
 import sys
+import shutil
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -40,7 +54,8 @@ from collections import Counter
 import websockets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "examples", "cluster_chat")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+BIN = os.path.join(TARGET, "release", "examples", "cluster_chat")
 LINE = re.compile(r"^@(\S+) \[lobby\] (\S+): (.*)$", re.S)
 GONE = re.compile(r"^\[lobby\] missed messages are gone \((.*)\); here are the latest$")
 
@@ -62,7 +77,7 @@ class Redis:
 
     def start(self, persist):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", self.dir,
-                "--appendonly", "yes" if persist else "no"]
+                "--appendonly", "yes" if persist else "no", "--appendfsync", "everysec"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         deadline = time.time() + 10
         while self.cli("PING") != "PONG":
@@ -78,9 +93,11 @@ class Redis:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
-    def persist_and_restart(self):
-        """Turns the append-only file on, waits for it to be written, shuts down gracefully
-        (everything flushed) and starts again from it."""
+    def aof_dir(self):
+        return os.path.join(self.dir, "appendonlydir")
+
+    def turn_aof_on(self):
+        """Turns the append-only file on and waits for it to be written."""
         self.cli("CONFIG", "SET", "appendonly", "yes")
         deadline = time.time() + 30
         while "aof_rewrite_in_progress:0" not in self.cli("INFO", "persistence") or \
@@ -88,6 +105,17 @@ class Redis:
             if time.time() > deadline:
                 sys.exit("the append-only file was not written")
             time.sleep(0.05)
+
+    def keep_aof(self):
+        kept = os.path.join(self.dir, "kept")
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(self.aof_dir(), kept)
+
+    def restore_aof(self):
+        shutil.rmtree(self.aof_dir(), ignore_errors=True)
+        shutil.copytree(os.path.join(self.dir, "kept"), self.aof_dir())
+
+    def graceful_restart(self):
         self.cli("SHUTDOWN")
         self.proc.wait()
         self.start(persist=True)
@@ -130,6 +158,9 @@ async def session(member, url, stop_at, hold):
     except websockets.exceptions.ConnectionClosed as e:
         code = e.rcvd.code if e.rcvd else 1006
         member.events.append(("closed", code))
+        # Closed by the server (1013 try again later, 1012, a node gone): back in half a
+        # second, as the chat page does.
+        await asyncio.sleep(random.uniform(0.25, 0.75))
     except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidStatus, websockets.exceptions.InvalidHandshake):
         await asyncio.sleep(0.1)  # the node is gone: another is picked next time
 
@@ -149,28 +180,37 @@ def note(member, text):
 async def run_member(member, urls, stop_at, churn):
     while not stop_at.is_set():
         live = [u for u in urls if u is not None]
+        if not live:
+            await asyncio.sleep(0.1)
+            continue
         hold = random.uniform(1, churn) if churn else 3600
         await session(member, random.choice(live), stop_at, hold)
 
 
 async def publisher(j, urls, said, target, rate, stop_at):
+    """Says `p<j> <n>` at `rate`; `said[0]` counts the lines of either publisher that came
+    back as broadcasts (what was published, not what was sent while Redis was away)."""
     n = 0
     while said[0] < target and not stop_at.is_set():
         live = [u for u in urls if u is not None]
+        if not live:
+            await asyncio.sleep(0.1)
+            continue
         try:
             async with websockets.connect(f"{random.choice(live)}?room=lobby&since=now", open_timeout=5) as ws:
-                async def drain():
+                async def count_published():
                     try:
-                        async for _ in ws:
-                            pass
+                        async for text in ws:
+                            m = LINE.match(text)
+                            if m and m.group(3).startswith(f"p{j} "):
+                                said[0] += 1
                     except websockets.exceptions.ConnectionClosed:
                         pass
-                reader = asyncio.ensure_future(drain())
-                while said[0] < target:
+                reader = asyncio.ensure_future(count_published())
+                while said[0] < target and not reader.done():
                     await ws.send(f"p{j} {n}")
                     n += 1
-                    said[0] += 1
-                    await asyncio.sleep(1 / rate)
+                    await asyncio.sleep(2 / rate)
                 reader.cancel()
         except (websockets.exceptions.ConnectionClosed, OSError, asyncio.TimeoutError,
                 websockets.exceptions.InvalidHandshake):
@@ -208,37 +248,128 @@ def check(member, last):
     return out
 
 
-async def main_async(a):
+class Nodes:
+    """The three nodes; `urls` is shared with the members and publishers (None: down)."""
+
+    def __init__(self, redis_url, n=3):
+        self.redis_url = redis_url
+        self.procs, self.urls = [], []
+        for _ in range(n):
+            proc, url = start_node(redis_url)
+            self.procs.append(proc)
+            self.urls.append(url)
+
+    def kill(self, i):
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait()
+        self.urls[i] = None
+
+    def start(self, i):
+        self.procs[i], self.urls[i] = start_node(self.redis_url)
+
+    def kill_all(self):
+        for i in range(len(self.procs)):
+            self.kill(i)
+
+    def start_all(self):
+        for i in range(len(self.procs)):
+            self.start(i)
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+
+
+async def probe(url, deadline=20.0):
+    """Seconds until a line said on the node at `url` comes back as a broadcast."""
+    t0 = time.monotonic()
+    k = 0
+    while time.monotonic() - t0 < deadline:
+        try:
+            async with websockets.connect(f"{url}?room=lobby&since=now", open_timeout=2, max_size=None) as ws:
+                while time.monotonic() - t0 < deadline:
+                    k += 1
+                    word = f"probe{random.randrange(1 << 30)}x{k}"
+                    await ws.send(word)
+                    end = time.monotonic() + 0.05
+                    while time.monotonic() < end:
+                        try:
+                            text = await asyncio.wait_for(ws.recv(), timeout=max(0.001, end - time.monotonic()))
+                        except asyncio.TimeoutError:
+                            break
+                        m = LINE.match(text)
+                        if m and m.group(3) == word:
+                            return time.monotonic() - t0
+        except (websockets.exceptions.ConnectionClosed, OSError, asyncio.TimeoutError,
+                websockets.exceptions.InvalidHandshake):
+            await asyncio.sleep(0.02)
+    return float("inf")
+
+
+async def probe_all(nodes, label, back):
+    times = await asyncio.gather(*[probe(u) for u in nodes.urls if u is not None])
+    back.extend((label, t) for t in times)
+
+
+async def run_seed(a, seed):
+    random.seed(seed)
     tmp = tempfile.mkdtemp(prefix="amw-fault-")
     redis = Redis(tmp)
     redis.start(persist=False)
-    url = f"redis://127.0.0.1:{redis.port}"
-    nodes = [start_node(url) for _ in range(3)]
-    urls = [u for _, u in nodes]
+    nodes = Nodes(f"redis://127.0.0.1:{redis.port}")
+    urls = nodes.urls
     stop_at = asyncio.Event()
     members = [Member(f"m{i}") for i in range(a.members)]
     tasks = [asyncio.ensure_future(run_member(m, urls, stop_at, a.churn)) for m in members]
     await asyncio.sleep(2)  # everyone in the lobby before the first broadcast
     said = [0]
-    pubs = [asyncio.ensure_future(publisher(j, urls, said, a.broadcasts, a.rate / 2, stop_at)) for j in range(2)]
-    log = []
+    pubs = [asyncio.ensure_future(publisher(j, urls, said, a.broadcasts, a.rate, stop_at)) for j in range(2)]
+    log, back = [], []
     t0 = time.monotonic()
 
-    async def at(fraction, what, action):
+    async def at(fraction, what):
         while said[0] < a.broadcasts * fraction:
             await asyncio.sleep(0.05)
-        log.append(f"{time.monotonic() - t0:6.1f} s, after {said[0]} said: {what}")
-        print(log[-1], flush=True)
-        action()
+        log.append(f"{time.monotonic() - t0:6.1f} s, after {said[0]} published: {what}")
+        print(f"seed {seed}: {log[-1]}", flush=True)
 
-    def kill_node():
-        proc, _ = nodes[1]
-        proc.send_signal(signal.SIGKILL)
-        urls[1] = None
+    await at(0.10, f"Redis killed, away for {a.outage} s, back without persistence")
+    redis.kill()
+    await asyncio.sleep(a.outage)
+    redis.start(persist=False)
+    await probe_all(nodes, "Redis back after an outage", back)
 
-    await at(0.2, "Redis restarted without persistence", lambda: (redis.kill(), redis.start(persist=False)))
-    await at(0.45, "Redis restarted with persistence (appendonly yes)", redis.persist_and_restart)
-    await at(0.7, "a node killed with kill -9", kill_node)
+    await at(0.25, "snapshot taken (SAVE)")
+    redis.cli("SAVE")
+    await at(0.35, "Redis and every node killed -9; Redis back from the older snapshot, nodes started")
+    redis.kill()
+    nodes.kill_all()
+    redis.start(persist=False)
+    nodes.start_all()
+    await probe_all(nodes, "nodes restarted with Redis from a snapshot", back)
+
+    await at(0.45, "appendonly yes (everysec) turned on")
+    redis.turn_aof_on()
+    await at(0.55, "append-only file copied")
+    redis.keep_aof()
+    await at(0.65, "Redis and every node killed -9; Redis back from the older append-only file, nodes started")
+    redis.kill()
+    nodes.kill_all()
+    redis.restore_aof()
+    redis.start(persist=True)
+    nodes.start_all()
+    await probe_all(nodes, "nodes restarted with Redis from an older AOF", back)
+
+    await at(0.8, "a node killed -9, started again a second later")
+    nodes.kill(1)
+    await asyncio.sleep(1)
+    nodes.start(1)
+
+    await at(0.9, "Redis restarted gracefully from its append-only file")
+    redis.graceful_restart()
+    await probe_all(nodes, "Redis back after a graceful restart", back)
+
     await asyncio.gather(*pubs)
     # Until every member has the last broadcast, or nothing has moved for 20 s (the
     # clients, in one Python process, read far slower than the nodes send). The last
@@ -259,45 +390,72 @@ async def main_async(a):
                f"{time.monotonic() - t0:6.1f} s: {len(behind)} members still behind, nothing moving for 20 s")
     stop_at.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for proc, _ in nodes:
-        if proc.poll() is None:
-            proc.kill()
+    nodes.stop()
     redis.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
     totals = Counter()
-    received = 0
+    named = {}
     for m in members:
         totals += check(m, last)
-        received += sum(1 for e in m.events if e[0] == "msg")
-    sessions = sum(m.sessions for m in members)
-    bad = totals["silent gap"] + totals["duplicate"] + totals["reordered"] + totals["ended behind"]
-    lines = [f"members: {len(members)}, broadcasts said: {said[0]}, last position offset {last[1]}, "
-             f"broadcasts received in all: {received}, sessions: {sessions}",
-             *log,
-             "",
-             "| outcome | count |", "|---|---:|"]
-    for k in ["silent gap", "duplicate", "reordered", "ended behind"]:
-        lines.append(f"| {k} | {totals[k]} |")
-    for k, v in sorted(totals.items()):
-        if k not in ("silent gap", "duplicate", "reordered", "ended behind"):
-            lines.append(f"| {k} | {v} |")
-    text = "\n".join(lines)
-    print(text)
-    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "history_fault.md"), "w") as f:
-        f.write("# History fault run\n\nGenerated by `python3 scripts/history_fault.py`.\n\n" + text + "\n")
-    return 1 if bad else 0
+        for e in m.events:
+            if e[0] == "msg":
+                if named.setdefault((e[1], e[2]), (e[3], e[4])) != (e[3], e[4]):
+                    totals["position named twice"] += 1
+    totals["received"] = sum(1 for m in members for e in m.events if e[0] == "msg")
+    totals["sessions"] = sum(m.sessions for m in members)
+    return {"seed": seed, "said": said[0], "last": last, "log": log, "totals": totals, "back": back}
+
+
+BAD = ["silent gap", "duplicate", "reordered", "position named twice", "ended behind"]
+
+
+def report(a, runs):
+    lines = [f"{a.members} members, {a.broadcasts} broadcasts said per run at {a.rate:g}/s, members reconnecting "
+             f"within {a.churn:g} s, Redis away {a.outage:g} s in the outage; seeds {', '.join(str(r['seed']) for r in runs)}.",
+             ""]
+    for r in runs:
+        lines.append(f"Seed {r['seed']}: last position offset {r['last'][1]}, "
+                     f"{r['totals']['received']} broadcasts received in {r['totals']['sessions']} sessions.")
+        lines += ["", "```", *r["log"], "```", ""]
+    keys = BAD + sorted({k for r in runs for k in r["totals"] if k not in BAD and k not in ("received", "sessions")})
+    lines += ["| outcome | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |",
+              "|---|" + "---:|" * len(runs)]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(str(r["totals"][k]) for r in runs) + " |")
+    lines += ["", "Time from Redis (or the restarted nodes) back to each node publishing again "
+              "(a probe's own line coming back), all seeds:", "",
+              "| after | probes | p50 | max |", "|---|---:|---:|---:|"]
+    labels = []
+    for r in runs:
+        for label, _ in r["back"]:
+            if label not in labels:
+                labels.append(label)
+    for label in labels:
+        t = [x for r in runs for (l, x) in r["back"] if l == label]
+        lines.append(f"| {label} | {len(t)} | {statistics.median(t) * 1000:.0f} ms | {max(t) * 1000:.0f} ms |")
+    return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="1,2,3", help="one run per seed, comma-separated")
     ap.add_argument("--members", type=int, default=200)
     ap.add_argument("--broadcasts", type=int, default=20000)
     ap.add_argument("--rate", type=float, default=1500, help="broadcasts per second, both publishers together")
     ap.add_argument("--churn", type=float, default=8.0, help="a member drops its connection within this many s")
+    ap.add_argument("--outage", type=float, default=3.0, help="seconds Redis stays away in the outage")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--features", "cluster", "--example", "cluster_chat"],
                    cwd=ROOT, check=True)
-    sys.exit(asyncio.run(main_async(a)))
+    runs = [asyncio.run(run_seed(a, int(seed))) for seed in a.seeds.split(",")]
+    text = report(a, runs)
+    print(text)
+    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "history_fault.md"), "w") as f:
+        f.write("# History fault run\n\nGenerated by `python3 scripts/history_fault.py`.\n\n" + text + "\n")
+    bad = sum(r["totals"][k] for r in runs for k in BAD)
+    slow = [x for r in runs for _, x in r["back"] if x > 1.0]
+    sys.exit(1 if bad or slow else 0)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@
 //! ```no_run
 //! use actix::prelude::*;
 //! use actix_meta_websocket::*;
-//! use actix_web::{App, HttpServer};
+//! use actix_web::App;
 //!
 //! struct Echo;
 //! impl Actor for Echo { type Context = Context<Self>; }
@@ -60,13 +60,17 @@
 //! async fn main() -> std::io::Result<()> {
 //!     let handler = WsHandler::new(HandlerOptions::new(Pool::from([Echo.start(), Echo.start()])))?;
 //!     let h = handler.clone();
-//!     handler.configure_server(HttpServer::new(move || App::new().route("/ws", h.route())))
+//!     // Your actix-web `App`, unchanged; each accepted WebSocket's socket is then the
+//!     // connection's own (`HttpServer` with `handler.configure_server` works too).
+//!     WsServer::new(move || App::new().route("/ws", h.route()))
+//!         .shutdown_signal(handler.shutdown_on(async { let _ = tokio::signal::ctrl_c().await; }))
 //!         .bind("127.0.0.1:8080")?
 //!         .run()
 //!         .await
 //! }
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 #[macro_use]

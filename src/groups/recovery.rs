@@ -122,7 +122,7 @@ impl Groups {
     /// earlier; a group already keeping history keeps its limits.
     ///
     /// On one node history lives in memory and starts afresh (a new epoch) when the group
-    /// does. In a cluster ([`Cluster::groups`](crate::Cluster::groups)) it lives in Redis,
+    /// does. In a cluster (`Cluster::groups`, feature `cluster`) it lives in Redis,
     /// shared by the nodes: give every node the same rules.
     ///
     /// ```

@@ -260,7 +260,12 @@ impl Groups {
         self.publish_here(group, msg, None)
     }
 
-    /// Adds `id` to `group` without metadata; `Ok(true)` if it was not a member.
+    /// Adds `id` to `group` without metadata; `Ok(true)` if it was not a member. It is a
+    /// member here at once; in a cluster, broadcasts from other nodes reach it once this
+    /// node listens to the group, a moment later. For a group with history,
+    /// [`join_since`](Self::join_since) with [`Since::Now`] is the join to await: it
+    /// resolves once the member gets every later broadcast, with the position it starts
+    /// after.
     ///
     /// ```no_run
     /// # fn demo(groups: &actix_meta_websocket::Groups, id: &actix_meta_websocket::ConnectionId) {

@@ -307,8 +307,32 @@ async def probe(url, deadline=20.0):
     return float("inf")
 
 
-async def probe_all(nodes, label, back):
-    times = await asyncio.gather(*[probe(u) for u in nodes.urls if u is not None])
+class Prober:
+    """A process of its own that probes a node when told (`--prober`): the members' event
+    loop, busy with a million messages, would otherwise delay the probe itself."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--prober"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    async def time(self, url):
+        self.proc.stdin.write(url + "\n")
+        self.proc.stdin.flush()
+        line = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
+        return float(line)
+
+    def stop(self):
+        self.proc.kill()
+
+
+def prober_main():
+    for url in sys.stdin:
+        print(asyncio.run(probe(url.strip())), flush=True)
+
+
+async def probe_all(probers, nodes, label, back):
+    live = [u for u in nodes.urls if u is not None]
+    times = await asyncio.gather(*[p.time(u) for p, u in zip(probers, live)])
     back.extend((label, t) for t in times)
 
 
@@ -326,6 +350,7 @@ async def run_seed(a, seed):
     said = [0]
     pubs = [asyncio.ensure_future(publisher(j, urls, said, a.broadcasts, a.rate, stop_at)) for j in range(2)]
     log, back = [], []
+    probers = [Prober() for _ in nodes.urls]
     t0 = time.monotonic()
 
     async def at(fraction, what):
@@ -338,7 +363,7 @@ async def run_seed(a, seed):
     redis.kill()
     await asyncio.sleep(a.outage)
     redis.start(persist=False)
-    await probe_all(nodes, "Redis back after an outage", back)
+    await probe_all(probers, nodes, "Redis back after an outage", back)
 
     await at(0.25, "snapshot taken (SAVE)")
     redis.cli("SAVE")
@@ -347,7 +372,7 @@ async def run_seed(a, seed):
     nodes.kill_all()
     redis.start(persist=False)
     nodes.start_all()
-    await probe_all(nodes, "nodes restarted with Redis from a snapshot", back)
+    await probe_all(probers, nodes, "nodes restarted with Redis from a snapshot", back)
 
     await at(0.45, "appendonly yes (everysec) turned on")
     redis.turn_aof_on()
@@ -359,7 +384,7 @@ async def run_seed(a, seed):
     redis.restore_aof()
     redis.start(persist=True)
     nodes.start_all()
-    await probe_all(nodes, "nodes restarted with Redis from an older AOF", back)
+    await probe_all(probers, nodes, "nodes restarted with Redis from an older AOF", back)
 
     await at(0.8, "a node killed -9, started again a second later")
     nodes.kill(1)
@@ -368,7 +393,7 @@ async def run_seed(a, seed):
 
     await at(0.9, "Redis restarted gracefully from its append-only file")
     redis.graceful_restart()
-    await probe_all(nodes, "Redis back after a graceful restart", back)
+    await probe_all(probers, nodes, "Redis back after a graceful restart", back)
 
     await asyncio.gather(*pubs)
     # Until every member has the last broadcast, or nothing has moved for 20 s (the
@@ -391,6 +416,8 @@ async def run_seed(a, seed):
     stop_at.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     nodes.stop()
+    for p in probers:
+        p.stop()
     redis.kill()
     shutil.rmtree(tmp, ignore_errors=True)
     totals = Counter()
@@ -437,6 +464,8 @@ def report(a, runs):
 
 
 def main():
+    if sys.argv[1:] == ["--prober"]:
+        return prober_main()
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="1,2,3", help="one run per seed, comma-separated")
     ap.add_argument("--members", type=int, default=200)

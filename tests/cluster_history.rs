@@ -177,6 +177,8 @@ async fn positions_history_no_longer_holds_are_refused_on_any_node() {
     let recent = Position { offset: last.offset - 3, ..last };
     let url = format!("{}?since={recent}", srv_b.url());
     let next = Position { offset: last.offset + 1, ..last };
+    // A watcher keeps b's group while no member is in it, so that its position stays known.
+    b.groups().watch("room", Watcher.start().recipient());
     let listener = actix_rt::spawn(async move { session(&url, Some(next)).await });
     while b.groups().count("room") == 0 {
         tokio::task::yield_now().await;
@@ -186,8 +188,18 @@ async fn positions_history_no_longer_holds_are_refused_on_any_node() {
     let want: Vec<String> =
         (last.offset - 2..=next.offset).map(|o| Position { offset: o, ..last }.to_string()).collect();
     assert_eq!(texts, want);
-    // Where the group stands as each node knows it: b delivered it; a published it.
+    // Where the group stands as b knows it: the newest broadcast it delivered.
     assert_eq!(b.groups().position("room"), Some(next));
+}
+
+/// Watches a group and does nothing else: the group stays while it is watched.
+struct Watcher;
+impl Actor for Watcher {
+    type Context = Context<Self>;
+}
+impl Handler<PresenceEvent> for Watcher {
+    type Result = ();
+    fn handle(&mut self, _: PresenceEvent, _: &mut Context<Self>) {}
 }
 
 /// The position at the head of a chat line (`@<position> [room] ...`).

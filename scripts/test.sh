@@ -47,7 +47,8 @@ AMW_SERVER=owned cargo test --all-features \
   --test server --test server_flow --test lifecycle --test endings --test hostile \
   --test backpressure --test groups --test isolation --test compression --test interop \
   --test memory --test api --test client --test errors --test soak \
-  --test cluster --test cluster_presence --test history --test cluster_history
+  --test cluster --test cluster_presence --test history --test cluster_history \
+  --test cluster_faults --test client_reports
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py

@@ -176,17 +176,23 @@ impl Group {
     }
 
     /// The broadcast `build` makes for the next position: kept, and handed on like
-    /// [`deliver`](Self::deliver); `None` if the group keeps no history.
+    /// [`deliver`](Self::deliver); `Ok(None)` if the group keeps no history, `Err` if it
+    /// was taken out of the registry (the caller looks the name up again: a broadcast kept
+    /// in a retired group would be lost with it).
     pub(super) fn publish(
         &self,
         build: impl FnOnce(&Position) -> PreparedMessage,
         except: Option<&ConnectionId>,
         limit: usize,
-    ) -> Option<(Position, Reach)> {
+    ) -> Result<Option<(Position, Reach)>, Removed> {
         let mut s = self.lock();
-        let at = s.history.as_ref()?.next();
+        if s.removed {
+            return Err(Removed);
+        }
+        let Some(history) = s.history.as_ref() else { return Ok(None) };
+        let at = history.next();
         let msg = build(&at);
-        Some((at, s.hand_on(self.key, &msg, except, limit)))
+        Ok(Some((at, s.hand_on(self.key, &msg, except, limit))))
     }
 
     /// Removes the member `seq`; whether it was one.

@@ -183,6 +183,11 @@ impl Shared {
     }
 
     fn get_or_make(self: &Arc<Self>, name: &str) -> Arc<Group> {
+        if let Some(g) = self.get(name) {
+            return g;
+        }
+        // Before the new group is in: a sweep would take it out again, empty as it is.
+        self.sweep_if_due();
         let mut map = self.lock();
         if let Some(g) = map.get(name) {
             return g.clone();
@@ -197,7 +202,6 @@ impl Shared {
         map.insert(name, g.clone());
         drop(map);
         crate::telemetry::groups(1);
-        self.sweep_if_due();
         g
     }
 

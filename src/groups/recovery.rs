@@ -185,13 +185,19 @@ impl Groups {
     fn publish_here_at(
         &self,
         group: &str,
-        build: impl FnOnce(&Position) -> PreparedMessage,
+        build: impl Fn(&Position) -> PreparedMessage,
     ) -> Result<Published, HistoryError> {
-        let g = self.history_group(group).ok_or(HistoryError::NoHistory)?;
-        let (position, reach) =
-            g.publish(build, None, self.shared.thread_backlog()).ok_or(HistoryError::NoHistory)?;
-        self.note_skipped(group, reach.skipped);
-        Ok(Published { position, reached: reach.reached })
+        loop {
+            let g = self.history_group(group).ok_or(HistoryError::NoHistory)?;
+            match g.publish(&build, None, self.shared.thread_backlog()) {
+                Err(super::group::Removed) => continue,
+                Ok(None) => return Err(HistoryError::NoHistory),
+                Ok(Some((position, reach))) => {
+                    self.note_skipped(group, reach.skipped);
+                    return Ok(Published { position, reached: reach.reached });
+                }
+            }
+        }
     }
 
     /// Adds `id` to `group` with `meta`, first handing it the broadcasts history holds
@@ -350,5 +356,27 @@ impl Groups {
             let _ = m.id.close(code, reason);
         }
         members.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{clock, SWEEP_EVERY};
+    use super::*;
+
+    #[test]
+    fn a_group_made_by_a_publish_is_not_swept_away_with_its_broadcast() {
+        let groups = Groups::new();
+        groups.keep_history("room:*", HistoryLimits::default());
+        // A sweep is due when this `Groups` makes its first group once the process clock
+        // has run past a sweep period: that group, empty when made, must not be its victim.
+        while clock() <= SWEEP_EVERY.as_millis() as u64 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let text = |at: &Position| PreparedMessage::text(at.to_string());
+        let first = groups.publish("room:a", text).now().ok().and_then(Result::ok).expect("published");
+        let second = groups.publish("room:a", text).now().ok().and_then(Result::ok).expect("published");
+        assert_eq!((second.position.epoch, second.position.offset), (first.position.epoch, 2));
+        assert_eq!(groups.position("room:a"), Some(second.position));
     }
 }

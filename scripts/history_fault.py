@@ -437,7 +437,7 @@ BAD = ["silent gap", "duplicate", "reordered", "position named twice", "ended be
 
 
 def report(a, runs):
-    lines = [f"{a.members} members, {a.broadcasts} broadcasts said per run at {a.rate:g}/s, members reconnecting "
+    lines = [f"{a.members} members, {a.broadcasts} broadcasts published per run, said at {a.rate:g}/s, members reconnecting "
              f"within {a.churn:g} s, Redis away {a.outage:g} s in the outage; seeds {', '.join(str(r['seed']) for r in runs)}.",
              ""]
     for r in runs:

@@ -336,6 +336,17 @@ async def probe_all(probers, nodes, label, back):
     back.extend((label, t) for t in times)
 
 
+async def everything_killed(redis, nodes, persist):
+    """Redis and every node killed together; Redis back from what it kept (its snapshot, or
+    the older copy of its append-only file), the nodes started again."""
+    redis.kill()
+    nodes.kill_all()
+    if persist:
+        redis.restore_aof()
+    redis.start(persist=persist)
+    nodes.start_all()
+
+
 async def run_seed(a, seed):
     random.seed(seed)
     tmp = tempfile.mkdtemp(prefix="amw-fault-")
@@ -368,10 +379,7 @@ async def run_seed(a, seed):
     await at(0.25, "snapshot taken (SAVE)")
     redis.cli("SAVE")
     await at(0.35, "Redis and every node killed -9; Redis back from the older snapshot, nodes started")
-    redis.kill()
-    nodes.kill_all()
-    redis.start(persist=False)
-    nodes.start_all()
+    await everything_killed(redis, nodes, persist=False)
     await probe_all(probers, nodes, "nodes restarted with Redis from a snapshot", back)
 
     await at(0.45, "appendonly yes (everysec) turned on")
@@ -379,11 +387,7 @@ async def run_seed(a, seed):
     await at(0.55, "append-only file copied")
     redis.keep_aof()
     await at(0.65, "Redis and every node killed -9; Redis back from the older append-only file, nodes started")
-    redis.kill()
-    nodes.kill_all()
-    redis.restore_aof()
-    redis.start(persist=True)
-    nodes.start_all()
+    await everything_killed(redis, nodes, persist=True)
     await probe_all(probers, nodes, "nodes restarted with Redis from an older AOF", back)
 
     await at(0.8, "a node killed -9, started again a second later")

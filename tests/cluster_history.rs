@@ -202,6 +202,20 @@ impl Handler<PresenceEvent> for Watcher {
     fn handle(&mut self, _: PresenceEvent, _: &mut Context<Self>) {}
 }
 
+/// A node whose every group keeps history as the chat's rooms do, serving `Room` on the
+/// lobby (the third server) beside `history_node`'s own.
+async fn lobby_node(redis: &Redis) -> (Cluster, TestServer, TestServer) {
+    let limits = HistoryLimits::default().max_messages(100).max_age(Duration::from_secs(3600));
+    let (a, srv) = history_node(redis, limits).await;
+    a.groups().keep_history("*", limits);
+    let groups = a.groups().clone();
+    let lobby = serve_each(1, None, move || {
+        let room = Room { groups: groups.clone(), group: "lobby" }.start();
+        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
+    });
+    (a, srv, lobby)
+}
+
 /// The position at the head of a chat line (`@<position> [room] ...`).
 fn chat_position(text: &str) -> Option<Position> {
     text.strip_prefix('@')?.split(' ').next()?.parse().ok()
@@ -211,15 +225,7 @@ fn chat_position(text: &str) -> Option<Position> {
 async fn a_killed_nodes_members_recover_on_another_node() {
     let Some(bin) = common::cluster::cluster_chat().filter(|_| redis_installed()) else { return };
     let redis = Redis::start(&[]);
-    // The chat's rooms keep history as `Rooms` sets it: the same rule here.
-    let limits = HistoryLimits::default().max_messages(100).max_age(Duration::from_secs(3600));
-    let (a, _srv_a) = history_node(&redis, limits).await;
-    a.groups().keep_history("*", limits);
-    let groups = a.groups().clone();
-    let srv_a = serve_each(1, None, move || {
-        let room = Room { groups: groups.clone(), group: "lobby" }.start();
-        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
-    });
+    let (a, _srv, srv_a) = lobby_node(&redis).await;
     let victim = common::cluster::process(&redis, bin).await;
     // A client of the process node, in the lobby from its start.
     let url = format!("ws://{}/ws?room=lobby&since=start", victim.addr);
@@ -291,14 +297,7 @@ impl Handler<MessageDisconnect> for Reader {
 async fn the_crates_client_fails_over_to_another_node_and_resumes_with_nothing_missed_or_twice() {
     let Some(bin) = common::cluster::cluster_chat().filter(|_| redis_installed()) else { return };
     let redis = Redis::start(&[]);
-    let limits = HistoryLimits::default().max_messages(100).max_age(Duration::from_secs(3600));
-    let (a, _srv) = history_node(&redis, limits).await;
-    a.groups().keep_history("*", limits);
-    let groups = a.groups().clone();
-    let srv_a = serve_each(1, None, move || {
-        let room = Room { groups: groups.clone(), group: "lobby" }.start();
-        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
-    });
+    let (a, _srv, srv_a) = lobby_node(&redis).await;
     let victim = common::cluster::process(&redis, bin).await;
     let (tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
     let resume = Resume::new("since");

@@ -99,7 +99,7 @@ mod watchers;
 pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting, Resume};
 #[cfg(feature = "cluster")]
 pub use cluster::{
-    Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError, GapCause, GlobalId,
+    BrokerStatus, Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError, GapCause, GlobalId,
     NodeId, ParseIdError,
 };
 pub use connection::{

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix_meta_websocket::protocol::Incoming;
 use actix_meta_websocket::*;
 use common::cluster::*;
-use common::redis::{redis_installed, Redis};
+use common::redis::{free_port, redis_installed, Redis};
 use common::*;
 
 #[actix_rt::test]
@@ -161,7 +161,7 @@ async fn redis_killed_and_restarted_local_traffic_goes_on_remote_sends_fail_fast
     let restarted = Instant::now();
     for rx in [&mut a_events, &mut b_events] {
         event(rx, |e| matches!(e, ClusterEvent::BrokerUp).then_some(())).await;
-        event(rx, |e| matches!(e, ClusterEvent::Gap(GapCause::Reconnected)).then_some(())).await;
+        event(rx, |e| matches!(e, ClusterEvent::Gap(GapCause::Reconnected { .. })).then_some(())).await;
     }
     eprintln!("both nodes back {:?} after redis restarted", restarted.elapsed());
     // Redis came back empty: presence and subscriptions were made again.
@@ -197,7 +197,7 @@ async fn a_subscriber_redis_cuts_for_reading_too_slowly_recovers_and_signals_the
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     p.signal("-CONT");
-    p.line_with("Gap(Reconnected)").await;
+    p.line_with("Gap(Reconnected {").await;
     redis.await_numsub("amw:g:lobby", 1).await;
     a.cluster.groups().broadcast("lobby", "after the gap");
     loop {
@@ -320,8 +320,9 @@ async fn nodes_reach_each_other_through_a_redis_that_speaks_only_tls() {
     std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
     let tls_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (cert_path, key_path) = (cert_file.display().to_string(), key_file.display().to_string());
-    // Plain port for redis-cli's readiness check only; the nodes speak TLS.
-    let redis = Redis::start(&[
+    // Plain port for redis-cli's readiness check only; the nodes speak TLS. One server
+    // whatever the topology: the TLS port is its own.
+    let redis = Redis::start_on(free_port(), &[
         "--tls-port",
         &tls_port.to_string(),
         "--tls-cert-file",

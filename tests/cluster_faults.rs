@@ -7,36 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
 use common::cluster::*;
-use common::redis::{redis_installed, Redis};
+use common::redis::{redis_installed, Redis, TempDir};
 use common::*;
-
-/// A data directory of this test's own, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("amw-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("UTF-8 path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// How Redis keeps its data, and how it comes back with less than it had.
 #[derive(Clone, Copy, Debug)]

@@ -78,10 +78,14 @@ pub enum ClusterEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GapCause {
-    /// The link to Redis was lost and is back (an outage, a restart, or Redis cutting this
-    /// node for reading too slowly): what was published meanwhile did not reach it, and
-    /// what it broadcast meanwhile reached only its own members.
-    Reconnected,
+    /// The link to Redis was lost and is back (an outage, a restart, a failover, Redis
+    /// cutting this node for reading too slowly, or a subscription that fell silent): what
+    /// was published meanwhile did not reach it, and what it broadcast meanwhile reached
+    /// only its own members. Groups with history read back what they missed.
+    Reconnected {
+        /// From the loss to the link made again (subscriptions and presence re-made).
+        outage: std::time::Duration,
+    },
     /// More than [`max_queued`](super::ClusterOptions::max_queued) bytes waited for Redis,
     /// and broadcasts or sends beyond them were dropped.
     Overflow,
@@ -96,7 +100,7 @@ impl ClusterEvent {
     pub(crate) fn record(&self, alive: impl FnOnce() -> usize) {
         match self {
             ClusterEvent::Gap(cause) => crate::telemetry::cluster_gap(match cause {
-                GapCause::Reconnected => "reconnected",
+                GapCause::Reconnected { .. } => "reconnected",
                 GapCause::Overflow => "overflow",
                 GapCause::Missed(_) => "missed",
             }),

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use actix::Recipient;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{ClusterError, ClusterSendError};
 use super::events::{ClusterEvent, ClusterMember};
+use super::health::Health;
 use super::ids::{GlobalId, NodeId};
 use crate::connection::ConnectionId;
 use crate::error::TrySendError;
@@ -95,10 +97,15 @@ pub(crate) struct Link {
     index: Mutex<HashMap<u64, ConnectionId>>,
     /// The other nodes heard from, as the task last saw them.
     peers: Mutex<Vec<NodeId>>,
+    pub(crate) health: Health,
 }
 
 impl Link {
-    pub(crate) fn new(me: NodeId, max_queued: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<Cmd>) {
+    pub(crate) fn new(
+        me: NodeId,
+        max_queued: usize,
+        heartbeat: Duration,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Cmd>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let link = Link {
             me,
@@ -110,6 +117,7 @@ impl Link {
             dropped: AtomicU64::new(0),
             index: Mutex::default(),
             peers: Mutex::default(),
+            health: Health::new(heartbeat),
         };
         (Arc::new(link), rx)
     }

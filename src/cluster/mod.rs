@@ -14,8 +14,10 @@
 //! - `keys`: the channel and key names.
 //! - `events`, `error`: what users are told.
 
+mod endpoint;
 mod error;
 mod events;
+mod health;
 mod ids;
 mod keys;
 mod link;
@@ -31,9 +33,11 @@ use tokio::sync::oneshot;
 
 pub use error::{ClusterError, ClusterSendError};
 pub use events::{ClusterEvent, ClusterMember, GapCause};
+pub use health::BrokerStatus;
 pub use ids::{GlobalId, NodeId, ParseIdError};
 pub use options::ClusterOptions;
 
+use endpoint::Endpoint;
 use link::{Cmd, Link};
 use node::Node;
 
@@ -103,18 +107,12 @@ impl Cluster {
     /// trusted) is an error: retrying would not help.
     pub async fn join(opts: ClusterOptions) -> Result<Cluster, ClusterError> {
         opts.check().map_err(ClusterError::Invalid)?;
-        let client = match &opts.tls_root {
-            Some(pem) => {
-                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
-                redis::Client::build_with_tls(opts.url.as_str(), certs)
-            }
-            None => redis::Client::open(opts.url.as_str()),
-        }
-        .map_err(|e| ClusterError::Redis(e.to_string()))?;
+        let endpoint = Endpoint::new(&opts.url, opts.tls_root.as_deref(), opts.sentinel_auth.as_ref())
+            .map_err(ClusterError::Redis)?;
         let me = NodeId::random();
-        let (link, rx) = Link::new(me, opts.max_queued);
+        let (link, rx) = Link::new(me, opts.max_queued, opts.heartbeat);
         let groups = Groups::with_bus(link.clone());
-        let mut node = Node::new(link.clone(), opts.clone(), client, groups.clone());
+        let mut node = Node::new(link.clone(), opts.clone(), endpoint, groups.clone());
         let (ready, joined) = oneshot::channel();
         let started = std::thread::Builder::new().name(format!("amw-cluster-{me}")).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -122,7 +120,7 @@ impl Cluster {
                 Err(e) => return drop(ready.send(Err(ClusterError::Redis(e.to_string())))),
             };
             rt.block_on(async move {
-                match node.connect().await {
+                match node.connect_within().await {
                     Ok(redis) => {
                         let _ = ready.send(Ok(()));
                         node.run(rx, Some(redis)).await;
@@ -297,6 +295,28 @@ impl Cluster {
     /// Whether this node has its link to Redis now.
     pub fn is_broker_up(&self) -> bool {
         self.inner.link.is_up()
+    }
+
+    /// How this node's link to Redis stands: the server in use, whether its subscription
+    /// still carries the node's heartbeats back, reconnects and the last outage.
+    pub fn broker_status(&self) -> BrokerStatus {
+        self.inner.link.health.status(self.is_broker_up())
+    }
+
+    /// For a readiness check: the link to Redis is up and its subscription is not silent
+    /// (the node's last heartbeat came back within two heartbeats). While it is false,
+    /// broadcasts from here may reach only this node's members.
+    ///
+    /// ```no_run
+    /// use actix_web::{web, HttpResponse};
+    /// # use actix_meta_websocket::Cluster;
+    /// async fn ready(cluster: web::Data<Cluster>) -> HttpResponse {
+    ///     if cluster.is_ready() { HttpResponse::Ok().finish() } else { HttpResponse::ServiceUnavailable().finish() }
+    /// }
+    /// ```
+    pub fn is_ready(&self) -> bool {
+        let s = self.broker_status();
+        s.up && s.silent_for.is_none()
     }
 
     /// Leaves the cluster: this node's presence goes from Redis now, the others are told,

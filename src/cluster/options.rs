@@ -24,12 +24,30 @@ pub struct ClusterOptions {
     pub(crate) send_timeout: Duration,
     pub(crate) max_queued: usize,
     pub(crate) tls_root: Option<Vec<u8>>,
+    pub(crate) sentinel_auth: Option<(String, String)>,
 }
 
 impl ClusterOptions {
-    /// Redis at `url`: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS
-    /// (webpki roots). Defaults: prefix `amw`, heartbeat 1 s, node timeout 3 s, send
+    /// Redis at `url`. Defaults: prefix `amw`, heartbeat 1 s, node timeout 3 s, send
     /// timeout 2 s, 16 MiB queued for the broker at most.
+    ///
+    /// - `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS (webpki
+    ///   roots): one Redis.
+    /// - `redis+sentinel://[user:password@]host[:port][,host[:port]...]/<primary>[/db]`
+    ///   (`rediss+sentinel://` for TLS): the primary that Redis Sentinel names, found
+    ///   through the sentinels listed (port 26379 unless given). The credentials and the
+    ///   db are the data servers'; see [`sentinel_auth`](Self::sentinel_auth) for the
+    ///   sentinels' own. The node asks the sentinels at every connect and at every
+    ///   heartbeat, and moves when most of those answering name another server; it checks
+    ///   with `ROLE` that the server it connects to is a primary, and takes `READONLY` as
+    ///   "ask again now".
+    ///
+    /// ```
+    /// use actix_meta_websocket::ClusterOptions;
+    ///
+    /// let opts = ClusterOptions::new("redis+sentinel://:secret@10.0.0.1,10.0.0.2,10.0.0.3/chat");
+    /// assert!(!format!("{opts:?}").contains("secret"));
+    /// ```
     pub fn new(url: impl Into<String>) -> Self {
         ClusterOptions {
             url: url.into(),
@@ -39,6 +57,7 @@ impl ClusterOptions {
             send_timeout: Duration::from_secs(2),
             max_queued: 16 << 20,
             tls_root: None,
+            sentinel_auth: None,
         }
     }
 
@@ -49,8 +68,19 @@ impl ClusterOptions {
         self
     }
 
+    /// For `redis+sentinel://`: the user and password the sentinels themselves ask for
+    /// (their `requirepass`), when they are not the data servers'. An empty user is
+    /// `default`.
+    pub fn sentinel_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sentinel_auth = Some((user.into(), password.into()));
+        self
+    }
+
     /// Why these options cannot work, if they cannot.
     pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(Err(e)) = super::endpoint::SentinelUrl::parse(&self.url) {
+            return Err(e);
+        }
         if self.heartbeat.is_zero() || self.send_timeout.is_zero() {
             return Err("heartbeat and send_timeout must be above zero".into());
         }
@@ -83,14 +113,16 @@ impl ClusterOptions {
 
     /// The URL without its password, for logs.
     pub(crate) fn redacted_url(&self) -> String {
-        match url::Url::parse(&self.url) {
-            Ok(mut u) => {
-                if u.password().is_some() {
-                    let _ = u.set_password(Some("***"));
-                }
-                u.to_string()
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return "(unparsable URL)".into();
+        };
+        let end = rest.find('/').unwrap_or(rest.len());
+        match rest[..end].rsplit_once('@') {
+            Some((userinfo, hosts)) => {
+                let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+                format!("{scheme}://{user}:***@{hosts}{}", &rest[end..])
             }
-            Err(_) => "(unparsable URL)".into(),
+            None => self.url.clone(),
         }
     }
 }
@@ -105,6 +137,7 @@ impl fmt::Debug for ClusterOptions {
             .field("send_timeout", &self.send_timeout)
             .field("max_queued", &self.max_queued)
             .field("tls_root", &self.tls_root.is_some())
+            .field("sentinel_auth", &self.sentinel_auth.as_ref().map(|(user, _)| format!("{user}:***")))
             .finish()
     }
 }

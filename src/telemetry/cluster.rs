@@ -61,3 +61,26 @@ pub(crate) fn cluster_nodes(n: usize) {
     gauge!(CLUSTER_NODES).set(n as f64);
     let _ = n;
 }
+
+/// The link to Redis is back after `outage`.
+#[inline]
+pub(crate) fn cluster_outage(outage: std::time::Duration) {
+    #[cfg(feature = "metrics")]
+    histogram!(CLUSTER_OUTAGE).record(outage.as_secs_f64());
+    let _ = outage;
+}
+
+/// The link was re-made for a silent subscription.
+#[inline]
+pub(crate) fn cluster_probe_timeout() {
+    #[cfg(feature = "metrics")]
+    counter!(CLUSTER_PROBE_TIMEOUTS).increment(1);
+}
+
+/// `n` broadcasts reached no node.
+#[inline]
+pub(crate) fn cluster_unheard(n: usize) {
+    #[cfg(feature = "metrics")]
+    counter!(CLUSTER_UNHEARD).increment(n as u64);
+    let _ = n;
+}

@@ -63,6 +63,14 @@ pub const CLUSTER_RECEIVED: &str = "amw_cluster_received_total";
 pub const CLUSTER_GAPS: &str = "amw_cluster_gaps_total";
 /// Gauge: nodes of the cluster this node sees alive, itself included.
 pub const CLUSTER_NODES: &str = "amw_cluster_nodes";
+/// Histogram: outages of the link to Redis, from the loss to the link made again (seconds).
+pub const CLUSTER_OUTAGE: &str = "amw_cluster_outage_seconds";
+/// Counter: links to Redis re-made because the node's heartbeat did not come back on its
+/// subscription (a silent subscription).
+pub const CLUSTER_PROBE_TIMEOUTS: &str = "amw_cluster_probe_timeouts_total";
+/// Counter: broadcasts that no node received (the group's channel had no subscriber, not
+/// even the sender's node).
+pub const CLUSTER_UNHEARD: &str = "amw_cluster_unheard_total";
 
 /// The buckets, in seconds, that suit [`CLUSTER_REDIS_ROUND_TRIP`] (loopback to a distant
 /// region), for the exporter's histogram settings.
@@ -115,4 +123,7 @@ pub fn describe() {
     describe_counter!(CLUSTER_RECEIVED, Unit::Count, "Messages received from Redis");
     describe_counter!(CLUSTER_GAPS, Unit::Count, "Cluster gaps, by cause");
     describe_gauge!(CLUSTER_NODES, Unit::Count, "Cluster nodes alive, this one included");
+    describe_histogram!(CLUSTER_OUTAGE, Unit::Seconds, "Outages of the link to Redis");
+    describe_counter!(CLUSTER_PROBE_TIMEOUTS, Unit::Count, "Links re-made for a silent subscription");
+    describe_counter!(CLUSTER_UNHEARD, Unit::Count, "Broadcasts no node received");
 }

@@ -1,17 +1,19 @@
-//! A `redis-server` of a test's own on a free loopback port, without persistence unless
-//! asked, killed when dropped.
+//! Redis of a test's own on free loopback ports, killed when dropped. Without persistence
+//! unless asked.
+//!
+//! `AMW_REDIS` picks the topology the cluster suites run on (scripts/test.sh runs them on
+//! each): `single` (the default) is one `redis-server`; `sentinel` is a primary, a replica
+//! and three sentinels watching them, and `url()` is then the sentinels' URL. `kill` and
+//! `restart` take down and bring back every data server, so "Redis away" means the same
+//! on both. The HA tests build a `sentinel` set whatever `AMW_REDIS` says, and fail over.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A `redis-server` of this test's own, stopped when dropped.
-pub struct Redis {
-    pub port: u16,
-    child: Child,
-    extra: Vec<String>,
-}
+const WAIT: Duration = Duration::from_secs(15);
+/// The primary's name for the sentinels.
+pub const PRIMARY: &str = "amw";
 
 /// A loopback port nothing listens on now.
 pub fn free_port() -> u16 {
@@ -23,52 +25,237 @@ pub fn redis_installed() -> bool {
     super::peer("redis-server and redis-cli", runs("redis-server") && runs("redis-cli"))
 }
 
-impl Redis {
-    pub fn start(extra: &[&str]) -> Redis {
-        Redis::start_on(free_port(), extra)
+/// A data directory of a test's own, removed at the end.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("amw-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
     }
 
-    /// A redis-server on `port` (one a test reserved with `free_port` and told a node of).
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8 path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One process: a data server or a sentinel.
+struct Process {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+        }
+    }
+}
+
+/// Redis for one test: one server, or a Sentinel set (servers[0] the first primary).
+pub struct Redis {
+    /// The first primary's port.
+    pub port: u16,
+    servers: Vec<Process>,
+    sentinels: Vec<Process>,
+    extra: Vec<String>,
+    dir: Option<TempDir>,
+}
+
+impl Redis {
+    /// On the topology `AMW_REDIS` names.
+    pub fn start(extra: &[&str]) -> Redis {
+        match std::env::var("AMW_REDIS").as_deref() {
+            Ok("sentinel") => Redis::sentinel(extra),
+            Ok("single") | Err(_) => Redis::start_on(free_port(), extra),
+            Ok(other) => panic!("AMW_REDIS={other}: single or sentinel"),
+        }
+    }
+
+    /// One redis-server on `port` (one a test reserved with `free_port` and told a node of).
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = Redis::spawn(port, &extra);
-        let redis = Redis { port, child, extra };
-        redis.wait_ready();
+        let mut redis = Redis { port, servers: vec![Process { port, child: None }], sentinels: vec![], extra, dir: None };
+        redis.start_server(0);
         redis
     }
 
-    fn spawn(port: u16, extra: &[String]) -> Child {
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server")
+    /// A primary, a replica, and three sentinels that fail over within about 2 s of the
+    /// primary's death (down after 1 s).
+    pub fn sentinel(extra: &[&str]) -> Redis {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let servers = (0..2).map(|_| Process { port: free_port(), child: None }).collect();
+        let sentinels = (0..3).map(|_| Process { port: free_port(), child: None }).collect();
+        let dir = Some(TempDir::new("sentinel"));
+        let mut redis = Redis { port: 0, servers, sentinels, extra, dir };
+        redis.port = redis.servers[0].port;
+        redis.start_server(0);
+        redis.start_server(1);
+        for i in 0..3 {
+            redis.start_sentinel(i);
+        }
+        redis.await_replicas(1);
+        redis
     }
 
-    fn wait_ready(&self) {
+    fn password(&self) -> Option<&str> {
+        let i = self.extra.iter().position(|a| a == "--requirepass")?;
+        self.extra.get(i + 1).map(String::as_str)
+    }
+
+    /// Starts data server `i` again: the first as a primary, the others as its replicas
+    /// (the sentinels reconfigure one that comes back after a failover).
+    pub fn start_server(&mut self, i: usize) {
+        let port = self.servers[i].port;
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(&self.extra);
+        if let Some(dir) = &self.dir {
+            // Each its own files: a replica must not write over the primary's.
+            let own = dir.0.join(format!("server-{i}"));
+            std::fs::create_dir_all(&own).expect("server dir");
+            if !self.extra.iter().any(|a| a == "--dir") || i > 0 {
+                cmd.args(["--dir", own.to_str().expect("UTF-8")]);
+            }
+            if i > 0 {
+                cmd.args(["--replicaof", "127.0.0.1", &self.servers[0].port.to_string()]);
+            }
+            if let Some(pass) = self.password() {
+                cmd.args(["--masterauth", pass]);
+            }
+        }
+        let child = cmd.stdout(Stdio::null()).spawn().expect("redis-server");
+        self.servers[i].child = Some(child);
+        self.await_answer(port);
+    }
+
+    fn start_sentinel(&mut self, i: usize) {
+        let dir = self.dir.as_ref().expect("a sentinel set").0.clone();
+        let conf = dir.join(format!("sentinel-{i}.conf"));
+        let mut text = format!(
+            "port {}\nbind 127.0.0.1\nsentinel resolve-hostnames no\n\
+             sentinel monitor {PRIMARY} 127.0.0.1 {} 2\n\
+             sentinel down-after-milliseconds {PRIMARY} 1000\n\
+             sentinel failover-timeout {PRIMARY} 4000\nsentinel parallel-syncs {PRIMARY} 1\n",
+            self.sentinels[i].port, self.servers[0].port
+        );
+        if let Some(pass) = self.password() {
+            text.push_str(&format!("sentinel auth-pass {PRIMARY} {pass}\n"));
+        }
+        std::fs::write(&conf, text).expect("sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        self.sentinels[i].child = Some(child);
+        self.await_answer(self.sentinels[i].port);
+    }
+
+    fn await_answer(&self, port: u16) {
         let deadline = Instant::now() + WAIT;
-        while self.cli(&["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
+        while !matches!(self.cli_on(port, &["PING"]).as_str(), "PONG" | "NOAUTH Authentication required.") {
+            assert!(Instant::now() < deadline, "redis-server on {port} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+    /// Waits until every sentinel knows `n` replicas of the primary and the replicas are
+    /// in sync: only then can a failover pick one.
+    pub fn await_replicas(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let primary = self.primary_port();
+            let linked = self.servers.iter().filter(|s| s.port != primary && s.child.is_some()).all(|s| {
+                self.cli_on(s.port, &["INFO", "replication"]).contains("master_link_status:up")
+            });
+            let known = self.sentinels.iter().filter(|s| s.child.is_some()).all(|s| {
+                let out = self.cli_on(s.port, &["SENTINEL", "replicas", PRIMARY]);
+                out.lines().filter(|l| *l == "slave").count() >= n
+            });
+            if linked && known {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the replicas never linked up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
+    pub fn is_sentinel(&self) -> bool {
+        !self.sentinels.is_empty()
+    }
+
+    pub fn url(&self) -> String {
+        if !self.is_sentinel() {
+            return format!("redis://127.0.0.1:{}", self.port);
+        }
+        let auth = self.password().map(|p| format!(":{p}@")).unwrap_or_default();
+        let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        format!("redis+sentinel://{auth}{}/{PRIMARY}", hosts.join(","))
+    }
+
+    /// The port of the primary as the first sentinel that answers names it (the first
+    /// server's without sentinels).
+    pub fn primary_port(&self) -> u16 {
+        for s in self.sentinels.iter().filter(|s| s.child.is_some()) {
+            let out = self.cli_on(s.port, &["SENTINEL", "get-master-addr-by-name", PRIMARY]);
+            if let Some(port) = out.lines().nth(1).and_then(|p| p.trim().parse().ok()) {
+                return port;
+            }
+        }
+        self.port
+    }
+
+    /// Data server `i`'s port.
+    pub fn server_port(&self, i: usize) -> u16 {
+        self.servers[i].port
+    }
+
+    /// Which data server is on `port`.
+    pub fn server_at(&self, port: u16) -> usize {
+        self.servers.iter().position(|s| s.port == port).expect("one of ours")
+    }
+
+    /// `redis-cli` against the primary.
     pub fn cli(&self, args: &[&str]) -> String {
-        self.cli_with_input(args, None)
+        self.cli_on(self.primary_port(), args)
+    }
+
+    /// `redis-cli` against the server (or sentinel) on `port`.
+    pub fn cli_on(&self, port: u16, args: &[&str]) -> String {
+        self.cli_with_input_on(port, args, None)
     }
 
     /// `redis-cli -x`: the last argument is `input`, bytes as they are.
     pub fn cli_with_input(&self, args: &[&str], input: Option<&[u8]>) -> String {
+        self.cli_with_input_on(self.primary_port(), args, input)
+    }
+
+    fn cli_with_input_on(&self, port: u16, args: &[&str], input: Option<&[u8]>) -> String {
         use std::io::Write;
         let mut cmd = Command::new("redis-cli");
-        cmd.args(["-p", &self.port.to_string()]);
-        if let Some(i) = self.extra.iter().position(|a| a == "--requirepass") {
-            cmd.args(["--no-auth-warning", "-a", &self.extra[i + 1]]);
+        cmd.args(["-p", &port.to_string()]);
+        let is_sentinel = self.sentinels.iter().any(|s| s.port == port);
+        if let (Some(pass), false) = (self.password(), is_sentinel) {
+            cmd.args(["--no-auth-warning", "-a", pass]);
         }
         if input.is_some() {
             cmd.arg("-x");
@@ -89,7 +276,7 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    /// How many subscribers `channel` has.
+    /// How many subscribers `channel` has on the primary.
     pub fn numsub(&self, channel: &str) -> usize {
         let out = self.cli(&["PUBSUB", "NUMSUB", channel]);
         out.lines().nth(1).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
@@ -105,19 +292,44 @@ impl Redis {
         }
     }
 
+    /// Kills every data server (the sentinels stay): Redis is away.
     pub fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
+        self.servers.iter_mut().for_each(Process::kill);
     }
 
+    /// Starts every data server again, the first as the primary.
     pub fn restart(&mut self) {
-        self.child = Redis::spawn(self.port, &self.extra);
-        self.wait_ready();
+        for i in 0..self.servers.len() {
+            self.start_server(i);
+        }
+        if self.is_sentinel() {
+            self.await_replicas(1);
+        }
+    }
+
+    /// Kills data server `i` alone (`kill -9`).
+    pub fn kill_server(&mut self, i: usize) {
+        self.servers[i].kill();
+    }
+
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) data server `i`.
+    pub fn signal_server(&self, i: usize, sig: &str) {
+        self.servers[i].signal(sig);
+    }
+
+    /// Kills sentinel `i`.
+    pub fn kill_sentinel(&mut self, i: usize) {
+        self.sentinels[i].kill();
+    }
+
+    /// `redis-cli` against sentinel `i`.
+    pub fn sentinel_cli(&self, i: usize, args: &[&str]) -> String {
+        self.cli_on(self.sentinels[i].port, args)
     }
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        self.kill();
+        self.servers.iter_mut().chain(self.sentinels.iter_mut()).for_each(Process::kill);
     }
 }

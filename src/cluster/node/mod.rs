@@ -32,15 +32,16 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use super::endpoint::{Endpoint, Sentinels};
 use super::error::{ClusterError, ClusterSendError};
 use super::keys::Keys;
 use super::link::{Cmd, Link};
 use super::options::ClusterOptions;
 use super::wire::Frame;
 use crate::groups::Groups;
-use round::Round;
+use round::{is_primary, Round};
 use state::State;
 
 const RECONNECT_FIRST: Duration = Duration::from_millis(50);
@@ -58,18 +59,37 @@ pub(crate) struct Redis {
     /// The server process's run id: history written under another one is not trusted to
     /// hold every position it gave out (see `stored`).
     run: String,
+    /// The server (`host:port`).
+    at: String,
 }
 
 pub(crate) struct Node {
-    client: redis::Client,
+    endpoint: Endpoint,
     opts: ClusterOptions,
     state: State,
+    /// Under Sentinel: the primary the sentinels name now, as a task asking them on a
+    /// timer last heard.
+    named: Option<watch::Receiver<Option<String>>>,
 }
 
 impl Node {
-    pub(crate) fn new(link: Arc<Link>, opts: ClusterOptions, client: redis::Client, groups: Groups) -> Self {
+    pub(crate) fn new(link: Arc<Link>, opts: ClusterOptions, endpoint: Endpoint, groups: Groups) -> Self {
         let state = State::new(link, Keys::new(&opts.prefix), opts.node_timeout, groups);
-        Node { client, opts, state }
+        Node { endpoint, opts, state, named: None }
+    }
+
+    /// Connects within a bound: a server that accepts and then says nothing (stopped, or
+    /// behind a black hole) must not hold the node.
+    pub(crate) async fn connect_within(&mut self) -> Result<Redis, redis::RedisError> {
+        let budget = self.opts.send_timeout * 2;
+        match tokio::time::timeout(budget, self.connect()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no link to redis within {budget:?}"),
+            )
+            .into()),
+        }
     }
 
     /// Opens both links and subscribes to everything this node listens to; writes again
@@ -79,9 +99,17 @@ impl Node {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(self.opts.send_timeout));
-        let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let (client, at) = self.endpoint.resolve().await?;
+        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        // A replica (a primary demoted, a sentinel's stale answer) would refuse writes or
+        // take publishes that reach nobody.
+        let role = redis::cmd("ROLE").query_async::<redis::Value>(&mut conn).await;
+        if role.as_ref().ok().and_then(is_primary) == Some(false) {
+            let why = format!("{at} is not a primary (ROLE)");
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, why).into());
+        }
         let run = run_id(&mut conn).await?;
-        let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
+        let (mut sink, stream) = client.get_async_pubsub().await?.split();
         let mut channels = vec![self.state.keys.nodes(), self.state.keys.node(self.state.me())];
         channels.extend(self.state.local.channels().iter().map(|g| self.state.keys.group(g)));
         sink.subscribe(&channels).await?;
@@ -95,7 +123,7 @@ impl Node {
         );
         round.run(&mut conn).await?;
         self.state.local.rewritten();
-        let mut redis = Redis { conn, sink, stream, run };
+        let mut redis = Redis { conn, sink, stream, run, at };
         for group in self.state.local.watched() {
             self.load_roster(&mut redis, &group).await?;
         }
@@ -109,8 +137,17 @@ impl Node {
     /// Serves until stopped: `redis` is the first link, made by the caller, or `None` when
     /// Redis did not answer (the node then connects when it does).
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, mut redis: Option<Redis>) {
-        if redis.is_some() {
-            self.state.came_up(false);
+        match &redis {
+            Some(r) => {
+                let outage = self.state.link.health.connected(&r.at);
+                self.state.came_up(outage);
+            }
+            None => self.state.link.health.lost(),
+        }
+        if let Some(sentinels) = self.endpoint.sentinels() {
+            let (tx, rx) = watch::channel(None);
+            tokio::spawn(watch_primary(sentinels, self.opts.heartbeat, tx));
+            self.named = Some(rx);
         }
         let mut tick = tokio::time::interval(self.opts.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,6 +183,7 @@ impl Node {
                         None => Some("subscription link closed".into()),
                     },
                     _ = tick.tick() => self.heartbeat(r).await.err().map(|e| e.to_string()),
+                    Some(()) = named_changed(&mut self.named) => self.named_elsewhere(r),
                 },
             };
             if let Some(why) = lost {
@@ -171,9 +209,10 @@ impl Node {
                 let round = self.state.apply(cmds, n == 0);
                 if self.state.fail_round(round) { Down::Stop } else { Down::Still }
             }
-            _ = tokio::time::sleep_until(retry.at) => match self.connect().await {
+            _ = tokio::time::sleep_until(retry.at) => match self.connect_within().await {
                 Ok(r) => {
-                    self.state.came_up(true);
+                    let outage = self.state.link.health.connected(&r.at);
+                    self.state.came_up(outage);
                     Down::Up(r)
                 }
                 Err(e) => {
@@ -264,7 +303,15 @@ impl Node {
     /// Says this node is alive and keeps its presence (writing it again if it expired);
     /// then the bookkeeping of a heartbeat.
     async fn heartbeat(&mut self, r: &mut Redis) -> redis::RedisResult<()> {
+        if let Some(waited) = self.state.link.health.heartbeat_sent(self.probe_timeout()) {
+            let why = format!("the subscription carried nothing back for {waited:?}");
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
+        }
+        if let Some(why) = self.named_elsewhere(r) {
+            return Err(std::io::Error::other(why).into());
+        }
         let mut round = Round::default();
+        let role = self.named.is_some().then(|| round.role());
         round.publish(
             self.state.keys.nodes(),
             Frame::Heartbeat { dropped: self.state.link.dropped() }.encode(self.state.me()),
@@ -277,6 +324,10 @@ impl Node {
             .map(|group| (round.refresh(&self.state.presence(), &group), group))
             .collect();
         let out = round.run(&mut r.conn).await?;
+        if role.and_then(|at| out.get(at)).and_then(is_primary) == Some(false) {
+            let why = format!("{} is no longer a primary (ROLE)", r.at);
+            return Err(std::io::Error::other(why).into());
+        }
         self.announce_expired(r, &out, refreshed).await?;
         let unused = self.state.after_heartbeat(self.opts.send_timeout);
         if !unused.is_empty() {
@@ -308,16 +359,56 @@ impl Node {
     /// sends the answers they call for together.
     async fn inbound(&mut self, r: &mut Redis, first: redis::Msg) -> redis::RedisResult<()> {
         let mut answers = Round::default();
-        crate::telemetry::cluster_received();
-        self.state.on_message(first.get_channel_name(), first.get_payload_bytes(), &mut answers);
-        for _ in 1..READ_AHEAD {
-            // A closed stream stays closed: the task's next poll of it says so.
-            let Some(Some(msg)) = r.stream.next().now_or_never() else { break };
+        let mut msg = first;
+        for _ in 0..READ_AHEAD {
             crate::telemetry::cluster_received();
-            self.state.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut answers);
+            if self.state.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut answers) {
+                self.state.link.health.heartbeat_back();
+            }
+            // A closed stream stays closed: the task's next poll of it says so.
+            let Some(Some(next)) = r.stream.next().now_or_never() else { break };
+            msg = next;
         }
         answers.run(&mut r.conn).await?;
         Ok(())
+    }
+}
+
+impl Node {
+    /// How long the node's heartbeat may take to come back on its subscription before
+    /// the link is taken for silent and made again.
+    fn probe_timeout(&self) -> Duration {
+        self.opts.node_timeout.max(self.opts.send_timeout)
+    }
+
+    /// Why the link must move, when the sentinels name a primary other than its server.
+    fn named_elsewhere(&self, r: &Redis) -> Option<String> {
+        let named = self.named.as_ref()?.borrow().clone()?;
+        (named != r.at).then(|| format!("the sentinels name {named} primary now, not {}", r.at))
+    }
+}
+
+/// Resolves when the sentinels' answer changes (never without sentinels).
+async fn named_changed(named: &mut Option<watch::Receiver<Option<String>>>) -> Option<()> {
+    match named {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Asks the sentinels every `every` which server is primary, until the node is gone.
+async fn watch_primary(mut sentinels: Sentinels, every: Duration, named: watch::Sender<Option<String>>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !named.is_closed() {
+        tick.tick().await;
+        match sentinels.primary().await {
+            Ok(primary) => {
+                let primary = Some(super::endpoint::show(&primary));
+                named.send_if_modified(|now| std::mem::replace(now, primary.clone()) != primary);
+            }
+            Err(e) => tracing::debug!(error = %e, "cluster: no sentinel answered"),
+        }
     }
 }
 

@@ -38,6 +38,9 @@ pub(super) struct Round {
     pub(super) stop: Option<Option<Reply<()>>>,
     /// PUBLISH commands in the pipeline, for the metrics.
     published: usize,
+    /// The places of the group broadcasts in the pipeline: one that reaches no subscriber
+    /// (not even its sender's node, which listens to its groups) is counted.
+    broadcasts: Vec<usize>,
 }
 
 impl Round {
@@ -49,6 +52,18 @@ impl Round {
     pub(super) fn publish(&mut self, channel: String, frame: Bytes) {
         self.cmd("PUBLISH").arg(channel).arg(&frame[..]);
         self.published += 1;
+    }
+
+    /// A broadcast to a group's channel.
+    pub(super) fn broadcast(&mut self, channel: String, frame: Bytes) {
+        self.broadcasts.push(self.len);
+        self.publish(channel, frame);
+    }
+
+    /// `ROLE`: the place of its answer, which [`is_primary`] reads.
+    pub(super) fn role(&mut self) -> usize {
+        self.cmd("ROLE");
+        self.len - 1
     }
 
     /// A message for another node's connection; its receiver count tells whether that
@@ -117,12 +132,26 @@ impl Round {
         }
         let pipe = std::mem::take(&mut self.pipe);
         self.len = 0;
+        let broadcasts = std::mem::take(&mut self.broadcasts);
         let sent = std::time::Instant::now();
-        let answers = pipe.query_async(conn).await;
-        if answers.is_ok() {
+        let answers: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(conn).await;
+        if let Ok(out) = &answers {
             crate::telemetry::redis_round_trip(sent.elapsed());
             crate::telemetry::cluster_published(std::mem::take(&mut self.published));
+            let unheard = broadcasts.into_iter().filter(|at| matches!(out.get(*at), Some(redis::Value::Int(0))));
+            crate::telemetry::cluster_unheard(unheard.count());
         }
         answers
+    }
+}
+
+/// What a `ROLE` answer says: `Some(true)` from a primary, `Some(false)` from a replica or
+/// a sentinel, `None` when it is not understood (a proxy that renames or hides `ROLE`).
+pub(super) fn is_primary(answer: &redis::Value) -> Option<bool> {
+    let redis::Value::Array(parts) = answer else { return None };
+    match parts.first()? {
+        redis::Value::BulkString(role) => Some(role == b"master"),
+        redis::Value::SimpleString(role) => Some(role == "master"),
+        _ => None,
     }
 }

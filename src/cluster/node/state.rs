@@ -98,20 +98,22 @@ impl State {
         self.subscribers.add(subscriber);
     }
 
-    pub(super) fn came_up(&mut self, again: bool) {
+    /// The link is made; `outage`: it had been lost (or never made) for that long.
+    pub(super) fn came_up(&mut self, outage: Option<Duration>) {
         // Nobody was heard while the link was down: time starts again.
         self.peers.restart_clock(Instant::now());
-        if again {
+        if let Some(outage) = outage {
             // What the subscriptions brought meanwhile is read back from history.
             self.streams.all_behind();
-            tracing::info!("cluster: redis is back; subscriptions and presence re-made");
+            tracing::info!(?outage, "cluster: redis is back; subscriptions and presence re-made");
             self.tell(ClusterEvent::BrokerUp);
-            self.tell(ClusterEvent::Gap(GapCause::Reconnected));
+            self.tell(ClusterEvent::Gap(GapCause::Reconnected { outage }));
         }
     }
 
     pub(super) fn went_down(&mut self) {
         self.link.set_up(false);
+        self.link.health.lost();
         self.pending.fail_all(&ClusterSendError::BrokerDown);
         self.tell(ClusterEvent::BrokerDown);
     }
@@ -137,7 +139,7 @@ impl State {
                         text: msg.is_text(),
                         payload: msg.bytes().clone(),
                     };
-                    round.publish(self.keys.group(&group), frame.encode(self.me()));
+                    round.broadcast(self.keys.group(&group), frame.encode(self.me()));
                 }
                 Cmd::Send { to, msg, reply } => {
                     let req = self.pending.start(reply, Instant::now());
@@ -299,20 +301,21 @@ impl State {
     }
 
     /// A message on one of our channels: what it delivers, tells and answers (into
-    /// `answers`).
-    pub(super) fn on_message(&mut self, channel: &str, payload: &[u8], answers: &mut Round) {
+    /// `answers`); `true` when it is this node's own heartbeat, back on the subscription.
+    pub(super) fn on_message(&mut self, channel: &str, payload: &[u8], answers: &mut Round) -> bool {
         let (from, frame) = match Frame::decode(Bytes::copy_from_slice(payload)) {
             Ok(ok) => ok,
             Err(e) => {
                 tracing::warn!(channel, error = %e, "cluster: ignored a message that is not ours");
-                return;
+                return false;
             }
         };
         match frame {
             // A node's stored broadcasts come back to it too: delivered here in their place.
             Frame::Stored { epoch, offset, except, text, payload } => {
                 let Some(group) = self.keys.group_of(channel) else {
-                    return tracing::warn!(channel, "cluster: ignored a stored broadcast off its channel");
+                    tracing::warn!(channel, "cluster: ignored a stored broadcast off its channel");
+                    return false;
                 };
                 let except = (from == self.me() && except != 0).then_some(except);
                 let s =
@@ -322,8 +325,10 @@ impl State {
                 }
             }
             frame if from != self.me() => self.on_frame(channel, from, frame, answers),
+            Frame::Heartbeat { .. } => return matches!(self.channel(channel), Channel::Nodes),
             _ => {}
         }
+        false
     }
 
     fn channel<'a>(&self, name: &'a str) -> Channel<'a> {
@@ -415,7 +420,7 @@ mod tests {
     }
 
     fn state() -> State {
-        let (link, _rx) = Link::new(ME, 1 << 20);
+        let (link, _rx) = Link::new(ME, 1 << 20, Duration::from_secs(1));
         link.set_up(true);
         State::new(link, Keys::new("amw"), Duration::from_secs(3), Groups::new())
     }

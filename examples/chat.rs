@@ -103,8 +103,13 @@ async fn main() -> std::io::Result<()> {
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let nodes = status::Nodes::default();
     nodes.lock().unwrap().insert("this node".into(), "up");
-    let status =
-        status::Status { handler: handler.clone(), groups, scrape: Arc::new(move || scrape.render()), nodes };
+    let status = status::Status {
+        handler: handler.clone(),
+        groups,
+        scrape: Arc::new(move || scrape.render()),
+        nodes,
+        broker: None,
+    };
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };
     let server = WsServer::new(move || {

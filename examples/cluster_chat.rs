@@ -11,7 +11,9 @@
 //! ```
 //!
 //! Each node serves a live status page at `/status` (its connections and rooms, the
-//! cluster's nodes as it sees them, the process's traffic with `--features metrics`);
+//! cluster's nodes as it sees them, its link to Redis, the process's traffic with
+//! `--features metrics`) and a readiness check at `/ready` (503 while Redis is away or its
+//! subscription silent);
 //! `--metrics ADDR` serves Prometheus text, `--log-json` logs JSON lines.
 
 use std::collections::{BTreeMap, HashMap};
@@ -123,7 +125,9 @@ impl Handler<ClusterEvent> for Log {
 
 #[derive(clap::Parser)]
 struct Cli {
-    /// The Redis every node joins (`redis://`, or `rediss://` for TLS).
+    /// The Redis every node joins: `redis://`, `rediss://` for TLS, or
+    /// `redis+sentinel://host:port,host:port/<primary>` for the primary that Redis Sentinel
+    /// names.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
     /// Where the first node listens; the others take the next ports (port 0: any).
@@ -162,7 +166,24 @@ async fn node(
     let chat = Chat { rooms, cluster: cluster.clone(), present: HashMap::new() }.start();
     let handler = WsHandler::new(HandlerOptions::new(Target::from_addr(chat)).compression(true))?;
     let scrape = Arc::new(move || scrape.render());
-    let status = status::Status { handler: handler.clone(), groups: cluster.groups().clone(), scrape, nodes };
+    let c = cluster.clone();
+    let broker = Arc::new(move || {
+        let s = c.broker_status();
+        status::Broker {
+            ready: c.is_ready(),
+            server: s.server.unwrap_or_default(),
+            reconnects: s.reconnects,
+            last_outage: s.last_outage,
+            probe_timeouts: s.probe_timeouts,
+        }
+    });
+    let status = status::Status {
+        handler: handler.clone(),
+        groups: cluster.groups().clone(),
+        scrape,
+        nodes,
+        broker: Some(broker),
+    };
     let h = handler.clone();
     let page = || async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) };
     let server = WsServer::new(move || {

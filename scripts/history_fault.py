@@ -400,12 +400,28 @@ async def run_seed(a, seed):
     await probe_all(probers, nodes, "Redis back after a graceful restart", back)
 
     await asyncio.gather(*pubs)
-    # Until every member has the last broadcast, or nothing has moved for 20 s (the
-    # clients, in one Python process, read far slower than the nodes send). The last
-    # position is read again each round: a publisher's last sends may still be on the way.
-    stalled_since, received = time.monotonic(), -1
+    last, totals, caught_up = await settle(members, stop_at, tasks,
+                                           lambda: redis.cli("HMGET", "amw:hm:lobby", "e", "o").split())
+    log.append(f"{time.monotonic() - t0:6.1f} s: {caught_up}")
+    nodes.stop()
+    for p in probers:
+        p.stop()
+    redis.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+    totals["received"] = sum(1 for m in members for e in m.events if e[0] == "msg")
+    totals["sessions"] = sum(m.sessions for m in members)
+    return {"seed": seed, "said": said[0], "last": last, "log": log, "totals": totals, "back": back}
+
+
+async def settle(members, stop_at, tasks, read_meta):
+    """Waits until every member has the last broadcast, or nothing has moved for 20 s (the
+    clients, in one Python process, read far slower than the nodes send), then stops them;
+    the last position, the members' outcomes, and a line saying how it ended. The last
+    position (`read_meta`: the lobby's epoch and offset in Redis) is read again each round:
+    a publisher's last sends may still be on the way."""
+    stalled_since, received, t0 = time.monotonic(), -1, time.monotonic()
     while time.monotonic() - stalled_since < 20:
-        meta = redis.cli("HMGET", "amw:hm:lobby", "e", "o").split()
+        meta = read_meta()
         last = (int(meta[0]), int(meta[1]))
         behind = [m for m in members if not m.events or
                   next((e for e in reversed(m.events) if e[0] == "msg"), (None, None, None))[1:3] != last]
@@ -415,15 +431,10 @@ async def run_seed(a, seed):
         if now != received:
             stalled_since, received = time.monotonic(), now
         await asyncio.sleep(0.5)
-    log.append(f"{time.monotonic() - t0:6.1f} s: every member caught up" if not behind else
-               f"{time.monotonic() - t0:6.1f} s: {len(behind)} members still behind, nothing moving for 20 s")
+    said = (f"every member caught up within {time.monotonic() - t0:.1f} s" if not behind else
+            f"{len(behind)} members still behind, nothing moving for 20 s")
     stop_at.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    nodes.stop()
-    for p in probers:
-        p.stop()
-    redis.kill()
-    shutil.rmtree(tmp, ignore_errors=True)
     totals = Counter()
     named = {}
     for m in members:
@@ -432,9 +443,7 @@ async def run_seed(a, seed):
             if e[0] == "msg":
                 if named.setdefault((e[1], e[2]), (e[3], e[4])) != (e[3], e[4]):
                     totals["position named twice"] += 1
-    totals["received"] = sum(1 for m in members for e in m.events if e[0] == "msg")
-    totals["sessions"] = sum(m.sessions for m in members)
-    return {"seed": seed, "said": said[0], "last": last, "log": log, "totals": totals, "back": back}
+    return last, totals, said
 
 
 BAD = ["silent gap", "duplicate", "reordered", "position named twice", "ended behind"]

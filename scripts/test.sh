@@ -2,8 +2,9 @@
 # The README's test command. On a fresh machine it first installs what the tests use as
 # real peers (tinyproxy and redis-server from Debian, Python `websockets` from PyPI, Node
 # `ws` from npm), and Chromium, then runs every test: unit, property, integration over
-# loopback (the cluster's against redis-servers of their own, the server-side ones on both
-# servers), the doc examples, and headless Chromium against the chat examples.
+# loopback (the cluster's against redis-servers of their own, on one server and on
+# Sentinel; the server-side ones on both servers), the doc examples, and headless Chromium
+# against the chat examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +49,11 @@ AMW_SERVER=owned cargo test --all-features \
   --test backpressure --test groups --test isolation --test compression --test interop \
   --test memory --test api --test client --test errors --test soak \
   --test cluster --test cluster_presence --test history --test cluster_history \
-  --test cluster_faults --test client_reports
+  --test cluster_faults --test client_reports --test cluster_ha
+# The cluster suites again on Redis Sentinel (a primary, a replica, three sentinels;
+# tests/common/redis.rs) instead of one redis-server: the same tests, the other topology.
+AMW_REDIS=sentinel cargo test --all-features \
+  --test cluster --test cluster_presence --test cluster_history --test cluster_faults --test isolation
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py

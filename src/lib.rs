@@ -99,8 +99,8 @@ mod watchers;
 pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting, Resume};
 #[cfg(feature = "cluster")]
 pub use cluster::{
-    BrokerStatus, Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError, GapCause, GlobalId,
-    NodeId, ParseIdError,
+    BrokerStatus, Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError,
+    GapCause, GlobalId, NodeId, ParseIdError,
 };
 pub use connection::{
     ConnectionId, GetStats, MessageConnect, MessageDisconnect, SendMessage, SendPrepared, Target,

@@ -322,16 +322,19 @@ async fn nodes_reach_each_other_through_a_redis_that_speaks_only_tls() {
     let (cert_path, key_path) = (cert_file.display().to_string(), key_file.display().to_string());
     // Plain port for redis-cli's readiness check only; the nodes speak TLS. One server
     // whatever the topology: the TLS port is its own.
-    let redis = Redis::start_on(free_port(), &[
-        "--tls-port",
-        &tls_port.to_string(),
-        "--tls-cert-file",
-        &cert_path,
-        "--tls-key-file",
-        &key_path,
-        "--tls-auth-clients",
-        "no",
-    ]);
+    let redis = Redis::start_on(
+        free_port(),
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &cert_path,
+            "--tls-key-file",
+            &key_path,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
     let url = format!("rediss://127.0.0.1:{tls_port}");
     let untrusted = Cluster::join(fast(&url)).await;
     assert!(

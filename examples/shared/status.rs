@@ -19,6 +19,17 @@ const PAGE: &str = include_str!("../status.html");
 /// The cluster's nodes as this node last heard of them: id → `up` or `down`.
 pub type Nodes = Arc<Mutex<BTreeMap<String, &'static str>>>;
 
+/// The link to the broker (a cluster node's Redis), as the page and `/ready` show it.
+pub struct Broker {
+    /// Up and not silent: `Cluster::is_ready`.
+    pub ready: bool,
+    /// The Redis server in use (`host:port`).
+    pub server: String,
+    pub reconnects: u64,
+    pub last_outage: Option<std::time::Duration>,
+    pub probe_timeouts: u64,
+}
+
 /// What the page shows.
 #[derive(Clone)]
 pub struct Status {
@@ -27,10 +38,14 @@ pub struct Status {
     /// The recorder's Prometheus text, if there is a recorder.
     pub scrape: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     pub nodes: Nodes,
+    /// A cluster node's link to Redis (none on a single server).
+    pub broker: Option<Arc<dyn Fn() -> Broker + Send + Sync>>,
 }
 
 impl Status {
-    /// `/status` and `/status.json`, for an `App::configure`.
+    /// `/status`, `/status.json` and `/ready` (200, or 503 while a cluster node's link to
+    /// Redis is down or silent: for a load balancer's readiness check), for an
+    /// `App::configure`.
     pub fn routes(&self) -> impl Fn(&mut web::ServiceConfig) + Clone {
         let status = self.clone();
         move |cfg: &mut web::ServiceConfig| {
@@ -40,6 +55,19 @@ impl Status {
                 web::get()
                     .to(|| async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) }),
             )
+            .route("/ready", {
+                let broker = status.broker.clone();
+                web::get().to(move || {
+                    let ready = broker.as_ref().is_none_or(|b| b().ready);
+                    async move {
+                        match ready {
+                            true => HttpResponse::Ok().body("ready\n"),
+                            false => HttpResponse::ServiceUnavailable()
+                                .body("not ready: redis is away or silent\n"),
+                        }
+                    }
+                })
+            })
             .route(
                 "/status.json",
                 web::get().to(move || {
@@ -69,7 +97,22 @@ impl Status {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(out, "{sep}{{\"id\":{},\"state\":\"{state}\"}}", quote(id));
         }
-        out.push_str("],\"totals\":");
+        out.push_str("],\"broker\":");
+        match self.broker.as_ref().map(|b| b()) {
+            Some(b) => {
+                let outage = b.last_outage.map_or("null".into(), |d| d.as_millis().to_string());
+                let _ = write!(
+                    out,
+                    "{{\"ready\":{},\"server\":{},\"reconnects\":{},\"last_outage_ms\":{outage},\"probe_timeouts\":{}}}",
+                    b.ready,
+                    quote(&b.server),
+                    b.reconnects,
+                    b.probe_timeouts
+                );
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"totals\":");
         match (self.scrape)() {
             Some(text) => {
                 out.push('{');

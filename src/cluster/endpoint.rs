@@ -18,7 +18,8 @@ pub(crate) type Addr = (String, u16);
 
 /// How the node reaches its Redis.
 pub(crate) enum Endpoint {
-    Single { client: redis::Client, at: String },
+    // Boxed: a client is five times the size of the sentinels' handle.
+    Single { client: Box<redis::Client>, at: String },
     Sentinel(Sentinels),
 }
 
@@ -37,7 +38,7 @@ impl Endpoint {
                     .ok()
                     .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port().unwrap_or(6379))))
                     .unwrap_or_else(|| "redis".into());
-                Ok(Endpoint::Single { client, at })
+                Ok(Endpoint::Single { client: Box::new(client), at })
             }
         }
     }
@@ -45,7 +46,7 @@ impl Endpoint {
     /// The client for the server to use now, and that server's address.
     pub(crate) async fn resolve(&mut self) -> redis::RedisResult<(redis::Client, String)> {
         match self {
-            Endpoint::Single { client, at } => Ok((client.clone(), at.clone())),
+            Endpoint::Single { client, at } => Ok((client.as_ref().clone(), at.clone())),
             Endpoint::Sentinel(s) => {
                 let primary = s.primary().await?;
                 Ok((s.client_for(&primary)?, show(&primary)))
@@ -159,7 +160,12 @@ pub(crate) struct Sentinels {
 impl Sentinels {
     fn new(url: SentinelUrl, tls_root: Option<&[u8]>, auth: Option<&(String, String)>) -> Self {
         let conns = vec![None; url.sentinels.len()];
-        Sentinels { url: Arc::new(url), auth: auth.cloned().map(Arc::new), tls_root: tls_root.map(Arc::from), conns }
+        Sentinels {
+            url: Arc::new(url),
+            auth: auth.cloned().map(Arc::new),
+            tls_root: tls_root.map(Arc::from),
+            conns,
+        }
     }
 
     /// The primary that most of the sentinels answering now name (on a tie, the one named
@@ -231,8 +237,9 @@ async fn open(
 ) -> redis::RedisResult<MultiplexedConnection> {
     let scheme = if tls { "rediss" } else { "redis" };
     let host = if at.0.contains(':') { format!("[{}]", at.0) } else { at.0.clone() };
-    let mut url = url::Url::parse(&format!("{scheme}://{host}:{}", at.1))
-        .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "sentinel", e.to_string())))?;
+    let mut url = url::Url::parse(&format!("{scheme}://{host}:{}", at.1)).map_err(|e| {
+        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "sentinel", e.to_string()))
+    })?;
     if let Some((user, password)) = auth {
         let _ = url.set_username(user);
         let _ = url.set_password(Some(password));
@@ -261,7 +268,9 @@ mod tests {
         let tls = SentinelUrl::parse("rediss+sentinel://h/m").unwrap().unwrap();
         assert_eq!(tls.data_url(&("::1".into(), 1)), "rediss://[::1]:1/0");
         assert!(SentinelUrl::parse("redis://h:6379").is_none());
-        for bad in ["redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"] {
+        for bad in
+            ["redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"]
+        {
             assert!(SentinelUrl::parse(bad).unwrap().is_err(), "{bad}");
         }
     }

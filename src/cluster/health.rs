@@ -76,10 +76,12 @@ impl Health {
         outage
     }
 
+    /// The link is lost: the outage counts from the oldest heartbeat that did not come
+    /// back, when one was waiting (a silent subscription is an outage already).
     pub(crate) fn lost(&self) {
         let mut seen = self.seen();
-        seen.down_since.get_or_insert_with(Instant::now);
-        seen.waiting_since = None;
+        let since = seen.waiting_since.take().unwrap_or_else(Instant::now);
+        seen.down_since.get_or_insert(since);
     }
 
     /// A heartbeat went out; `Some` with how long the oldest one has waited, past `timeout`.

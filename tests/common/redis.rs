@@ -91,7 +91,8 @@ impl Redis {
     /// One redis-server on `port` (one a test reserved with `free_port` and told a node of).
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let mut redis = Redis { port, servers: vec![Process { port, child: None }], sentinels: vec![], extra, dir: None };
+        let mut redis =
+            Redis { port, servers: vec![Process { port, child: None }], sentinels: vec![], extra, dir: None };
         redis.start_server(0);
         redis
     }
@@ -184,9 +185,11 @@ impl Redis {
         let deadline = Instant::now() + WAIT;
         loop {
             let primary = self.primary_port();
-            let linked = self.servers.iter().filter(|s| s.port != primary && s.child.is_some()).all(|s| {
-                self.cli_on(s.port, &["INFO", "replication"]).contains("master_link_status:up")
-            });
+            let linked = self
+                .servers
+                .iter()
+                .filter(|s| s.port != primary && s.child.is_some())
+                .all(|s| self.cli_on(s.port, &["INFO", "replication"]).contains("master_link_status:up"));
             let known = self.sentinels.iter().filter(|s| s.child.is_some()).all(|s| {
                 let out = self.cli_on(s.port, &["SENTINEL", "replicas", PRIMARY]);
                 out.lines().filter(|l| *l == "slave").count() >= n

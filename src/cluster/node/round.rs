@@ -138,7 +138,8 @@ impl Round {
         if let Ok(out) = &answers {
             crate::telemetry::redis_round_trip(sent.elapsed());
             crate::telemetry::cluster_published(std::mem::take(&mut self.published));
-            let unheard = broadcasts.into_iter().filter(|at| matches!(out.get(*at), Some(redis::Value::Int(0))));
+            let unheard =
+                broadcasts.into_iter().filter(|at| matches!(out.get(*at), Some(redis::Value::Int(0))));
             crate::telemetry::cluster_unheard(unheard.count());
         }
         answers

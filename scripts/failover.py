@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Failover run on Redis Sentinel: how long cross-node delivery stops when the primary
+fails, next to how long Redis itself takes to fail over; and whether anything is lost
+silently, doubled or reordered on the way.
+
+    python3 scripts/failover.py [--failovers 10] [--members 60] [--rate 400]
+
+Starts a primary, a replica and three sentinels (down after 1 s, `repl-diskless-sync-delay
+0`), then three `cluster_chat` nodes (release build, each its own process, on
+`redis+sentinel://`), `--members` WebSocket clients in the lobby spread over the nodes,
+reconnecting at random since the last position they saw, and two publishers. Then
+`--failovers` failovers in turn: the primary killed with `kill -9` (and started again a
+moment after the sentinels have named another, as a stale primary that they turn into a
+replica), or `SENTINEL FAILOVER`.
+
+For each failover:
+- Redis: from the fault to the sentinels naming another primary;
+- delivery: from the fault to a line said on one node arriving on another, for each of
+  the three pairs of nodes (a probe process of its own says a line every 50 ms on one node
+  and listens on the other);
+- what each node reported: `Gap(Reconnected { outage })`.
+
+The members are checked as in scripts/history_fault.py: within each stretch between
+explicit "missed messages are gone" notices, positions must follow one another exactly.
+Writes bench/failover.md. Needs redis-server and Python websockets (scripts/test.sh
+installs both). Loopback only. `CARGO_TARGET_DIR` is honoured.
+"""
+import argparse
+import asyncio
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import websockets
+
+import history_fault as hf
+
+PRIMARY = "amw"
+OUTAGE = re.compile(r"Gap\(Reconnected \{ outage: ([0-9.]+)(ms|s|µs)")
+
+
+class SentinelSet:
+    """Two data servers and three sentinels on free loopback ports."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="amw-failover-")
+        self.ports = [hf.free_port() for _ in range(2)]
+        self.sentinel_ports = [hf.free_port() for _ in range(3)]
+        self.procs = {}
+        self.start_server(self.ports[0])
+        self.start_server(self.ports[1], replica_of=self.ports[0])
+        for p in self.sentinel_ports:
+            conf = os.path.join(self.dir, f"sentinel-{p}.conf")
+            with open(conf, "w") as f:
+                f.write(f"port {p}\nbind 127.0.0.1\nsentinel resolve-hostnames no\n"
+                        f"sentinel monitor {PRIMARY} 127.0.0.1 {self.ports[0]} 2\n"
+                        f"sentinel down-after-milliseconds {PRIMARY} 1000\n"
+                        f"sentinel failover-timeout {PRIMARY} 4000\n")
+            self.procs[p] = subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=subprocess.DEVNULL)
+        self.await_replica()
+
+    def start_server(self, port, replica_of=None):
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--repl-diskless-sync-delay", "0", "--dir", self.dir, "--dbfilename", f"dump-{port}.rdb"]
+        if replica_of:
+            args += ["--replicaof", "127.0.0.1", str(replica_of)]
+        self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        while self.cli(port, "PING") != "PONG":
+            time.sleep(0.02)
+
+    def cli(self, port, *args):
+        out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def primary(self):
+        for p in self.sentinel_ports:
+            lines = self.cli(p, "SENTINEL", "get-master-addr-by-name", PRIMARY).splitlines()
+            if len(lines) == 2:
+                return int(lines[1])
+        return None
+
+    def await_replica(self, timeout=30):
+        """Until the replica is in sync and every sentinel knows it: a failover can pick it."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            primary = self.primary()
+            replica = [p for p in self.ports if p != primary][0]
+            synced = "master_link_status:up" in self.cli(replica, "INFO", "replication")
+            known = all(self.cli(s, "SENTINEL", "replicas", PRIMARY).splitlines().count("slave") >= 1
+                        for s in self.sentinel_ports)
+            if synced and known:
+                return
+            time.sleep(0.1)
+        sys.exit("the replica never linked up")
+
+    def url(self):
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{PRIMARY}"
+
+    def stop(self):
+        for proc in self.procs.values():
+            proc.kill()
+
+
+class Node:
+    """A `cluster_chat` process whose lines are kept: the gaps it reports."""
+
+    def __init__(self, redis_url):
+        self.proc = subprocess.Popen([hf.BIN, "--redis", redis_url, "--addr", "127.0.0.1:0", "--nodes", "1",
+                                      "--history", "20000", "--heartbeat-ms", "200", "--node-timeout-ms", "1000"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        m = re.search(r"chat on http://([0-9.:]+)/", self.proc.stdout.readline())
+        if not m:
+            sys.exit("cluster_chat did not start")
+        self.url = f"ws://{m.group(1)}/ws"
+        self.outages = []
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        for line in self.proc.stdout:
+            m = OUTAGE.search(line)
+            if m:
+                scale = {"ms": 1e-3, "s": 1.0, "µs": 1e-6}[m.group(2)]
+                self.outages.append(float(m.group(1)) * scale)
+
+
+async def cross(a, b, deadline=30.0):
+    """Seconds until a line said on the node at `a` arrives on the node at `b`."""
+    t0 = time.monotonic()
+    k = 0
+    while time.monotonic() - t0 < deadline:
+        try:
+            async with websockets.connect(f"{a}?room=lobby&since=now", open_timeout=2) as say, \
+                    websockets.connect(f"{b}?room=lobby&since=now", open_timeout=2, max_size=None) as hear:
+                while time.monotonic() - t0 < deadline:
+                    k += 1
+                    word = f"cross{random.randrange(1 << 30)}x{k}"
+                    await say.send(word)
+                    end = time.monotonic() + 0.05
+                    while time.monotonic() < end:
+                        try:
+                            text = await asyncio.wait_for(hear.recv(), timeout=max(0.001, end - time.monotonic()))
+                        except asyncio.TimeoutError:
+                            break
+                        m = hf.LINE.match(text)
+                        if m and m.group(3) == word:
+                            return time.monotonic() - t0
+        except (websockets.exceptions.ConnectionClosed, OSError, asyncio.TimeoutError,
+                websockets.exceptions.InvalidHandshake):
+            await asyncio.sleep(0.02)
+    return float("inf")
+
+
+def prober_main():
+    for line in sys.stdin:
+        a, b = line.split()
+        print(asyncio.run(cross(a, b)), flush=True)
+
+
+class Prober:
+    """A process of its own: the members' event loop would delay the probe itself."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--prober"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    async def time(self, a, b):
+        self.proc.stdin.write(f"{a} {b}\n")
+        self.proc.stdin.flush()
+        return float(await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline))
+
+
+async def fail_over(redis, kind):
+    """Makes the fault; seconds until the sentinels name another primary."""
+    old = redis.primary()
+    t0 = time.monotonic()
+    if kind == "kill -9":
+        redis.procs[old].kill()
+        redis.procs[old].wait()
+    else:
+        redis.cli(redis.sentinel_ports[0], "SENTINEL", "FAILOVER", PRIMARY)
+    while redis.primary() in (old, None):
+        await asyncio.sleep(0.02)
+    took = time.monotonic() - t0
+    if kind == "kill -9":
+        redis.start_server(old)  # a stale primary until the sentinels turn it into a replica
+    return t0, took
+
+
+async def run(a):
+    redis = SentinelSet()
+    nodes = [Node(redis.url()) for _ in range(3)]
+    urls = [n.url for n in nodes]
+    stop_at, publishers_stop = asyncio.Event(), asyncio.Event()
+    members = [hf.Member(f"m{i}") for i in range(a.members)]
+    said = [0]
+    tasks = [asyncio.ensure_future(hf.run_member(m, urls, stop_at, 8.0)) for m in members]
+    pubs = [asyncio.ensure_future(hf.publisher(j, urls, said, 10 ** 9, a.rate, publishers_stop)) for j in range(2)]
+    probers = [Prober() for _ in range(3)]
+    rows = []
+    await asyncio.sleep(3)
+    for i in range(a.failovers):
+        kind = "kill -9" if i % 2 == 0 else "SENTINEL FAILOVER"
+        before = [len(n.outages) for n in nodes]
+        t0, redis_took = await fail_over(redis, kind)
+        pairs = [(urls[0], urls[1]), (urls[1], urls[2]), (urls[2], urls[0])]
+        # Probes start once the sentinels have named the new primary: the time already
+        # gone since the fault is added.
+        waited = time.monotonic() - t0
+        delivery = [waited + t for t in await asyncio.gather(*[p.time(x, y) for p, (x, y) in zip(probers, pairs)])]
+        await asyncio.sleep(1.0)
+        reported = [o for n, b in zip(nodes, before) for o in n.outages[b:]]
+        rows.append({"kind": kind, "redis": redis_took, "delivery": delivery, "reported": reported})
+        print(f"{i + 1:2} {kind:18} redis {redis_took:5.2f} s  delivery max {max(delivery):5.2f} s  "
+              f"reported {', '.join(f'{o:.2f}' for o in reported)}", flush=True)
+        redis.await_replica()
+        await asyncio.sleep(2)
+    publishers_stop.set()
+    await asyncio.gather(*pubs)
+    last, totals, caught_up = await hf.settle(
+        members, stop_at, tasks, lambda: redis.cli(redis.primary(), "HMGET", "amw:hm:lobby", "e", "o").split())
+    print(caught_up, flush=True)
+    totals["broadcasts received"] = sum(1 for m in members for e in m.events if e[0] == "msg")
+    for p in probers:
+        p.proc.kill()
+    for n in nodes:
+        n.proc.kill()
+    redis.stop()
+    return rows, totals
+
+
+def report(a, rows, totals):
+    def ms(x):
+        return f"{x * 1000:.0f} ms"
+    lines = [f"{a.failovers} failovers on Redis Sentinel (2 data servers, 3 sentinels, down after 1 s), "
+             f"3 `cluster_chat` nodes, {a.members} members reconnecting at random, 2 publishers at {a.rate:g}/s.", "",
+             "| # | fault | Redis failover | delivery back (3 pairs, max) | outages the nodes reported |",
+             "|---:|---|---:|---:|---|"]
+    for i, r in enumerate(rows):
+        lines.append(f"| {i + 1} | {r['kind']} | {ms(r['redis'])} | {ms(max(r['delivery']))} | "
+                     f"{', '.join(ms(o) for o in r['reported'])} |")
+    red = [r["redis"] for r in rows]
+    dl = [max(r["delivery"]) for r in rows]
+    over = [max(r["delivery"]) - r["redis"] for r in rows]
+    lines += ["", "| | p50 | max |", "|---|---:|---:|",
+              f"| Redis failover | {ms(statistics.median(red))} | {ms(max(red))} |",
+              f"| cross-node delivery back | {ms(statistics.median(dl))} | {ms(max(dl))} |",
+              f"| delivery back after Redis's failover | {ms(statistics.median(over))} | {ms(max(over))} |", "",
+              "| member outcome | count |", "|---|---:|"]
+    for k in hf.BAD + sorted(k for k in totals if k not in hf.BAD):
+        lines.append(f"| {k} | {totals[k]} |")
+    return "\n".join(lines)
+
+
+def main():
+    if sys.argv[1:] == ["--prober"]:
+        return prober_main()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--failovers", type=int, default=10)
+    ap.add_argument("--members", type=int, default=60)
+    ap.add_argument("--rate", type=float, default=400, help="broadcasts per second, both publishers together")
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--features", "cluster", "--example", "cluster_chat"],
+                   cwd=hf.ROOT, check=True)
+    rows, totals = asyncio.run(run(a))
+    text = report(a, rows, totals)
+    print(text)
+    with open(os.path.join(hf.ROOT, "bench", "failover.md"), "w") as f:
+        f.write("# Failover run\n\nGenerated by `python3 scripts/failover.py`.\n\n" + text + "\n")
+    bad = sum(totals[k] for k in hf.BAD)
+    slow = [r for r in rows if max(r["delivery"]) > r["redis"] + 1.0]
+    sys.exit(1 if bad or slow else 0)
+
+
+if __name__ == "__main__":
+    main()

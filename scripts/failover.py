@@ -42,6 +42,7 @@ import websockets
 import history_fault as hf
 
 PRIMARY = "amw"
+WHY = re.compile(r"lost redis; reconnecting .*why=(.*)$")
 OUTAGE = re.compile(r"Gap\(Reconnected \{ outage: ([0-9.]+)(ms|s|µs)")
 
 
@@ -113,16 +114,25 @@ class Node:
     def __init__(self, redis_url):
         self.proc = subprocess.Popen([hf.BIN, "--redis", redis_url, "--addr", "127.0.0.1:0", "--nodes", "1",
                                       "--history", "20000", "--heartbeat-ms", "200", "--node-timeout-ms", "1000"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        m = re.search(r"chat on http://([0-9.:]+)/", self.proc.stdout.readline())
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "NO_COLOR": "1"})
+        line = self.proc.stdout.readline()
+        while "chat on http" not in line and line:
+            line = self.proc.stdout.readline()
+        m = re.search(r"chat on http://([0-9.:]+)/", line)
         if not m:
             sys.exit("cluster_chat did not start")
         self.url = f"ws://{m.group(1)}/ws"
         self.outages = []
+        self.why = []  # why the node's link was re-made, as it logged it
         threading.Thread(target=self.read, daemon=True).start()
 
     def read(self):
         for line in self.proc.stdout:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            w = WHY.search(line)
+            if w:
+                self.why.append(w.group(1))
             m = OUTAGE.search(line)
             if m:
                 scale = {"ms": 1e-3, "s": 1.0, "µs": 1e-6}[m.group(2)]
@@ -196,17 +206,18 @@ async def run(a):
     redis = SentinelSet()
     nodes = [Node(redis.url()) for _ in range(3)]
     urls = [n.url for n in nodes]
-    stop_at, publishers_stop = asyncio.Event(), asyncio.Event()
+    stop_at = asyncio.Event()
     members = [hf.Member(f"m{i}") for i in range(a.members)]
     said = [0]
     tasks = [asyncio.ensure_future(hf.run_member(m, urls, stop_at, 8.0)) for m in members]
-    pubs = [asyncio.ensure_future(hf.publisher(j, urls, said, 10 ** 9, a.rate, publishers_stop)) for j in range(2)]
+    pubs = [asyncio.ensure_future(hf.publisher(j, urls, said, 10 ** 9, a.rate, stop_at)) for j in range(2)]
     probers = [Prober() for _ in range(3)]
     rows = []
     await asyncio.sleep(3)
     for i in range(a.failovers):
         kind = "kill -9" if i % 2 == 0 else "SENTINEL FAILOVER"
         before = [len(n.outages) for n in nodes]
+        why_before = [len(n.why) for n in nodes]
         t0, redis_took = await fail_over(redis, kind)
         pairs = [(urls[0], urls[1]), (urls[1], urls[2]), (urls[2], urls[0])]
         # Probes start once the sentinels have named the new primary: the time already
@@ -215,13 +226,15 @@ async def run(a):
         delivery = [waited + t for t in await asyncio.gather(*[p.time(x, y) for p, (x, y) in zip(probers, pairs)])]
         await asyncio.sleep(1.0)
         reported = [o for n, b in zip(nodes, before) for o in n.outages[b:]]
-        rows.append({"kind": kind, "redis": redis_took, "delivery": delivery, "reported": reported})
+        why = [w for n, b in zip(nodes, why_before) for w in n.why[b:]]
+        rows.append({"kind": kind, "redis": redis_took, "delivery": delivery, "reported": reported, "why": why})
         print(f"{i + 1:2} {kind:18} redis {redis_took:5.2f} s  delivery max {max(delivery):5.2f} s  "
-              f"reported {', '.join(f'{o:.2f}' for o in reported)}", flush=True)
+              f"reported {', '.join(f'{o:.2f}' for o in reported)}; why: {'; '.join(sorted(set(why)))}", flush=True)
         redis.await_replica()
         await asyncio.sleep(2)
-    publishers_stop.set()
-    await asyncio.gather(*pubs)
+    for p in pubs:
+        p.cancel()
+    await asyncio.gather(*pubs, return_exceptions=True)
     last, totals, caught_up = await hf.settle(
         members, stop_at, tasks, lambda: redis.cli(redis.primary(), "HMGET", "amw:hm:lobby", "e", "o").split())
     print(caught_up, flush=True)

@@ -104,6 +104,13 @@ async fn the_primary_killed_with_its_sentinel_then_back_as_a_stale_primary() {
     // The old primary comes back as it was, a primary by its own account, until the
     // sentinels make it a replica: a node that joins now goes where the sentinels say.
     p.redis.start_server(killed);
+    // The sentinels that have not heard of the failover yet still name it, and it answers
+    // as a primary: the nodes stay where the newest configuration says.
+    for i in 0..20 {
+        a_reaches_b(&mut p, &format!("stays {i}")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(p.a.cluster.broker_status().reconnects, 1, "{:?}", p.a.cluster.broker_status());
     let c = node(&p.redis).await;
     on(&c, new).await;
     let (mut cc, _) = client(&c, "c1").await;

@@ -168,9 +168,12 @@ impl Sentinels {
         }
     }
 
-    /// The primary that most of the sentinels answering now name (on a tie, the one named
-    /// by the sentinel listed first): a sentinel cut off from the others may still name
-    /// the old one.
+    /// The primary named by the sentinel with the newest view: the highest config epoch
+    /// (each failover a majority of sentinels authorised raises it), then a failover in
+    /// progress (its leader names the replica it promotes before the epoch moves), then
+    /// the most sentinels, then the one listed first. During and after a failover some
+    /// sentinels still name the old primary for a second or two; counting heads would
+    /// follow them back to it once it restarts as a stale primary.
     pub(crate) async fn primary(&mut self) -> redis::RedisResult<Addr> {
         let url = &self.url;
         let asks = self.conns.iter_mut().zip(&url.sentinels).map(|(conn, at)| {
@@ -179,21 +182,21 @@ impl Sentinels {
             ask(conn, at, &url.name, url.tls, auth, tls_root)
         });
         let answers = join_all(asks).await;
-        let mut votes: Vec<(Addr, usize)> = Vec::new();
+        let mut named: Vec<(Named, usize)> = Vec::new();
         let mut why = Vec::new();
         for (answer, at) in answers.into_iter().zip(&url.sentinels) {
             match answer {
-                Ok(Some(primary)) => match votes.iter_mut().find(|(a, _)| *a == primary) {
-                    Some((_, n)) => *n += 1,
-                    None => votes.push((primary, 1)),
+                Ok(Some(n)) => match named.iter_mut().find(|(m, _)| *m == n) {
+                    Some((_, votes)) => *votes += 1,
+                    None => named.push((n, 1)),
                 },
                 Ok(None) => why.push(format!("{} knows no primary {:?}", show(at), url.name)),
                 Err(e) => why.push(format!("{}: {e}", show(at))),
             }
         }
         // `max_by_key` keeps the last of equals: the reversed list makes it the first.
-        match votes.into_iter().rev().max_by_key(|(_, n)| *n) {
-            Some((primary, _)) => Ok(primary),
+        match named.into_iter().rev().max_by_key(|(n, votes)| (n.epoch, n.failing_over, *votes)) {
+            Some((n, _)) => Ok(n.addr),
             None => Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionRefused,
                 format!("no sentinel named a primary ({})", why.join("; ")),
@@ -208,8 +211,19 @@ impl Sentinels {
     }
 }
 
-/// What the sentinel at `at` names primary; its connection is opened if there is none,
-/// and dropped when it fails.
+/// A primary as one sentinel names it, and how new that sentinel's view is.
+#[derive(Debug, PartialEq)]
+struct Named {
+    addr: Addr,
+    epoch: u64,
+    /// This sentinel leads a failover: `addr` is the replica it promotes.
+    failing_over: bool,
+}
+
+/// What the sentinel at `at` names primary (`SENTINEL get-master-addr-by-name`, which
+/// names the promoted replica as soon as a failover picks it) and its view's epoch and
+/// state (`SENTINEL MASTER`); its connection is opened if there is none, and dropped
+/// when it fails.
 async fn ask(
     conn: &mut Option<MultiplexedConnection>,
     at: &Addr,
@@ -217,16 +231,50 @@ async fn ask(
     tls: bool,
     auth: Option<&(String, String)>,
     tls_root: Option<&[u8]>,
-) -> redis::RedisResult<Option<Addr>> {
+) -> redis::RedisResult<Option<Named>> {
     let c = match conn {
         Some(c) => c,
         None => conn.insert(open(at, tls, auth, tls_root).await?),
     };
-    let answer = redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(name).query_async(c).await;
-    if answer.is_err() {
-        *conn = None;
+    let mut pipe = redis::pipe();
+    pipe.cmd("SENTINEL").arg("get-master-addr-by-name").arg(name);
+    pipe.cmd("SENTINEL").arg("MASTER").arg(name);
+    let answer = pipe.query_async::<(Option<Addr>, redis::Value)>(c).await;
+    match answer {
+        Ok((Some(addr), fields)) => Ok(Some(view(addr, &fields))),
+        Ok((None, _)) => Ok(None),
+        // An unknown name is an error reply: the sentinel answered, and knows no such primary.
+        Err(e) if e.code().is_some() => Ok(None),
+        Err(e) => {
+            *conn = None;
+            Err(e)
+        }
     }
-    answer
+}
+
+/// `addr` with the epoch and state in a `SENTINEL MASTER` answer (a flat list of field
+/// names and values, or a map under RESP3).
+fn view(addr: Addr, fields: &redis::Value) -> Named {
+    let pairs: Vec<(String, String)> = match fields {
+        redis::Value::Array(flat) => {
+            flat.chunks(2).filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?))).collect()
+        }
+        redis::Value::Map(map) => map.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
+        _ => Vec::new(),
+    };
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    let failing_over = field("flags").is_some_and(|f| f.split(',').any(|f| f == "failover_in_progress"));
+    Named { addr, epoch, failing_over }
+}
+
+fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
 }
 
 async fn open(
@@ -268,6 +316,15 @@ mod tests {
         let tls = SentinelUrl::parse("rediss+sentinel://h/m").unwrap().unwrap();
         assert_eq!(tls.data_url(&("::1".into(), 1)), "rediss://[::1]:1/0");
         assert!(SentinelUrl::parse("redis://h:6379").is_none());
+        let flat = redis::Value::Array(
+            ["name", "amw", "flags", "master,failover_in_progress", "config-epoch", "3"]
+                .iter()
+                .map(|s| redis::Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        );
+        let addr: Addr = ("127.0.0.1".into(), 6380);
+        assert_eq!(view(addr.clone(), &flat), Named { addr: addr.clone(), epoch: 3, failing_over: true });
+        assert_eq!(view(addr.clone(), &redis::Value::Nil), Named { addr, epoch: 0, failing_over: false });
         for bad in
             ["redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"]
         {

@@ -209,6 +209,11 @@ impl Node {
                 let round = self.state.apply(cmds, n == 0);
                 if self.state.fail_round(round) { Down::Stop } else { Down::Still }
             }
+            // The sentinels name a new primary: no need to wait out the backoff.
+            Some(()) = named_changed(&mut self.named) => {
+                retry.at = tokio::time::Instant::now();
+                Down::Still
+            }
             _ = tokio::time::sleep_until(retry.at) => match self.connect_within().await {
                 Ok(r) => {
                     let outage = self.state.link.health.connected(&r.at);

@@ -7,7 +7,7 @@ Builds the release examples, then for each scenario and round starts every serve
 turn pinned to CPU 0 (taskset), drives it with examples/loadgen pinned to CPU 1, and
 reads the server's CPU time and RSS from /proc. Prints medians and ratios against the
 direct actix-web-actors echo, writes bench/results.json and bench/results.md, puts the
-table into README.md between the bench markers, and draws bench/chart.png.
+table into the guide's performance chapter between the bench markers, and draws bench/chart.png.
 Loopback only; every run is bounded by --secs.
 """
 import argparse
@@ -204,7 +204,7 @@ def main():
             lines.append(f"| {sname} | " + " | ".join(f"{med[k]:.2f}" if med[k] < 100 else f"{med[k]:.0f}" for k, _, _ in metrics)
                          + f" | {ratio:.2f}x {dict((m[0], m[1]) for m in metrics)[key]} | {min(per_round):.2f}-{max(per_round):.2f} |")
         lines.append("")
-    lines.append("permessage-deflate has its own benchmark: `scripts/bench_deflate.py` (README, Compression and memory).")
+    lines.append("permessage-deflate has its own benchmark: `scripts/bench_deflate.py` (the guide's operating chapter, Compression and memory).")
     table = "\n".join(lines) + "\n"
     publish("results", {"results": results, "summary": summary}, table, "bench")
     print(table)
@@ -222,22 +222,32 @@ def chart(summary):
 
 def publish(name, data, text, marker, md=None):
     """Writes bench/<name>.json (`data`), bench/<name>.md (`md`, or `text`) and `text`
-    into README.md between the `<!-- <marker>:start -->` and `<!-- <marker>:end -->`
-    lines."""
+    between the `<!-- <marker>:start -->` and `<!-- <marker>:end -->` lines of whichever
+    page holds them: README.md or a chapter of the guide (src/guide/*.md)."""
     os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", f"{name}.json"), "w") as f:
         json.dump(data, f, indent=1)
     with open(os.path.join(ROOT, "bench", f"{name}.md"), "w") as f:
         f.write(text if md is None else md)
-    readme = os.path.join(ROOT, "README.md")
-    with open(readme) as f:
-        body = f.read()
+    write_block(marker, text)
+
+
+def write_block(marker, text):
+    """Puts `text` between the marker lines, in README.md or the guide page that has them."""
+    guide = os.path.join(ROOT, "src", "guide")
+    pages = [os.path.join(ROOT, "README.md")] + sorted(
+        os.path.join(guide, f) for f in os.listdir(guide) if f.endswith(".md"))
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    if start in body and end in body:
-        head, rest = body.split(start, 1)
-        tail = rest.split(end, 1)[1]
-        with open(readme, "w") as f:
-            f.write(head + start + "\n" + text + ("" if text.endswith("\n") else "\n") + end + tail)
+    for page in pages:
+        with open(page) as f:
+            body = f.read()
+        if start in body and end in body:
+            head, rest = body.split(start, 1)
+            tail = rest.split(end, 1)[1]
+            with open(page, "w") as f:
+                f.write(head + start + "\n" + text + ("" if text.endswith("\n") else "\n") + end + tail)
+            return
+    sys.exit(f"no page holds the {marker} markers")
 
 
 def bar_chart(labels, series, value, path, ylabel, title, baseline=None):

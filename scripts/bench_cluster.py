@@ -18,7 +18,7 @@ has one CPU for the whole server side. Measured:
 - Recovery: redis-server killed (-9) and restarted on its port under two nodes with
   1,000 members: time until both nodes have resubscribed and their presence is back.
 
-Writes bench/cluster.{json,md} and README.md between the cluster markers. Loopback only.
+Writes bench/cluster.{json,md} and the guide's cluster chapter between the cluster markers. Loopback only.
 """
 import argparse
 import json

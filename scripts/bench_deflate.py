@@ -15,7 +15,7 @@ clients to CPU 1, servers alternating order each round; medians are printed:
 
 --against REV builds that revision's bench_server in a git worktree (under target/) and
 runs it as "REV" with its own `--compression`. Writes bench/deflate.md and the table in
-README.md between the deflate markers.
+the guide's operating chapter between the deflate markers.
 """
 import argparse
 import json

@@ -19,7 +19,7 @@ of the servers; ratios are medians of per-round ratios against the actix-web-act
 
 Also measured: join + leave of 10,000 members (loadgen churn), server CPU.
 
-Writes bench/groups.{json,md}, bench/groups.png and README.md between the groups markers.
+Writes bench/groups.{json,md}, bench/groups.png and the guide's groups chapter between the groups markers.
 Loopback only; every run is bounded by --secs.
 """
 import argparse

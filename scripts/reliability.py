@@ -49,7 +49,7 @@ Limits in force unless a case says otherwise: frames 16 MiB, messages 64 MiB (in
 size for compressed ones), outgoing buffer 1 MiB and write queue 64 MiB, with the
 slow-consumer close (1008) for a peer that takes nothing for 10 s while bytes wait, idle
 timeout 90 s with a ping every 30 s, closing handshake 5 s. The wire protocol's fuzz
-targets (`fuzz/`) ran 10 minutes each without a finding (see the README's Fuzzing).
+targets (`fuzz/`) ran 10 minutes each without a finding (see the guide's protocol chapter).
 
 | case | what was tried | figures |
 |---|---|---|

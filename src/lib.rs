@@ -14,6 +14,13 @@
 //!   `GlobalId` reaches a connection from any node, and groups and presence span nodes.
 //!
 //! Underneath is [`protocol`], a strict sans-IO RFC 6455 codec with permessage-deflate.
+//!
+//! **The [`guide`]** walks through it all, chapter by chapter: [getting
+//! started](guide::ch01_getting_started), [serving](guide::ch02_serving),
+//! [connections](guide::ch03_connections), [groups](guide::ch04_groups),
+//! [history](guide::ch05_history), [the cluster](guide::ch06_cluster),
+//! [operating](guide::ch07_operating), [the protocol layer](guide::ch08_protocol) and
+//! [performance](guide::ch09_performance).
 //! The names do not clash with actix's: `use actix::prelude::*;` and
 //! `use actix_meta_websocket::*;` work together.
 //!
@@ -83,6 +90,7 @@ mod connection;
 mod delivery;
 mod error;
 mod groups;
+pub mod guide;
 mod handler;
 mod message;
 mod pool;

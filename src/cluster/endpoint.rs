@@ -252,9 +252,11 @@ async fn ask(
     }
 }
 
-/// `addr` with the epoch and state in a `SENTINEL MASTER` answer (a flat list of field
-/// names and values, or a map under RESP3).
-fn view(addr: Addr, fields: &redis::Value) -> Named {
+/// A sentinel's view from its `SENTINEL MASTER` answer (a flat list of field names and
+/// values, or a map under RESP3): the address there goes with the config epoch there,
+/// except while this sentinel leads a failover, when `promoted` (its
+/// `get-master-addr-by-name`) is the replica it promotes.
+fn view(promoted: Addr, fields: &redis::Value) -> Named {
     let pairs: Vec<(String, String)> = match fields {
         redis::Value::Array(flat) => {
             flat.chunks(2).filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?))).collect()
@@ -265,6 +267,11 @@ fn view(addr: Addr, fields: &redis::Value) -> Named {
     let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
     let failing_over = field("flags").is_some_and(|f| f.split(',').any(|f| f == "failover_in_progress"));
+    let own = field("ip").zip(field("port").and_then(|p| p.parse().ok())).map(|(ip, port)| (ip.to_owned(), port));
+    let addr = match own {
+        Some(own) if !failing_over => own,
+        _ => promoted,
+    };
     Named { addr, epoch, failing_over }
 }
 
@@ -325,6 +332,15 @@ mod tests {
         let addr: Addr = ("127.0.0.1".into(), 6380);
         assert_eq!(view(addr.clone(), &flat), Named { addr: addr.clone(), epoch: 3, failing_over: true });
         assert_eq!(view(addr.clone(), &redis::Value::Nil), Named { addr, epoch: 0, failing_over: false });
+        // Outside a failover, the address that goes with the epoch.
+        let settled = redis::Value::Array(
+            ["ip", "10.0.0.2", "port", "6381", "flags", "master", "config-epoch", "4"]
+                .iter()
+                .map(|s| redis::Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        );
+        let stale: Addr = ("10.0.0.1".into(), 6380);
+        assert_eq!(view(stale, &settled), Named { addr: ("10.0.0.2".into(), 6381), epoch: 4, failing_over: false });
         for bad in
             ["redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"]
         {

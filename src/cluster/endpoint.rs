@@ -194,6 +194,7 @@ impl Sentinels {
                 Err(e) => why.push(format!("{}: {e}", show(at))),
             }
         }
+        tracing::trace!(?named, "cluster: what the sentinels name");
         // `max_by_key` keeps the last of equals: the reversed list makes it the first.
         match named.into_iter().rev().max_by_key(|(n, votes)| (n.epoch, n.failing_over, *votes)) {
             Some((n, _)) => Ok(n.addr),
@@ -267,7 +268,8 @@ fn view(promoted: Addr, fields: &redis::Value) -> Named {
     let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let epoch = field("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
     let failing_over = field("flags").is_some_and(|f| f.split(',').any(|f| f == "failover_in_progress"));
-    let own = field("ip").zip(field("port").and_then(|p| p.parse().ok())).map(|(ip, port)| (ip.to_owned(), port));
+    let own =
+        field("ip").zip(field("port").and_then(|p| p.parse().ok())).map(|(ip, port)| (ip.to_owned(), port));
     let addr = match own {
         Some(own) if !failing_over => own,
         _ => promoted,
@@ -340,7 +342,10 @@ mod tests {
                 .collect(),
         );
         let stale: Addr = ("10.0.0.1".into(), 6380);
-        assert_eq!(view(stale, &settled), Named { addr: ("10.0.0.2".into(), 6381), epoch: 4, failing_over: false });
+        assert_eq!(
+            view(stale, &settled),
+            Named { addr: ("10.0.0.2".into(), 6381), epoch: 4, failing_over: false }
+        );
         for bad in
             ["redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"]
         {

@@ -38,8 +38,9 @@ impl ClusterOptions {
     ///   through the sentinels listed (port 26379 unless given). The credentials and the
     ///   db are the data servers'; see [`sentinel_auth`](Self::sentinel_auth) for the
     ///   sentinels' own. The node asks the sentinels at every connect and at every
-    ///   heartbeat, and moves when most of those answering name another server; it checks
-    ///   with `ROLE` that the server it connects to is a primary, and takes `READONLY` as
+    ///   heartbeat, believes the newest view (the highest config epoch), and moves when it
+    ///   names another server; it checks with `ROLE` that the server it connects to is a
+    ///   primary, and takes `READONLY` as
     ///   "ask again now".
     ///
     /// ```

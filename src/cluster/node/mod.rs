@@ -50,6 +50,8 @@ const RECONNECT_MAX: Duration = Duration::from_millis(500);
 const BATCH: usize = 512;
 /// Messages read from the subscription before their answers leave in one round trip.
 const READ_AHEAD: usize = 256;
+/// Under Sentinel, heartbeats between two `ROLE` checks of the server in use.
+const ROLE_EVERY: u32 = 10;
 
 /// Both links to Redis.
 pub(crate) struct Redis {
@@ -70,12 +72,14 @@ pub(crate) struct Node {
     /// Under Sentinel: the primary the sentinels name now, as a task asking them on a
     /// timer last heard.
     named: Option<watch::Receiver<Option<String>>>,
+    /// Heartbeats since the link was made: every `ROLE_EVERY`th asks `ROLE` under Sentinel.
+    beats: u32,
 }
 
 impl Node {
     pub(crate) fn new(link: Arc<Link>, opts: ClusterOptions, endpoint: Endpoint, groups: Groups) -> Self {
         let state = State::new(link, Keys::new(&opts.prefix), opts.node_timeout, groups);
-        Node { endpoint, opts, state, named: None }
+        Node { endpoint, opts, state, named: None, beats: 0 }
     }
 
     /// Connects within a bound: a server that accepts and then says nothing (stopped, or
@@ -183,7 +187,7 @@ impl Node {
                         None => Some("subscription link closed".into()),
                     },
                     _ = tick.tick() => self.heartbeat(r).await.err().map(|e| e.to_string()),
-                    Some(()) = named_changed(&mut self.named) => self.named_elsewhere(r),
+                    Some(()) = named_changed(&mut self.named) => self.named_elsewhere(r).await,
                 },
             };
             if let Some(why) = lost {
@@ -312,11 +316,15 @@ impl Node {
             let why = format!("the subscription carried nothing back for {waited:?}");
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
         }
-        if let Some(why) = self.named_elsewhere(r) {
+        if let Some(why) = self.named_elsewhere(r).await {
             return Err(std::io::Error::other(why).into());
         }
         let mut round = Round::default();
-        let role = self.named.is_some().then(|| round.role());
+        // A demoted server refuses the presence writes (`READONLY`) and the sentinels stop
+        // naming it, so a periodic `ROLE` is the last guard, not the first: it stays a
+        // small share of an idle node's commands.
+        self.beats = self.beats.wrapping_add(1);
+        let role = (self.named.is_some() && self.beats % ROLE_EVERY == 0).then(|| round.role());
         round.publish(
             self.state.keys.nodes(),
             Frame::Heartbeat { dropped: self.state.link.dropped() }.encode(self.state.me()),
@@ -387,9 +395,18 @@ impl Node {
     }
 
     /// Why the link must move, when the sentinels name a primary other than its server.
-    fn named_elsewhere(&self, r: &Redis) -> Option<String> {
+    /// The watcher's answer may predate this link (made on a fresher one), so the
+    /// sentinels are asked again before the node moves.
+    async fn named_elsewhere(&mut self, r: &Redis) -> Option<String> {
         let named = self.named.as_ref()?.borrow().clone()?;
-        (named != r.at).then(|| format!("the sentinels name {named} primary now, not {}", r.at))
+        if named == r.at {
+            return None;
+        }
+        let now = match &mut self.endpoint {
+            Endpoint::Sentinel(s) => s.primary().await.ok().map(|p| super::endpoint::show(&p))?,
+            Endpoint::Single { .. } => return None,
+        };
+        (now != r.at).then(|| format!("the sentinels name {now} primary now, not {}", r.at))
     }
 }
 

@@ -142,9 +142,9 @@ def measure_fanout(procs, urls, redis, secs):
     return r
 
 
-def fanout(setup, secs):
+def fanout(setup, secs, redis_cls=None):
     _, n, cluster, workers = setup
-    redis = Redis()
+    redis = (redis_cls or Redis)()
     procs, urls = start_nodes(n, redis, cluster, workers)
     try:
         return measure_fanout(procs, urls, redis, secs)
@@ -153,8 +153,8 @@ def fanout(setup, secs):
         redis.kill()
 
 
-def relay(cross, secs):
-    redis = Redis()
+def relay(cross, secs, redis_cls=None):
+    redis = (redis_cls or Redis)()
     procs, urls = start_nodes(2, redis, workers=1)
     try:
         lg = loadgen("relay", urls if cross else urls[:1], ["--rate", "1000", "--size", "64"], secs)

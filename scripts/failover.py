@@ -127,11 +127,13 @@ class Node:
         self.url = f"ws://{m.group(1)}/ws"
         self.outages = []
         self.why = []  # why the node's link was re-made, as it logged it
+        self.lines = []  # everything it printed, for a failover that went wrong
         threading.Thread(target=self.read, daemon=True).start()
 
     def read(self):
         for line in self.proc.stdout:
             line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            self.lines.append(line)
             w = WHY.search(line)
             if w:
                 self.why.append(w.group(1))
@@ -141,37 +143,58 @@ class Node:
                 self.outages.append(float(m.group(1)) * scale)
 
 
+LINGER = 0.5  # seconds a probe waits for a node to end a connection it closes
+
+
 async def cross(a, b, deadline=30.0):
-    """Seconds until a line said on the node at `a` arrives on the node at `b`."""
+    """Seconds until a line said on the node at `a` arrives on the node at `b`, and how
+    many of the probe's closes waited out `LINGER` (a node slow to end a connection: the
+    client library would wait 10 s by default, and the probe with it)."""
     t0 = time.monotonic()
     k = 0
+    lingered = 0
     while time.monotonic() - t0 < deadline:
+        closing = [None]
         try:
-            async with websockets.connect(f"{a}?room=lobby&since=now", open_timeout=2) as say, \
-                    websockets.connect(f"{b}?room=lobby&since=now", open_timeout=2, max_size=None) as hear:
-                while time.monotonic() - t0 < deadline:
+            async with websockets.connect(f"{a}?room=lobby&since=now", open_timeout=2, close_timeout=LINGER) as say, \
+                    websockets.connect(f"{b}?room=lobby&since=now", open_timeout=2, max_size=None,
+                                       close_timeout=LINGER) as hear:
+                try:
                     k += 1
-                    word = f"cross{random.randrange(1 << 30)}x{k}"
-                    await say.send(word)
-                    end = time.monotonic() + 0.05
-                    while time.monotonic() < end:
-                        try:
-                            text = await asyncio.wait_for(hear.recv(), timeout=max(0.001, end - time.monotonic()))
-                        except asyncio.TimeoutError:
-                            break
-                        m = hf.LINE.match(text)
-                        if m and m.group(3) == word:
-                            return time.monotonic() - t0
+                    if await heard_back(say, hear, f"cross{random.randrange(1 << 30)}x{k}", t0, deadline):
+                        return time.monotonic() - t0, lingered
+                finally:
+                    closing[0] = time.monotonic()
         except (websockets.exceptions.ConnectionClosed, OSError, asyncio.TimeoutError,
                 websockets.exceptions.InvalidHandshake):
             await asyncio.sleep(0.02)
-    return float("inf")
+        finally:
+            if closing[0] and time.monotonic() - closing[0] > LINGER * 0.9:
+                lingered += 1
+    return float("inf"), lingered
+
+
+async def heard_back(say, hear, word, t0, deadline):
+    """Says `word` every 50 ms until `hear` gets it back, or the deadline passes."""
+    while time.monotonic() - t0 < deadline:
+        await say.send(word)
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            try:
+                text = await asyncio.wait_for(hear.recv(), timeout=max(0.001, end - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            m = hf.LINE.match(text)
+            if m and m.group(3) == word:
+                return True
+    return False
 
 
 def prober_main():
     for line in sys.stdin:
         a, b = line.split()
-        print(asyncio.run(cross(a, b)), flush=True)
+        took, lingered = asyncio.run(cross(a, b))
+        print(took, lingered, flush=True)
 
 
 class Prober:
@@ -184,7 +207,8 @@ class Prober:
     async def time(self, a, b):
         self.proc.stdin.write(f"{a} {b}\n")
         self.proc.stdin.flush()
-        return float(await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline))
+        took, lingered = (await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)).split()
+        return float(took), int(lingered)
 
 
 async def fail_over(redis, kind):
@@ -225,13 +249,23 @@ async def run(a):
         # Probes start once the sentinels have named the new primary: the time already
         # gone since the fault is added.
         waited = time.monotonic() - t0
-        delivery = [waited + t for t in await asyncio.gather(*[p.time(x, y) for p, (x, y) in zip(probers, pairs)])]
+        timed = await asyncio.gather(*[p.time(x, y) for p, (x, y) in zip(probers, pairs)])
+        delivery = [waited + t for t, _ in timed]
+        lingered = sum(n for _, n in timed)
         await asyncio.sleep(1.0)
         reported = [o for n, b in zip(nodes, before) for o in n.outages[b:]]
         why = [w for n, b in zip(nodes, why_before) for w in n.why[b:]]
-        rows.append({"kind": kind, "redis": redis_took, "delivery": delivery, "reported": reported, "why": why})
+        rows.append({"kind": kind, "redis": redis_took, "delivery": delivery, "reported": reported, "why": why,
+                     "lingered": lingered})
+        if max(delivery) > redis_took + 1.0:
+            # Kept for whoever looks into it: each node's log and the pairs' times.
+            for k, n in enumerate(nodes):
+                with open(os.path.join(tempfile.gettempdir(), f"failover-{i + 1}-node{k}.log"), "w") as f:
+                    f.writelines(n.lines[-20000:])
+            print(f"   slow: pairs {[round(d, 2) for d in delivery]}, logs in {tempfile.gettempdir()}/failover-{i + 1}-node*.log")
         print(f"{i + 1:2} {kind:18} redis {redis_took:5.2f} s  delivery max {max(delivery):5.2f} s  "
-              f"reported {', '.join(f'{o:.2f}' for o in reported)}; why: {'; '.join(sorted(set(why)))}", flush=True)
+              f"reported {', '.join(f'{o:.2f}' for o in reported)}; closes that lingered {lingered}; "
+              f"why: {'; '.join(sorted(set(why)))}", flush=True)
         redis.await_replica()
         await asyncio.sleep(2)
     for p in pubs:

@@ -33,6 +33,8 @@ LAYERS = [
     ("entry points", ["handler", "client"]),
     ("server", ["server"]),
     ("cluster", ["cluster"]),
+    # The guide: chapters of documentation, no code.
+    ("docs", ["guide"]),
 ]
 DATA = "data"
 LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}

@@ -303,13 +303,10 @@ impl State {
     /// A message on one of our channels: what it delivers, tells and answers (into
     /// `answers`); `true` when it is this node's own heartbeat, back on the subscription.
     pub(super) fn on_message(&mut self, channel: &str, payload: &[u8], answers: &mut Round) -> bool {
-        let (from, frame) = match Frame::decode(Bytes::copy_from_slice(payload)) {
-            Ok(ok) => ok,
-            Err(e) => {
-                tracing::warn!(channel, error = %e, "cluster: ignored a message that is not ours");
-                return false;
-            }
-        };
+        let decoded = Frame::decode(Bytes::copy_from_slice(payload)).inspect_err(
+            |e| tracing::warn!(channel, error = %e, "cluster: ignored a message that is not ours"),
+        );
+        let Ok((from, frame)) = decoded else { return false };
         match frame {
             // A node's stored broadcasts come back to it too: delivered here in their place.
             Frame::Stored { epoch, offset, except, text, payload } => {

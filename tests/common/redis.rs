@@ -197,7 +197,12 @@ impl Redis {
             if linked && known {
                 return;
             }
-            assert!(Instant::now() < deadline, "the replicas never linked up");
+            let views: Vec<String> =
+                self.sentinels.iter().map(|s| self.cli_on(s.port, &["SENTINEL", "replicas", PRIMARY])).collect();
+            assert!(
+                Instant::now() < deadline,
+                "the replicas never linked up (primary {primary}, linked {linked}, known {known}): {views:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -324,7 +324,7 @@ impl Node {
         // naming it, so a periodic `ROLE` is the last guard, not the first: it stays a
         // small share of an idle node's commands.
         self.beats = self.beats.wrapping_add(1);
-        let role = (self.named.is_some() && self.beats % ROLE_EVERY == 0).then(|| round.role());
+        let role = (self.named.is_some() && self.beats.is_multiple_of(ROLE_EVERY)).then(|| round.role());
         round.publish(
             self.state.keys.nodes(),
             Frame::Heartbeat { dropped: self.state.link.dropped() }.encode(self.state.me()),

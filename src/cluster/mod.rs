@@ -8,6 +8,8 @@
 //!
 //! - `ids`: node ids and global connection ids, printed and parsed.
 //! - `options`: the URL (kept out of logs) and the timings.
+//! - `endpoint`: which Redis to use: the one at the URL, or the primary Sentinel names.
+//! - `health`: how the link stands (up, server, silent, outages), for `broker_status`.
 //! - `link`: what the handle, the groups and the task share (queue, bound, index).
 //! - `node`: the task: Redis calls, subscriptions, reconnects, heartbeats.
 //! - `wire`: the frames on the bus, checked like peer input.
@@ -45,7 +47,8 @@ use crate::connection::ConnectionId;
 use crate::groups::Groups;
 use crate::prepared::PreparedMessage;
 
-/// This server's place in a cluster of nodes that share one Redis.
+/// This server's place in a cluster of nodes that share one Redis (or the primary a
+/// Redis Sentinel set names: see [`ClusterOptions::new`]).
 ///
 /// - **Global ids.** [`global_id`](Self::global_id) names a connection for every node;
 ///   [`send`](Self::send) and [`send_wait`](Self::send_wait) reach it from any of them.
@@ -61,7 +64,8 @@ use crate::prepared::PreparedMessage;
 /// - **Delivery.** At most once across nodes, in order per publishing node while its
 ///   link to Redis holds. Messages can be lost while Redis is away, around a reconnect,
 ///   when Redis cuts a node that reads too slowly, and when the owning node dies; each
-///   of these is signalled ([`ClusterEvent`]). Nothing is queued without bound: while
+///   of these is signalled ([`ClusterEvent`]), and [`broker_status`](Self::broker_status)
+///   says how the link stands now. Nothing is queued without bound: while
 ///   Redis is away, remote sends fail at once with [`ClusterSendError::BrokerDown`].
 ///
 /// ```no_run

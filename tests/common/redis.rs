@@ -197,8 +197,11 @@ impl Redis {
             if linked && known {
                 return;
             }
-            let views: Vec<String> =
-                self.sentinels.iter().map(|s| self.cli_on(s.port, &["SENTINEL", "replicas", PRIMARY])).collect();
+            let views: Vec<String> = self
+                .sentinels
+                .iter()
+                .map(|s| self.cli_on(s.port, &["SENTINEL", "replicas", PRIMARY]))
+                .collect();
             assert!(
                 Instant::now() < deadline,
                 "the replicas never linked up (primary {primary}, linked {linked}, known {known}): {views:?}"

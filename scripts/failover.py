@@ -156,7 +156,11 @@ async def cross(a, b, deadline=30.0):
     while time.monotonic() - t0 < deadline:
         closing = [None]
         try:
-            async with websockets.connect(f"{a}?room=lobby&since=now", open_timeout=2, close_timeout=LINGER) as say, \
+            # `say` is a member of the room too and never reads: an unbounded queue keeps the
+            # client reading, or its close would not see the node's answer behind the room's
+            # traffic (websockets stops reading at 16 unread messages).
+            async with websockets.connect(f"{a}?room=lobby&since=now", open_timeout=2, close_timeout=LINGER,
+                                          max_queue=None) as say, \
                     websockets.connect(f"{b}?room=lobby&since=now", open_timeout=2, max_size=None,
                                        close_timeout=LINGER) as hear:
                 try:

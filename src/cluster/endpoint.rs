@@ -124,8 +124,16 @@ impl SentinelUrl {
     fn data_url(&self, addr: &Addr) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         let auth = self.userinfo.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
-        let host = if addr.0.contains(':') { format!("[{}]", addr.0) } else { addr.0.clone() };
-        format!("{scheme}://{auth}{host}:{}/{}", addr.1, self.db)
+        format!("{scheme}://{auth}{}:{}/{}", url_host(&addr.0), addr.1, self.db)
+    }
+}
+
+/// A host as a URL writes it: an IPv6 address in brackets.
+fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
     }
 }
 
@@ -293,8 +301,7 @@ async fn open(
     tls_root: Option<&[u8]>,
 ) -> redis::RedisResult<MultiplexedConnection> {
     let scheme = if tls { "rediss" } else { "redis" };
-    let host = if at.0.contains(':') { format!("[{}]", at.0) } else { at.0.clone() };
-    let mut url = url::Url::parse(&format!("{scheme}://{host}:{}", at.1)).map_err(|e| {
+    let mut url = url::Url::parse(&format!("{scheme}://{}:{}", url_host(&at.0), at.1)).map_err(|e| {
         redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "sentinel", e.to_string()))
     })?;
     if let Some((user, password)) = auth {

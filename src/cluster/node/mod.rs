@@ -72,7 +72,7 @@ pub(crate) struct Node {
     /// Under Sentinel: the primary the sentinels name now, as a task asking them on a
     /// timer last heard.
     named: Option<watch::Receiver<Option<String>>>,
-    /// Heartbeats since the link was made: every `ROLE_EVERY`th asks `ROLE` under Sentinel.
+    /// Heartbeats sent so far: every `ROLE_EVERY`th asks `ROLE` under Sentinel.
     beats: u32,
 }
 
@@ -142,10 +142,7 @@ impl Node {
     /// Redis did not answer (the node then connects when it does).
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, mut redis: Option<Redis>) {
         match &redis {
-            Some(r) => {
-                let outage = self.state.link.health.connected(&r.at);
-                self.state.came_up(outage);
-            }
+            Some(r) => self.came_up(r),
             None => self.state.link.health.lost(),
         }
         if let Some(sentinels) = self.endpoint.sentinels() {
@@ -220,8 +217,7 @@ impl Node {
             }
             _ = tokio::time::sleep_until(retry.at) => match self.connect_within().await {
                 Ok(r) => {
-                    let outage = self.state.link.health.connected(&r.at);
-                    self.state.came_up(outage);
+                    self.came_up(&r);
                     Down::Up(r)
                 }
                 Err(e) => {
@@ -388,6 +384,13 @@ impl Node {
 }
 
 impl Node {
+    /// The link `r` is made: its health records the server and ends the outage, and the
+    /// bookkeeping tells who needs to know.
+    fn came_up(&mut self, r: &Redis) {
+        let outage = self.state.link.health.connected(&r.at);
+        self.state.came_up(outage);
+    }
+
     /// How long the node's heartbeat may take to come back on its subscription before
     /// the link is taken for silent and made again.
     fn probe_timeout(&self) -> Duration {

@@ -168,8 +168,9 @@ async fn fanout_state(cli: &Cli) -> std::io::Result<Fanout> {
     #[cfg(not(feature = "cluster"))]
     let groups = Groups::new();
     if let Some(n) = cli.history {
-        let limits =
-            actix_meta_websocket::HistoryLimits::default().max_messages(n).max_bytes(n.saturating_mul(1024));
+        let limits = actix_meta_websocket::groups::HistoryLimits::default()
+            .max_messages(n)
+            .max_bytes(n.saturating_mul(1024));
         groups.keep_history("all", limits);
     }
     Ok(Fanout {

@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use actix_meta_websocket::groups::{PresenceEvent, Since};
 use actix_meta_websocket::*;
 use actix_web::{web, App, HttpResponse};
 

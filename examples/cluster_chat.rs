@@ -22,6 +22,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
+use actix_meta_websocket::{
+    cluster::{ClusterEvent, GlobalId, NodeId},
+    groups::{PresenceChange, Since},
+};
 use actix_web::{web, App, HttpResponse};
 
 const PAGE: &str = include_str!("chat.html");

@@ -3,13 +3,32 @@
 use crate::message::Outgoing;
 use crate::protocol::{DeflateNegotiationError, EncodeError};
 
-/// A pool cannot be built.
+/// A string that is not what it was parsed as: a history [`Position`](crate::groups::Position),
+/// or a cluster id (`GlobalId`, `NodeId`).
+///
+/// ```
+/// use actix_meta_websocket::{ParseError, groups::Position};
+/// let err: ParseError = "yesterday".parse::<Position>().unwrap_err();
+/// assert_eq!(err.to_string(), r#"not a history position (expected <16 hex digits>:<offset>): "yesterday""#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PoolError {
-    /// A pool needs at least one target (Ergo falls back to the parent process; actix has none).
-    #[error("a pool needs at least one target")]
-    Empty,
+#[error("not a {what} (expected {expected}): {input:?}")]
+pub struct ParseError {
+    what: &'static str,
+    expected: &'static str,
+    /// The start of the input (64 characters at most: it may come from a peer).
+    input: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(what: &'static str, expected: &'static str, input: &str) -> Self {
+        ParseError { what, expected, input: input.chars().take(64).collect() }
+    }
+
+    /// The start of the string refused (64 characters at most).
+    pub fn input(&self) -> &str {
+        &self.input
+    }
 }
 
 /// A message could not be written.
@@ -17,10 +36,10 @@ pub enum PoolError {
 #[non_exhaustive]
 pub enum WriteError {
     /// The connection is closing or gone.
-    #[error("connection closed")]
+    #[error("connection closed (its MessageDisconnect says why): drop its id")]
     Closed,
     /// The peer did not read for longer than the write timeout; the connection was closed.
-    #[error("peer too slow: outgoing buffer stayed full past the write timeout")]
+    #[error("peer too slow: its outgoing buffer stayed full past the write timeout, so it was closed (raise write_timeout or max_write_buffer for slow but live peers)")]
     SlowConsumer,
     /// The message cannot be encoded (control body over 125 bytes, invalid close code or
     /// payload, text that is not UTF-8).
@@ -35,10 +54,10 @@ pub enum WriteError {
 pub enum TrySendError {
     /// The peer is behind: the connection holds `max_write_buffer` bytes it has not taken.
     /// Nothing was closed.
-    #[error("the connection's outgoing buffer is full")]
+    #[error("the connection's outgoing buffer is full (max_write_buffer): retry later, drop the message, or await send_wait")]
     Full(Outgoing),
     /// The connection is gone.
-    #[error("connection closed")]
+    #[error("connection closed (its MessageDisconnect says why): drop its id")]
     Closed(Outgoing),
 }
 
@@ -51,7 +70,8 @@ impl TrySendError {
     }
 }
 
-/// A setting that cannot work, named by its field.
+/// A setting that cannot work, named by its field (or, for a [`Pool`](crate::Pool), the
+/// argument: `targets`).
 ///
 /// ```
 /// use actix_meta_websocket::ConnectionSettings;
@@ -148,7 +168,7 @@ pub enum ConnectError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// No target: the pool's actors are all gone.
-    #[error("no live target in the pool")]
+    #[error("no live target in the pool: every actor in it has stopped")]
     NoTarget,
     /// The TCP connection (or proxy tunnel) could not be made.
     #[error("connect to {addr} failed: {source}")]

@@ -83,13 +83,14 @@
 #[macro_use]
 mod setters;
 
-mod client;
+pub mod client;
 #[cfg(feature = "cluster")]
-mod cluster;
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod cluster;
 mod connection;
 mod delivery;
 mod error;
-mod groups;
+pub mod groups;
 pub mod guide;
 mod handler;
 mod message;
@@ -104,21 +105,12 @@ mod stats;
 pub mod telemetry;
 mod watchers;
 
-pub use client::{connect, reconnect, Backoff, DialFailed, DialOptions, Proxy, Reconnecting, Resume};
+pub use client::{connect, reconnect, DialOptions};
 #[cfg(feature = "cluster")]
-pub use cluster::{
-    BrokerStatus, Cluster, ClusterError, ClusterEvent, ClusterMember, ClusterOptions, ClusterSendError,
-    GapCause, GlobalId, NodeId, ParseIdError,
-};
-pub use connection::{
-    ConnectionId, GetStats, MessageConnect, MessageDisconnect, SendMessage, SendPrepared, Target,
-    WsConnection, WsMessage,
-};
-pub use error::{ConfigError, ConnectError, PoolError, TrySendError, WriteError};
-pub use groups::{
-    GroupError, Groups, HistoryError, HistoryFuture, HistoryLimits, Member, ParsePositionError, Position,
-    PresenceChange, PresenceEvent, Published, Recovered, RecoveryError, Since, Unrecoverable,
-};
+pub use cluster::{Cluster, ClusterOptions};
+pub use connection::{ConnectionId, MessageConnect, MessageDisconnect, Target, WsConnection, WsMessage};
+pub use error::{ConfigError, ConnectError, ParseError, TrySendError, WriteError};
+pub use groups::Groups;
 pub use handler::{record_local_addr, HandlerOptions, HandshakeError, OriginCheck, Upgrade, WsHandler};
 pub use message::{DataTypeError, DisconnectReason, Initiator, MessageKind, Outgoing};
 pub use pool::Pool;
@@ -126,7 +118,7 @@ pub use prepared::PreparedMessage;
 pub use server::WsServer;
 pub use settings::ConnectionSettings;
 pub use stats::{Buffers, Stats, Traffic};
-/// URLs for [`DialOptions`] and [`Proxy`], re-exported so dialling needs no `url` dependency.
+/// URLs for [`DialOptions`] and [`client::Proxy`], re-exported so dialling needs no `url` dependency.
 pub use url::Url;
 
 /// The README's Rust examples, compiled as doc tests so they stay true.

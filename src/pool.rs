@@ -8,7 +8,7 @@ use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler};
 
 use crate::connection::{MessageConnect, MessageDisconnect, Target, WsMessage};
-use crate::error::PoolError;
+use crate::error::ConfigError;
 
 /// One or more targets; each new connection gets the next live one, round-robin, and
 /// keeps it for its whole life (Ergo's `ProcessPool`).
@@ -37,7 +37,7 @@ pub struct Pool {
 
 impl Pool {
     /// A pool of actors.
-    pub fn new<A, I>(addrs: I) -> Result<Self, PoolError>
+    pub fn new<A, I>(addrs: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = Addr<A>>,
         A: Actor + Handler<MessageConnect> + Handler<WsMessage> + Handler<MessageDisconnect>,
@@ -48,10 +48,11 @@ impl Pool {
     }
 
     /// A pool of targets (possibly of different actor types).
-    pub fn from_targets<I: IntoIterator<Item = Target>>(targets: I) -> Result<Self, PoolError> {
+    pub fn from_targets<I: IntoIterator<Item = Target>>(targets: I) -> Result<Self, ConfigError> {
         let targets: Arc<[Target]> = targets.into_iter().collect();
         if targets.is_empty() {
-            return Err(PoolError::Empty);
+            // Ergo falls back to the parent process; an actix actor has none.
+            return Err(ConfigError { field: "targets", reason: "a pool needs at least one target" });
         }
         Ok(Pool { targets, next: Arc::new(AtomicUsize::new(0)) })
     }

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
+use actix_meta_websocket::client::{Backoff, DialFailed};
 use actix_meta_websocket::*;
 use actix_web::{web, App, HttpRequest};
 use common::*;

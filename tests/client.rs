@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_meta_websocket::client::Proxy;
 use actix_meta_websocket::protocol::CloseCode;
 use actix_meta_websocket::*;
 use common::*;

@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use actix_meta_websocket::client::Backoff;
 use actix_meta_websocket::*;
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use common::*;

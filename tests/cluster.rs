@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use actix_meta_websocket::protocol::Incoming;
 use actix_meta_websocket::*;
+use actix_meta_websocket::{
+    cluster::{ClusterError, ClusterEvent, ClusterMember, ClusterSendError, GapCause, GlobalId},
+    groups::PresenceChange,
+};
 use common::cluster::*;
 use common::redis::{free_port, redis_installed, Redis};
 use common::*;

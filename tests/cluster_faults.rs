@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
+use actix_meta_websocket::{cluster::ClusterEvent, groups::Position};
 use common::cluster::*;
 use common::redis::{redis_installed, Redis, TempDir};
 use common::*;

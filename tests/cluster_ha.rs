@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use actix_meta_websocket::*;
+use actix_meta_websocket::cluster::{ClusterEvent, GapCause};
 use common::cluster::*;
 use common::redis::{redis_installed, Redis, PRIMARY};
 use common::*;

@@ -11,6 +11,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
+use actix_meta_websocket::{
+    client::{Backoff, Resume},
+    cluster::ClusterEvent,
+    groups::{HistoryError, HistoryLimits, Position, PresenceEvent, Since, Unrecoverable},
+};
 use common::cluster::{event, events, history_node, roomy, session, session_first};
 use common::history::{assert_whole, follow, Room};
 use common::redis::{redis_installed, Redis};

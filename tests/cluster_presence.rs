@@ -10,7 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use actix_meta_websocket::*;
+use actix_meta_websocket::{
+    cluster::{ClusterEvent, GlobalId, NodeId},
+    groups::PresenceChange,
+};
 use common::cluster::*;
 use common::redis::{redis_installed, Redis};
 use common::*;

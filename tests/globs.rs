@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 use actix::prelude::*;
+use actix_meta_websocket::client::{Backoff, DialFailed, Proxy, Reconnecting};
 use actix_meta_websocket::*;
 
 struct Worker;
@@ -35,10 +36,10 @@ impl Handler<MessageDisconnect> for Worker {
 fn every_name(
     _: Option<(WsHandler, HandlerOptions, HandshakeError, Upgrade, OriginCheck)>,
     _: Option<(DialOptions, Proxy, Backoff, DialFailed, Reconnecting, Url)>,
-    _: Option<(ConnectionSettings, ConfigError, ConnectError, PoolError, WriteError, TrySendError)>,
+    _: Option<(ConnectionSettings, ConfigError, ConnectError, WriteError, TrySendError)>,
     _: Option<(WsConnection, ConnectionId, Pool, Target, PreparedMessage, Stats)>,
     _: Option<(MessageConnect, WsMessage, Outgoing, MessageDisconnect, MessageKind, DisconnectReason)>,
-    _: Option<(Initiator, DataTypeError, SendMessage, SendPrepared, GetStats)>,
+    _: Option<(Initiator, DataTypeError, ParseError)>,
 ) {
     let _ = (connect, reconnect, record_local_addr);
 }

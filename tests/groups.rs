@@ -9,6 +9,7 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_meta_websocket::groups::{PresenceChange, PresenceEvent};
 use actix_meta_websocket::protocol::Incoming;
 use actix_meta_websocket::*;
 use common::*;
@@ -297,7 +298,7 @@ async fn presence_follows_joins_leaves_and_crashes() {
     assert_eq!(names(&groups), ["ada (away)"]);
     assert_eq!(groups.count(ROOM), 1);
     // An ended connection joins nothing.
-    assert_eq!(groups.join(ROOM, &ids[3]), Err(GroupError::Ended));
+    assert_eq!(groups.join(ROOM, &ids[3]), Err(WriteError::Closed));
     // The one who left by hand can join again, and gets broadcasts again.
     assert_eq!(groups.join(ROOM, &ids[1]), Ok(true));
     assert_eq!(groups.broadcast(ROOM, "back"), 2);

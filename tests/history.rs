@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_meta_websocket::*;
+use actix_meta_websocket::{
+    client::{Backoff, Resume},
+    groups::{HistoryError, HistoryLimits, Position, Recovered, RecoveryError, Since, Unrecoverable},
+};
 use common::history::{assert_whole, follow, publish, Room};
 use common::*;
 use futures_util::StreamExt;

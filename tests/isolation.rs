@@ -315,7 +315,7 @@ impl World {
         let ended = self.slots[slot].id.clone();
         for (inst, groups) in self.groups.iter().enumerate() {
             assert!(groups.groups_of(&ended).is_empty(), "slot {slot} left instance {inst}'s groups");
-            assert_eq!(groups.join("a", &ended), Err(GroupError::Ended));
+            assert_eq!(groups.join("a", &ended), Err(WriteError::Closed));
         }
         for set in self.members.values_mut() {
             set.remove(&slot);

@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use actix_meta_websocket::{
-    ConnectionId, Groups, HistoryLimits, PresenceChange, RecoveryError, Since, Unrecoverable, WsMessage,
+    groups::{HistoryLimits, PresenceChange, RecoveryError, Since, Unrecoverable},
+    ConnectionId, Groups, WsMessage,
 };
 
 pub struct Rooms {

@@ -1,5 +1,23 @@
-//! The client half: dial a WebSocket server with awc and run the connection as the same
-//! `WsConnection` actor an accepted one gets (Ergo's `CreateConnection` + `SpawnMeta`).
+//! Dialling out: [`connect`] with [`DialOptions`]
+//! (both re-exported at the crate root) starts the same [`WsConnection`] actor an accepted
+//! connection gets; [`reconnect`] keeps one up with a [`Backoff`], over
+//! the servers of [`DialOptions::failover`], resuming groups' history ([`Resume`]). This
+//! module holds what those take: [`Proxy`], [`Backoff`], [`Resume`], and what a reconnect
+//! reports ([`Reconnecting`], [`DialFailed`]).
+//!
+//! The guide's chapter [connections](crate::guide::ch03_connections) shows a client.
+//!
+//! ```
+//! use actix_meta_websocket::client::Backoff;
+//! use std::time::Duration;
+//!
+//! let backoff = Backoff { max: Duration::from_secs(10), max_attempts: Some(20), ..Backoff::default() };
+//! assert!(backoff.delay(30) <= Duration::from_secs(10));
+//! ```
+
+// For maintainers:
+// The client half: dial a WebSocket server with awc and run the connection as the same
+// `WsConnection` actor an accepted one gets (Ergo's `CreateConnection` + `SpawnMeta`).
 
 mod dialer;
 mod proxy;
@@ -141,6 +159,7 @@ impl DialOptions {
     /// ```
     /// # use actix::{Actor, Context};
     /// # use actix_meta_websocket::*;
+    /// # use actix_meta_websocket::client::Resume;
     /// # struct Feed;
     /// # impl Actor for Feed { type Context = Context<Self>; }
     /// # impl actix::Handler<MessageConnect> for Feed { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }

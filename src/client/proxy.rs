@@ -11,7 +11,7 @@ use crate::error::ConnectError;
 /// Which proxy a dial goes through.
 ///
 /// ```
-/// use actix_meta_websocket::Proxy;
+/// use actix_meta_websocket::client::Proxy;
 /// let p = Proxy::url("http://user:pw@127.0.0.1:3128").unwrap();
 /// assert!(matches!(p, Proxy::Url(_)));
 /// assert!(Proxy::url("socks5://127.0.0.1:1080").is_err());
@@ -46,7 +46,7 @@ impl Proxy {
     /// An explicit `http://` proxy.
     ///
     /// ```
-    /// use actix_meta_websocket::Proxy;
+    /// use actix_meta_websocket::client::Proxy;
     /// assert!(Proxy::url("http://127.0.0.1:3128").is_ok());
     /// assert!(Proxy::url("socks5://127.0.0.1:1080").is_err()); // only HTTP CONNECT proxies
     /// ```

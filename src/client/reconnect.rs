@@ -18,7 +18,7 @@ use crate::error::ConnectError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use actix_meta_websocket::Backoff;
+/// use actix_meta_websocket::client::Backoff;
 /// let b = Backoff { max_attempts: Some(10), ..Backoff::default() };
 /// assert_eq!(b.initial, Duration::from_millis(100));
 /// assert!(b.delay(3) <= Duration::from_millis(400) && b.delay(3) >= Duration::from_millis(200));
@@ -123,6 +123,7 @@ impl Reconnecting {
 /// ```no_run
 /// # use actix::{Actor, Context};
 /// # use actix_meta_websocket::*;
+/// # use actix_meta_websocket::client::{Backoff, DialFailed};
 /// # struct Feed;
 /// # impl Actor for Feed { type Context = Context<Self>; }
 /// # impl actix::Handler<MessageConnect> for Feed { type Result = (); fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) { m.id.send("subscribe prices"); } }

@@ -15,6 +15,7 @@ use crate::groups::Position;
 /// ```no_run
 /// use actix::prelude::*;
 /// use actix_meta_websocket::*;
+/// use actix_meta_websocket::client::{Backoff, Resume};
 ///
 /// /// Broadcasts arrive as `<position> <text>`.
 /// struct Reader { resume: Resume }
@@ -72,11 +73,12 @@ impl Resume {
 
     /// A connection ended with `reason`: if the server closed it saying that history cannot
     /// recover the position and the client must start over (close codes 4001 to 4004, see
-    /// [`Unrecoverable`](crate::Unrecoverable)), the position is forgotten; it is kept for
+    /// [`Unrecoverable`](crate::groups::Unrecoverable)), the position is forgotten; it is kept for
     /// every other ending (1013 included: history comes back). Returns the reason read.
     ///
     /// ```
     /// # use actix_meta_websocket::*;
+    /// # use actix_meta_websocket::{client::Resume, groups::Unrecoverable};
     /// let resume = Resume::new("since");
     /// resume.seen("00000000075bcd15:42".parse().unwrap());
     /// let busy = DisconnectReason::Closed { initiator: Initiator::Peer, code: 1013.into(), reason: String::new() };

@@ -13,10 +13,10 @@ pub enum ClusterError {
     #[error("invalid cluster options: {0}")]
     Invalid(String),
     /// The node has no link to Redis right now; it is reconnecting.
-    #[error("the broker is down")]
+    #[error("the broker (Redis) is down; retry once ClusterEvent::BrokerUp is told")]
     BrokerDown,
     /// The cluster handle has been shut down.
-    #[error("the cluster has been left")]
+    #[error("the cluster has been left (Cluster::leave): join again for a new handle")]
     Stopped,
 }
 
@@ -25,27 +25,27 @@ pub enum ClusterError {
 #[non_exhaustive]
 pub enum ClusterSendError {
     /// This node has no link to Redis right now: nothing is queued for later.
-    #[error("the broker is down")]
+    #[error("the broker (Redis) is down: nothing was queued; retry once ClusterEvent::BrokerUp is told")]
     BrokerDown,
     /// No node by that id listens (it ended, or never was).
-    #[error("node {0} is not in the cluster")]
+    #[error("node {0} is not in the cluster (it ended, or the id is stale): drop the id")]
     NoSuchNode(NodeId),
     /// The node is there, the connection is not (it ended).
-    #[error("no such connection")]
+    #[error("no such connection on its node (it ended): drop the id")]
     NoSuchConnection,
     /// The connection is behind on its writes ([`TrySendError::Full`](crate::TrySendError)).
-    #[error("the connection's write buffer is full")]
+    #[error("the connection's write buffer is full (its peer is behind): retry later or drop the message")]
     Full,
     /// The connection is closing.
     #[error("the connection is closing")]
     Closed,
     /// The owning node did not answer within the send timeout.
-    #[error("no answer from the owning node")]
+    #[error("no answer from the owning node within the send timeout: the message may or may not have been written")]
     Timeout,
     /// More than `max_queued` bytes wait for Redis already.
-    #[error("too much is waiting for the broker")]
+    #[error("more than max_queued bytes wait for the broker: retry later, or raise ClusterOptions::max_queued")]
     Overflow,
     /// The cluster handle has been shut down.
-    #[error("the cluster has been left")]
+    #[error("the cluster has been left (Cluster::leave): join again for a new handle")]
     Stopped,
 }

@@ -20,7 +20,7 @@ pub struct ClusterMember {
 ///
 /// ```
 /// use actix::prelude::*;
-/// use actix_meta_websocket::ClusterEvent;
+/// use actix_meta_websocket::cluster::ClusterEvent;
 ///
 /// struct Ops;
 /// impl Actor for Ops { type Context = Context<Self>; }

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::error::ParseError;
+
 /// One node of a cluster: random for each [`Cluster`](super::Cluster), so a restarted
 /// server is a new node and ids from before it never reach its connections by accident.
 /// Printed as 16 hex digits.
@@ -29,15 +31,16 @@ impl fmt::Debug for NodeId {
 }
 
 impl FromStr for NodeId {
-    type Err = ParseIdError;
+    type Err = ParseError;
 
-    fn from_str(s: &str) -> Result<Self, ParseIdError> {
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let bad = || ParseError::new("node id", "16 hex digits, not all zero", s);
         if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ParseIdError(()));
+            return Err(bad());
         }
         match u64::from_str_radix(s, 16) {
             Ok(n) if n != 0 => Ok(NodeId(n)),
-            _ => Err(ParseIdError(())),
+            _ => Err(bad()),
         }
     }
 }
@@ -49,7 +52,7 @@ impl FromStr for NodeId {
 /// with [`Cluster::send`](super::Cluster::send) from any node.
 ///
 /// ```
-/// use actix_meta_websocket::GlobalId;
+/// use actix_meta_websocket::cluster::GlobalId;
 ///
 /// let id: GlobalId = "3f9a2b1c7d4e5f60-42".parse().unwrap();
 /// assert_eq!(id.seq(), 42);
@@ -87,22 +90,18 @@ impl fmt::Debug for GlobalId {
 }
 
 impl FromStr for GlobalId {
-    type Err = ParseIdError;
+    type Err = ParseError;
 
-    fn from_str(s: &str) -> Result<Self, ParseIdError> {
-        let (node, seq) = s.split_once('-').ok_or(ParseIdError(()))?;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let bad = || ParseError::new("connection id", "<16 hex digits>-<number>", s);
+        let (node, seq) = s.split_once('-').ok_or_else(bad)?;
         if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ParseIdError(()));
+            return Err(bad());
         }
-        let seq = seq.parse().map_err(|_| ParseIdError(()))?;
-        Ok(GlobalId { node: node.parse()?, seq })
+        let seq = seq.parse().map_err(|_| bad())?;
+        Ok(GlobalId { node: node.parse().map_err(|_| bad())?, seq })
     }
 }
-
-/// A string that is not a [`GlobalId`] or [`NodeId`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a cluster id (expected 16 hex digits, then `-` and a number for a connection)")]
-pub struct ParseIdError(());
 
 #[cfg(test)]
 mod tests {

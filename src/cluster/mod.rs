@@ -1,20 +1,42 @@
 //! Connections and groups across nodes, through Redis (feature `cluster`).
 //!
-//! ```text
-//!  worker threads ──commands──> node task (own thread) ──PUBLISH/HSET──> Redis
-//!        ^                           │  <──SUBSCRIBE (nodes, own node, groups with members)
-//!        └── thread inboxes, connections <──┘
-//! ```
+//! [`Cluster`] is the entry point (re-exported at the crate root, with
+//! [`ClusterOptions`]); the rest of this module is what it takes and gives back: ids that
+//! name a connection or a node anywhere ([`GlobalId`], [`NodeId`]), what subscribers and
+//! watchers are told ([`ClusterEvent`], [`GapCause`], [`ClusterMember`]), how the link to
+//! Redis stands ([`BrokerStatus`]) and its errors ([`ClusterError`],
+//! [`ClusterSendError`]).
 //!
-//! - `ids`: node ids and global connection ids, printed and parsed.
-//! - `options`: the URL (kept out of logs) and the timings.
-//! - `endpoint`: which Redis to use: the one at the URL, or the primary Sentinel names.
-//! - `health`: how the link stands (up, server, silent, outages), for `broker_status`.
-//! - `link`: what the handle, the groups and the task share (queue, bound, index).
-//! - `node`: the task: Redis calls, subscriptions, reconnects, heartbeats.
-//! - `wire`: the frames on the bus, checked like peer input.
-//! - `keys`: the channel and key names.
-//! - `events`, `error`: what users are told.
+//! The guide's chapter [the cluster](crate::guide::ch06_cluster) shows a two-node
+//! cluster, what is local and what spans nodes, the Redis topologies and what each
+//! failure costs.
+//!
+//! ```
+//! use actix_meta_websocket::cluster::{GlobalId, NodeId};
+//!
+//! let id: GlobalId = "3f9a2b1c7d4e5f60-42".parse().unwrap();
+//! assert_eq!(id.node(), "3f9a2b1c7d4e5f60".parse::<NodeId>().unwrap());
+//! assert!("3f9a2b1c7d4e5f60".parse::<GlobalId>().is_err()); // a node, not a connection
+//! ```
+
+// For maintainers:
+// Connections and groups across nodes, through Redis (feature `cluster`).
+//
+// ```text
+// worker threads ──commands──> node task (own thread) ──PUBLISH/HSET──> Redis
+// ^                           │  <──SUBSCRIBE (nodes, own node, groups with members)
+// └── thread inboxes, connections <──┘
+// ```
+//
+// - `ids`: node ids and global connection ids, printed and parsed.
+// - `options`: the URL (kept out of logs) and the timings.
+// - `endpoint`: which Redis to use: the one at the URL, or the primary Sentinel names.
+// - `health`: how the link stands (up, server, silent, outages), for `broker_status`.
+// - `link`: what the handle, the groups and the task share (queue, bound, index).
+// - `node`: the task: Redis calls, subscriptions, reconnects, heartbeats.
+// - `wire`: the frames on the bus, checked like peer input.
+// - `keys`: the channel and key names.
+// - `events`, `error`: what users are told.
 
 mod endpoint;
 mod error;
@@ -36,7 +58,7 @@ use tokio::sync::oneshot;
 pub use error::{ClusterError, ClusterSendError};
 pub use events::{ClusterEvent, ClusterMember, GapCause};
 pub use health::BrokerStatus;
-pub use ids::{GlobalId, NodeId, ParseIdError};
+pub use ids::{GlobalId, NodeId};
 pub use options::ClusterOptions;
 
 use endpoint::Endpoint;
@@ -70,6 +92,7 @@ use crate::prepared::PreparedMessage;
 ///
 /// ```no_run
 /// use actix_meta_websocket::*;
+/// use actix_meta_websocket::cluster::ClusterError;
 ///
 /// # async fn demo() -> Result<(), ClusterError> {
 /// let cluster = Cluster::join(ClusterOptions::new("redis://127.0.0.1:6379")).await?;
@@ -188,7 +211,7 @@ impl Cluster {
     /// once, or refused at once (Redis down, or too much waiting for it).
     ///
     /// ```no_run
-    /// # use actix_meta_websocket::{Cluster, GlobalId};
+    /// # use actix_meta_websocket::{Cluster, cluster::GlobalId};
     /// # fn demo(cluster: &Cluster, stored: &str) {
     /// if let Ok(to) = stored.parse::<GlobalId>() {
     ///     if let Err(e) = cluster.send(&to, "you have mail") {
@@ -244,7 +267,7 @@ impl Cluster {
     /// stops; this node then receives the group's traffic even without members.
     ///
     /// - **First the members there now**, each as
-    ///   [`PresenceChange::Present`](crate::PresenceChange::Present) (read from Redis, a
+    ///   [`PresenceChange::Present`](crate::groups::PresenceChange::Present) (read from Redis, a
     ///   moment after this call), so a watcher that comes late misses nobody.
     /// - **Then every join, update and leave**, each once. A member whose node dies (or
     ///   stalls past the node timeout) is told `Disconnected` when the node is taken for
@@ -258,6 +281,7 @@ impl Cluster {
     /// ```no_run
     /// # use actix::prelude::*;
     /// # use actix_meta_websocket::*;
+    /// # use actix_meta_websocket::{cluster::{ClusterEvent, GlobalId}, groups::PresenceChange};
     /// # use std::collections::HashMap;
     /// struct Roster { present: HashMap<GlobalId, String> }
     /// # impl Actor for Roster { type Context = Context<Self>; }

@@ -140,7 +140,8 @@ impl MessageConnect {
     ///
     /// ```
     /// # use actix_meta_websocket::*;
-    /// # fn demo(m: MessageConnect) -> Result<(), ParsePositionError> {
+    /// # use actix_meta_websocket::groups::Since;
+    /// # fn demo(m: MessageConnect) -> Result<(), ParseError> {
     /// // ws://host/ws?room=lobby&since=...: resume where the client left off.
     /// let since = Since::from_query(m.query(), "since")?.unwrap_or(Since::Now);
     /// # Ok(()) }

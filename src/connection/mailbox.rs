@@ -23,7 +23,7 @@ impl Handler<Outgoing> for WsConnection {
 /// An awaitable write (see [`ConnectionId::send_wait`](crate::ConnectionId::send_wait)).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "Result<(), WriteError>")]
-pub struct SendMessage(pub Outgoing);
+pub(crate) struct SendMessage(pub(crate) Outgoing);
 
 impl Handler<SendMessage> for WsConnection {
     type Result = ResponseFuture<Result<(), WriteError>>;
@@ -42,7 +42,7 @@ impl Handler<SendMessage> for WsConnection {
 /// [`ConnectionId::send_prepared`](crate::ConnectionId::send_prepared)).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
-pub struct SendPrepared(pub crate::prepared::PreparedMessage);
+pub(crate) struct SendPrepared(pub(crate) crate::prepared::PreparedMessage);
 
 impl Handler<SendPrepared> for WsConnection {
     type Result = ();
@@ -56,7 +56,7 @@ impl Handler<SendPrepared> for WsConnection {
 /// Asks a connection for its [`Stats`] (see [`ConnectionId::stats`](crate::ConnectionId::stats)).
 #[derive(Debug, actix::Message)]
 #[rtype(result = "Stats")]
-pub struct GetStats;
+pub(crate) struct GetStats;
 
 impl Handler<GetStats> for WsConnection {
     type Result = MessageResult<GetStats>;

@@ -75,7 +75,7 @@ pub use id::ConnectionId;
 use io_loop::IoLoopState;
 use lifecycle::{CloseFrame, Lifecycle, PeerEnd};
 pub(crate) use mailbox::Shutdown;
-pub use mailbox::{GetStats, SendMessage, SendPrepared};
+
 pub use target::Target;
 use tick::{Due, Liveness, Tick};
 use transport::{BodyStream, IoTransport, RoleTransport, ServerTransport};
@@ -89,18 +89,19 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// [`connect`](crate::connect) for each dialled connection; users address it through its
 /// [`ConnectionId`], which it reports in [`MessageConnect`](crate::MessageConnect).
 ///
-/// It accepts [`Outgoing`](crate::Outgoing) (fire-and-forget writes) and, through
-/// [`ConnectionId::send_wait`] and [`ConnectionId::stats`], awaitable writes and stats.
-/// Its address is public for code that works with actix addresses directly:
+/// Write to it through its [`ConnectionId`]: [`send`](ConnectionId::send),
+/// [`send_wait`](ConnectionId::send_wait), [`send_prepared`](ConnectionId::send_prepared),
+/// [`stats`](ConnectionId::stats). Its address is public for code that works with actix
+/// addresses directly; it takes [`Outgoing`](crate::Outgoing), as a `Recipient` too:
 ///
 /// ```no_run
-/// # use actix_meta_websocket::{ConnectionId, GetStats, Outgoing, SendMessage};
-/// # async fn demo(id: ConnectionId) -> Result<(), actix::MailboxError> {
+/// # use actix_meta_websocket::{ConnectionId, Outgoing};
+/// # fn demo(id: ConnectionId) {
 /// let addr = id.addr().clone(); // Addr<WsConnection>
 /// addr.do_send(Outgoing::text("the same as id.send"));
-/// let written = addr.send(SendMessage(Outgoing::text("the same as id.send_wait"))).await?;
-/// let stats = addr.send(GetStats).await?;
-/// # Ok(()) }
+/// let feed: actix::Recipient<Outgoing> = addr.recipient();
+/// feed.do_send(Outgoing::text("from anything that holds a Recipient"));
+/// # }
 /// ```
 pub struct WsConnection {
     id: ConnectionId,

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::connection::ConnectionId;
+use crate::error::ParseError;
 use crate::prepared::PreparedMessage;
 use crate::protocol::CloseCode;
 
@@ -17,7 +18,7 @@ use crate::protocol::CloseCode;
 /// client and take back from it:
 ///
 /// ```
-/// use actix_meta_websocket::Position;
+/// use actix_meta_websocket::groups::Position;
 /// let p: Position = "00000000075bcd15:42".parse().unwrap();
 /// assert_eq!((p.epoch, p.offset), (123456789, 42));
 /// assert_eq!(p.to_string(), "00000000075bcd15:42");
@@ -37,16 +38,11 @@ impl fmt::Display for Position {
     }
 }
 
-/// A string that is not a [`Position`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a history position (expected <16 hex digits>:<offset>): {0:?}")]
-pub struct ParsePositionError(String);
-
 impl FromStr for Position {
-    type Err = ParsePositionError;
+    type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParsePositionError(s.chars().take(64).collect());
+        let bad = || ParseError::new("history position", "<16 hex digits>:<offset>", s);
         let (epoch, offset) = s.split_once(':').ok_or_else(bad)?;
         if epoch.len() != 16 {
             return Err(bad());
@@ -64,7 +60,7 @@ impl FromStr for Position {
 ///
 /// ```
 /// use std::time::Duration;
-/// use actix_meta_websocket::HistoryLimits;
+/// use actix_meta_websocket::groups::HistoryLimits;
 /// let limits = HistoryLimits::default().max_messages(500).max_age(Duration::from_secs(120));
 /// assert_eq!(limits.max_replay, 300);
 /// ```
@@ -125,14 +121,14 @@ impl Since {
     /// is none of these. Percent-encoding is undone (`%3A` is `:`).
     ///
     /// ```
-    /// use actix_meta_websocket::{Position, Since};
+    /// use actix_meta_websocket::{groups::{Position, Since}};
     /// let p = Position { epoch: 7, offset: 42 };
     /// assert_eq!(Since::from_query(&format!("room=a&since={p}"), "since"), Ok(Some(Since::After(p))));
     /// assert_eq!(Since::from_query("since=start", "since"), Ok(Some(Since::Start)));
     /// assert_eq!(Since::from_query("room=a", "since"), Ok(None));
     /// assert!(Since::from_query("since=yesterday", "since").is_err());
     /// ```
-    pub fn from_query(query: &str, key: &str) -> Result<Option<Since>, ParsePositionError> {
+    pub fn from_query(query: &str, key: &str) -> Result<Option<Since>, ParseError> {
         let Some((_, value)) = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key) else {
             return Ok(None);
         };
@@ -153,10 +149,10 @@ impl Since {
 /// closes the connection with [`close_code`](Self::close_code) (1013 Try Again Later for
 /// `Unavailable`; 4001 to 4004, start over, for the others) and the reason in words; the
 /// client reads it back with [`from_close_code`](Self::from_close_code), and the crate's
-/// own client forgets its position with [`Resume::closed`](crate::Resume::closed).
+/// own client forgets its position with [`Resume::closed`](crate::client::Resume::closed).
 ///
 /// ```
-/// use actix_meta_websocket::{protocol::CloseCode, Unrecoverable};
+/// use actix_meta_websocket::{protocol::CloseCode, groups::Unrecoverable};
 /// assert_eq!(Unrecoverable::Unavailable.close_code(), CloseCode(1013));
 /// assert!(Unrecoverable::Unavailable.is_retryable());
 /// assert_eq!(Unrecoverable::TooOld.close_code(), CloseCode(4002));
@@ -214,6 +210,7 @@ impl Unrecoverable {
     ///
     /// ```no_run
     /// # use actix_meta_websocket::*;
+    /// # use actix_meta_websocket::groups::{RecoveryError, Since};
     /// # async fn demo(groups: Groups, id: ConnectionId, since: Since) {
     /// if let Err(RecoveryError::Unrecoverable { reason, .. }) = groups.join_since("room", &id, "", since).await {
     ///     reason.refuse(&id); // 1013: come back shortly; 4001-4004: start over
@@ -242,10 +239,10 @@ impl fmt::Display for Unrecoverable {
 #[non_exhaustive]
 pub enum RecoveryError {
     /// The connection has ended.
-    #[error("the connection has ended")]
+    #[error("the connection has ended: it joins no group any more")]
     Ended,
     /// The group keeps no history ([`Groups::keep_history`](crate::Groups::keep_history)).
-    #[error("the group keeps no history")]
+    #[error("the group keeps no history: call Groups::keep_history for it first")]
     NoHistory,
     /// The position cannot be recovered; `current` is where history stands now.
     #[error("cannot recover: {reason}")]
@@ -281,16 +278,16 @@ pub struct Published {
 #[non_exhaustive]
 pub enum HistoryError {
     /// The group keeps no history ([`Groups::keep_history`](crate::Groups::keep_history)).
-    #[error("the group keeps no history")]
+    #[error("the group keeps no history: call Groups::keep_history for it first")]
     NoHistory,
     /// The cluster did not store and publish it (Redis away, too much waiting for it, the
     /// node stopping, or other nodes publishing to the group faster than this one could
     /// take its turn).
-    #[error("not published: {0}")]
+    #[error("not published ({0}): nobody got it; publish again or tell the sender")]
     NotPublished(String),
     /// The link to Redis failed while it was being stored: it may have been published
     /// (and then reaches every member, in its place) or not.
-    #[error("may not have been published: {0}")]
+    #[error("may not have been published ({0}): members that got it have it in its place; publishing again may repeat it")]
     Uncertain(String),
 }
 

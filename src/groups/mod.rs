@@ -1,29 +1,51 @@
-//! Groups: named sets of connections to broadcast to, with presence.
+//! Groups: named sets of connections to broadcast to, with presence and history.
 //!
-//! How a broadcast travels, each step a layer further down:
+//! [`Groups`] is the entry point (re-exported at the crate root); the rest of this module
+//! is what its calls take and give back: presence ([`Member`], [`PresenceEvent`],
+//! [`PresenceChange`]), history ([`HistoryLimits`], [`Since`], [`Position`],
+//! [`Published`], [`Recovered`]) and the refusals a join with recovery can meet
+//! ([`RecoveryError`], [`Unrecoverable`], [`HistoryError`]).
 //!
-//! ```text
-//! Groups::broadcast (groups)
-//!   │ the group's lock: one entry per worker thread with members
-//!   v
-//! ThreadInbox::push (delivery, one inbox per thread)
-//!   │ the inbox's task, on that thread: the thread's members of the group
-//!   v
-//! Subscriber::deliver (delivery, one per connection)
-//!   │ the connection's next turn takes what waits
-//!   v
-//! the connection's write path (connection)
+//! The guide shows them at work: [groups and presence](crate::guide::ch04_groups) and
+//! [history and recovery](crate::guide::ch05_history).
+//!
 //! ```
+//! use actix_meta_websocket::groups::{HistoryLimits, Since};
+//! use actix_meta_websocket::Groups;
 //!
-//! Joins and leaves take the same way down, so an inbox sees them in order with the
-//! broadcasts. A member leaves through one path, whether made to or because its
-//! connection ended: its subscriber hands the group back (`delivery::Joined::remove`).
-//!
-//! - `group`: a group's members, metadata, per-thread counts and watchers, under one lock.
-//! - `presence`: members and the events watchers get.
-//! - `history`: the broadcasts a group keeps, and positions in them.
-//! - `recovery`: which groups keep history; broadcasts at a position, joins after one.
-//! - `bus`: what a cluster is told of, so groups span nodes.
+//! let groups = Groups::new();
+//! groups.keep_history("prices", HistoryLimits::default());
+//! assert!(groups.members("prices").is_empty());
+//! assert!(matches!(Since::from_query("since=0000000000000001:7", "since"), Ok(Some(_))));
+//! ```
+
+// For maintainers:
+// Groups: named sets of connections to broadcast to, with presence.
+//
+// How a broadcast travels, each step a layer further down:
+//
+// ```text
+// Groups::broadcast (groups)
+// │ the group's lock: one entry per worker thread with members
+// v
+// ThreadInbox::push (delivery, one inbox per thread)
+// │ the inbox's task, on that thread: the thread's members of the group
+// v
+// Subscriber::deliver (delivery, one per connection)
+// │ the connection's next turn takes what waits
+// v
+// the connection's write path (connection)
+// ```
+//
+// Joins and leaves take the same way down, so an inbox sees them in order with the
+// broadcasts. A member leaves through one path, whether made to or because its
+// connection ended: its subscriber hands the group back (`delivery::Joined::remove`).
+//
+// - `group`: a group's members, metadata, per-thread counts and watchers, under one lock.
+// - `presence`: members and the events watchers get.
+// - `history`: the broadcasts a group keeps, and positions in them.
+// - `recovery`: which groups keep history; broadcasts at a position, joins after one.
+// - `bus`: what a cluster is told of, so groups span nodes.
 
 mod bus;
 mod group;
@@ -43,8 +65,7 @@ pub(crate) use bus::Bus;
 #[cfg(feature = "cluster")]
 pub(crate) use history::note_recovery;
 pub use history::{
-    HistoryError, HistoryLimits, ParsePositionError, Position, Published, Recovered, RecoveryError, Since,
-    Unrecoverable,
+    HistoryError, HistoryLimits, Position, Published, Recovered, RecoveryError, Since, Unrecoverable,
 };
 pub use presence::{Member, PresenceChange, PresenceEvent};
 pub use recovery::HistoryFuture;
@@ -54,6 +75,7 @@ use group::{Group, Removed};
 use crate::delivery::{lock, Joined, Op, ThreadInbox};
 
 use crate::connection::ConnectionId;
+use crate::error::WriteError;
 use crate::prepared::PreparedMessage;
 
 /// Bytes of broadcasts a thread may have waiting before further broadcasts skip it.
@@ -121,15 +143,6 @@ fn next_key() -> u64 {
 #[derive(Clone, Default)]
 pub struct Groups {
     shared: Arc<Shared>,
-}
-
-/// Why a connection could not join.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum GroupError {
-    /// The connection has ended (or is ending): it joins no group any more.
-    #[error("the connection has ended")]
-    Ended,
 }
 
 pub(crate) struct Shared {
@@ -276,7 +289,7 @@ impl Groups {
     /// groups.join("lobby", id).ok(); // Err only once the connection has ended
     /// # }
     /// ```
-    pub fn join(&self, group: &str, id: &ConnectionId) -> Result<bool, GroupError> {
+    pub fn join(&self, group: &str, id: &ConnectionId) -> Result<bool, WriteError> {
         self.join_with(group, id, "")
     }
 
@@ -293,7 +306,7 @@ impl Groups {
         group: &str,
         id: &ConnectionId,
         meta: impl Into<Arc<str>>,
-    ) -> Result<bool, GroupError> {
+    ) -> Result<bool, WriteError> {
         let meta = meta.into();
         let mut fresh = false;
         let joined = id.subscriber().join(|| loop {
@@ -311,7 +324,7 @@ impl Groups {
                 }
             }
         });
-        joined.map_err(|_| GroupError::Ended)?;
+        joined.map_err(|_| WriteError::Closed)?;
         Ok(fresh)
     }
 

@@ -9,7 +9,7 @@ use crate::connection::ConnectionId;
 /// One member of a group: its connection and the metadata it joined with.
 ///
 /// ```
-/// # use actix_meta_websocket::Member;
+/// # use actix_meta_websocket::groups::Member;
 /// fn names(members: &[Member]) -> Vec<&str> {
 ///     members.iter().map(|m| &*m.meta).collect()
 /// }
@@ -29,7 +29,7 @@ pub struct Member {
 ///
 /// ```
 /// use actix::prelude::*;
-/// use actix_meta_websocket::{PresenceChange, PresenceEvent};
+/// use actix_meta_websocket::{groups::{PresenceChange, PresenceEvent}};
 ///
 /// struct Lobby;
 /// impl Actor for Lobby { type Context = Context<Self>; }
@@ -87,7 +87,7 @@ impl super::Groups {
     ///
     /// ```no_run
     /// # use actix::prelude::*;
-    /// # use actix_meta_websocket::{Groups, PresenceEvent, WsMessage};
+    /// # use actix_meta_websocket::{Groups, WsMessage, groups::PresenceEvent};
     /// struct Room { groups: Groups }
     /// # impl Actor for Room { type Context = Context<Self>; }
     /// impl Handler<WsMessage> for Room {

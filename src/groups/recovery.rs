@@ -67,7 +67,7 @@ impl<T> HistoryFuture<T> {
     /// once Redis has answered.
     ///
     /// ```
-    /// # use actix_meta_websocket::{Groups, HistoryLimits};
+    /// # use actix_meta_websocket::{Groups, groups::HistoryLimits};
     /// let groups = Groups::new();
     /// groups.keep_history("news", HistoryLimits::default());
     /// let sent = groups.publish("news", |at| format!("{at} hello")).now();
@@ -126,7 +126,7 @@ impl Groups {
     /// shared by the nodes: give every node the same rules.
     ///
     /// ```
-    /// # use actix_meta_websocket::{Groups, HistoryLimits};
+    /// # use actix_meta_websocket::{Groups, groups::HistoryLimits};
     /// let groups = Groups::new();
     /// groups.keep_history("room:*", HistoryLimits::default().max_messages(200));
     /// ```
@@ -153,7 +153,7 @@ impl Groups {
     /// may then be called again if another node took the position first.
     ///
     /// ```no_run
-    /// # use actix_meta_websocket::{Groups, HistoryLimits};
+    /// # use actix_meta_websocket::{Groups, groups::HistoryLimits};
     /// # async fn demo(groups: Groups) {
     /// groups.keep_history("news", HistoryLimits::default());
     /// let sent = groups.publish("news", |at| format!(r#"{{"at":"{at}","text":"hello"}}"#)).await;
@@ -215,6 +215,7 @@ impl Groups {
     ///
     /// ```no_run
     /// # use actix_meta_websocket::*;
+    /// # use actix_meta_websocket::groups::{Position, RecoveryError, Since};
     /// # async fn demo(groups: Groups, id: ConnectionId, last_seen: Option<&str>) {
     /// let since = match last_seen.and_then(|s| s.parse::<Position>().ok()) {
     ///     Some(p) => Since::After(p),
@@ -325,7 +326,7 @@ impl Groups {
         id: &ConnectionId,
         meta: Arc<str>,
         replay: &[PreparedMessage],
-    ) -> Result<bool, super::GroupError> {
+    ) -> Result<bool, crate::WriteError> {
         let mut fresh = false;
         let joined = id.subscriber().join(|| loop {
             let g = self.shared.get_or_make(group);
@@ -341,7 +342,7 @@ impl Groups {
                 }
             }
         });
-        joined.map_err(|_| super::GroupError::Ended)?;
+        joined.map_err(|_| crate::WriteError::Closed)?;
         Ok(fresh)
     }
 

@@ -9,6 +9,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_meta_websocket::protocol::Incoming;
 use actix_meta_websocket::*;
+use actix_meta_websocket::{
+    cluster::{ClusterEvent, ClusterMember, GlobalId, NodeId},
+    groups::{HistoryLimits, Position},
+};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_meta_websocket::groups::{Position, RecoveryError, Since};
 use actix_meta_websocket::*;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as TMessage;

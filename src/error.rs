@@ -10,6 +10,7 @@ use crate::protocol::{DeflateNegotiationError, EncodeError};
 /// use actix_meta_websocket::{ParseError, groups::Position};
 /// let err: ParseError = "yesterday".parse::<Position>().unwrap_err();
 /// assert_eq!(err.to_string(), r#"not a history position (expected <16 hex digits>:<offset>): "yesterday""#);
+/// assert_eq!(err.input(), "yesterday");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a {what} (expected {expected}): {input:?}")]
@@ -32,6 +33,19 @@ impl ParseError {
 }
 
 /// A message could not be written.
+///
+/// ```no_run
+/// # use actix_meta_websocket::{ConnectionId, Outgoing, WriteError};
+/// # async fn demo(id: ConnectionId) {
+/// match id.send_wait(Outgoing::text("hello")).await {
+///     Ok(()) => {}
+///     Err(WriteError::Closed) => {}        // gone: its MessageDisconnect is on its way
+///     Err(WriteError::SlowConsumer) => {}  // closed with 1008: the peer stopped reading
+///     Err(WriteError::Invalid(why)) => panic!("a bug on our side: {why}"),
+///     Err(_) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
@@ -48,7 +62,7 @@ pub enum WriteError {
 }
 
 /// A [`ConnectionId::try_send`](crate::ConnectionId::try_send) that did not write; the
-/// message comes back.
+/// message comes back (that method's example takes it back).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrySendError {
@@ -62,7 +76,7 @@ pub enum TrySendError {
 }
 
 impl TrySendError {
-    /// The message that was not written.
+    /// The message that was not written (see [`ConnectionId::try_send`](crate::ConnectionId::try_send)).
     pub fn into_message(self) -> Outgoing {
         match self {
             TrySendError::Full(m) | TrySendError::Closed(m) => m,

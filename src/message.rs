@@ -7,6 +7,7 @@ use bytes::Bytes;
 use crate::protocol::CloseCode;
 
 /// The kind of a WebSocket message, numbered as in RFC 6455 (and Ergo's `MessageType`).
+/// See [`Outgoing`]'s example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum MessageKind {
@@ -34,6 +35,9 @@ pub enum MessageKind {
 /// // Plain values convert: &str and String to text, bytes to binary.
 /// assert_eq!(Outgoing::from("hi").kind, MessageKind::Text);
 /// assert_eq!(Outgoing::from(vec![1u8, 2]).kind, MessageKind::Binary);
+/// // Pings and pongs by hand (the connection answers pings and sends its own already).
+/// assert_eq!(Outgoing::ping("are you there").kind, MessageKind::Ping);
+/// assert_eq!(Outgoing::pong(vec![]).kind as u8, 10);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, actix::Message)]
 #[rtype(result = "()")]
@@ -185,6 +189,7 @@ fn short_type_name(full: &str) -> String {
 }
 
 /// Which side started the closing handshake. Displays as "the peer" or "this side".
+/// See [`DisconnectReason`]'s example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Initiator {
     /// The peer sent the first close frame.
@@ -194,6 +199,24 @@ pub enum Initiator {
 }
 
 /// Why a connection ended.
+///
+/// ```
+/// use actix::prelude::*;
+/// use actix_meta_websocket::{DisconnectReason, Initiator, MessageDisconnect};
+///
+/// struct Worker;
+/// impl Actor for Worker { type Context = Context<Self>; }
+/// impl Handler<MessageDisconnect> for Worker {
+///     type Result = ();
+///     fn handle(&mut self, m: MessageDisconnect, _: &mut Context<Self>) {
+///         match &m.reason {
+///             DisconnectReason::Closed { initiator: Initiator::Peer, code, .. } => println!("{} left ({code})", m.id),
+///             DisconnectReason::SlowConsumer => println!("{} could not keep up", m.id),
+///             other => println!("{} ended: {other}", m.id), // Display says it in words
+///         }
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DisconnectReason {

@@ -26,6 +26,9 @@ use crate::error::ConfigError;
 /// # #[actix::main] async fn main() {
 /// let pool = Pool::new((0..3).map(|_| Worker.start())).unwrap();
 /// assert_eq!(pool.len(), 3);
+/// assert!(!pool.is_empty()); // never, once made
+/// // Actors of different types, each as a Target.
+/// let mixed = Pool::from_targets([Target::from_addr(Worker.start()), Target::from_addr(Worker.start())]).unwrap();
 /// assert!(Pool::new(Vec::<Addr<Worker>>::new()).is_err()); // empty: an error, not a fallback
 /// # }
 /// ```

@@ -20,6 +20,8 @@ use crate::protocol::{DataKind, DeflateParams, Encoder, FrameKey, Role};
 /// use actix_meta_websocket::PreparedMessage;
 /// let m = PreparedMessage::text("tick 42");
 /// assert_eq!(m.body(), "tick 42".as_bytes());
+/// assert!(m.is_text() && !PreparedMessage::binary(vec![0u8, 1]).is_text());
+/// let one = m.to_outgoing(); // an `Outgoing` for a writer that takes only those
 /// # fn broadcast(ids: &[actix_meta_websocket::ConnectionId], m: &PreparedMessage) {
 /// for id in ids {
 ///     id.send_prepared(m);

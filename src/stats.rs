@@ -27,7 +27,8 @@ pub struct Stats {
     pub age: Duration,
 }
 
-/// Bytes and messages both ways, since the connection started.
+/// Bytes and messages both ways, since the connection started (part of [`Stats`]; see
+/// [`ConnectionId::stats`](crate::ConnectionId::stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Traffic {
@@ -46,7 +47,8 @@ pub struct Traffic {
     pub message_bytes_out: u64,
 }
 
-/// Bytes a connection holds at the moment.
+/// Bytes a connection holds at the moment (part of [`Stats`]; see
+/// [`ConnectionId::stats`](crate::ConnectionId::stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Buffers {

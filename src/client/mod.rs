@@ -61,8 +61,26 @@ use crate::settings::ConnectionSettings;
 /// let options = DialOptions::new("ws://127.0.0.1:8080/ws", Worker.start())
 ///     .compression(true)
 ///     .protocols(["chat.v1"])
-///     .header("authorization", "Bearer t0ken");
+///     .header("authorization", "Bearer t0ken")
+///     .handshake_timeout(std::time::Duration::from_secs(5))
+///     .settings(ConnectionSettings { max_write_buffer: 1 << 20, ..Default::default() })
+///     .proxy(client::Proxy::None) // ignore HTTPS_PROXY and friends
+///     .resume(client::Resume::new("since")); // rejoin history where it left off
 /// # }
+/// ```
+///
+/// Your own TLS roots, or an awc client of your own (which then does TCP and TLS itself):
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use actix_meta_websocket::*;
+/// fn with_roots(target: Target, tls: Arc<rustls::ClientConfig>) -> DialOptions {
+///     DialOptions::new("wss://feed.internal/ws", target).tls(tls)
+/// }
+/// fn with_client(target: Target) -> DialOptions {
+///     let awc = awc::Client::builder().timeout(std::time::Duration::from_secs(5)).finish();
+///     DialOptions::new("wss://feed.internal/ws", target).client(awc)
+/// }
 /// ```
 #[derive(Clone)]
 pub struct DialOptions {

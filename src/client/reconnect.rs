@@ -79,6 +79,19 @@ pub struct DialFailed {
 
 /// A client that keeps a connection up (see [`reconnect`]). Dropping it does not stop
 /// it; [`stop`](Self::stop) does.
+///
+/// ```no_run
+/// # use actix_meta_websocket::client::Reconnecting;
+/// # async fn demo(client: Reconnecting) {
+/// if let Some(id) = client.connected().await { // the first connection, or None if it gave up
+///     id.send("hello");
+/// }
+/// if let Some(now) = client.current() {
+///     now.send("the connection up now");
+/// }
+/// client.stop(); // no more dials; the connection up closes with 1000
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Reconnecting {
     current: watch::Receiver<Option<ConnectionId>>,
@@ -138,7 +151,7 @@ impl Reconnecting {
 ///     Backoff::default(),
 ///     Some(feed.recipient()),
 /// );
-/// let id = client.connected().await;
+/// let id = client.connected().await; // see Reconnecting
 /// # }
 /// ```
 pub fn reconnect(

@@ -37,6 +37,10 @@ use crate::groups::Position;
 /// // Every dial, the first and each one after a lost connection, asks for what came after.
 /// let options = DialOptions::new("wss://feed.example.com/ws", reader).resume(resume);
 /// let _client = reconnect(options, Backoff::default(), None);
+/// # let resume = Resume::new("since");
+/// // Where the next dial resumes; and, when the server says it cannot, start afresh.
+/// println!("resuming after {:?}", resume.last());
+/// resume.clear();
 /// # }
 /// ```
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 
 use super::ids::NodeId;
 
-/// Joining or asking the cluster failed.
+/// Joining or asking the cluster failed (see [`Cluster`](super::Cluster)'s examples).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
@@ -20,7 +20,8 @@ pub enum ClusterError {
     Stopped,
 }
 
-/// Why a message for a [`GlobalId`](super::GlobalId) was not accepted.
+/// Why a message for a [`GlobalId`](super::GlobalId) was not accepted (the second
+/// example of [`Cluster`](super::Cluster) answers some).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterSendError {
@@ -43,7 +44,9 @@ pub enum ClusterSendError {
     #[error("no answer from the owning node within the send timeout: the message may or may not have been written")]
     Timeout,
     /// More than `max_queued` bytes wait for Redis already.
-    #[error("more than max_queued bytes wait for the broker: retry later, or raise ClusterOptions::max_queued")]
+    #[error(
+        "more than max_queued bytes wait for the broker: retry later, or raise ClusterOptions::max_queued"
+    )]
     Overflow,
     /// The cluster handle has been shut down.
     #[error("the cluster has been left (Cluster::leave): join again for a new handle")]

@@ -5,7 +5,17 @@ use std::sync::Arc;
 use super::ids::{GlobalId, NodeId};
 use crate::groups::{PresenceChange, Unrecoverable};
 
-/// One member of a group anywhere in the cluster.
+/// One member of a group anywhere in the cluster, as
+/// [`Cluster::members`](super::Cluster::members) lists them.
+///
+/// ```no_run
+/// # use actix_meta_websocket::{cluster::{ClusterError, ClusterMember}, Cluster};
+/// # async fn demo(cluster: Cluster) -> Result<(), ClusterError> {
+/// let here: Vec<ClusterMember> = cluster.members("lobby").await?;
+/// let mine = here.iter().filter(|m| m.id.node() == cluster.node()).count();
+/// println!("{} in the lobby, {mine} on this node", here.len());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterMember {
     /// Its connection, on whichever node holds it.
@@ -20,7 +30,7 @@ pub struct ClusterMember {
 ///
 /// ```
 /// use actix::prelude::*;
-/// use actix_meta_websocket::cluster::ClusterEvent;
+/// use actix_meta_websocket::cluster::{ClusterEvent, GapCause};
 ///
 /// struct Ops;
 /// impl Actor for Ops { type Context = Context<Self>; }
@@ -28,6 +38,7 @@ pub struct ClusterMember {
 ///     type Result = ();
 ///     fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) {
 ///         match e {
+///             ClusterEvent::Gap(GapCause::Reconnected { outage }) => println!("Redis was away {outage:?}: resync"),
 ///             ClusterEvent::Gap(cause) => println!("messages may be lost ({cause:?}): resync"),
 ///             ClusterEvent::NodeDown(node) => println!("{node} is gone"),
 ///             other => println!("{other:?}"),
@@ -74,7 +85,8 @@ pub enum ClusterEvent {
     },
 }
 
-/// Why a [`ClusterEvent::Gap`] was signalled.
+/// Why a [`ClusterEvent::Gap`] was signalled (the example of [`ClusterEvent`] tells
+/// them apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GapCause {

@@ -7,7 +7,7 @@ use crate::error::ParseError;
 
 /// One node of a cluster: random for each [`Cluster`](super::Cluster), so a restarted
 /// server is a new node and ids from before it never reach its connections by accident.
-/// Printed as 16 hex digits.
+/// Printed as 16 hex digits (see [`GlobalId`]'s example).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub(crate) u64);
 
@@ -52,10 +52,11 @@ impl FromStr for NodeId {
 /// with [`Cluster::send`](super::Cluster::send) from any node.
 ///
 /// ```
-/// use actix_meta_websocket::cluster::GlobalId;
+/// use actix_meta_websocket::cluster::{GlobalId, NodeId};
 ///
 /// let id: GlobalId = "3f9a2b1c7d4e5f60-42".parse().unwrap();
 /// assert_eq!(id.seq(), 42);
+/// assert_eq!(id.node(), "3f9a2b1c7d4e5f60".parse::<NodeId>().unwrap());
 /// assert_eq!(id.to_string(), "3f9a2b1c7d4e5f60-42");
 /// assert!("3f9a2b1c7d4e5f60".parse::<GlobalId>().is_err());
 /// ```

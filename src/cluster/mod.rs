@@ -103,6 +103,40 @@ use crate::prepared::PreparedMessage;
 /// }
 /// # Ok(()) }
 /// ```
+///
+/// Reaching one connection on any node, and watching the link:
+///
+/// ```no_run
+/// use actix::prelude::*;
+/// use actix_meta_websocket::*;
+/// use actix_meta_websocket::cluster::{ClusterError, ClusterEvent, ClusterSendError, GlobalId};
+///
+/// struct Ops;
+/// impl Actor for Ops { type Context = Context<Self>; }
+/// impl Handler<ClusterEvent> for Ops {
+///     type Result = ();
+///     fn handle(&mut self, e: ClusterEvent, _: &mut Context<Self>) { println!("{e:?}") }
+/// }
+///
+/// # async fn demo(id: ConnectionId, peer: &str) -> Result<(), ClusterError> {
+/// let cluster = Cluster::join(ClusterOptions::new("redis://127.0.0.1:6379")).await?;
+/// cluster.subscribe(Ops.start().recipient()); // NodeUp for each node there, then changes
+///
+/// // Give a connection's global id to its peers (a string), and write to theirs.
+/// id.send(format!("you are {}", cluster.global_id(&id)));
+/// let to: GlobalId = peer.parse().expect("a global id");
+/// match cluster.send_wait(&to, "a direct message").await {
+///     Ok(()) => {} // in its connection's write buffer, on its node
+///     Err(ClusterSendError::NoSuchConnection | ClusterSendError::NoSuchNode(_)) => println!("{to} is gone"),
+///     Err(e) => println!("not sent: {e}"),
+/// }
+///
+/// println!("{} other nodes; broker up: {}", cluster.nodes().len(), cluster.is_broker_up());
+/// let link = cluster.broker_status();
+/// println!("on {:?}, {} reconnects, last outage {:?}", link.server, link.reconnects, link.last_outage);
+/// cluster.leave().await; // presence gone from Redis now, the others told
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,

@@ -12,8 +12,16 @@ use std::time::Duration;
 /// let opts = ClusterOptions::new("redis://:secret@127.0.0.1:6379/0")
 ///     .prefix("chat".into())
 ///     .heartbeat(Duration::from_millis(500))
-///     .node_timeout(Duration::from_secs(2));
+///     .node_timeout(Duration::from_secs(2))
+///     .send_timeout(Duration::from_secs(1)) // Cluster::send_wait gives up after this
+///     .max_queued(64 << 20); // bytes of broadcasts and sends that may wait for Redis
 /// assert!(!format!("{opts:?}").contains("secret")); // credentials never reach logs
+///
+/// // TLS to Redis with a private CA, and a Sentinel set whose sentinels have a password.
+/// # let ca_pem = b"-----BEGIN CERTIFICATE-----...".to_vec();
+/// let tls = ClusterOptions::new("rediss://redis.internal:6380").tls_root(ca_pem);
+/// let ha = ClusterOptions::new("redis+sentinel://10.0.0.1,10.0.0.2,10.0.0.3/chat")
+///     .sentinel_auth("sentinel-user", "sentinel-password");
 /// ```
 #[derive(Clone)]
 pub struct ClusterOptions {

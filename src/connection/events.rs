@@ -25,6 +25,10 @@ use crate::message::{as_text, DataTypeError, DisconnectReason, MessageKind, Outg
 /// impl Handler<WsMessage> for Echo {
 ///     type Result = ();
 ///     fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+///         if m.as_text() == Some("/quit") {
+///             let _ = m.id.close(1000, "bye");
+///             return;
+///         }
 ///         let (id, same) = m.into_parts();
 ///         id.send(same); // the same kind and body, back to where it came from
 ///     }
@@ -142,7 +146,8 @@ impl MessageConnect {
     /// # use actix_meta_websocket::*;
     /// # use actix_meta_websocket::groups::Since;
     /// # fn demo(m: MessageConnect) -> Result<(), ParseError> {
-    /// // ws://host/ws?room=lobby&since=...: resume where the client left off.
+    /// // ws://host/ws/lobby?since=...: the room from the path, and where the client left off.
+    /// let room = m.path().rsplit('/').next().unwrap_or("lobby");
     /// let since = Since::from_query(m.query(), "since")?.unwrap_or(Since::Now);
     /// # Ok(()) }
     /// ```
@@ -152,7 +157,8 @@ impl MessageConnect {
     }
 
     /// The path of [`uri`](Self::uri): `/ws/lobby` for `/ws/lobby?token=...` (server) and
-    /// for `wss://host/ws/lobby?token=...` (client).
+    /// for `wss://host/ws/lobby?token=...` (client). The example of [`query`](Self::query)
+    /// reads a room from it.
     pub fn path(&self) -> &str {
         let uri = self.uri.split(['?', '#']).next().unwrap_or_default();
         match uri.split_once("://") {
@@ -201,7 +207,8 @@ impl fmt::Debug for MessageConnect {
     }
 }
 
-/// Sent to the target exactly once, when a connection has ended.
+/// Sent to the target exactly once, when a connection has ended; [`DisconnectReason`]'s
+/// example handles one.
 #[derive(Debug, Clone, actix::Message)]
 #[rtype(result = "()")]
 #[non_exhaustive]

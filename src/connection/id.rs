@@ -32,7 +32,13 @@ use crate::stats::Stats;
 /// # async fn demo(id: ConnectionId) -> Result<(), actix_meta_websocket::WriteError> {
 /// id.send(Outgoing::text("fire and forget"));
 /// id.send_wait(Outgoing::binary(vec![1, 2, 3])).await?; // Ok once accepted for writing
-/// id.close(1000, "bye")?;
+/// if id.is_connected() && id.backlog() > 1 << 20 {
+///     // The peer is a megabyte behind: tell it so, then let it go.
+///     println!("connection {} ({:?}) is behind", id.seq(), id.addr());
+///     id.close(1000, "bye")?;
+/// } else {
+///     id.close_bare(); // a close frame with no code: the peer sees 1005
+/// }
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -191,6 +197,15 @@ impl ConnectionId {
 
     /// Writes `value` as a JSON text message without waiting (feature `serde`); an error
     /// only if it cannot be serialized.
+    ///
+    /// ```no_run
+    /// # use actix_meta_websocket::ConnectionId;
+    /// # fn demo(id: ConnectionId) -> Result<(), serde_json::Error> {
+    /// #[derive(serde::Serialize)]
+    /// struct Tick<'a> { symbol: &'a str, price: f64 }
+    /// id.send_json(&Tick { symbol: "ACME", price: 101.5 })?; // {"symbol":"ACME","price":101.5}
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "serde")]
     pub fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), serde_json::Error> {
         self.send(Outgoing::json(value)?);
@@ -205,11 +220,11 @@ impl ConnectionId {
     ///
     /// ```no_run
     /// # use actix_meta_websocket::{ConnectionId, Outgoing, TrySendError};
-    /// # fn demo(id: &ConnectionId, tick: String) {
+    /// # fn demo(id: &ConnectionId, tick: String, later: &mut Vec<Outgoing>) {
     /// match id.try_send(Outgoing::text(tick)) {
     ///     Ok(()) => {}
     ///     Err(TrySendError::Full(_)) => { /* the peer is behind: drop this tick, send the next */ }
-    ///     Err(_) => { /* closed: the connection is gone */ }
+    ///     Err(e) => later.push(e.into_message()), // closed: keep it for the next connection
     /// }
     /// # }
     /// ```
@@ -294,10 +309,12 @@ impl ConnectionId {
     /// Addresses, counters and age of the running connection.
     ///
     /// ```no_run
-    /// # use actix_meta_websocket::ConnectionId;
+    /// # use actix_meta_websocket::{Buffers, ConnectionId, Stats, Traffic};
     /// # async fn demo(id: ConnectionId) {
     /// match id.stats().await {
-    ///     Ok(s) => println!("{id}: {} in, {} out, {} B waiting", s.traffic.messages_in, s.traffic.messages_out, s.buffers.outgoing),
+    ///     Ok(Stats { traffic: Traffic { messages_in, messages_out, .. }, buffers: Buffers { outgoing, .. }, age, .. }) => {
+    ///         println!("{id}: {messages_in} in, {messages_out} out, {outgoing} B waiting, up {age:?}")
+    ///     }
     ///     Err(_) => println!("{id} has ended"),
     /// }
     /// # }

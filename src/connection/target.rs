@@ -19,6 +19,7 @@ use super::events::{MessageConnect, MessageDisconnect, WsMessage};
 /// # impl actix::Handler<MessageDisconnect> for Worker { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
 /// # #[actix::main] async fn main() {
 /// let target = Target::from_addr(Worker.start());
+/// assert!(target.is_alive()); // until the actor stops
 /// # }
 /// ```
 ///

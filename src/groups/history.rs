@@ -61,7 +61,10 @@ impl FromStr for Position {
 /// ```
 /// use std::time::Duration;
 /// use actix_meta_websocket::groups::HistoryLimits;
-/// let limits = HistoryLimits::default().max_messages(500).max_age(Duration::from_secs(120));
+/// let limits = HistoryLimits::default()
+///     .max_messages(500)
+///     .max_age(Duration::from_secs(120))
+///     .max_bytes(1 << 20);
 /// assert_eq!(limits.max_replay, 300);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +105,8 @@ impl HistoryLimits {
     }
 }
 
-/// Where a joining member's delivery starts.
+/// Where a joining member's delivery starts (see [`Groups::join_since`](crate::Groups::join_since),
+/// whose example picks one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Since {
     /// With the next broadcast (no replay).
@@ -234,7 +238,8 @@ impl fmt::Display for Unrecoverable {
     }
 }
 
-/// Why a member could not join with recovery.
+/// Why a member could not join with recovery (the example of
+/// [`Groups::join_since`](crate::Groups::join_since) answers each).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecoveryError {
@@ -254,7 +259,7 @@ pub enum RecoveryError {
     },
 }
 
-/// A member joined with recovery.
+/// A member joined with recovery (see [`Groups::join_since`](crate::Groups::join_since)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
     /// Broadcasts replayed to it.
@@ -264,7 +269,7 @@ pub struct Recovered {
     pub position: Position,
 }
 
-/// A broadcast with its place in history.
+/// A broadcast with its place in history (see [`Groups::publish`](crate::Groups::publish)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
     /// Its position.
@@ -273,7 +278,8 @@ pub struct Published {
     pub reached: usize,
 }
 
-/// Why a broadcast got no position.
+/// Why a broadcast got no position (the example of
+/// [`Groups::publish`](crate::Groups::publish) answers each).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HistoryError {

@@ -52,12 +52,11 @@ mod group;
 mod history;
 mod presence;
 mod recovery;
+mod shared;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 #[cfg(feature = "cluster")]
 pub(crate) use bus::Build;
@@ -70,25 +69,14 @@ pub use history::{
 pub use presence::{Member, PresenceChange, PresenceEvent};
 pub use recovery::HistoryFuture;
 
-use group::{Group, Removed};
+use group::Removed;
+pub(crate) use shared::Shared;
 
-use crate::delivery::{lock, Joined, Op, ThreadInbox};
+use crate::delivery::{Joined, Op, ThreadInbox};
 
 use crate::connection::ConnectionId;
 use crate::error::WriteError;
 use crate::prepared::PreparedMessage;
-
-/// Bytes of broadcasts a thread may have waiting before further broadcasts skip it.
-const DEFAULT_THREAD_BACKLOG: usize = 64 << 20;
-
-/// The next key of a group or of a `Groups`. One counter for the whole process: every
-/// `Groups` (local or a cluster's) shares the worker threads' inboxes, which know groups
-/// by key only.
-static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
-
-fn next_key() -> u64 {
-    NEXT_KEY.fetch_add(1, Ordering::Relaxed)
-}
 
 /// Named groups of connections: join, leave, broadcast, presence.
 ///
@@ -140,103 +128,36 @@ fn next_key() -> u64 {
 ///     fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} // it has left already
 /// }
 /// ```
+///
+/// Asking about groups, and leaving one, from the same kind of actor:
+///
+/// ```no_run
+/// # use actix_meta_websocket::*;
+/// fn command(groups: &Groups, id: &ConnectionId, line: &str) {
+///     match line {
+///         "/who" => {
+///             let names: Vec<String> = groups.members("lobby").iter().map(|m| m.meta.to_string()).collect();
+///             id.send(format!("{} here: {}", groups.count("lobby"), names.join(", ")));
+///         }
+///         "/rooms" => id.send(format!("open: {:?}, yours: {:?}", groups.names(), groups.groups_of(id))),
+///         "/quiet" if groups.contains("lobby", id) => {
+///             groups.leave("lobby", id);
+///             // Kept in order with the lobby's broadcasts, unlike `id.send`.
+///             groups.send_to([id], "you left the lobby");
+///         }
+///         "/where" => id.send(match groups.position("lobby") {
+///             Some(p) => format!("the lobby's history is at {p}"),
+///             None => "the lobby keeps no history".to_string(),
+///         }),
+///         _ => {}
+///     }
+/// }
+/// let groups = Groups::new(); // make one before the server; clone it into each worker
+/// # let _ = (command, groups);
+/// ```
 #[derive(Clone, Default)]
 pub struct Groups {
     shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    /// Tells the groups of this `Groups` from those of others.
-    key: u64,
-    map: Mutex<HashMap<Arc<str>, Arc<Group>>>,
-    /// Bytes of broadcasts that may wait for one thread (see `with_thread_backlog`).
-    thread_backlog: AtomicUsize,
-    /// The cluster these groups span, if any.
-    bus: Option<Arc<dyn Bus>>,
-    /// Which groups keep history.
-    rules: recovery::Rules,
-    /// When groups that only keep history were last looked at (ms since `clock()`).
-    swept: AtomicU64,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            key: next_key(),
-            map: Mutex::default(),
-            thread_backlog: AtomicUsize::new(DEFAULT_THREAD_BACKLOG),
-            bus: None,
-            rules: recovery::Rules::default(),
-            swept: AtomicU64::new(0),
-        }
-    }
-}
-
-/// How often groups that only keep history (no member, no watcher) are looked at, to drop
-/// those whose history has aged out.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// Milliseconds since the first call: a clock for sweeps.
-fn clock() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Group>>> {
-        lock(&self.map)
-    }
-
-    fn get(&self, name: &str) -> Option<Arc<Group>> {
-        self.lock().get(name).cloned()
-    }
-
-    fn thread_backlog(&self) -> usize {
-        self.thread_backlog.load(Ordering::Relaxed)
-    }
-
-    fn get_or_make(self: &Arc<Self>, name: &str) -> Arc<Group> {
-        if let Some(g) = self.get(name) {
-            return g;
-        }
-        // Before the new group is in: a sweep would take it out again, empty as it is.
-        self.sweep_if_due();
-        let mut map = self.lock();
-        if let Some(g) = map.get(name) {
-            return g.clone();
-        }
-        let name: Arc<str> = name.into();
-        let g = Arc::new(Group::new(next_key(), name.clone(), Arc::downgrade(self)));
-        if self.bus.is_none() {
-            if let Some(limits) = self.rules.limits(&name) {
-                g.keep_history(limits, rand::random());
-            }
-        }
-        map.insert(name, g.clone());
-        drop(map);
-        crate::telemetry::groups(1);
-        g
-    }
-
-    /// Drops the groups left with nothing but history that has aged out, at most once per
-    /// `SWEEP_EVERY`.
-    fn sweep_if_due(&self) {
-        let (now, last) = (clock(), self.swept.load(Ordering::Relaxed));
-        if now < last + SWEEP_EVERY.as_millis() as u64
-            || self.swept.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
-        {
-            return;
-        }
-        self.lock().retain(|_, g| !g.retire_if_unused());
-    }
-
-    /// Drops `group` from the map once nobody is in it or watches it.
-    fn drop_if_unused(&self, group: &Arc<Group>) {
-        let mut map = self.lock();
-        if map.get(&group.name).is_some_and(|g| Arc::ptr_eq(g, group)) && group.retire_if_unused() {
-            map.remove(&group.name);
-        }
-    }
 }
 
 impl Groups {

@@ -55,7 +55,7 @@ pub struct PresenceEvent {
     pub change: PresenceChange,
 }
 
-/// What happened to a member.
+/// What happened to a member (the example of [`PresenceEvent`] matches on it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PresenceChange {

@@ -47,7 +47,8 @@ pub(crate) enum Answer<T> {
     Later(oneshot::Receiver<T>),
 }
 
-/// What [`Groups::publish`] and [`Groups::join_since`] return: the call has taken effect
+/// What [`Groups::publish`] and [`Groups::join_since`] return (their examples await it):
+/// the call has taken effect
 /// (on one node) or is on its way (in a cluster) when they return; await it for the
 /// outcome.
 #[must_use = "the outcome says whether it happened"]
@@ -153,12 +154,15 @@ impl Groups {
     /// may then be called again if another node took the position first.
     ///
     /// ```no_run
-    /// # use actix_meta_websocket::{Groups, groups::HistoryLimits};
+    /// # use actix_meta_websocket::{Groups, groups::{HistoryError, HistoryFuture, HistoryLimits, Published}};
     /// # async fn demo(groups: Groups) {
     /// groups.keep_history("news", HistoryLimits::default());
-    /// let sent = groups.publish("news", |at| format!(r#"{{"at":"{at}","text":"hello"}}"#)).await;
-    /// if let Ok(p) = sent {
-    ///     println!("{} at {}", p.reached, p.position);
+    /// let sent: HistoryFuture<Result<Published, HistoryError>> =
+    ///     groups.publish("news", |at| format!(r#"{{"at":"{at}","text":"hello"}}"#));
+    /// match sent.await {
+    ///     Ok(Published { position, reached }) => println!("{reached} here got it, at {position}"),
+    ///     Err(HistoryError::Uncertain(why)) => println!("may have gone out: {why}"), // do not repeat it blindly
+    ///     Err(e) => println!("{e}"), // NoHistory, NotPublished: nobody got it
     /// }
     /// # }
     /// ```
@@ -215,14 +219,14 @@ impl Groups {
     ///
     /// ```no_run
     /// # use actix_meta_websocket::*;
-    /// # use actix_meta_websocket::groups::{Position, RecoveryError, Since};
+    /// # use actix_meta_websocket::groups::{Position, Recovered, RecoveryError, Since};
     /// # async fn demo(groups: Groups, id: ConnectionId, last_seen: Option<&str>) {
     /// let since = match last_seen.and_then(|s| s.parse::<Position>().ok()) {
     ///     Some(p) => Since::After(p),
     ///     None => Since::Start,
     /// };
     /// match groups.join_since("room:1", &id, "ada", since).await {
-    ///     Ok(r) => tracing::debug!(replayed = r.replayed, "caught up"),
+    ///     Ok(Recovered { replayed, position }) => tracing::debug!(replayed, %position, "caught up"),
     ///     Err(RecoveryError::Unrecoverable { reason, .. }) => {
     ///         id.send(format!(r#"{{"reload":"{reason}"}}"#)); // the client starts over
     ///     }
@@ -326,7 +330,7 @@ impl Groups {
         id: &ConnectionId,
         meta: Arc<str>,
         replay: &[PreparedMessage],
-    ) -> Result<bool, crate::WriteError> {
+    ) -> Result<bool, crate::error::WriteError> {
         let mut fresh = false;
         let joined = id.subscriber().join(|| loop {
             let g = self.shared.get_or_make(group);
@@ -342,7 +346,7 @@ impl Groups {
                 }
             }
         });
-        joined.map_err(|_| crate::WriteError::Closed)?;
+        joined.map_err(|_| crate::error::WriteError::Closed)?;
         Ok(fresh)
     }
 
@@ -362,7 +366,7 @@ impl Groups {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{clock, SWEEP_EVERY};
+    use super::super::shared::{clock, SWEEP_EVERY};
     use super::*;
 
     #[test]

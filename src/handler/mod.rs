@@ -27,7 +27,8 @@ use crate::registry::Registry;
 use crate::settings::ConnectionSettings;
 use request::{check_request, local_addr, Accepted};
 
-/// What one upgrade chooses for itself (see [`WsHandler::upgrade_with`]).
+/// What one upgrade chooses for itself (see [`WsHandler::upgrade_with`], whose example
+/// makes one).
 #[derive(Default)]
 #[must_use]
 pub struct Upgrade {
@@ -36,7 +37,8 @@ pub struct Upgrade {
 }
 
 impl Upgrade {
-    /// The handler's defaults: the pool's next target, nothing attached.
+    /// The handler's defaults: the pool's next target, nothing attached (see
+    /// [`WsHandler::upgrade_with`]).
     pub fn new() -> Self {
         Upgrade::default()
     }
@@ -374,7 +376,8 @@ impl WsHandler {
         self.inner.options.handshake_timeout
     }
 
-    /// Number of live connections started by this handler.
+    /// Number of live connections started by this handler (see
+    /// [`HandlerOptions`](crate::HandlerOptions)'s example).
     pub fn connections(&self) -> usize {
         self.inner.registry.len()
     }

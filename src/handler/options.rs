@@ -9,7 +9,16 @@ use actix_web::HttpRequest;
 use crate::pool::Pool;
 use crate::settings::ConnectionSettings;
 
-/// A predicate on the upgrade request that allows (true) or refuses (false) its origin.
+/// A predicate on the upgrade request that allows (true) or refuses (false) its origin
+/// ([`HandlerOptions::check_origin`] makes one from a closure).
+///
+/// ```
+/// use std::sync::Arc;
+/// use actix_meta_websocket::OriginCheck;
+/// let ours: OriginCheck = Arc::new(|req| {
+///     req.headers().get("origin").is_some_and(|o| o.as_bytes().ends_with(b".example.com"))
+/// });
+/// ```
 pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 
 /// How a [`WsHandler`](crate::WsHandler) accepts connections (Ergo's `HandlerOptions`).
@@ -29,8 +38,12 @@ pub type OriginCheck = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 ///     .protocols(["chat.v1"])
 ///     .check_origin(|req| {
 ///         req.headers().get("origin").map_or(true, |o| o.as_bytes() == b"https://example.com")
-///     });
+///     })
+///     .handshake_timeout(std::time::Duration::from_secs(5))
+///     .settings(ConnectionSettings { idle_timeout: Some(std::time::Duration::from_secs(60)), ..Default::default() })
+///     .max_connections(10_000); // further upgrades get 503
 /// let handler = WsHandler::new(options).unwrap();
+/// assert_eq!(handler.connections(), 0); // live connections of this handler
 /// # }
 /// ```
 #[derive(Clone)]

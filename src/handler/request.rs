@@ -13,6 +13,16 @@ use super::HandlerOptions;
 use crate::protocol::{self, parse_extension_headers};
 
 /// Why an upgrade request was refused; answers with the matching HTTP status.
+///
+/// ```
+/// use actix_web::{http::StatusCode, ResponseError};
+/// use actix_meta_websocket::HandshakeError;
+///
+/// assert_eq!(HandshakeError::OriginRefused.status_code(), StatusCode::FORBIDDEN);
+/// // Your own refusal, from a route that checks before it upgrades:
+/// let no = HandshakeError::refuse(StatusCode::UNAUTHORIZED, "log in first");
+/// assert_eq!(no.status_code(), StatusCode::UNAUTHORIZED);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
@@ -127,7 +137,21 @@ pub(crate) struct LocalAddr(pub(crate) SocketAddr);
 /// address, so [`MessageConnect::local_addr`](crate::MessageConnect::local_addr) reports
 /// the address the peer reached (on a wildcard bind, not `0.0.0.0:port`).
 /// [`WsHandler::configure_server`](crate::WsHandler::configure_server) installs it; call it from your own `on_connect` if you
-/// have one. Over TLS the listener's address is reported.
+/// have one. Over TLS the listener's address is reported. ([`WsServer`](crate::WsServer)
+/// needs none of this: it records the address itself.)
+///
+/// ```no_run
+/// # use actix_web::{App, HttpServer};
+/// # use actix_meta_websocket::record_local_addr;
+/// # fn demo() -> std::io::Result<()> {
+/// let server = HttpServer::new(|| App::new())
+///     .on_connect(|conn, ext| {
+///         record_local_addr(conn, ext);
+///         // ... your own connection data
+///     })
+///     .bind("0.0.0.0:8080")?;
+/// # Ok(()) }
+/// ```
 pub fn record_local_addr(conn: &dyn Any, ext: &mut Extensions) {
     if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
         if let Ok(addr) = tcp.local_addr() {

@@ -63,6 +63,8 @@ impl From<u16> for CloseCode {
 }
 
 /// The code and reason of a close frame.
+///
+/// See the second example of [`Encoder`](crate::protocol::Encoder).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseFrame {
     /// The status code.

@@ -8,6 +8,8 @@ use super::frame::{FrameHeader, OpCode, RSV1};
 use super::{parse_close_payload, CloseFrame, DeflateParams, ProtocolError, Utf8Validator};
 
 /// Which end of the connection this codec serves; it fixes the masking rules.
+///
+/// See the second example of [`Encoder`](crate::protocol::Encoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Accepted connection: incoming frames must be masked, outgoing ones are not.
@@ -18,6 +20,8 @@ pub enum Role {
 
 impl Role {
     /// The other end.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn peer(self) -> Role {
         match self {
             Role::Server => Role::Client,
@@ -56,6 +60,8 @@ impl Default for Limits {
 }
 
 /// What the decoder hands up: a whole data message or a control frame.
+///
+/// See the second example of [`Encoder`](crate::protocol::Encoder).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     /// A complete text message, already validated as UTF-8.
@@ -71,6 +77,8 @@ pub enum Incoming {
 }
 
 /// The data-message kinds an encoder sends.
+///
+/// See the second example of [`Encoder`](crate::protocol::Encoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataKind {
     /// Text (the caller guarantees UTF-8).
@@ -106,7 +114,7 @@ struct MessageInProgress {
 /// bytes are still coming, so invalid UTF-8 fails at the first bad byte.
 ///
 /// ```
-/// use actix_meta_websocket::protocol::{Decoder, Incoming, Limits, Role};
+/// use actix_meta_websocket::protocol::{Decoder, DeflateMemory, DeflateParams, Incoming, Limits, Role};
 /// use bytes::{Bytes, BytesMut};
 ///
 /// let mut dec = Decoder::new(Role::Client, Limits::default(), None);
@@ -114,6 +122,9 @@ struct MessageInProgress {
 /// let mut buf = BytesMut::from(&[0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f][..]);
 /// assert_eq!(dec.decode(&mut buf).unwrap(), Some(Incoming::Text(Bytes::from_static(b"Hello"))));
 /// assert!(buf.is_empty());
+/// // With permessage-deflate, the inflater's zlib state can be pooled per thread.
+/// let agreed = DeflateParams { server_no_context_takeover: true, client_no_context_takeover: true, ..DeflateParams::default() };
+/// let dec = Decoder::with_memory(Role::Server, Limits::default(), Some(&agreed), DeflateMemory::Pooled);
 /// ```
 #[derive(Debug)]
 pub struct Decoder {
@@ -150,17 +161,23 @@ impl Decoder {
     }
 
     /// The limits in force.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn limits(&self) -> Limits {
         self.limits
     }
 
     /// Bytes still missing to complete the frame under way (0 when between frames), so a
     /// reader can size its next read.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn pending_payload(&self) -> usize {
         self.frame.as_ref().map_or(0, |f| f.header.payload_len as usize - f.processed)
     }
 
     /// Whether a fragmented data message is partly received.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn in_message(&self) -> bool {
         self.message.is_some()
     }

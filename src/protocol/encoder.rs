@@ -19,6 +19,55 @@ use super::{truncate_reason, CloseCode, DeflateParams};
 /// enc.encode_message(DataKind::Text, b"Hello", &mut out).unwrap();
 /// assert_eq!(&out[..], &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
 /// ```
+///
+/// A whole exchange, client to server: fragments, control frames, a close, and a raw
+/// frame; each end checks what the other sent.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{
+///     CloseCode, CloseFrame, DataKind, Decoder, EncodeError, Encoder, FrameHeader, Incoming, Limits, OpCode, Role,
+/// };
+/// use bytes::{Bytes, BytesMut};
+///
+/// let mut client = Encoder::new(Role::Client, None, 0, 0);
+/// let mut server = Decoder::new(Role::Client.peer(), Limits { max_frame_size: 16, ..Limits::default() }, None);
+/// assert!(!client.compresses() && client.retained() == 0); // no permessage-deflate agreed
+/// let mut wire = BytesMut::new();
+///
+/// // A message in frames of at most 4 bytes, for a peer with a small frame limit.
+/// client.encode_message_fragmented(DataKind::Binary, b"0123456789", 4, &mut wire).unwrap();
+/// assert_eq!(server.decode(&mut wire).unwrap(), Some(Incoming::Binary(Bytes::from_static(b"0123456789"))));
+///
+/// // Half a frame: the decoder keeps it and says how much is missing.
+/// client.encode_message_fragmented(DataKind::Text, b"hi", 4, &mut wire).unwrap();
+/// let mut rest = wire.split_off(wire.len() - 1);
+/// assert_eq!(server.decode(&mut wire).unwrap(), None);
+/// assert_eq!((server.pending_payload(), server.in_message()), (1, false));
+/// wire.unsplit(rest.split());
+/// assert_eq!(server.decode(&mut wire).unwrap(), Some(Incoming::Text(Bytes::from_static(b"hi"))));
+/// assert_eq!(server.limits().max_frame_size, 16);
+///
+/// // Control frames: at most 125 bytes.
+/// client.encode_control(OpCode::Ping, b"are you there", &mut wire).unwrap();
+/// assert_eq!(server.decode(&mut wire).unwrap(), Some(Incoming::Ping(Bytes::from_static(b"are you there"))));
+/// assert_eq!(client.encode_control(OpCode::Pong, &[0; 126], &mut wire), Err(EncodeError::ControlTooLong(126)));
+///
+/// // A close; 1006 is for reports, never for the wire.
+/// client.encode_close(Some((CloseCode(1001), "going away")), &mut wire).unwrap();
+/// let close = CloseFrame { code: CloseCode(1001), reason: "going away".into() };
+/// assert_eq!(server.decode(&mut wire).unwrap(), Some(Incoming::Close(Some(close))));
+/// assert_eq!(client.encode_close(Some((CloseCode(1006), "")), &mut wire), Err(EncodeError::InvalidCloseCode(1006)));
+///
+/// // A raw frame, as a test peer would write one: a server's unmasked "hi".
+/// let mut raw = Encoder::new(Role::Server, None, 0, 0);
+/// raw.encode_frame(true, OpCode::Text, b"hi", &mut wire);
+/// let (header, len) = FrameHeader::parse(&wire).unwrap().unwrap();
+/// assert_eq!((header.opcode.as_u8(), header.mask, len), (0x1, None, 2));
+/// assert!(OpCode::from_u8(0x9).is_some_and(OpCode::is_control));
+/// let mut again = BytesMut::new();
+/// header.encode(&mut again);
+/// assert_eq!(&again[..], &wire[..2]);
+/// ```
 #[derive(Debug)]
 pub struct Encoder {
     role: Role,
@@ -44,6 +93,8 @@ thread_local! {
 const SCRATCH_KEPT: usize = 256 * 1024;
 
 /// Why a frame could not be encoded.
+///
+/// See the second example of [`Encoder`](crate::protocol::Encoder).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     /// Control frames carry at most 125 bytes.

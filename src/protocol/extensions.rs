@@ -4,6 +4,15 @@
 use std::fmt;
 
 /// One extension element: a name and its parameters, in order.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{parse_extensions, Extension, ExtensionParseError};
+/// let offers: Vec<Extension> = parse_extensions(r#"permessage-deflate; client_max_window_bits="10", x-custom"#).unwrap();
+/// assert_eq!(offers[0].params, [("client_max_window_bits".to_string(), Some("10".to_string()))]);
+/// assert_eq!(offers[1].to_string(), "x-custom");
+/// let bad: ExtensionParseError = parse_extensions("permessage-deflate;;").unwrap_err();
+/// assert_eq!(bad.at, 19); // the byte where the grammar broke
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extension {
     /// The extension token, e.g. `permessage-deflate`.
@@ -12,7 +21,8 @@ pub struct Extension {
     pub params: Vec<(String, Option<String>)>,
 }
 
-/// A header value that does not follow the RFC 6455 9.1 grammar.
+/// A header value that does not follow the RFC 6455 9.1 grammar (see [`Extension`]'s
+/// example).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed Sec-WebSocket-Extensions at byte {at}: {what}")]
 pub struct ExtensionParseError {

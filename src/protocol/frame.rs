@@ -5,6 +5,8 @@ use bytes::{BufMut, BytesMut};
 use super::ProtocolError;
 
 /// A frame opcode.
+///
+/// See the second example of [`Encoder`](crate::protocol::Encoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpCode {
     /// 0x0: continues a fragmented message.
@@ -23,6 +25,8 @@ pub enum OpCode {
 
 impl OpCode {
     /// The opcode for a wire value, or `None` for the reserved values.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn from_u8(v: u8) -> Option<OpCode> {
         Some(match v {
             0x0 => OpCode::Continuation,
@@ -36,6 +40,8 @@ impl OpCode {
     }
 
     /// The wire value.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn as_u8(self) -> u8 {
         match self {
             OpCode::Continuation => 0x0,
@@ -48,12 +54,16 @@ impl OpCode {
     }
 
     /// Close, ping and pong.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn is_control(self) -> bool {
         matches!(self, OpCode::Close | OpCode::Ping | OpCode::Pong)
     }
 }
 
 /// A parsed frame header.
+///
+/// See the second example of [`Encoder`](crate::protocol::Encoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     /// Final fragment of its message.
@@ -69,6 +79,13 @@ pub struct FrameHeader {
 }
 
 /// RSV1: "per-message compressed" under permessage-deflate.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{FrameHeader, RSV1};
+/// // A compressed text frame's first byte: FIN, RSV1, opcode 1.
+/// let (h, _) = FrameHeader::parse(&[0xc1, 0x00]).unwrap().unwrap();
+/// assert_eq!(h.rsv, RSV1);
+/// ```
 pub const RSV1: u8 = 0b100;
 
 impl FrameHeader {
@@ -141,6 +158,8 @@ impl FrameHeader {
     }
 
     /// Appends the encoded header to `dst`.
+    ///
+    /// See the second example of [`Encoder`](crate::protocol::Encoder).
     pub fn encode(&self, dst: &mut BytesMut) {
         let b0 = (u8::from(self.fin) << 7) | ((self.rsv & 0b111) << 4) | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };

@@ -1,7 +1,13 @@
 //! Opening-handshake helpers (RFC 6455 4): key checks, the accept value, versions and
 //! subprotocol selection. Header extraction stays with the HTTP layer.
 
-/// The only protocol version this crate speaks.
+/// The only protocol version this crate speaks (`Sec-WebSocket-Version`).
+///
+/// ```
+/// use actix_meta_websocket::protocol::{header_tokens, VERSION};
+/// // A client that speaks several versions lists them; 13 must be among them.
+/// assert!(header_tokens("8, 13").any(|v| v == VERSION));
+/// ```
 pub const VERSION: &str = "13";
 
 /// Whether `key` is a valid `Sec-WebSocket-Key`: base64 of exactly 16 bytes.
@@ -72,7 +78,8 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-/// Splits a comma-separated header value into trimmed, non-empty tokens.
+/// Splits a comma-separated header value into trimmed, non-empty tokens (see
+/// [`VERSION`]'s example).
 pub fn header_tokens(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|t| !t.is_empty())
 }

@@ -6,12 +6,14 @@
 /// invalid byte is reported by the `feed` that delivers it, not at the end of the message.
 ///
 /// ```
-/// use actix_meta_websocket::protocol::Utf8Validator;
+/// use actix_meta_websocket::protocol::{InvalidUtf8, Utf8Validator};
 /// let mut v = Utf8Validator::default();
 /// assert!(v.feed(&[0xce]).is_ok()); // first half of 'κ'
 /// assert!(v.feed(&[0xba, b'a']).is_ok());
 /// assert!(v.is_complete());
-/// assert!(v.feed(&[0xed, 0xa0]).is_err()); // a surrogate: invalid at its second byte
+/// assert_eq!(v.feed(&[0xed, 0xa0]), Err(InvalidUtf8)); // a surrogate: invalid at its second byte
+/// v.reset(); // for the next message
+/// assert!(v.feed("κα".as_bytes()).is_ok() && v.is_complete());
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct Utf8Validator {
@@ -19,7 +21,8 @@ pub struct Utf8Validator {
     partial_len: u8,
 }
 
-/// The bytes fed so far are not a prefix of any valid UTF-8 text.
+/// The bytes fed so far are not a prefix of any valid UTF-8 text (see
+/// [`Utf8Validator`]'s example).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidUtf8;
 

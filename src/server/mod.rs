@@ -87,6 +87,49 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 ///   or a TLS handshake's second record, leaves at once instead of waiting for the peer's
 ///   delayed acknowledgement of the one before (up to 40 ms).
 /// - HTTP/1.1 only (WebSockets need it; HTTP/2 is not offered over TLS either).
+///
+/// The knobs `HttpServer` users know are here under the same names, and TLS binds take a
+/// rustls 0.23 `ServerConfig` (the [serving chapter](crate::guide::ch02_serving) shows a
+/// whole wss server):
+///
+/// ```
+/// # use actix::{Actor, Context};
+/// # use actix_meta_websocket::*;
+/// # use actix_web::App;
+/// # use std::time::Duration;
+/// # struct Echo;
+/// # impl Actor for Echo { type Context = Context<Self>; }
+/// # impl actix::Handler<MessageConnect> for Echo { type Result = (); fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<WsMessage> for Echo { type Result = (); fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {} }
+/// # impl actix::Handler<MessageDisconnect> for Echo { type Result = (); fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {} }
+/// # #[actix_web::main]
+/// # async fn main() -> std::io::Result<()> {
+/// let handler = WsHandler::new(HandlerOptions::new(Echo.start()))?;
+/// let h = handler.clone();
+/// let server = WsServer::new(move || App::new().route("/ws", h.route()))
+///     .workers(2)
+///     .backlog(2048)
+///     .max_connections(50_000) // HTTP connections and handshakes, per worker
+///     .max_connection_rate(512) // TLS handshakes at once, per worker
+///     .client_request_timeout(Duration::from_secs(5))
+///     .server_hostname("chat.example.com")
+///     .shutdown_timeout(10)
+///     .disable_signals() // stopped through the Server's handle instead
+///     .listen(std::net::TcpListener::bind("127.0.0.1:0")?)?;
+/// let port = server.addrs()[0].port(); // the port the OS gave
+/// assert_ne!(port, 0);
+/// # Ok(())
+/// # }
+///
+///
+/// // Over TLS: a bind, or a listener of your own.
+/// fn secure(handler: WsHandler, tls: rustls::ServerConfig) -> std::io::Result<actix_web::dev::Server> {
+///     Ok(WsServer::new(move || App::new().route("/ws", handler.route()))
+///         .bind_rustls_0_23("127.0.0.1:8443", tls.clone())?
+///         .listen_rustls_0_23(std::net::TcpListener::bind("127.0.0.1:0")?, tls)?
+///         .run())
+/// }
+/// ```
 pub struct WsServer<F, I, S, B> {
     factory: F,
     builder: ServerBuilder,

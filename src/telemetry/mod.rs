@@ -28,6 +28,11 @@
 //! | `amw_cluster_redis_round_trip_seconds` | histogram | |
 //! | `amw_cluster_published_total`, `amw_cluster_received_total` | counter | |
 //! | `amw_cluster_gaps_total` | counter | `cause` |
+//! | `amw_cluster_outage_seconds` | histogram | |
+//! | `amw_cluster_probe_timeouts_total`, `amw_cluster_unheard_total` | counter | |
+//!
+//! The guide's chapter [operating](crate::guide::ch07_operating) installs a Prometheus
+//! recorder with `describe()` and the round-trip buckets, and reads the figures.
 
 #[cfg(feature = "metrics")]
 mod names;

@@ -8,7 +8,15 @@ use super::window::Window;
 use super::{zlib_bits, DeflateMemory, DeflateParams, TAIL};
 use crate::protocol::Role;
 
-/// Compression failed inside zlib (not caused by peer input).
+/// Compression failed inside zlib (not caused by peer input); what
+/// [`Compressor::compress`] and, as [`EncodeError::Compress`](crate::protocol::EncodeError::Compress),
+/// the encoder return.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{CompressError, EncodeError};
+/// let e: EncodeError = CompressError("stream error".into()).into();
+/// assert_eq!(e.to_string(), "deflate failed: stream error");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("deflate failed: {0}")]
 pub struct CompressError(pub String);
@@ -16,7 +24,7 @@ pub struct CompressError(pub String);
 /// Compresses outgoing messages for one connection.
 ///
 /// ```
-/// use actix_meta_websocket::protocol::{Compressor, Decompressor, DeflateParams, Role};
+/// use actix_meta_websocket::protocol::{Compressor, Decompressor, DeflateMemory, DeflateParams, Role};
 /// use bytes::BytesMut;
 /// let params = DeflateParams::default();
 /// let mut server = Compressor::new(&params, Role::Server, 6);
@@ -29,6 +37,18 @@ pub struct CompressError(pub String);
 /// client.inflate(&wire, &mut back, 1 << 20).unwrap();
 /// client.finish(&mut back, 1 << 20).unwrap();
 /// assert_eq!(back, json);
+/// // Context takeover: both ends keep a window between messages.
+/// assert!(!server.resets_each_message() && server.retained() > 0 && client.retained() > 0);
+/// client.reset(); // forget the window (after a connection's failed message, say)
+///
+/// // Without takeover and with zlib state pooled per thread, the frame depends on the
+/// // message only: one compressed frame can serve every connection with this key.
+/// let shared = DeflateParams { server_no_context_takeover: true, ..params };
+/// let mut per_message = Compressor::with_memory(&shared, Role::Server, 6, DeflateMemory::Pooled);
+/// assert!(per_message.resets_each_message());
+/// assert_eq!(per_message.stream_key(), (15, 6)); // (window bits, level)
+/// let mut plain = Decompressor::with_memory(&shared, Role::Client, DeflateMemory::Pooled);
+/// # let _ = (&mut per_message, &mut plain);
 /// ```
 pub struct Compressor {
     bits: u8,

@@ -7,7 +7,8 @@ use super::window::Window;
 use super::{DeflateMemory, DeflateParams, TAIL};
 use crate::protocol::{ProtocolError, Role};
 
-/// Inflates incoming messages for one connection, never past a size limit.
+/// Inflates incoming messages for one connection, never past a size limit. (The
+/// example of [`Compressor`](super::Compressor) keeps a window, resets it and pools one.)
 ///
 /// ```
 /// use actix_meta_websocket::protocol::{Decompressor, DeflateParams, ProtocolError, Role};
@@ -55,6 +56,8 @@ impl Decompressor {
     }
 
     /// The same, with zlib streams kept as `memory` says.
+    ///
+    /// See the example of [`Compressor`](super::Compressor).
     pub fn with_memory(params: &DeflateParams, role: Role, memory: DeflateMemory) -> Self {
         let (bits, reset_each) = params.peer(role);
         let dedicated = memory == DeflateMemory::Dedicated;
@@ -71,6 +74,8 @@ impl Decompressor {
 
     /// Bytes this decompressor keeps between messages (pooled; a dedicated stream's
     /// zlib state comes on top).
+    ///
+    /// See the example of [`Compressor`](super::Compressor).
     pub fn retained(&self) -> usize {
         self.window.as_ref().map_or(0, Window::allocated)
     }
@@ -157,6 +162,8 @@ impl Decompressor {
     }
 
     /// Forgets the current stream state after a failed message.
+    ///
+    /// See the example of [`Compressor`](super::Compressor).
     pub fn reset(&mut self) {
         self.stream_ended = false;
         self.end_message(false);

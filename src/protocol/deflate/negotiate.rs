@@ -4,6 +4,8 @@
 use super::super::{Extension, Role};
 
 /// The extension token.
+///
+/// See [`DeflateParams`]'s example.
 pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
 
 /// Where a connection's zlib streams live between messages.
@@ -107,6 +109,17 @@ impl DeflateConfig {
 }
 
 /// The parameters both ends agreed on.
+///
+/// ```
+/// use actix_meta_websocket::protocol::{parse_extensions, DeflateConfig, DeflateParams, PERMESSAGE_DEFLATE};
+/// // A browser's offer, as a server reads it.
+/// let offers = parse_extensions("permessage-deflate; client_max_window_bits").unwrap();
+/// assert_eq!(offers[0].name, PERMESSAGE_DEFLATE);
+/// let (agreed, answer): (DeflateParams, String) = DeflateConfig::default().negotiate_server(&offers).unwrap();
+/// assert!(answer.starts_with(PERMESSAGE_DEFLATE));
+/// assert_eq!(agreed.server_max_window_bits, 12); // the config's default: a 4 KiB window
+/// assert!(answer.contains("server_max_window_bits=12"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateParams {
     /// The server resets its compressor after every message.
@@ -130,7 +143,8 @@ impl Default for DeflateParams {
     }
 }
 
-/// Why a server's permessage-deflate answer cannot be accepted by the client.
+/// Why a server's permessage-deflate answer cannot be accepted by the client
+/// ([`DeflateConfig::accept_client`]'s example meets one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unacceptable permessage-deflate response: {0}")]
 pub struct DeflateNegotiationError(pub String);
@@ -285,7 +299,7 @@ impl DeflateConfig {
     /// 13.4 and 13.6 permit 15 to a client that offered less).
     ///
     /// ```
-    /// use actix_meta_websocket::protocol::{parse_extensions, DeflateConfig};
+    /// use actix_meta_websocket::protocol::{parse_extensions, DeflateConfig, DeflateNegotiationError};
     /// let cfg = DeflateConfig::default();
     /// let ok = parse_extensions("permessage-deflate; server_max_window_bits=12; client_max_window_bits=9").unwrap();
     /// assert_eq!(cfg.accept_client(&ok).unwrap().unwrap().client_max_window_bits, 9);
@@ -294,7 +308,7 @@ impl DeflateConfig {
     /// ).unwrap();
     /// assert_eq!(cfg.accept_client(&gorilla).unwrap().unwrap().server_max_window_bits, 15);
     /// let bad = parse_extensions("permessage-deflate; mystery").unwrap();
-    /// assert!(cfg.accept_client(&bad).is_err());
+    /// let refused: DeflateNegotiationError = cfg.accept_client(&bad).unwrap_err();
     /// ```
     pub fn accept_client(
         &self,

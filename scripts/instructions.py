@@ -6,7 +6,7 @@ that does not drift.
     python3 scripts/instructions.py --handshakes [--conns 8]
     python3 scripts/instructions.py --only meta --rounds 3   (our server alone, three runs)
     python3 scripts/instructions.py --fanout 1000 --only meta  (per delivered broadcast)
-    python3 scripts/instructions.py --only meta --against REV  (beside REV's bench_server)
+    python3 scripts/instructions.py --only meta --against REV  (beside REV's bench_server, each mode)
 
 CPU time per message on a shared 2-core VM moves by 30% between runs; the kernel's share
 (one recv and one send per message at 1 in flight, the same for every server) also
@@ -118,8 +118,11 @@ def main():
     unit = "cycle" if a.handshakes else "delivery" if a.fanout else "msg"
     servers = [(n, s) for n, s in SERVERS if a.only is None or a.only in n]
     if a.against:
-        ours = next(s for n, s in SERVERS if "HttpServer" in n)
-        servers.insert(0, (a.against, [build_against(a.against)] + ours[1:]))
+        # REV's bench_server in each of our server modes selected, first, for a same-run ratio.
+        rev = build_against(a.against)
+        ours = [(n, s) for n, s in servers if s[0] == "bench_server"]
+        for n, s in reversed(ours):
+            servers.insert(0, (f"{a.against} {n.split(' on ')[-1]}", [rev] + s[1:]))
     if a.metrics:
         # The same server built with the feature (in a target directory of its own), with
         # a recorder installed, right after the build without it.

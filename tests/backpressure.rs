@@ -1,6 +1,7 @@
 //! The outgoing policy over real sockets: a burst reaches a reading peer whole, however it
 //! compares with the buffer; a peer that stops reading is closed with 1008 within the
-//! write timeout, with the memory the policy documents; `try_send` says "full" instead.
+//! write timeout, with the memory the policy documents; `try_send` says "full" instead;
+//! writes by id from other threads keep each writer's order.
 
 mod common;
 
@@ -172,4 +173,54 @@ async fn try_send_answers_full_instead_of_closing() {
     assert_eq!(next_disconnect(&mut rx).await.reason, DisconnectReason::SlowConsumer);
     assert!(matches!(c.id.try_send(Outgoing::text("late")), Err(TrySendError::Closed(_))));
     drop(raw);
+}
+
+#[actix_web::test]
+async fn writes_by_id_from_other_threads_keep_each_writers_order_and_awaited_ones_hear_of_the_end() {
+    let (target, mut rx) = recorder("target", false);
+    let srv = serve(WsHandler::new(options(target)).unwrap());
+    let mut ws = tungstenite(&srv.url()).await;
+    let Event::Connect(c) = next(&mut rx).await.1 else { panic!("connect first") };
+    // Two threads that are not the connection's, each mixing every kind of write by id.
+    const N: usize = 600;
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let id = c.id.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+                for i in 0..N {
+                    let text = format!("{w}:{i}");
+                    match i % 3 {
+                        0 => id.send(Outgoing::text(text)),
+                        1 => id.send_prepared(&PreparedMessage::text(text)),
+                        _ => rt.block_on(id.send_wait(Outgoing::text(text))).expect("written"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut next_of = [0usize; 2];
+    for _ in 0..2 * N {
+        let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the writes stalled")
+            .expect("the connection ended")
+            .expect("read");
+        let TMessage::Text(t) = got else { panic!("{got:?}") };
+        let (w, i) = t.split_once(':').expect("w:i");
+        let (w, i): (usize, usize) = (w.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next_of[w], "writer {w}'s writes in the order it made them");
+        next_of[w] += 1;
+    }
+    for w in writers {
+        w.join().expect("writer");
+    }
+    futures_util::SinkExt::send(&mut ws, TMessage::Close(None)).await.unwrap();
+    next_disconnect(&mut rx).await;
+    c.id.closed().await;
+    assert_eq!(c.id.send_wait("late").await, Err(WriteError::Closed), "an ended connection says so");
+    match c.id.try_send("late") {
+        Err(TrySendError::Closed(m)) => assert_eq!(m.as_text(), Some("late"), "the message comes back"),
+        other => panic!("{other:?}"),
+    }
 }

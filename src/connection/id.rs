@@ -7,14 +7,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use actix::Addr;
 
 use super::events::ConnectData;
-use super::mailbox::{GetStats, SendMessage, SendPrepared};
+use super::mailbox::GetStats;
 use super::WsConnection;
-use crate::delivery::Subscriber;
+use crate::delivery::{Pending, Subscriber};
 use crate::error::{TrySendError, WriteError};
 use crate::message::{DataTypeError, Outgoing};
 use crate::prepared::PreparedMessage;
@@ -191,8 +191,16 @@ impl ConnectionId {
     /// so a burst reaches a reading peer whole; a peer that takes nothing for the write
     /// timeout is closed as a slow consumer (the policy is on
     /// [`ConnectionSettings`](crate::ConnectionSettings)).
+    ///
+    /// Writes by id from one writer keep their order (`send`, `send_wait`,
+    /// `send_prepared`, `close`): they go straight to the connection's own queue, not
+    /// through its actix mailbox. `Outgoing` sent to [`addr`](Self::addr) takes the mailbox
+    /// and is not ordered with them.
     pub fn send(&self, msg: impl Into<Outgoing>) {
-        self.0.addr.do_send(msg.into());
+        // Straight to the connection's queue: no actix envelope per write.
+        if self.0.subscriber.write_message(msg.into(), None).is_err() {
+            tracing::trace!(connection = self.0.seq, "message for a closing connection dropped");
+        }
     }
 
     /// Writes `value` as a JSON text message without waiting (feature `serde`); an error
@@ -236,8 +244,7 @@ impl ConnectionId {
         if self.backlog() >= self.0.write_limit {
             return Err(TrySendError::Full(msg));
         }
-        self.0.addr.do_send(msg);
-        Ok(())
+        self.0.subscriber.write_message(msg, None).map_err(TrySendError::Closed)
     }
 
     /// Writes `msg` and waits until the connection accepted it into its outgoing buffer.
@@ -258,10 +265,14 @@ impl ConnectionId {
     /// # }
     /// ```
     pub async fn send_wait(&self, msg: impl Into<Outgoing>) -> Result<(), WriteError> {
-        match self.0.addr.send(SendMessage(msg.into())).await {
-            Ok(r) => r,
-            Err(_) => Err(WriteError::Closed),
+        let (tx, rx) = oneshot::channel();
+        if self.0.subscriber.write_message(msg.into(), Some(tx)).is_err() {
+            return Err(WriteError::Closed);
         }
+        // Answered when written, or when the connection closes (a stuck peer is closed by
+        // the stall watch within 1.25 write timeouts); a connection that ends unanswered
+        // drops the answer.
+        rx.await.unwrap_or(Err(WriteError::Closed))
     }
 
     /// Writes a message prepared once for many connections, without waiting; the same
@@ -277,7 +288,9 @@ impl ConnectionId {
     /// # }
     /// ```
     pub fn send_prepared(&self, msg: &PreparedMessage) {
-        self.0.addr.do_send(SendPrepared(msg.clone()));
+        if self.0.subscriber.write(Pending::Prepared(msg.clone())).is_err() {
+            tracing::trace!(connection = self.0.seq, "message for a closing connection dropped");
+        }
     }
 
     /// Starts the closing handshake with `code` and `reason` (cut to fit the frame), after

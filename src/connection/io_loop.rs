@@ -27,8 +27,8 @@ pub(super) struct IoLoopState {
     /// Wraps; only equality matters.
     polls: u32,
     answered_at: u32,
-    /// Broadcasts taken from the subscriber, kept for its capacity.
-    pub(super) broadcasts: Vec<crate::prepared::PreparedMessage>,
+    /// Writes taken from the subscriber (broadcasts, writes by id), kept for its capacity.
+    pub(super) taken: Vec<crate::delivery::Pending>,
 }
 
 impl IoLoopState {
@@ -72,9 +72,10 @@ impl IoLoopState {
         self.answered_at = self.polls;
     }
 
-    /// A reply the target wrote before answering may sit in this actor's mailbox, which
-    /// actix drains before the I/O loop only on the next poll: what must follow the replies
-    /// waits one poll after an answer.
+    /// A reply written by id before the answer is in the connection's queue, taken in this
+    /// poll; one written through the actor's address may sit in its mailbox, which actix
+    /// drains before the I/O loop only on the next poll: what must follow the replies waits
+    /// one poll after an answer.
     pub(super) fn answered_this_poll(&self) -> bool {
         self.answered_at == self.polls
     }
@@ -105,7 +106,7 @@ impl ActorFuture<WsConnection> for IoLoop {
         }
         // Answers arrive from other actors, which wake this task: once per poll is enough.
         act.poll_answers(ctx, task);
-        act.take_broadcasts(ctx);
+        act.take_pending(ctx);
         for _ in 0..BUDGET {
             match step(act, ctx, task) {
                 Step::Progress => continue,

@@ -1,12 +1,11 @@
-//! What a connection accepts in its mailbox: writes (fire-and-forget, awaited, prepared),
-//! a request for its stats, and the handler's shutdown.
+//! What a connection accepts in its mailbox: `Outgoing` from code that holds its actix
+//! address, a request for its stats, and the handler's shutdown. (Writes through a
+//! `ConnectionId` skip the mailbox: they go to the connection's own queue.)
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
 
 use super::write_queue::Outbound;
 use super::WsConnection;
-use crate::error::WriteError;
 use crate::message::{DisconnectReason, Outgoing};
 use crate::protocol::CloseCode;
 use crate::stats::{Buffers, Stats, Traffic};
@@ -17,39 +16,6 @@ impl Handler<Outgoing> for WsConnection {
     fn handle(&mut self, msg: Outgoing, ctx: &mut Self::Context) {
         self.io.runs_next();
         self.submit(Outbound::Message(msg), None, ctx);
-    }
-}
-
-/// An awaitable write (see [`ConnectionId::send_wait`](crate::ConnectionId::send_wait)).
-#[derive(Debug, actix::Message)]
-#[rtype(result = "Result<(), WriteError>")]
-pub(crate) struct SendMessage(pub(crate) Outgoing);
-
-impl Handler<SendMessage> for WsConnection {
-    type Result = ResponseFuture<Result<(), WriteError>>;
-
-    fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Self::Context) -> Self::Result {
-        self.io.runs_next();
-        let (tx, rx) = oneshot::channel();
-        self.submit(Outbound::Message(msg), Some(tx), ctx);
-        // Answered when written, or when the connection closes (a stuck peer is closed by
-        // the stall watch within 1.25 write timeouts).
-        Box::pin(async move { rx.await.unwrap_or(Err(WriteError::Closed)) })
-    }
-}
-
-/// Writes a [`PreparedMessage`](crate::PreparedMessage) (see
-/// [`ConnectionId::send_prepared`](crate::ConnectionId::send_prepared)).
-#[derive(Debug, actix::Message)]
-#[rtype(result = "()")]
-pub(crate) struct SendPrepared(pub(crate) crate::prepared::PreparedMessage);
-
-impl Handler<SendPrepared> for WsConnection {
-    type Result = ();
-
-    fn handle(&mut self, SendPrepared(msg): SendPrepared, ctx: &mut Self::Context) {
-        self.io.runs_next();
-        self.submit(Outbound::Prepared(msg), None, ctx);
     }
 }
 

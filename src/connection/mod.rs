@@ -17,7 +17,8 @@
 //!   decode while the target's window has room, end TCP when `lifecycle` says so.
 //! - `lifecycle`: the closing handshake as one state, and the reason the target is given.
 //! - `tick`: heartbeat pings and the idle timeout.
-//! - `mailbox`: the messages the actor accepts (writes, stats, shutdown).
+//! - `mailbox`: the messages the actor accepts (`Outgoing` by address, stats, shutdown);
+//!   writes by id come through the subscriber's queue (`delivery`) instead.
 //! - `transport` and `body_driven`: the byte pipes, and how an accepted connection's actor
 //!   runs inside actix-web's HTTP task.
 //!
@@ -332,7 +333,7 @@ impl WsConnection {
     }
 
     /// Called by the I/O loop: answers the peer's end once the target is done with what came
-    /// before it, and the replies it wrote meanwhile have been taken from the mailbox.
+    /// before it, and the replies it wrote meanwhile have been taken in.
     fn answer_peer_end(&mut self, ctx: &mut Context<Self>, task: &std::task::Context<'_>) -> bool {
         if !self.lifecycle.is_draining() || !self.handover.is_drained() {
             return false;

@@ -10,8 +10,6 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
 use crate::error::WriteError;
 use crate::message::{MessageKind, Outgoing};
 use crate::prepared::PreparedMessage;
@@ -33,7 +31,7 @@ impl Outbound {
 }
 
 /// Where an awaited write (`send_wait`) learns its outcome.
-pub(super) type Answer = oneshot::Sender<Result<(), WriteError>>;
+pub(super) use crate::delivery::Answer;
 
 /// A write waiting for room.
 pub(super) struct Waiter {
@@ -196,6 +194,7 @@ impl StallWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
 
     fn fire_and_forget(len: usize) -> Waiter {
         Waiter { item: Outbound::Message(Outgoing::binary(vec![0u8; len])), tx: None }

@@ -1,6 +1,6 @@
-//! The actor's write path: a write from its mailbox is encoded into the write buffer,
-//! queued while the buffer is over its bound, or refused; queued writes follow as the peer
-//! makes room; a peer that takes nothing while bytes wait is watched and, past the write
+//! The actor's write path: a write (from its queue, written by id; or from its mailbox)
+//! is encoded into the write buffer, queued while the buffer is over its bound, or
+//! refused; queued writes follow as the peer makes room; a peer that takes nothing while bytes wait is watched and, past the write
 //! timeout, closed as a slow consumer.
 
 use std::time::Instant;
@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use super::write_queue::{Admission, Answer, Outbound, Stall, Waiter};
 use super::WsConnection;
+use crate::delivery::Pending;
 use crate::error::WriteError;
 use crate::message::{DisconnectReason, Initiator, MessageKind};
 use crate::protocol::{CloseCode, DataKind, FrameKey, OpCode};
@@ -43,19 +44,22 @@ impl WsConnection {
         }
     }
 
-    /// Takes in, in order, the broadcasts this thread's inbox handed the connection since
-    /// its last turn (see `groups`).
-    pub(super) fn take_broadcasts(&mut self, ctx: &mut Context<Self>) {
-        let mut taken = std::mem::take(&mut self.io.broadcasts);
+    /// Takes in, in order, the broadcasts this thread's inbox handed the connection and the
+    /// writes made through its id since its last turn.
+    pub(super) fn take_pending(&mut self, ctx: &mut Context<Self>) {
+        let mut taken = std::mem::take(&mut self.io.taken);
         self.id.subscriber().take(&mut taken);
         if !taken.is_empty() {
             // Called from the I/O loop, whose loop flushes next: no wake-up needed.
             self.io.runs_next();
         }
-        for msg in taken.drain(..) {
-            self.submit(Outbound::Prepared(msg), None, ctx);
+        for item in taken.drain(..) {
+            match item {
+                Pending::Prepared(msg) => self.submit(Outbound::Prepared(msg), None, ctx),
+                Pending::Message(msg, tx) => self.submit(Outbound::Message(msg), tx, ctx),
+            }
         }
-        self.io.broadcasts = taken;
+        self.io.taken = taken;
     }
 
     /// Answers an awaited write, or logs a refusal nobody awaits.

@@ -11,5 +11,5 @@
 mod subscriber;
 mod thread_inbox;
 
-pub(crate) use subscriber::{lock, Joined, Leaving, Subscriber};
+pub(crate) use subscriber::{lock, Answer, Joined, Leaving, Pending, Subscriber};
 pub(crate) use thread_inbox::{Op, ThreadInbox};

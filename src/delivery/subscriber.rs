@@ -1,19 +1,35 @@
-//! One connection as the delivery of broadcasts sees it: the broadcasts handed to it and
-//! not yet taken (it takes them on its next turn, in order), whether it still accepts
-//! any, its worker thread's inbox, and the groups it is in, so that it leaves them all
-//! when it ends.
+//! One connection as the delivery of writes sees it: the broadcasts handed to it and the
+//! messages written through its id, not yet taken (it takes them on its next turn, in
+//! order), whether it still accepts any, its worker thread's inbox, and the groups it is
+//! in, so that it leaves them all when it ends.
 //!
-//! The thread inbox and the connection share a thread, so the queue's lock is never
-//! contended; it is a lock because the connection's id, which holds the subscriber, is
-//! shared across threads. What the queue holds during a round of the inbox's wake-ups
-//! counts toward the thread's backlog bound.
+//! Broadcasts come from the thread inbox, on the connection's own thread; writes by id come
+//! from whichever thread holds the id, straight here rather than through the actor's
+//! mailbox (no envelope per write). What the queue holds during a round of the inbox's
+//! wake-ups counts toward the thread's backlog bound; writes by id have their own bounds
+//! on the connection (`max_write_buffer`, `max_write_queue`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
+use tokio::sync::oneshot;
+
 use super::thread_inbox::ThreadInbox;
+use crate::error::WriteError;
+use crate::message::Outgoing;
 use crate::prepared::PreparedMessage;
+
+/// Whoever awaits a write's outcome.
+pub(crate) type Answer = oneshot::Sender<Result<(), WriteError>>;
+
+/// A write waiting for the connection's next turn.
+pub(crate) enum Pending {
+    /// A broadcast, or a prepared message written by id.
+    Prepared(PreparedMessage),
+    /// A message written by id, with whoever awaits it (`send_wait`).
+    Message(Outgoing, Option<Answer>),
+}
 
 /// Why a member stops being one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +69,11 @@ pub(crate) struct Subscriber {
 
 #[derive(Default)]
 struct Queue {
-    items: Vec<PreparedMessage>,
+    items: Vec<Pending>,
     waker: Option<Waker>,
+    /// The connection has ended: what is pushed now would never be taken (and an awaited
+    /// write never answered), so nothing is.
+    ended: bool,
 }
 
 /// Held, locked, while a join or leave changes a group: a join racing the connection's
@@ -87,6 +106,14 @@ impl Subscriber {
         &self.thread
     }
 
+    /// [`write`](Self::write) of a message, handed back as it was given.
+    pub(crate) fn write_message(&self, msg: Outgoing, answer: Option<Answer>) -> Result<(), Outgoing> {
+        self.write(Pending::Message(msg, answer)).map_err(|item| match item {
+            Pending::Message(msg, _) => msg,
+            Pending::Prepared(p) => p.to_outgoing(),
+        })
+    }
+
     /// Hands it a broadcast, unless it is closed; true when it is the first since its last
     /// turn (it is then to be woken, see `wake`).
     pub(crate) fn deliver(&self, msg: &PreparedMessage) -> bool {
@@ -94,8 +121,31 @@ impl Subscriber {
             return false;
         }
         let mut queue = self.lock_queue();
-        queue.items.push(msg.clone());
+        if queue.ended {
+            return false;
+        }
+        queue.items.push(Pending::Prepared(msg.clone()));
         !self.pending.swap(true, Ordering::AcqRel)
+    }
+
+    /// A write by id: queued for the connection's next turn, which it wakes; handed back
+    /// once the connection's close frame is out or it has ended.
+    pub(crate) fn write(&self, item: Pending) -> Result<(), Pending> {
+        if self.is_closed() {
+            return Err(item);
+        }
+        let mut queue = self.lock_queue();
+        if queue.ended {
+            return Err(item);
+        }
+        queue.items.push(item);
+        // The first since the connection's last turn wakes it; later ones ride along.
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            if let Some(w) = &queue.waker {
+                w.wake_by_ref();
+            }
+        }
+        Ok(())
     }
 
     /// Wakes the connection if something still waits for it.
@@ -108,7 +158,7 @@ impl Subscriber {
     }
 
     /// Moves what waits into `out`, in order.
-    pub(crate) fn take(&self, out: &mut Vec<PreparedMessage>) {
+    pub(crate) fn take(&self, out: &mut Vec<Pending>) {
         if !self.pending.load(Ordering::Acquire) {
             return;
         }
@@ -174,6 +224,8 @@ impl Subscriber {
         }
         self.close();
         let mut queue = self.lock_queue();
+        queue.ended = true;
+        // Dropping an awaited write's answer tells its writer `Closed`.
         queue.items = Vec::new();
         queue.waker = None;
         self.pending.store(false, Ordering::Release);
@@ -238,13 +290,56 @@ mod tests {
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
         let mut out = Vec::new();
         s.take(&mut out);
-        assert_eq!(out.iter().map(|m| m.body()).collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(out.iter().map(body).collect::<Vec<_>>(), [b"a", b"b"]);
         s.wake();
         assert_eq!(woken.0.load(Ordering::Relaxed), 1, "nothing waits: no wake-up");
         s.close();
         assert!(!s.deliver(&a), "closed: nothing more");
         s.take(&mut out);
         assert_eq!(out.len(), 2);
+    }
+
+    fn body(p: &Pending) -> &[u8] {
+        match p {
+            Pending::Prepared(m) => m.body(),
+            Pending::Message(m, _) => &m.body,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn writes_by_id_queue_with_broadcasts_wake_once_and_are_refused_once_ended() {
+        let s = Subscriber::new(9);
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let (tx, mut rx) = oneshot::channel();
+        assert!(s.write(Pending::Message(Outgoing::text("before the first turn"), None)).is_ok());
+        s.set_waker(&Waker::from(woken.clone()));
+        assert!(s.write(Pending::Message(Outgoing::text("awaited"), Some(tx))).is_ok());
+        assert!(!s.deliver(&PreparedMessage::text("broadcast")), "a wake-up is asked for already");
+        assert_eq!(
+            woken.0.load(Ordering::Relaxed),
+            0,
+            "pending since before the waker: the first turn takes it"
+        );
+        let mut out = Vec::new();
+        s.take(&mut out);
+        assert_eq!(
+            out.iter().map(body).collect::<Vec<_>>(),
+            [&b"before the first turn"[..], b"awaited", b"broadcast"]
+        );
+        assert!(s.write(Pending::Prepared(PreparedMessage::text("next"))).is_ok());
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1, "the first write since the turn wakes it");
+        assert!(s.write(Pending::Prepared(PreparedMessage::text("and"))).is_ok());
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1, "later ones ride along");
+        drop(out); // the connection dropped the awaited write's answer unanswered
+        assert!(matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Closed)));
+        let (tx, mut rx) = oneshot::channel();
+        assert!(s.write(Pending::Message(Outgoing::text("lost"), Some(tx))).is_ok());
+        s.end();
+        assert!(
+            matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Closed)),
+            "ending lets go of what waited: its writer hears of it"
+        );
+        assert!(s.write(Pending::Message(Outgoing::text("late"), None)).is_err(), "ended: handed back");
     }
 
     #[actix_rt::test]

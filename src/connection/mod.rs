@@ -414,6 +414,8 @@ impl WsConnection {
         self.handover.release_spare();
         self.framed.release_buffers();
         self.queue.release();
+        self.io.taken = Vec::new();
+        self.id.subscriber().release_spare();
         match self.liveness.check(Instant::now(), &self.config) {
             Due::Nothing => {}
             Due::Ping => {

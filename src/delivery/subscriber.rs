@@ -171,6 +171,15 @@ impl Subscriber {
         }
     }
 
+    /// Gives back the room of an empty queue (the connection has gone quiet): writes by id
+    /// leave it sized for the last burst.
+    pub(crate) fn release_spare(&self) {
+        let mut queue = self.lock_queue();
+        if queue.items.is_empty() {
+            queue.items = Vec::new();
+        }
+    }
+
     /// The connection's waker changed (it is set on its first turn).
     pub(crate) fn set_waker(&self, waker: &Waker) {
         self.lock_queue().waker = Some(waker.clone());
@@ -332,6 +341,11 @@ mod tests {
         assert_eq!(woken.0.load(Ordering::Relaxed), 1, "later ones ride along");
         drop(out); // the connection dropped the awaited write's answer unanswered
         assert!(matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Closed)));
+        let mut kept = vec![Pending::Prepared(PreparedMessage::text("taken before"))];
+        s.take(&mut kept); // appended: the queue keeps its room
+        assert!(kept.len() == 3 && s.lock_queue().items.capacity() > 0);
+        s.release_spare();
+        assert_eq!(s.lock_queue().items.capacity(), 0, "a quiet connection keeps no room for writes");
         let (tx, mut rx) = oneshot::channel();
         assert!(s.write(Pending::Message(Outgoing::text("lost"), Some(tx))).is_ok());
         s.end();

@@ -1,5 +1,7 @@
 //! The set of live connections a handler started, for shutdown: each is in it from its
-//! start to its end, by number, as whatever the handler keeps of it (its id).
+//! start to its end, by number, as whatever the handler keeps of it (its id); and the
+//! upgrades accepted whose connection has not started yet (a server that takes the socket
+//! over starts it after the 101 is written), so that shutdown waits for those too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +26,7 @@ impl<T> Clone for Registry<T> {
 
 impl<T> Default for Registry<T> {
     fn default() -> Self {
-        let state = State { conns: HashMap::new(), shutting_down: false };
+        let state = State { conns: HashMap::new(), reserved: 0, shutting_down: false };
         Registry {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -44,7 +46,15 @@ struct Inner<T> {
 
 struct State<T> {
     conns: HashMap<u64, T>,
+    /// Accepted upgrades whose connection has not joined yet.
+    reserved: usize,
     shutting_down: bool,
+}
+
+impl<T> State<T> {
+    fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.reserved == 0
+    }
 }
 
 impl<T> Inner<T> {
@@ -66,7 +76,51 @@ impl<T> Drop for Registration<T> {
     }
 }
 
+/// An accepted upgrade's place, held until its connection joins (or the upgrade is
+/// dropped before it starts).
+pub(crate) struct Reservation<T> {
+    /// `None` once the connection has taken the place.
+    registry: Option<Registry<T>>,
+}
+
+impl<T> Drop for Reservation<T> {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.take() {
+            let mut state = registry.lock();
+            state.reserved -= 1;
+            if state.is_empty() {
+                registry.inner.emptied.notify_waiters();
+            }
+        }
+    }
+}
+
+impl<T: Clone> Reservation<T> {
+    /// The connection starts: it takes the place held for it, in one step, and learns
+    /// whether shutdown has begun meanwhile.
+    pub(crate) fn join(mut self, seq: u64, conn: T) -> (Registration<T>, bool) {
+        let registry = self.registry.take().expect("a reservation is joined once");
+        let mut state = registry.lock();
+        state.reserved -= 1;
+        state.conns.insert(seq, conn);
+        let shutting_down = state.shutting_down;
+        drop(state);
+        (Registration { registry, seq }, shutting_down)
+    }
+}
+
 impl<T: Clone> Registry<T> {
+    /// Holds a place for an upgrade accepted now whose connection starts later; `None` once
+    /// shutdown has begun.
+    pub(crate) fn reserve(&self) -> Option<Reservation<T>> {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return None;
+        }
+        state.reserved += 1;
+        Some(Reservation { registry: Some(self.clone()) })
+    }
+
     /// Adds connection `seq`; the flag says whether shutdown has begun (the connection is
     /// added all the same, so shutdown waits for it to end).
     pub(crate) fn join(&self, seq: u64, conn: T) -> (Registration<T>, bool) {
@@ -89,13 +143,15 @@ impl<T> Registry<T> {
     fn remove(&self, seq: u64) {
         let mut state = self.lock();
         state.conns.remove(&seq);
-        if state.conns.is_empty() {
+        if state.is_empty() {
             self.inner.emptied.notify_waiters();
         }
     }
 
+    /// Connections, and upgrades accepted whose connection has not started yet.
     pub(crate) fn len(&self) -> usize {
-        self.lock().conns.len()
+        let state = self.lock();
+        state.conns.len() + state.reserved
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -108,7 +164,7 @@ impl<T> Registry<T> {
             let notified = self.inner.emptied.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.lock().conns.is_empty() {
+            if self.lock().is_empty() {
                 return;
             }
             notified.await;
@@ -118,5 +174,37 @@ impl<T> Registry<T> {
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
         // A panic while holding this lock leaves a plain map behind: still usable.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn shutdown_waits_for_accepted_upgrades_whose_connection_has_not_started() {
+        let r: Registry<&'static str> = Registry::default();
+        let (a, _) = r.join(1, "a");
+        let held = r.reserve().expect("not shutting down");
+        assert_eq!(r.len(), 2, "the accepted upgrade counts");
+        assert_eq!(r.begin_shutdown(), ["a"], "only started connections can be told");
+        assert!(r.reserve().is_none(), "no new places once shutdown has begun");
+        drop(a);
+        let waiting = tokio::spawn({
+            let r = r.clone();
+            async move { r.wait_empty().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the held place keeps shutdown waiting");
+        let (b, shutting_down) = held.join(2, "b");
+        assert!(shutting_down, "the late connection learns it must close");
+        assert_eq!(r.len(), 1);
+        drop(b);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("emptied").unwrap();
+        let dropped = Registry::<&'static str>::default();
+        let unused = dropped.reserve().unwrap();
+        drop(unused); // the 101 never went out
+        assert_eq!(dropped.len(), 0);
+        tokio::time::timeout(std::time::Duration::from_secs(5), dropped.wait_empty()).await.expect("empty");
     }
 }

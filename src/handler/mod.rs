@@ -23,7 +23,7 @@ pub use request::{record_local_addr, HandshakeError};
 
 use crate::connection::{copy_headers, ConnectData, ConnectionId, Setup, Shutdown, Target, WsConnection};
 use crate::error::ConfigError;
-use crate::registry::Registry;
+use crate::registry::{Registration, Registry};
 use crate::settings::ConnectionSettings;
 use request::{check_request, local_addr, Accepted};
 
@@ -328,11 +328,9 @@ impl WsHandler {
         };
         let mut res = accepted.switching_protocols();
         let setup = self.setup(req, accepted, target, upgrade.data);
-        let registry = self.inner.registry.clone();
-        let join = move |id: &ConnectionId| {
-            // Joined before the connection does anything, under the lock shutdown takes:
-            // a shutdown that began meanwhile is told to the connection at once.
-            let (registration, shutting_down) = registry.join(id.seq(), id.clone());
+        // Joined before the connection does anything, under the lock shutdown takes: a
+        // shutdown that began meanwhile is told to the connection at once.
+        let told = |(registration, shutting_down): (Registration<ConnectionId>, bool), id: &ConnectionId| {
             if shutting_down {
                 id.addr().do_send(Shutdown);
             }
@@ -340,10 +338,17 @@ impl WsHandler {
         };
         let hand_off = req.extensions().get::<HandOff>().cloned();
         if let Some(hand_off) = hand_off {
-            // The server takes the socket over once this 101 is written.
+            // The server takes the socket over once this 101 is written, and the connection
+            // starts then: its place is held from now, so that a shutdown beginning in
+            // between waits for it.
+            let reservation =
+                self.inner.registry.reserve().ok_or(HandshakeError::Unavailable("shutting down"))?;
+            let join = move |id: &ConnectionId| told(reservation.join(id.seq(), id.clone()), id);
             hand_off.leave(Pending { setup, join: Box::new(join) });
             return Ok(res.finish());
         }
+        let registry = self.inner.registry.clone();
+        let join = move |id: &ConnectionId| told(registry.join(id.seq(), id.clone()), id);
         let (_, body) = WsConnection::accept(setup, payload.into_inner(), join);
         Ok(res.streaming(body))
     }

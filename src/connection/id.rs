@@ -313,6 +313,15 @@ impl ConnectionId {
         Ok(())
     }
 
+    /// Closes with `code` and `reason` after what it holds now, and hands it nothing more
+    /// (broadcasts included) from this call on: for members closed because they missed
+    /// broadcasts, whose stream must end before the gap.
+    pub(crate) fn close_before_gap(&self, code: CloseCode, reason: &str) {
+        if self.0.subscriber.write_last(Pending::Message(Outgoing::close(code, reason), None)).is_err() {
+            tracing::trace!(connection = self.0.seq, "close for a closing connection dropped");
+        }
+    }
+
     /// Starts the closing handshake with a close frame that has no code (the peer sees
     /// 1005, no status).
     pub fn close_bare(&self) {

@@ -121,7 +121,8 @@ impl Subscriber {
             return false;
         }
         let mut queue = self.lock_queue();
-        if queue.ended {
+        // Again under the lock: a last write (`write_last`) closes it under the same lock.
+        if queue.ended || self.is_closed() {
             return false;
         }
         queue.items.push(Pending::Prepared(msg.clone()));
@@ -134,11 +135,24 @@ impl Subscriber {
         if self.is_closed() {
             return Err(item);
         }
+        self.push(item, false)
+    }
+
+    /// The last write it takes (a close): queued, and nothing more is handed to it after
+    /// it, in one step, so that what it gets ends with this.
+    pub(crate) fn write_last(&self, item: Pending) -> Result<(), Pending> {
+        self.push(item, true)
+    }
+
+    fn push(&self, item: Pending, last: bool) -> Result<(), Pending> {
         let mut queue = self.lock_queue();
-        if queue.ended {
+        if queue.ended || self.is_closed() {
             return Err(item);
         }
         queue.items.push(item);
+        if last {
+            self.close();
+        }
         // The first since the connection's last turn wakes it; later ones ride along.
         if !self.pending.swap(true, Ordering::AcqRel) {
             if let Some(w) = &queue.waker {
@@ -354,6 +368,22 @@ mod tests {
             "ending lets go of what waited: its writer hears of it"
         );
         assert!(s.write(Pending::Message(Outgoing::text("late"), None)).is_err(), "ended: handed back");
+    }
+
+    #[actix_rt::test]
+    async fn a_last_write_is_taken_and_nothing_after_it() {
+        let s = Subscriber::new(4);
+        assert!(s.deliver(&PreparedMessage::text("before")));
+        assert!(s.write_last(Pending::Message(Outgoing::close(1012, "gap"), None)).is_ok());
+        assert!(!s.deliver(&PreparedMessage::text("after")), "no broadcast after it");
+        assert!(s.write(Pending::Message(Outgoing::text("after"), None)).is_err(), "no write after it");
+        assert!(s.write_last(Pending::Message(Outgoing::close(1000, ""), None)).is_err(), "one last write");
+        let mut out = Vec::new();
+        s.take(&mut out);
+        assert_eq!(
+            out.iter().map(body).collect::<Vec<_>>(),
+            [&b"before"[..], &[0x03, 0xf4, b'g', b'a', b'p'][..]]
+        );
     }
 
     #[actix_rt::test]

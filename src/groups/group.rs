@@ -367,8 +367,10 @@ impl State {
             let id = &entry.member.id;
             if Arc::ptr_eq(id.subscriber().thread(), thread) {
                 // Nothing more is handed to it: what it gets ends before the broadcast missed.
-                id.subscriber().close();
-                let _ = id.close(LAGGING, "too far behind the group's broadcasts; recover from history");
+                id.close_before_gap(
+                    LAGGING.into(),
+                    "too far behind the group's broadcasts; recover from history",
+                );
             }
         }
     }

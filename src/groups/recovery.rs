@@ -357,8 +357,7 @@ impl Groups {
         crate::telemetry::gap_closes(members.len());
         for m in &members {
             // Nothing more is handed to it from now: what it gets ends before the gap.
-            m.id.subscriber().close();
-            let _ = m.id.close(code, reason);
+            m.id.close_before_gap(code.into(), reason);
         }
         members.len()
     }

@@ -1,7 +1,8 @@
 //! Group history on one node, over real sockets: clients that drop and reconnect since
 //! the last position they saw get every broadcast once and in order while broadcasts keep
 //! coming; a position history cannot cover is refused before anything is delivered; every
-//! limit and kind of position does what it says.
+//! limit and kind of position does what it says; a member whose thread falls too far
+//! behind is closed (1013) before the broadcast it missed.
 
 mod common;
 
@@ -295,4 +296,89 @@ async fn a_refusal_closes_with_the_conventions_code_and_the_crates_client_starts
         assert_eq!(resume.closed(&d.reason), Some(reason));
         assert_eq!(resume.last(), None, "starts over");
     }
+}
+
+/// Joins each connection since `?since=` (as `Room`) and says "joined"; on "stall", blocks
+/// its worker thread for a while, after saying so on `stalling`: the thread's connections
+/// then fall behind the group's broadcasts.
+struct StallingRoom {
+    groups: Groups,
+    stalling: std::sync::mpsc::Sender<()>,
+}
+
+impl Actor for StallingRoom {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageConnect> for StallingRoom {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        let joining = self.groups.join_since("room", &m.id, "", common::history::since_of(&m.uri));
+        actix::spawn(async move {
+            joining.await.expect("joined");
+            m.id.send("joined");
+        });
+    }
+}
+
+impl Handler<WsMessage> for StallingRoom {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, _: &mut Context<Self>) {
+        if m.as_text() == Some("stall") {
+            let _ = self.stalling.send(());
+            std::thread::sleep(Duration::from_secs(2)); // the whole worker thread stops
+        }
+    }
+}
+
+impl Handler<MessageDisconnect> for StallingRoom {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+#[actix_web::test]
+async fn a_member_whose_thread_falls_too_far_behind_is_closed_before_the_broadcast_it_missed() {
+    const SIZE: usize = 64 * 1024;
+    let groups = Groups::new().with_thread_backlog(4 * SIZE);
+    groups.keep_history("room", HistoryLimits::default().max_bytes(64 << 20));
+    let (stalling, stalled) = std::sync::mpsc::channel();
+    let stalled = std::sync::Arc::new(std::sync::Mutex::new(stalled));
+    let g = groups.clone();
+    let srv = serve_each(1, None, move || {
+        let room = StallingRoom { groups: g.clone(), stalling: stalling.clone() }.start();
+        WsHandler::new(HandlerOptions::new(Target::from_addr(room))).unwrap()
+    });
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}?since=now", srv.url())).await.expect("handshake");
+    let joined = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("joined in time");
+    assert!(matches!(joined, Some(Ok(TMessage::Text(ref t))) if t.as_str() == "joined"), "{joined:?}");
+    futures_util::SinkExt::send(&mut ws, TMessage::text("stall")).await.unwrap();
+    let rx = stalled.clone();
+    tokio::task::spawn_blocking(move || rx.lock().unwrap().recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the worker thread stalls");
+    // Past the thread's backlog bound while it stalls: the member there is closed rather
+    // than left with a gap it would not know of.
+    let mut made = Vec::new();
+    for _ in 0..10 {
+        let p = groups.publish("room", |at| format!("{at} {}", "x".repeat(SIZE))).await.expect("published");
+        made.push(p.position);
+    }
+    let mut seen = Vec::new();
+    let code = loop {
+        let msg =
+            tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message or the close");
+        match msg {
+            Some(Ok(TMessage::Text(t))) => {
+                seen.push(t.split(' ').next().unwrap().parse::<Position>().unwrap())
+            }
+            Some(Ok(TMessage::Close(Some(f)))) => break u16::from(f.code),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 1013, "closed so that it recovers from history");
+    assert_eq!(seen, made[..seen.len()], "what it got ends before the broadcast it missed");
+    assert!(seen.len() < made.len());
+    srv.handle.stop(false).await;
 }

@@ -117,34 +117,26 @@ impl Subscriber {
     /// Hands it a broadcast, unless it is closed; true when it is the first since its last
     /// turn (it is then to be woken, see `wake`).
     pub(crate) fn deliver(&self, msg: &PreparedMessage) -> bool {
-        if self.is_closed() {
-            return false;
-        }
-        let mut queue = self.lock_queue();
-        // Again under the lock: a last write (`write_last`) closes it under the same lock.
-        if queue.ended || self.is_closed() {
-            return false;
-        }
-        queue.items.push(Pending::Prepared(msg.clone()));
-        !self.pending.swap(true, Ordering::AcqRel)
+        !self.is_closed() && self.enqueue(Pending::Prepared(msg.clone()), false, false).unwrap_or(false)
     }
 
     /// A write by id: queued for the connection's next turn, which it wakes; handed back
     /// once the connection's close frame is out or it has ended.
     pub(crate) fn write(&self, item: Pending) -> Result<(), Pending> {
-        if self.is_closed() {
-            return Err(item);
-        }
-        self.push(item, false)
+        self.enqueue(item, false, true).map(drop)
     }
 
     /// The last write it takes (a close): queued, and nothing more is handed to it after
     /// it, in one step, so that what it gets ends with this.
     pub(crate) fn write_last(&self, item: Pending) -> Result<(), Pending> {
-        self.push(item, true)
+        self.enqueue(item, true, true).map(drop)
     }
 
-    fn push(&self, item: Pending, last: bool) -> Result<(), Pending> {
+    /// Queues `item` unless it has ended or is closed (checked under the lock a last write
+    /// closes it under); `last` closes it behind the item. Ok(true) when it is the first
+    /// since the connection's last turn, which `wake` then wakes at once; later ones ride
+    /// along.
+    fn enqueue(&self, item: Pending, last: bool, wake: bool) -> Result<bool, Pending> {
         let mut queue = self.lock_queue();
         if queue.ended || self.is_closed() {
             return Err(item);
@@ -153,13 +145,13 @@ impl Subscriber {
         if last {
             self.close();
         }
-        // The first since the connection's last turn wakes it; later ones ride along.
-        if !self.pending.swap(true, Ordering::AcqRel) {
+        let first = !self.pending.swap(true, Ordering::AcqRel);
+        if first && wake {
             if let Some(w) = &queue.waker {
                 w.wake_by_ref();
             }
         }
-        Ok(())
+        Ok(first)
     }
 
     /// Wakes the connection if something still waits for it.

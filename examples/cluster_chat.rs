@@ -179,6 +179,7 @@ async fn node(
             reconnects: s.reconnects,
             last_outage: s.last_outage,
             probe_timeouts: s.probe_timeouts,
+            shards: s.shards.into_iter().map(|shard| (shard.server, shard.quiet_for)).collect(),
         }
     });
     let status = status::Status {

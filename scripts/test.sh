@@ -54,6 +54,9 @@ AMW_SERVER=owned cargo test --all-features \
 # tests/common/redis.rs) instead of one redis-server: the same tests, the other topology.
 AMW_REDIS=sentinel cargo test --all-features \
   --test cluster --test cluster_presence --test cluster_history --test cluster_faults --test isolation
+# And on Redis Cluster (three primaries, three replicas): each group on its shard.
+AMW_REDIS=cluster cargo test --all-features \
+  --test cluster --test cluster_presence --test cluster_history --test cluster_faults --test isolation
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.
 python3 scripts/reliability.py

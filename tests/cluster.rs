@@ -17,7 +17,7 @@ use actix_meta_websocket::{
     groups::PresenceChange,
 };
 use common::cluster::*;
-use common::redis::{free_port, redis_installed, Redis};
+use common::redis::{free_port, group_channel, redis_installed, Redis};
 use common::*;
 
 #[actix_rt::test]
@@ -83,7 +83,7 @@ async fn a_broadcast_reaches_every_member_once_across_three_nodes_and_only_nodes
     let (mut a1c, a1) = client(&a, "a1").await;
     let (mut a2c, _) = client(&a, "a2").await;
     let (mut b1c, b1) = client(&b, "b1").await;
-    let channel = format!("amw:g:{ROOM}");
+    let channel = group_channel(ROOM);
     // A and B have members; C has none and hears none of the room's traffic.
     redis.await_numsub(&channel, 2).await;
 
@@ -147,7 +147,7 @@ async fn redis_killed_and_restarted_local_traffic_goes_on_remote_sends_fail_fast
     b.cluster.subscribe(eb);
     let (mut a1c, _) = client(&a, "a1").await;
     let (mut b1c, b1) = client(&b, "b1").await;
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    redis.await_numsub(&group_channel(ROOM), 2).await;
 
     redis.kill();
     event(&mut a_events, |e| matches!(e, ClusterEvent::BrokerDown).then_some(())).await;
@@ -170,7 +170,7 @@ async fn redis_killed_and_restarted_local_traffic_goes_on_remote_sends_fail_fast
     eprintln!("both nodes back {:?} after redis restarted", restarted.elapsed());
     // Redis came back empty: presence and subscriptions were made again.
     assert_eq!(names(&a.cluster.members(ROOM).await.expect("members")), ["a1", "b1"]);
-    assert_eq!(redis.numsub(&format!("amw:g:{ROOM}")), 2);
+    assert_eq!(redis.numsub(&group_channel(ROOM)), 2);
     say(&mut a1c, "again").await;
     assert_eq!(text(&mut b1c).await, "again");
     assert_eq!(a.cluster.send_wait(&b1, "direct again").await, Ok(()));
@@ -186,7 +186,7 @@ async fn a_subscriber_redis_cuts_for_reading_too_slowly_recovers_and_signals_the
     let mut p = process(&redis, bin).await;
     let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;
     let _greeting = text(&mut guest).await;
-    redis.await_numsub("amw:g:lobby", 1).await;
+    redis.await_numsub(&group_channel("lobby"), 1).await;
 
     // The node stops reading (stopped, as a stalled process would be) while 16 MiB go
     // to a group it has a member of: Redis cuts its subscription.
@@ -196,13 +196,13 @@ async fn a_subscriber_redis_cuts_for_reading_too_slowly_recovers_and_signals_the
         a.cluster.groups().broadcast("lobby", flood.clone());
     }
     let deadline = Instant::now() + WAIT;
-    while redis.numsub("amw:g:lobby") != 0 {
+    while redis.numsub(&group_channel("lobby")) != 0 {
         assert!(Instant::now() < deadline, "redis never cut the stopped subscriber");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     p.signal("-CONT");
     p.line_with("Gap(Reconnected {").await;
-    redis.await_numsub("amw:g:lobby", 1).await;
+    redis.await_numsub(&group_channel("lobby"), 1).await;
     a.cluster.groups().broadcast("lobby", "after the gap");
     loop {
         let t = text(&mut guest).await;
@@ -221,22 +221,22 @@ async fn foreign_or_cut_messages_on_our_channels_are_ignored() {
     let (a, b) = (node(&redis).await, node(&redis).await);
     let (mut a1c, _) = client(&a, "a1").await;
     let (_b1c, _) = client(&b, "b1").await;
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    redis.await_numsub(&group_channel(ROOM), 2).await;
     let node_channel = format!("amw:n:{}", a.cluster.node());
     let cut_send = b"amw\x01\x03\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00".to_vec();
     let bad_text = [&b"amw\x01\x01\x00\x00\x00\x00\x00\x00\x00\x07\x01"[..], &[0xff, 0xfe]].concat();
     for (channel, junk) in [
-        (format!("amw:g:{ROOM}"), b"not ours".to_vec()),
-        (format!("amw:g:{ROOM}"), bad_text),
+        (group_channel(ROOM), b"not ours".to_vec()),
+        (group_channel(ROOM), bad_text),
         (node_channel.clone(), cut_send),
         (node_channel, b"amw\x01\x05\x00\x00\x00\x00\x00\x00\x00\x00".to_vec()),
         ("amw:nodes".into(), b"amw\x01\x09\x00\x00\x00\x00\x00\x00\x00\x07".to_vec()),
     ] {
-        redis.cli_with_input(&["PUBLISH", &channel], Some(&junk));
+        redis.cli_with_input(&[redis.publish_command(), &channel], Some(&junk));
     }
     // Foreign entries in the presence keys are skipped, not fatal.
-    redis.cli(&["SADD", &format!("amw:gn:{ROOM}"), "not-a-node"]);
-    redis.cli(&["HSET", &format!("amw:m:{ROOM}:{}", b.cluster.node()), "not-a-number", "x"]);
+    redis.cli(&["SADD", &format!("amw:gn:{{{ROOM}}}"), "not-a-node"]);
+    redis.cli(&["HSET", &format!("amw:m:{{{ROOM}}}:{}", b.cluster.node()), "not-a-number", "x"]);
     assert_eq!(names(&a.cluster.members(ROOM).await.expect("members")), ["a1", "b1"]);
     // Both nodes still serve.
     assert_eq!(b.cluster.groups().broadcast(ROOM, "still here"), 1);
@@ -258,7 +258,7 @@ async fn broadcasts_a_node_could_not_publish_are_a_gap_on_both_sides() {
     b.cluster.subscribe(eb);
     let (mut a1c, _) = client(&a, "a1").await;
     let (mut b1c, _) = client(&b, "b1").await;
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    redis.await_numsub(&group_channel(ROOM), 2).await;
     event(&mut b_events, |e| matches!(e, ClusterEvent::NodeUp(n) if *n == a.cluster.node()).then_some(()))
         .await;
 
@@ -282,8 +282,9 @@ async fn a_node_that_leaves_is_gone_at_once_and_credentials_stay_out_of_sight() 
         return;
     }
     let redis = Redis::start(&["--requirepass", "s3cret"]);
-    let url = format!("redis://:s3cret@127.0.0.1:{}", redis.port);
-    let wrong = Cluster::join(fast(&format!("redis://:wrong@127.0.0.1:{}", redis.port))).await;
+    let url = redis.url();
+    assert!(url.contains(":s3cret@"), "{url}");
+    let wrong = Cluster::join(fast(&url.replace(":s3cret@", ":wrong@"))).await;
     let e = wrong.expect_err("a wrong password is refused").to_string();
     assert!(!e.contains("wrong") && !e.contains("s3cret"), "{e}");
     let a = node_with(fast(&url)).await;
@@ -349,7 +350,7 @@ async fn nodes_reach_each_other_through_a_redis_that_speaks_only_tls() {
     let (a, b) = (node_with(trusting()).await, node_with(trusting()).await);
     let (_a1c, _) = client(&a, "a1").await;
     let (mut b1c, b1) = client(&b, "b1").await;
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    redis.await_numsub(&group_channel(ROOM), 2).await;
     assert_eq!(a.cluster.send_wait(&b1, "over tls").await, Ok(()));
     assert_eq!(text(&mut b1c).await, "over tls");
     let invalid = Cluster::join(fast(&url).node_timeout(Duration::from_millis(100))).await;
@@ -366,7 +367,7 @@ async fn a_member_that_leaves_and_joins_again_at_once_keeps_its_node_listening()
     let (a, b) = (node(&redis).await, node(&redis).await);
     let (_a1c, _) = client(&a, "a1").await;
     let (mut b1c, _) = client(&b, "b1").await;
-    let channel = format!("amw:g:{ROOM}");
+    let channel = group_channel(ROOM);
     redis.await_numsub(&channel, 2).await;
     b1c.send_raw(&client_frame(true, 0, 0x1, b"rejoin")).await;
     assert_eq!(text(&mut b1c).await, "rejoined");

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use actix_meta_websocket::*;
 use actix_meta_websocket::{cluster::ClusterEvent, groups::Position};
 use common::cluster::*;
-use common::redis::{redis_installed, Redis, TempDir};
+use common::redis::{group_channel, redis_installed, Redis, TempDir};
 use common::*;
 
 /// How Redis keeps its data, and how it comes back with less than it had.
@@ -197,27 +197,6 @@ async fn a_node_comes_back_to_redis_within_a_second_while_its_connections_churn(
     }
 }
 
-/// Joins each connection to the room through the `Groups` it was given.
-struct Joiner(Groups);
-impl Actor for Joiner {
-    type Context = Context<Self>;
-}
-impl Handler<MessageConnect> for Joiner {
-    type Result = ();
-    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
-        assert_eq!(self.0.join(ROOM, &m.id), Ok(true));
-        m.id.send("joined");
-    }
-}
-impl Handler<WsMessage> for Joiner {
-    type Result = ();
-    fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {}
-}
-impl Handler<MessageDisconnect> for Joiner {
-    type Result = ();
-    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
-}
-
 #[actix_web::test]
 async fn a_clusters_groups_with_a_thread_backlog_deliver_local_and_remote_broadcasts() {
     if !redis_installed() {
@@ -232,9 +211,9 @@ async fn a_clusters_groups_with_a_thread_backlog_deliver_local_and_remote_broadc
         WsHandler::new(HandlerOptions::new(Target::from_addr(Joiner(g.clone()).start()))).unwrap()
     });
     let b = node(&redis).await;
-    let (mut c, _) = RawClient::connect(srv.addr, "").await;
+    let (mut c, _) = RawClient::connect_path(srv.addr, &format!("/ws?{ROOM}")).await;
     assert_eq!(text(&mut c).await, "joined");
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 1).await;
+    redis.await_numsub(&group_channel(ROOM), 1).await;
     assert_eq!(groups.broadcast(ROOM, "local"), 1);
     assert_eq!(text(&mut c).await, "local");
     b.cluster.groups().broadcast(ROOM, "from b");
@@ -262,7 +241,7 @@ async fn a_node_starts_while_redis_is_away_serves_locally_and_joins_when_it_come
     event(&mut seen, |e| matches!(e, ClusterEvent::BrokerUp).then_some(())).await;
     assert!(a.cluster.is_broker_up());
     let b = node(&redis).await;
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 1).await;
+    redis.await_numsub(&group_channel(ROOM), 1).await;
     b.cluster.groups().broadcast(ROOM, "from b");
     assert_eq!(text(&mut a1c).await, "from b");
     assert_eq!(text(&mut a2c).await, "from b");

@@ -15,7 +15,7 @@ use actix_meta_websocket::{
     groups::PresenceChange,
 };
 use common::cluster::*;
-use common::redis::{redis_installed, Redis};
+use common::redis::{group_channel, redis_installed, Redis};
 use common::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -67,7 +67,7 @@ async fn a_late_watcher_is_told_every_member_already_there_then_each_change() {
     let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
     let (_a1c, a1) = client(&a, "a1").await;
     let (mut b1c, b1) = client(&b, "b1").await;
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 2).await;
+    redis.await_numsub(&group_channel(ROOM), 2).await;
     // B watches: its own member and A's are there already.
     let (watcher, mut seen) = events();
     b.cluster.watch(ROOM, watcher);
@@ -94,7 +94,7 @@ async fn a_killed_node_takes_its_members_with_it_and_its_presence_expires() {
     let (watcher, mut seen) = events();
     a.cluster.watch("lobby", watcher);
     // A listens to the lobby before the guest comes: the guest is news to it.
-    redis.await_numsub("amw:g:lobby", 1).await;
+    redis.await_numsub(&group_channel("lobby"), 1).await;
     let p = process(&redis, bin).await;
     node_up(&mut a_events, p.node).await;
     let (mut guest, _) = RawClient::connect_path(p.addr, "/ws").await;
@@ -159,7 +159,7 @@ async fn joins_and_leaves_while_redis_was_away_reach_the_watchers_once_it_is_bac
     let (watcher, mut seen) = events();
     a.cluster.watch(ROOM, watcher);
     // A listens to the room before b0 joins: b0 is news to it, not a member already there.
-    redis.await_numsub(&format!("amw:g:{ROOM}"), 1).await;
+    redis.await_numsub(&group_channel(ROOM), 1).await;
     let (mut b0c, b0) = client(&b, "b0").await;
     assert_eq!(change(&mut seen).await, (b0, "b0".into(), PresenceChange::Joined));
     let (ea, mut a_events) = events();
@@ -216,7 +216,7 @@ async fn the_chat_tells_its_pages_when_a_node_dies_with_a_guest() {
     let me = hello.split_whitespace().nth(2).expect("a name").to_owned();
     // The first node listens to the lobby before the second guest comes: its chat tells
     // the news (a guest there already when it began to watch would be no news).
-    redis.await_numsub("amw:g:lobby", 1).await;
+    redis.await_numsub(&group_channel("lobby"), 1).await;
     let (mut g2, _) = RawClient::connect_path(p2.addr, "/ws").await;
     let hello = text(&mut g2).await;
     let other = hello.split_whitespace().nth(2).expect("a name").to_owned();

@@ -28,6 +28,9 @@ pub struct Broker {
     pub reconnects: u64,
     pub last_outage: Option<std::time::Duration>,
     pub probe_timeouts: u64,
+    /// Under Redis Cluster, each shard's primary and how long its subscription has been
+    /// quiet (`BrokerStatus::shards`).
+    pub shards: Vec<(String, std::time::Duration)>,
 }
 
 /// What the page shows.
@@ -103,12 +106,22 @@ impl Status {
                 let outage = b.last_outage.map_or("null".into(), |d| d.as_millis().to_string());
                 let _ = write!(
                     out,
-                    "{{\"ready\":{},\"server\":{},\"reconnects\":{},\"last_outage_ms\":{outage},\"probe_timeouts\":{}}}",
+                    "{{\"ready\":{},\"server\":{},\"reconnects\":{},\"last_outage_ms\":{outage},\"probe_timeouts\":{},\"shards\":[",
                     b.ready,
                     quote(&b.server),
                     b.reconnects,
                     b.probe_timeouts
                 );
+                for (i, (server, quiet)) in b.shards.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    let _ = write!(
+                        out,
+                        "{sep}{{\"server\":{},\"quiet_ms\":{}}}",
+                        quote(server),
+                        quiet.as_millis()
+                    );
+                }
+                out.push_str("]}");
             }
             None => out.push_str("null"),
         }

@@ -19,8 +19,13 @@ pub(crate) type Addr = (String, u16);
 /// How the node reaches its Redis.
 pub(crate) enum Endpoint {
     // Boxed: a client is five times the size of the sentinels' handle.
-    Single { client: Box<redis::Client>, at: String },
+    Single {
+        client: Box<redis::Client>,
+        at: String,
+    },
     Sentinel(Sentinels),
+    /// Redis Cluster: a link to each primary, found from the seeds.
+    Cluster(super::seeds::Seeds),
 }
 
 impl Endpoint {
@@ -30,6 +35,9 @@ impl Endpoint {
         tls_root: Option<&[u8]>,
         sentinel_auth: Option<&(String, String)>,
     ) -> Result<Endpoint, String> {
+        if let Some(parsed) = super::seeds::ClusterUrl::parse(url) {
+            return Ok(Endpoint::Cluster(super::seeds::Seeds::new(parsed?, tls_root)));
+        }
         match SentinelUrl::parse(url) {
             Some(parsed) => Ok(Endpoint::Sentinel(Sentinels::new(parsed?, tls_root, sentinel_auth))),
             None => {
@@ -51,13 +59,17 @@ impl Endpoint {
                 let primary = s.primary().await?;
                 Ok((s.client_for(&primary)?, show(&primary)))
             }
+            Endpoint::Cluster(_) => {
+                let msg = "Redis Cluster has a server per shard";
+                Err(redis::RedisError::from((redis::ErrorKind::Client, msg)))
+            }
         }
     }
 
     /// Sentinels of their own (their own connections) for a task that watches them.
     pub(crate) fn sentinels(&self) -> Option<Sentinels> {
         match self {
-            Endpoint::Single { .. } => None,
+            Endpoint::Single { .. } | Endpoint::Cluster(_) => None,
             Endpoint::Sentinel(s) => Some(Sentinels { conns: vec![None; s.conns.len()], ..s.clone() }),
         }
     }
@@ -69,7 +81,7 @@ pub(crate) fn show(addr: &Addr) -> String {
 }
 
 /// A client for `url`, trusting `tls_root` for `rediss://` when given.
-fn client(url: &str, tls_root: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+pub(crate) fn client(url: &str, tls_root: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
     match tls_root {
         Some(pem) => {
             let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) };
@@ -95,21 +107,15 @@ pub(crate) struct SentinelUrl {
 impl SentinelUrl {
     /// `None` when `url` is not a sentinel URL.
     pub(crate) fn parse(url: &str) -> Option<Result<SentinelUrl, String>> {
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            (false, rest)
-        } else {
-            (true, url.strip_prefix("rediss+sentinel://")?)
-        };
+        let (tls, rest) = scheme(url, "sentinel")?;
         Some(Self::parse_rest(tls, rest))
     }
 
     fn parse_rest(tls: bool, rest: &str) -> Result<SentinelUrl, String> {
         let (authority, path) = rest.split_once('/').ok_or("a sentinel URL names its primary: .../<name>")?;
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u.to_owned()), h),
-            None => (None, authority),
-        };
-        let sentinels = hosts.split(',').map(host_port).collect::<Result<Vec<_>, _>>()?;
+        let (userinfo, hosts) = userinfo(authority);
+        let sentinels =
+            hosts.split(',').map(|h| host_port(h, SENTINEL_PORT)).collect::<Result<Vec<_>, _>>()?;
         let (name, db) = match path.split_once('/') {
             Some((name, db)) => (name, db.parse().map_err(|_| format!("{db:?} is not a database number"))?),
             None => (path, 0),
@@ -128,8 +134,27 @@ impl SentinelUrl {
     }
 }
 
+/// For `redis+<kind>://` (or `rediss+<kind>://`, TLS): whether TLS, and what follows the
+/// scheme; `None` for another scheme.
+pub(crate) fn scheme<'a>(url: &'a str, kind: &str) -> Option<(bool, &'a str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    match scheme.split_once('+') {
+        Some(("redis", k)) if k == kind => Some((false, rest)),
+        Some(("rediss", k)) if k == kind => Some((true, rest)),
+        _ => None,
+    }
+}
+
+/// An authority's user info (as written, still percent-encoded) and its hosts.
+pub(crate) fn userinfo(authority: &str) -> (Option<String>, &str) {
+    match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_owned()), h),
+        None => (None, authority),
+    }
+}
+
 /// A host as a URL writes it: an IPv6 address in brackets.
-fn url_host(host: &str) -> String {
+pub(crate) fn url_host(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -137,7 +162,8 @@ fn url_host(host: &str) -> String {
     }
 }
 
-fn host_port(s: &str) -> Result<Addr, String> {
+/// `host[:port]`, `default` the port when none is written.
+pub(crate) fn host_port(s: &str, default: u16) -> Result<Addr, String> {
     let bad = || format!("{s:?} is not host[:port]");
     let (host, port) = match s.strip_prefix('[') {
         Some(v6) => {
@@ -149,7 +175,7 @@ fn host_port(s: &str) -> Result<Addr, String> {
             None => (s, None),
         },
     };
-    let port = port.map_or(Ok(SENTINEL_PORT), |p| p.parse().map_err(|_| bad()))?;
+    let port = port.map_or(Ok(default), |p| p.parse().map_err(|_| bad()))?;
     if host.is_empty() {
         return Err(bad());
     }

@@ -3,7 +3,8 @@
 //! nothing (a subscription lost in a failover, a server that stopped); the node's own
 //! heartbeat coming back on its subscription is what tells.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// This node's link to Redis now: [`Cluster::broker_status`](super::Cluster::broker_status).
@@ -23,8 +24,9 @@ pub struct BrokerStatus {
     /// The server in use, or last used (`host:port`; under Sentinel, the primary it named).
     pub server: Option<String>,
     /// How long the node's last heartbeat has been waiting to come back on its
-    /// subscription, when it is overdue (more than two heartbeats): the link may be
-    /// silent, and is re-made at the probe timeout.
+    /// subscription, when it is overdue (more than two heartbeats), or under Redis
+    /// Cluster how long a shard has carried nothing, past three heartbeats (the longer
+    /// of the two): the link may be silent, and is re-made at the probe timeout.
     pub silent_for: Option<Duration>,
     /// Times the link was lost and made again.
     pub reconnects: u64,
@@ -32,6 +34,78 @@ pub struct BrokerStatus {
     pub last_outage: Option<Duration>,
     /// Times the link was re-made because its subscription carried nothing back.
     pub probe_timeouts: u64,
+    /// Under Redis Cluster, each primary the node listens to and how long its shard's
+    /// subscription has carried nothing (a shard quiet past three heartbeats has not
+    /// carried back the probe sent to it: [`silent_for`](Self::silent_for) says so too).
+    /// Empty on other deployments, and while the link is down.
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One shard's subscription, in [`BrokerStatus::shards`].
+///
+/// ```no_run
+/// # use actix_meta_websocket::Cluster;
+/// # fn demo(cluster: &Cluster) {
+/// for shard in cluster.broker_status().shards {
+///     println!("{}: quiet for {:?}", shard.server, shard.quiet_for);
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardStatus {
+    /// The shard's primary (`host:port`).
+    pub server: String,
+    /// Since its subscription last carried anything: a message, another node's probe or
+    /// this node's own.
+    pub quiet_for: Duration,
+}
+
+/// When each shard's subscription last carried something, written by the subscription
+/// reader for every message (an atomic store, no lock) and read by the status.
+pub(crate) struct ShardClock {
+    base: Instant,
+    servers: Vec<String>,
+    /// Milliseconds after `base`.
+    heard: Vec<AtomicU64>,
+}
+
+impl ShardClock {
+    pub(crate) fn new(servers: Vec<String>) -> Arc<Self> {
+        let heard = servers.iter().map(|_| AtomicU64::new(0)).collect();
+        Arc::new(ShardClock { base: Instant::now(), servers, heard })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heard.len()
+    }
+
+    pub(crate) fn server(&self, shard: usize) -> &str {
+        self.servers.get(shard).map_or("", String::as_str)
+    }
+
+    /// `shard` carried something now.
+    pub(crate) fn heard(&self, shard: usize) {
+        let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(h) = self.heard.get(shard) {
+            h.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// When `shard` last carried something.
+    pub(crate) fn last(&self, shard: usize) -> Instant {
+        let ms = self.heard.get(shard).map_or(0, |h| h.load(Ordering::Relaxed));
+        self.base + Duration::from_millis(ms)
+    }
+
+    fn status(&self) -> Vec<ShardStatus> {
+        (0..self.len())
+            .map(|shard| ShardStatus {
+                server: self.server(shard).to_owned(),
+                quiet_for: self.last(shard).elapsed(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Default)]
@@ -43,6 +117,7 @@ struct Seen {
     reconnects: u64,
     last_outage: Option<Duration>,
     probe_timeouts: u64,
+    shards: Option<Arc<ShardClock>>,
 }
 
 /// What the task writes and the handle reads.
@@ -50,11 +125,14 @@ pub(crate) struct Health {
     seen: Mutex<Seen>,
     /// Overdue past this: two heartbeats.
     overdue: Duration,
+    /// A shard is overdue past this: three heartbeats (probed once quiet for one and a
+    /// half, at the next heartbeat).
+    shard_overdue: Duration,
 }
 
 impl Health {
     pub(crate) fn new(heartbeat: Duration) -> Self {
-        Health { seen: Mutex::default(), overdue: heartbeat * 2 }
+        Health { seen: Mutex::default(), overdue: heartbeat * 2, shard_overdue: heartbeat * 3 }
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -62,10 +140,12 @@ impl Health {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The link is made, to `server`; the outage it ends, if it ends one.
-    pub(crate) fn connected(&self, server: &str) -> Option<Duration> {
+    /// The link is made, to `server` (and to the shards `shards` watches, under Redis
+    /// Cluster); the outage it ends, if it ends one.
+    pub(crate) fn connected(&self, server: &str, shards: Option<Arc<ShardClock>>) -> Option<Duration> {
         let mut seen = self.seen();
         seen.server = Some(server.to_owned());
+        seen.shards = shards;
         seen.waiting_since = None;
         let outage = seen.down_since.take().map(|t| t.elapsed());
         if let Some(outage) = outage {
@@ -80,6 +160,7 @@ impl Health {
     /// back, when one was waiting (a silent subscription is an outage already).
     pub(crate) fn lost(&self) {
         let mut seen = self.seen();
+        seen.shards = None;
         let since = seen.waiting_since.take().unwrap_or_else(Instant::now);
         seen.down_since.get_or_insert(since);
     }
@@ -96,6 +177,15 @@ impl Health {
         Some(waited)
     }
 
+    /// Under Redis Cluster, a shard's subscription has carried nothing (not even the
+    /// node's probe) since `since`: a probe timeout, and the outage counts from then.
+    pub(crate) fn shard_silent(&self, since: Instant) {
+        let mut seen = self.seen();
+        seen.probe_timeouts += 1;
+        crate::telemetry::cluster_probe_timeout();
+        seen.waiting_since = Some(seen.waiting_since.map_or(since, |w| w.min(since)));
+    }
+
     /// A heartbeat of this node's came back on its subscription.
     pub(crate) fn heartbeat_back(&self) {
         self.seen().waiting_since = None;
@@ -103,7 +193,13 @@ impl Health {
 
     pub(crate) fn status(&self, up: bool) -> BrokerStatus {
         let seen = self.seen();
-        let silent_for = seen.waiting_since.map(|t| t.elapsed()).filter(|w| *w > self.overdue);
+        let shards = match (&seen.shards, up) {
+            (Some(clock), true) => clock.status(),
+            _ => Vec::new(),
+        };
+        let heartbeat = seen.waiting_since.map(|t| t.elapsed()).filter(|w| *w > self.overdue);
+        let shard = shards.iter().map(|s| s.quiet_for).filter(|q| *q > self.shard_overdue).max();
+        let silent_for = heartbeat.max(shard);
         BrokerStatus {
             up,
             server: seen.server.clone(),
@@ -111,6 +207,7 @@ impl Health {
             reconnects: seen.reconnects,
             last_outage: seen.last_outage,
             probe_timeouts: seen.probe_timeouts,
+            shards,
         }
     }
 }

@@ -30,7 +30,9 @@
 //
 // - `ids`: node ids and global connection ids, printed and parsed.
 // - `options`: the URL (kept out of logs) and the timings.
-// - `endpoint`: which Redis to use: the one at the URL, or the primary Sentinel names.
+// - `endpoint`: which Redis to use: the one at the URL, or the primary Sentinel names;
+//   `seeds`: under Redis Cluster, the seed nodes and the map of slots they give;
+//   `slots`: which slot a key hashes to and which primary serves it (sans-IO).
 // - `health`: how the link stands (up, server, silent, outages), for `broker_status`.
 // - `link`: what the handle, the groups and the task share (queue, bound, index).
 // - `node`: the task: Redis calls, subscriptions, reconnects, heartbeats.
@@ -47,6 +49,8 @@ mod keys;
 mod link;
 mod node;
 mod options;
+mod seeds;
+mod slots;
 mod wire;
 
 use std::fmt;
@@ -57,7 +61,7 @@ use tokio::sync::oneshot;
 
 pub use error::{ClusterError, ClusterSendError};
 pub use events::{ClusterEvent, ClusterMember, GapCause};
-pub use health::BrokerStatus;
+pub use health::{BrokerStatus, ShardStatus};
 pub use ids::{GlobalId, NodeId};
 pub use options::ClusterOptions;
 
@@ -70,7 +74,7 @@ use crate::groups::Groups;
 use crate::prepared::PreparedMessage;
 
 /// This server's place in a cluster of nodes that share one Redis (or the primary a
-/// Redis Sentinel set names: see [`ClusterOptions::new`]).
+/// Redis Sentinel set names, or a Redis Cluster: see [`ClusterOptions::new`]).
 ///
 /// - **Global ids.** [`global_id`](Self::global_id) names a connection for every node;
 ///   [`send`](Self::send) and [`send_wait`](Self::send_wait) reach it from any of them.

@@ -22,6 +22,9 @@ use std::time::Duration;
 /// let tls = ClusterOptions::new("rediss://redis.internal:6380").tls_root(ca_pem);
 /// let ha = ClusterOptions::new("redis+sentinel://10.0.0.1,10.0.0.2,10.0.0.3/chat")
 ///     .sentinel_auth("sentinel-user", "sentinel-password");
+///
+/// // Redis Cluster, found through any of its nodes.
+/// let sharded = ClusterOptions::new("redis+cluster://10.0.0.1:7000,10.0.0.2:7000");
 /// ```
 #[derive(Clone)]
 pub struct ClusterOptions {
@@ -50,6 +53,14 @@ impl ClusterOptions {
     ///   names another server; it checks with `ROLE` that the server it connects to is a
     ///   primary, and takes `READONLY` as
     ///   "ask again now".
+    /// - `redis+cluster://[user:password@]host[:port][,host[:port]...]`
+    ///   (`rediss+cluster://` for TLS): Redis Cluster, found through the seed nodes listed
+    ///   (port 6379 unless given). A group's keys and channel share one hash tag, so each
+    ///   group lives on one shard and its broadcasts go by sharded pub/sub (`SPUBLISH`,
+    ///   `SSUBSCRIBE`, Redis 7 or later) to that shard only. The node keeps a link to every
+    ///   primary, re-reads the map of slots at every connect, and remakes its links when a
+    ///   shard fails over, drops a channel (its slot moved) or stops carrying the node's
+    ///   own probe.
     ///
     /// ```
     /// use actix_meta_websocket::ClusterOptions;
@@ -90,6 +101,9 @@ impl ClusterOptions {
         if let Some(Err(e)) = super::endpoint::SentinelUrl::parse(&self.url) {
             return Err(e);
         }
+        if let Some(Err(e)) = super::seeds::ClusterUrl::parse(&self.url) {
+            return Err(e);
+        }
         if self.heartbeat.is_zero() || self.send_timeout.is_zero() {
             return Err("heartbeat and send_timeout must be above zero".into());
         }
@@ -99,12 +113,17 @@ impl ClusterOptions {
         if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
             return Err("the prefix must be a word".into());
         }
+        if self.prefix.contains(['{', '}']) {
+            // A brace would make the prefix every key's hash tag: Redis Cluster would hold
+            // every group on one shard.
+            return Err("the prefix must not hold `{` or `}`".into());
+        }
         Ok(())
     }
 
     setters! {
         /// What every key and channel of this cluster starts with, so several clusters (or
-        /// other applications) can share one Redis.
+        /// other applications) can share one Redis. A word without `{` or `}`.
         prefix: String,
         /// How often the node says it is alive and refreshes its presence entries.
         heartbeat: Duration,

@@ -261,3 +261,31 @@ pub async fn session_first(url: &str) -> (String, ()) {
     let Ok(Some(Ok(TMessage::Text(t)))) = msg else { panic!("{msg:?}") };
     (t.as_str().to_owned(), ())
 }
+
+/// Joins each connection to every group named in its query (`?g1,g2,...`) through the
+/// `Groups` it was given, then tells it "joined".
+pub struct Joiner(pub Groups);
+
+impl Actor for Joiner {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageConnect> for Joiner {
+    type Result = ();
+    fn handle(&mut self, m: MessageConnect, _: &mut Context<Self>) {
+        for group in m.uri.split_once('?').map_or("", |(_, q)| q).split(',') {
+            assert_eq!(self.0.join(group, &m.id), Ok(true));
+        }
+        m.id.send("joined");
+    }
+}
+
+impl Handler<WsMessage> for Joiner {
+    type Result = ();
+    fn handle(&mut self, _: WsMessage, _: &mut Context<Self>) {}
+}
+
+impl Handler<MessageDisconnect> for Joiner {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}

@@ -3,13 +3,17 @@
 //!
 //! `AMW_REDIS` picks the topology the cluster suites run on (scripts/test.sh runs them on
 //! each): `single` (the default) is one `redis-server`; `sentinel` is a primary, a replica
-//! and three sentinels watching them, and `url()` is then the sentinels' URL. `kill` and
+//! and three sentinels watching them, and `url()` is then the sentinels' URL; `cluster` is
+//! a Redis Cluster of three primaries and three replicas (node timeout 1 s), and `url()`
+//! names its primaries as seeds. `kill` and
 //! `restart` take down and bring back every data server, so "Redis away" means the same
 //! on both. The HA tests build a `sentinel` set whatever `AMW_REDIS` says, and fail over.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod cluster;
 
 const WAIT: Duration = Duration::from_secs(15);
 /// The primary's name for the sentinels.
@@ -50,7 +54,12 @@ impl Drop for TempDir {
 /// One process: a data server or a sentinel.
 struct Process {
     port: u16,
+    /// Under Redis Cluster, the cluster bus's port (by default the port + 10000, which may
+    /// be taken, or past 65535).
+    bus: u16,
     child: Option<Child>,
+    /// Stopped (`SIGSTOP`): it would not answer `redis-cli`.
+    stopped: bool,
 }
 
 impl Process {
@@ -61,14 +70,25 @@ impl Process {
         }
     }
 
-    fn signal(&self, sig: &str) {
+    fn signal(&mut self, sig: &str) {
         if let Some(child) = &self.child {
             let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+            self.stopped = sig == "-STOP";
         }
+    }
+
+    fn answers(&self) -> bool {
+        self.child.is_some() && !self.stopped
     }
 }
 
-/// Redis for one test: one server, or a Sentinel set (servers[0] the first primary).
+/// The channel of `group` (its name in its hash tag).
+pub fn group_channel(group: &str) -> String {
+    format!("amw:g:{{{group}}}")
+}
+
+/// Redis for one test: one server, a Sentinel set (servers[0] the first primary), or a
+/// Redis Cluster (servers 0 to 2 the first primaries).
 pub struct Redis {
     /// The first primary's port.
     pub port: u16,
@@ -76,6 +96,7 @@ pub struct Redis {
     sentinels: Vec<Process>,
     extra: Vec<String>,
     dir: Option<TempDir>,
+    sharded: bool,
 }
 
 impl Redis {
@@ -83,16 +104,17 @@ impl Redis {
     pub fn start(extra: &[&str]) -> Redis {
         match std::env::var("AMW_REDIS").as_deref() {
             Ok("sentinel") => Redis::sentinel(extra),
+            Ok("cluster") => Redis::cluster(extra),
             Ok("single") | Err(_) => Redis::start_on(free_port(), extra),
-            Ok(other) => panic!("AMW_REDIS={other}: single or sentinel"),
+            Ok(other) => panic!("AMW_REDIS={other}: single, sentinel or cluster"),
         }
     }
 
     /// One redis-server on `port` (one a test reserved with `free_port` and told a node of).
     pub fn start_on(port: u16, extra: &[&str]) -> Redis {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let mut redis =
-            Redis { port, servers: vec![Process { port, child: None }], sentinels: vec![], extra, dir: None };
+        let servers = vec![Process { port, bus: 0, child: None, stopped: false }];
+        let mut redis = Redis { port, servers, sentinels: vec![], extra, dir: None, sharded: false };
         redis.start_server(0);
         redis
     }
@@ -101,10 +123,14 @@ impl Redis {
     /// primary's death (down after 1 s).
     pub fn sentinel(extra: &[&str]) -> Redis {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let servers = (0..2).map(|_| Process { port: free_port(), child: None }).collect();
-        let sentinels = (0..3).map(|_| Process { port: free_port(), child: None }).collect();
+        let servers = (0..2)
+            .map(|_| Process { port: free_port(), bus: free_port(), child: None, stopped: false })
+            .collect();
+        let sentinels = (0..3)
+            .map(|_| Process { port: free_port(), bus: free_port(), child: None, stopped: false })
+            .collect();
         let dir = Some(TempDir::new("sentinel"));
-        let mut redis = Redis { port: 0, servers, sentinels, extra, dir };
+        let mut redis = Redis { port: 0, servers, sentinels, extra, dir, sharded: false };
         redis.port = redis.servers[0].port;
         redis.start_server(0);
         redis.start_server(1);
@@ -123,11 +149,22 @@ impl Redis {
     /// Starts data server `i` again: the first as a primary, the others as its replicas
     /// (the sentinels reconfigure one that comes back after a failover).
     pub fn start_server(&mut self, i: usize) {
+        self.spawn_server(i);
+        self.await_answer(self.servers[i].port);
+    }
+
+    fn spawn_server(&mut self, i: usize) {
         let port = self.servers[i].port;
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--repl-diskless-sync-delay", "0"])
             .args(&self.extra);
+        if self.sharded {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"]);
+            cmd.args(["--cluster-port", &self.servers[i].bus.to_string()]);
+            // A replica promoted when its primary dies, whatever its lag.
+            cmd.args(["--cluster-replica-validity-factor", "0"]);
+        }
         if let Some(dir) = &self.dir {
             // Each its own files: a replica must not write over the primary's.
             let own = dir.0.join(format!("server-{i}"));
@@ -135,16 +172,16 @@ impl Redis {
             if !self.extra.iter().any(|a| a == "--dir") || i > 0 {
                 cmd.args(["--dir", own.to_str().expect("UTF-8")]);
             }
-            if i > 0 {
+            if i > 0 && !self.sharded {
                 cmd.args(["--replicaof", "127.0.0.1", &self.servers[0].port.to_string()]);
             }
             if let Some(pass) = self.password() {
                 cmd.args(["--masterauth", pass]);
             }
         }
-        let child = cmd.stdout(Stdio::null()).spawn().expect("redis-server");
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server");
         self.servers[i].child = Some(child);
-        self.await_answer(port);
+        self.servers[i].stopped = false;
     }
 
     fn start_sentinel(&mut self, i: usize) {
@@ -192,7 +229,7 @@ impl Redis {
                 .all(|s| self.cli_on(s.port, &["INFO", "replication"]).contains("master_link_status:up"));
             let known = self.sentinels.iter().filter(|s| s.child.is_some()).all(|s| {
                 let out = self.cli_on(s.port, &["SENTINEL", "replicas", PRIMARY]);
-                out.lines().filter(|l| *l == "slave").count() >= n
+                usable_replicas(&out) >= n
             });
             if linked && known {
                 return;
@@ -214,11 +251,16 @@ impl Redis {
         !self.sentinels.is_empty()
     }
 
+    /// The URL a node joins by, with the password when the servers ask for one.
     pub fn url(&self) -> String {
-        if !self.is_sentinel() {
-            return format!("redis://127.0.0.1:{}", self.port);
-        }
         let auth = self.password().map(|p| format!(":{p}@")).unwrap_or_default();
+        if self.sharded {
+            let hosts: Vec<String> = self.servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+            return format!("redis+cluster://{auth}{}", hosts.join(","));
+        }
+        if !self.is_sentinel() {
+            return format!("redis://{auth}127.0.0.1:{}", self.port);
+        }
         let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
         format!("redis+sentinel://{auth}{}/{PRIMARY}", hosts.join(","))
     }
@@ -226,6 +268,10 @@ impl Redis {
     /// The port of the primary as the first sentinel that answers names it (the first
     /// server's without sentinels).
     pub fn primary_port(&self) -> u16 {
+        if self.sharded {
+            // `redis-cli -c` takes a keyed command on to its shard.
+            return self.port_alive();
+        }
         for s in self.sentinels.iter().filter(|s| s.child.is_some()) {
             let out = self.cli_on(s.port, &["SENTINEL", "get-master-addr-by-name", PRIMARY]);
             if let Some(port) = out.lines().nth(1).and_then(|p| p.trim().parse().ok()) {
@@ -264,6 +310,10 @@ impl Redis {
         use std::io::Write;
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-p", &port.to_string()]);
+        if self.sharded {
+            // Keyed commands go to the key's shard.
+            cmd.arg("-c");
+        }
         let is_sentinel = self.sentinels.iter().any(|s| s.port == port);
         if let (Some(pass), false) = (self.password(), is_sentinel) {
             cmd.args(["--no-auth-warning", "-a", pass]);
@@ -287,9 +337,14 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    /// How many subscribers `channel` has on the primary.
+    /// How many subscribers `channel` has on the primary (under Redis Cluster, on the
+    /// primary of its shard, as a shard channel).
     pub fn numsub(&self, channel: &str) -> usize {
-        let out = self.cli(&["PUBSUB", "NUMSUB", channel]);
+        let out = if self.sharded {
+            self.cli_on(self.primary_of(channel), &["PUBSUB", "SHARDNUMSUB", channel])
+        } else {
+            self.cli(&["PUBSUB", "NUMSUB", channel])
+        };
         out.lines().nth(1).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
     }
 
@@ -316,6 +371,9 @@ impl Redis {
         if self.is_sentinel() {
             self.await_replicas(1);
         }
+        if self.sharded {
+            self.await_cluster();
+        }
     }
 
     /// Kills data server `i` alone (`kill -9`).
@@ -324,7 +382,7 @@ impl Redis {
     }
 
     /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) data server `i`.
-    pub fn signal_server(&self, i: usize, sig: &str) {
+    pub fn signal_server(&mut self, i: usize, sig: &str) {
         self.servers[i].signal(sig);
     }
 
@@ -343,4 +401,21 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.servers.iter_mut().chain(self.sentinels.iter_mut()).for_each(Process::kill);
     }
+}
+
+/// The replicas a sentinel could promote, from its `SENTINEL replicas` answer (key and
+/// value on lines of their own): linked to it and to their primary. A replica it has only
+/// heard of from the primary is listed too, `slave,disconnected` with no run id, and a
+/// `SENTINEL FAILOVER` then answers `NOGOODSLAVE`.
+fn usable_replicas(out: &str) -> usize {
+    let lines: Vec<&str> = out.lines().collect();
+    let mut usable = 0;
+    for replica in lines.split(|l| *l == "name").skip(1) {
+        let field =
+            |key: &str| replica.iter().position(|l| *l == key).and_then(|i| replica.get(i + 1)).copied();
+        if field("flags") == Some("slave") && field("master-link-status") == Some("ok") {
+            usable += 1;
+        }
+    }
+    usable
 }

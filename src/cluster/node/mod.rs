@@ -16,6 +16,7 @@
 //! reconnects, and then re-makes subscriptions and presence, tells the other nodes what
 //! changed here meanwhile, and tells its watchers what changed elsewhere.
 
+mod links;
 mod local;
 mod peers;
 mod pending;
@@ -30,8 +31,6 @@ mod streams;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
 
 use super::endpoint::{Endpoint, Sentinels};
@@ -41,6 +40,7 @@ use super::link::{Cmd, Link};
 use super::options::ClusterOptions;
 use super::wire::Frame;
 use crate::groups::Groups;
+use links::{Conn, Inbound, Opened, Runs, Subs};
 use round::{is_primary, Round};
 use state::State;
 
@@ -55,13 +55,12 @@ const ROLE_EVERY: u32 = 10;
 
 /// Both links to Redis.
 pub(crate) struct Redis {
-    conn: MultiplexedConnection,
-    sink: PubSubSink,
-    stream: PubSubStream,
-    /// The server process's run id: history written under another one is not trusted to
-    /// hold every position it gave out (see `stored`).
-    run: String,
-    /// The server (`host:port`).
+    conn: Conn,
+    subs: Subs,
+    /// The server processes' run ids: history written under another one is not trusted
+    /// to hold every position it gave out (see `stored`).
+    runs: Runs,
+    /// The server (`host:port`), or under Redis Cluster each primary.
     at: String,
 }
 
@@ -78,7 +77,8 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn new(link: Arc<Link>, opts: ClusterOptions, endpoint: Endpoint, groups: Groups) -> Self {
-        let state = State::new(link, Keys::new(&opts.prefix), opts.node_timeout, groups);
+        let sharded = matches!(endpoint, Endpoint::Cluster(_));
+        let state = State::new(link, Keys::new(&opts.prefix, sharded), opts.node_timeout, groups);
         Node { endpoint, opts, state, named: None, beats: 0 }
     }
 
@@ -103,21 +103,13 @@ impl Node {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(self.opts.send_timeout));
-        let (client, at) = self.endpoint.resolve().await?;
-        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
-        // A replica (a primary demoted, a sentinel's stale answer) would refuse writes or
-        // take publishes that reach nobody.
-        let role = redis::cmd("ROLE").query_async::<redis::Value>(&mut conn).await;
-        if role.as_ref().ok().and_then(is_primary) == Some(false) {
-            let why = format!("{at} is not a primary (ROLE)");
-            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, why).into());
-        }
-        let run = run_id(&mut conn).await?;
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+        let probe = self.state.keys.probes();
+        let Opened { mut conn, mut subs, runs, at } =
+            links::open(&mut self.endpoint, &config, &probe).await?;
         let mut channels = vec![self.state.keys.nodes(), self.state.keys.node(self.state.me())];
         channels.extend(self.state.local.channels().iter().map(|g| self.state.keys.group(g)));
-        sink.subscribe(&channels).await?;
-        let mut round = Round::default();
+        subs.subscribe(&channels).await?;
+        let mut round = Round::new(&self.state.keys);
         for group in self.state.local.to_rewrite() {
             round.announce(&self.state.presence(), &group, self.state.local.members(&group));
         }
@@ -127,7 +119,7 @@ impl Node {
         );
         round.run(&mut conn).await?;
         self.state.local.rewritten();
-        let mut redis = Redis { conn, sink, stream, run, at };
+        let mut redis = Redis { conn, subs, runs, at };
         for group in self.state.local.watched() {
             self.load_roster(&mut redis, &group).await?;
         }
@@ -159,7 +151,7 @@ impl Node {
                 match self.while_down(&mut rx, &mut cmds, &mut retry).await {
                     Down::Stop => return,
                     Down::Still => {}
-                    Down::Up(r) => redis = Some(r),
+                    Down::Up(r) => redis = Some(*r),
                 }
                 continue;
             };
@@ -179,10 +171,7 @@ impl Node {
                             Err(e) => Some(e.to_string()),
                         }
                     }
-                    msg = r.stream.next() => match msg {
-                        Some(msg) => self.inbound(r, msg).await.err().map(|e| e.to_string()),
-                        None => Some("subscription link closed".into()),
-                    },
+                    inbound = r.subs.next() => self.inbound(r, inbound).await,
                     _ = tick.tick() => self.heartbeat(r).await.err().map(|e| e.to_string()),
                     Some(()) = named_changed(&mut self.named) => self.named_elsewhere(r).await,
                 },
@@ -218,7 +207,7 @@ impl Node {
             _ = tokio::time::sleep_until(retry.at) => match self.connect_within().await {
                 Ok(r) => {
                     self.came_up(&r);
-                    Down::Up(r)
+                    Down::Up(Box::new(r))
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cluster: redis still away");
@@ -244,7 +233,7 @@ impl Node {
         round.subscribe.retain(|g| self.state.local.listens(g));
         if !round.subscribe.is_empty() {
             let channels: Vec<String> = round.subscribe.iter().map(|g| self.state.keys.group(g)).collect();
-            r.sink.subscribe(&channels).await?;
+            r.subs.subscribe(&channels).await?;
         }
         let out = round.run(&mut r.conn).await?;
         for (at, node, req) in round.sends.drain(..) {
@@ -255,7 +244,7 @@ impl Node {
         }
         if !round.unsubscribe.is_empty() {
             let channels: Vec<String> = round.unsubscribe.iter().map(|g| self.state.keys.group(g)).collect();
-            r.sink.unsubscribe(&channels).await?;
+            r.subs.unsubscribe(&channels).await?;
         }
         self.introduce_watchers(r).await?;
         self.publish_all(r, std::mem::take(&mut round.publishes)).await?;
@@ -294,7 +283,7 @@ impl Node {
 
     /// Says goodbye: this node's presence goes now rather than at its expiry.
     async fn leave(&mut self, r: &mut Redis) {
-        let mut round = Round::default();
+        let mut round = Round::new(&self.state.keys);
         for group in self.state.local.with_members() {
             round.rewrite(&self.state.presence(), &group, &[]);
         }
@@ -315,16 +304,29 @@ impl Node {
         if let Some(why) = self.named_elsewhere(r).await {
             return Err(std::io::Error::other(why).into());
         }
-        let mut round = Round::default();
+        if let Some((why, since)) = r.subs.silent(self.probe_timeout()) {
+            self.state.link.health.shard_silent(since);
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
+        }
+        let mut round = Round::new(&self.state.keys);
         // A demoted server refuses the presence writes (`READONLY`) and the sentinels stop
         // naming it, so a periodic `ROLE` is the last guard, not the first: it stays a
         // small share of an idle node's commands.
         self.beats = self.beats.wrapping_add(1);
-        let role = (self.named.is_some() && self.beats.is_multiple_of(ROLE_EVERY)).then(|| round.role());
+        let check = self.beats.is_multiple_of(ROLE_EVERY);
+        let role = (self.named.is_some() && check).then(|| round.role());
+        // Under Redis Cluster the map of slots is read again likewise: a failover or a
+        // slot moved shows in a dropped channel or a `MOVED` first, this is the last guard.
+        let slots = (r.conn.map().is_some() && check).then(|| round.slots());
         round.publish(
             self.state.keys.nodes(),
             Frame::Heartbeat { dropped: self.state.link.dropped() }.encode(self.state.me()),
         );
+        // Each probe on its own: one stopped server must not hold up the others' probes,
+        // or every idle shard would look as quiet as the one that stopped.
+        for probe in r.subs.probes_due(self.opts.heartbeat * 3 / 2) {
+            r.conn.fire(redis::cmd(self.state.keys.publish_command()).arg(probe).arg(&b"probe"[..]).clone());
+        }
         let refreshed: Vec<(usize, Arc<str>)> = self
             .state
             .local
@@ -337,11 +339,20 @@ impl Node {
             let why = format!("{} is no longer a primary (ROLE)", r.at);
             return Err(std::io::Error::other(why).into());
         }
+        if let (Some(at), Some(map)) = (slots, r.conn.map()) {
+            if out
+                .get(at)
+                .map(crate::cluster::slots::SlotMap::parse)
+                .is_some_and(|now| !now.is_ok_and(|now| now.same_as(map)))
+            {
+                return Err(std::io::Error::other("the map of slots changed").into());
+            }
+        }
         self.announce_expired(r, &out, refreshed).await?;
         let unused = self.state.after_heartbeat(self.opts.send_timeout);
         if !unused.is_empty() {
             let channels: Vec<String> = unused.iter().map(|g| self.state.keys.group(g)).collect();
-            r.sink.unsubscribe(&channels).await?;
+            r.subs.unsubscribe(&channels).await?;
         }
         Ok(())
     }
@@ -354,7 +365,7 @@ impl Node {
         out: &[redis::Value],
         refreshed: Vec<(usize, Arc<str>)>,
     ) -> redis::RedisResult<()> {
-        let mut again = Round::default();
+        let mut again = Round::new(&self.state.keys);
         for (at, group) in refreshed {
             if matches!(out.get(at), Some(redis::Value::Int(0))) {
                 tracing::warn!(%group, "cluster: this node's presence had expired; written again");
@@ -365,21 +376,28 @@ impl Node {
     }
 
     /// Takes `first` and whatever else has arrived already (up to `READ_AHEAD`), then
-    /// sends the answers they call for together.
-    async fn inbound(&mut self, r: &mut Redis, first: redis::Msg) -> redis::RedisResult<()> {
-        let mut answers = Round::default();
-        let mut msg = first;
-        for _ in 0..READ_AHEAD {
-            crate::telemetry::cluster_received();
-            if self.state.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut answers) {
-                self.state.link.health.heartbeat_back();
+    /// sends the answers they call for together; why the link is lost, if it is.
+    async fn inbound(&mut self, r: &mut Redis, first: Inbound) -> Option<String> {
+        let mut answers = Round::new(&self.state.keys);
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(inbound) = next.take() {
+            match inbound {
+                Inbound::Message(msg) => {
+                    crate::telemetry::cluster_received();
+                    if self.state.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut answers) {
+                        self.state.link.health.heartbeat_back();
+                    }
+                }
+                Inbound::Probe => {}
+                Inbound::Lost(why) => return Some(why),
             }
-            // A closed stream stays closed: the task's next poll of it says so.
-            let Some(Some(next)) = r.stream.next().now_or_never() else { break };
-            msg = next;
+            taken += 1;
+            if taken < READ_AHEAD {
+                next = r.subs.next_now();
+            }
         }
-        answers.run(&mut r.conn).await?;
-        Ok(())
+        answers.run(&mut r.conn).await.err().map(|e| e.to_string())
     }
 }
 
@@ -387,7 +405,7 @@ impl Node {
     /// The link `r` is made: its health records the server and ends the outage, and the
     /// bookkeeping tells who needs to know.
     fn came_up(&mut self, r: &Redis) {
-        let outage = self.state.link.health.connected(&r.at);
+        let outage = self.state.link.health.connected(&r.at, r.subs.clock());
         self.state.came_up(outage);
     }
 
@@ -407,7 +425,7 @@ impl Node {
         }
         let now = match &mut self.endpoint {
             Endpoint::Sentinel(s) => s.primary().await.ok().map(|p| super::endpoint::show(&p))?,
-            Endpoint::Single { .. } => return None,
+            Endpoint::Single { .. } | Endpoint::Cluster(_) => return None,
         };
         (now != r.at).then(|| format!("the sentinels name {now} primary now, not {}", r.at))
     }
@@ -437,18 +455,6 @@ async fn watch_primary(mut sentinels: Sentinels, every: Duration, named: watch::
     }
 }
 
-/// The run id of the Redis process behind `conn` (new at every start of a server).
-async fn run_id(conn: &mut MultiplexedConnection) -> redis::RedisResult<String> {
-    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
-    parse_run_id(&info).map(str::to_owned).ok_or_else(|| {
-        redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "INFO server without a run_id"))
-    })
-}
-
-fn parse_run_id(info: &str) -> Option<&str> {
-    info.lines().find_map(|l| l.strip_prefix("run_id:")).map(str::trim).filter(|id| !id.is_empty())
-}
-
 /// When the next reconnect is due: soon after a loss, then backing off to at most
 /// `RECONNECT_MAX` between tries.
 struct Retry {
@@ -473,16 +479,5 @@ impl Retry {
 enum Down {
     Stop,
     Still,
-    Up(Redis),
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_run_id_is_read_from_info() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:911b454f9399adce\r\ntcp_port:6379\r\n";
-        assert_eq!(super::parse_run_id(info), Some("911b454f9399adce"));
-        assert_eq!(super::parse_run_id("# Server\r\nrun_id:\r\n"), None);
-        assert_eq!(super::parse_run_id(""), None);
-    }
+    Up(Box<Redis>),
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use redis::aio::MultiplexedConnection;
+use super::links::Conn;
 
 use crate::cluster::events::ClusterMember;
 use crate::cluster::ids::{GlobalId, NodeId};
@@ -11,7 +11,7 @@ use crate::cluster::keys::Keys;
 /// Every member of `group` on every node, by node then number. Nodes listed without a
 /// hash (theirs expired: they died) are taken off the list by whoever reads first.
 pub(super) async fn members(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     keys: &Keys,
     group: &str,
 ) -> redis::RedisResult<Vec<ClusterMember>> {

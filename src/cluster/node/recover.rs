@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redis::Value;
 
-use super::stored::{new_epoch, parse_answer, ttl, PUBLISH};
+use super::stored::{new_epoch, parse_answer, publish_script, ttl};
 use super::streams::{Stored, Track};
 use super::{Node, Redis};
 use crate::cluster::events::ClusterEvent;
@@ -73,7 +73,7 @@ impl Node {
             .arg("r")
             .query_async(&mut r.conn)
             .await?;
-        if run.as_deref() != Some(r.run.as_str()) {
+        if run.as_deref() != Some(r.runs.of(&self.state.keys.history_meta(group))) {
             return Ok(None);
         }
         Ok(e.and_then(|e| e.parse().ok()).zip(o))
@@ -88,7 +88,7 @@ impl Node {
     ) -> redis::RedisResult<(u64, u64)> {
         let keys = &self.state.keys;
         let answer: Value = redis::cmd("EVAL")
-            .arg(PUBLISH)
+            .arg(publish_script(keys))
             .arg(2)
             .arg(keys.history(group))
             .arg(keys.history_meta(group))
@@ -100,7 +100,7 @@ impl Node {
             .arg(limits.max_age.as_millis() as u64)
             .arg(limits.max_bytes)
             .arg(ttl(limits))
-            .arg(&r.run)
+            .arg(r.runs.of(&keys.history(group)))
             .arg(0)
             .query_async(&mut r.conn)
             .await?;
@@ -201,11 +201,11 @@ impl Node {
         let group = &j.group;
         let listening = self.state.local.listens(group);
         if !listening {
-            r.sink.subscribe(self.state.keys.group(group)).await?;
+            r.subs.subscribe(&[self.state.keys.group(group)]).await?;
         }
         let outcome = self.recover(r, j).await?;
         if outcome.is_err() && !listening && !self.state.local.listens(group) {
-            r.sink.unsubscribe(self.state.keys.group(group)).await?;
+            r.subs.unsubscribe(&[self.state.keys.group(group)]).await?;
             self.state.streams.forget(group);
         }
         Ok(outcome)

@@ -20,9 +20,10 @@ pub(super) struct Presence<'a> {
     pub(super) dropped: u64,
 }
 
-#[derive(Default)]
 pub(super) struct Round {
     pipe: redis::Pipeline,
+    /// `PUBLISH`, or under Redis Cluster `SPUBLISH`.
+    publish: &'static str,
     /// Commands in the pipeline.
     pub(super) len: usize,
     /// The sends in the pipeline: their place, node and request number.
@@ -44,13 +45,30 @@ pub(super) struct Round {
 }
 
 impl Round {
+    pub(super) fn new(keys: &Keys) -> Self {
+        Round {
+            pipe: redis::Pipeline::new(),
+            publish: keys.publish_command(),
+            len: 0,
+            sends: Vec::new(),
+            subscribe: Vec::new(),
+            unsubscribe: Vec::new(),
+            members: Vec::new(),
+            publishes: Vec::new(),
+            joins: Vec::new(),
+            stop: None,
+            published: 0,
+            broadcasts: Vec::new(),
+        }
+    }
+
     fn cmd(&mut self, name: &str) -> &mut redis::Pipeline {
         self.len += 1;
         self.pipe.cmd(name)
     }
 
     pub(super) fn publish(&mut self, channel: String, frame: Bytes) {
-        self.cmd("PUBLISH").arg(channel).arg(&frame[..]);
+        self.cmd(self.publish).arg(channel).arg(&frame[..]);
         self.published += 1;
     }
 
@@ -63,6 +81,12 @@ impl Round {
     /// `ROLE`: the place of its answer, which [`is_primary`] reads.
     pub(super) fn role(&mut self) -> usize {
         self.cmd("ROLE");
+        self.len - 1
+    }
+
+    /// `CLUSTER SLOTS` (on the first shard): the place of its answer.
+    pub(super) fn slots(&mut self) -> usize {
+        self.cmd("CLUSTER").arg("SLOTS");
         self.len - 1
     }
 
@@ -125,7 +149,7 @@ impl Round {
     /// Makes the pipeline's calls; what each returned.
     pub(super) async fn run(
         &mut self,
-        conn: &mut redis::aio::MultiplexedConnection,
+        conn: &mut super::links::Conn,
     ) -> redis::RedisResult<Vec<redis::Value>> {
         if self.len == 0 {
             return Ok(Vec::new());

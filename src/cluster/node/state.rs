@@ -120,7 +120,7 @@ impl State {
 
     /// Takes a batch of commands: bookkeeping now, Redis calls into the round.
     pub(super) fn apply(&mut self, cmds: &mut Vec<Cmd>, closed: bool) -> Round {
-        let mut round = Round::default();
+        let mut round = Round::new(&self.keys);
         if closed {
             round.stop = Some(None);
         }
@@ -419,7 +419,7 @@ mod tests {
     fn state() -> State {
         let (link, _rx) = Link::new(ME, 1 << 20, Duration::from_secs(1));
         link.set_up(true);
-        State::new(link, Keys::new("amw"), Duration::from_secs(3), Groups::new())
+        State::new(link, Keys::new("amw", false), Duration::from_secs(3), Groups::new())
     }
 
     fn member(node: u64, seq: u64, meta: &str) -> ClusterMember {
@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(told(&mut seen).await, (member(2, 7, "bo"), PresenceChange::Present));
         assert!(matches!(events.recv().await, Some(ClusterEvent::NodeUp(NodeId(2)))), "known from presence");
 
-        let mut answers = Round::default();
+        let mut answers = Round::new(&s.keys);
         let joined =
             Frame::Presence { dropped: 0, change: PresenceChange::Joined, seq: 1, meta: "cy".into() };
         s.on_message(&s.keys.group("room"), &joined.encode(NodeId(3)), &mut answers);
@@ -479,7 +479,7 @@ mod tests {
             [(_, NodeId(9), req)] => req,
             ref other => panic!("one send to node 9, got {other:?}"),
         };
-        let mut answers = Round::default();
+        let mut answers = Round::new(&s.keys);
         let ack = Frame::Ack { req, outcome: Outcome::Full };
         s.on_message(&s.keys.node(ME), &ack.encode(NodeId(9)), &mut answers);
         assert_eq!(answer.await, Ok(Err(ClusterSendError::Full)));

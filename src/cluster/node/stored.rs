@@ -15,6 +15,7 @@ use bytes::Bytes;
 use redis::Value;
 
 use super::{Node, Redis};
+use crate::cluster::keys::Keys;
 use crate::cluster::link::Publish;
 use crate::cluster::wire::Frame;
 use crate::groups::{HistoryError, HistoryLimits, Position, Published};
@@ -28,7 +29,7 @@ use crate::groups::{HistoryError, HistoryLimits, Position, Published};
 /// its offsets could be given out again for other broadcasts. A node whose run id is not
 /// the server's is told so with an error, and reconnects.
 /// Answers {1, epoch, last offset} when stored, {0, epoch, last offset} when not.
-pub(super) const PUBLISH: &str = r#"
+const PUBLISH: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
 local channel, candidate, want_epoch, want_last = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_len, max_age, max_bytes, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -79,6 +80,20 @@ redis.call('PEXPIRE', meta, ttl)
 return {1, epoch, last}
 "#;
 
+/// `PUBLISH` as Redis Cluster needs it: on the group's shard channel (same slot as its
+/// keys, so the script stays on one shard).
+static SHARDED_PUBLISH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| PUBLISH.replacen("redis.call('PUBLISH'", "redis.call('SPUBLISH'", 1));
+
+/// The store-and-publish script for these keys' deployment.
+pub(super) fn publish_script(keys: &Keys) -> &'static str {
+    if keys.sharded() {
+        &SHARDED_PUBLISH
+    } else {
+        PUBLISH
+    }
+}
+
 /// Starts a new epoch (under run id ARGV[4]) if the group's history is in epoch ARGV[1] and
 /// went back behind offset ARGV[2] (Redis lost its last writes): those offsets must not be
 /// given again.
@@ -119,7 +134,7 @@ impl Node {
             }
             let mut pipe = redis::pipe();
             for (group, batch) in &by_group {
-                self.add_publish(&mut pipe, group, batch, &r.run);
+                self.add_publish(&mut pipe, group, batch, r.runs.of(&self.state.keys.history(group)));
             }
             let sent = std::time::Instant::now();
             let answers: Vec<Value> = match pipe.query_async(&mut r.conn).await {
@@ -184,7 +199,7 @@ impl Node {
         let keys = &self.state.keys;
         let cmd = pipe
             .cmd("EVAL")
-            .arg(PUBLISH)
+            .arg(publish_script(keys))
             .arg(2)
             .arg(keys.history(group))
             .arg(keys.history_meta(group))
@@ -241,7 +256,7 @@ impl Node {
             .arg(epoch.to_string())
             .arg(past)
             .arg(new_epoch().to_string())
-            .arg(&r.run)
+            .arg(r.runs.of(&self.state.keys.history(group)))
             .query_async(&mut r.conn)
             .await?;
         Ok(())

@@ -57,8 +57,8 @@ def fanout(setup, history, secs):
     try:
         r = measure_fanout(procs, urls, redis, secs)
         if cluster and history:
-            length = int(redis.cli("XLEN", "amw:h:all") or 0)
-            usage = int(redis.cli("MEMORY", "USAGE", "amw:h:all", "SAMPLES", "0") or 0)
+            length = int(redis.cli("XLEN", "amw:h:{all}") or 0)
+            usage = int(redis.cli("MEMORY", "USAGE", "amw:h:{all}", "SAMPLES", "0") or 0)
             r["stored"] = length
             r["bytes_per_stored"] = usage / max(length, 1)
         return r

@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Failover run on Redis Sentinel: how long cross-node delivery stops when the primary
-fails, next to how long Redis itself takes to fail over; and whether anything is lost
-silently, doubled or reordered on the way.
+"""Failover run on Redis Sentinel or Redis Cluster: how long cross-node delivery stops
+when the primary fails, next to how long Redis itself takes to fail over; and whether
+anything is lost silently, doubled or reordered on the way.
 
-    python3 scripts/failover.py [--failovers 10] [--members 60] [--rate 400]
+    python3 scripts/failover.py [--topology sentinel|cluster] [--failovers 10] [--members 60] [--rate 400]
+
+With `--topology cluster`: three primaries and three replicas (`cluster-node-timeout
+1000`), the nodes on `redis+cluster://`, and the faults hit the primary of the lobby's
+shard: `kill -9` (restarted at once, to come back as a replica) or `CLUSTER FAILOVER` on
+its replica. Redis's failover is from the fault to `CLUSTER SLOTS` naming another primary
+for the lobby's slot. Writes bench/failover-cluster.md and the `failover-cluster` block.
 
 Starts a primary, a replica and three sentinels (down after 1 s, `repl-diskless-sync-delay
 0`), then three `cluster_chat` nodes (release build, each its own process, on
@@ -46,6 +52,21 @@ from bench import write_block
 PRIMARY = "amw"
 WHY = re.compile(r"lost redis; reconnecting .*why=(.*)$")
 OUTAGE = re.compile(r"Gap\(Reconnected \{ outage: ([0-9.]+)(ms|s|µs)")
+
+
+def usable_replica(out):
+    """Whether a sentinel's `SENTINEL replicas` answer (key and value on lines of their own)
+    holds a replica it could promote: linked to it and to the primary. One it has only heard
+    of is listed too, `slave,disconnected`, and `SENTINEL FAILOVER` then answers NOGOODSLAVE."""
+    lines = out.splitlines()
+    records, fields = [], None
+    for key, value in zip(lines[0::2], lines[1::2]):
+        if key == "name":
+            fields = {}
+            records.append(fields)
+        if fields is not None:
+            fields[key] = value
+    return any(f.get("flags") == "slave" and f.get("master-link-status") == "ok" for f in records)
 
 
 class SentinelSet:
@@ -95,8 +116,7 @@ class SentinelSet:
             primary = self.primary()
             replica = [p for p in self.ports if p != primary][0]
             synced = "master_link_status:up" in self.cli(replica, "INFO", "replication")
-            known = all(self.cli(s, "SENTINEL", "replicas", PRIMARY).splitlines().count("slave") >= 1
-                        for s in self.sentinel_ports)
+            known = all(usable_replica(self.cli(s, "SENTINEL", "replicas", PRIMARY)) for s in self.sentinel_ports)
             if synced and known:
                 return
             time.sleep(0.1)
@@ -104,6 +124,80 @@ class SentinelSet:
 
     def url(self):
         return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{PRIMARY}"
+
+    def stop(self):
+        for proc in self.procs.values():
+            proc.kill()
+
+
+class ClusterSet:
+    """Redis Cluster: three primaries, each with a replica, on free loopback ports."""
+
+    CHANNEL = "amw:g:{lobby}"
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="amw-failover-cluster-")
+        self.ports = [hf.free_port() for _ in range(6)]
+        self.bus = {p: hf.free_port() for p in self.ports}
+        self.procs = {}
+        for p in self.ports:
+            self.start_server(p)
+        subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True)
+        self.await_replica()
+
+    def start_server(self, port):
+        own = os.path.join(self.dir, str(port))
+        os.makedirs(own, exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--repl-diskless-sync-delay", "0", "--dir", own, "--cluster-enabled", "yes",
+             "--cluster-node-timeout", "1000", "--cluster-port", str(self.bus[port]),
+             "--cluster-replica-validity-factor", "0"], stdout=subprocess.DEVNULL)
+        while self.cli(port, "PING") != "PONG":
+            time.sleep(0.02)
+
+    def cli(self, port, *args):
+        out = subprocess.run(["redis-cli", "-c", "-p", str(port), *args], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def alive(self):
+        return [p for p, proc in self.procs.items() if proc.poll() is None]
+
+    def primary(self):
+        """The primary of the lobby's slot, as the first live server sees it."""
+        for p in self.alive():
+            slot = self.cli(p, "CLUSTER", "KEYSLOT", self.CHANNEL)
+            lines = self.cli(p, "CLUSTER", "SLOTS").splitlines()
+            for i in range(len(lines) - 3):
+                if lines[i].isdigit() and lines[i + 1].isdigit() and slot.isdigit() and \
+                        int(lines[i]) <= int(slot) <= int(lines[i + 1]):
+                    return int(lines[i + 3])
+        return None
+
+    def replica_of(self, primary):
+        for p in self.alive():
+            info = self.cli(p, "INFO", "replication")
+            if f"master_port:{primary}" in info:
+                return p
+        return None
+
+    def await_replica(self, timeout=30):
+        """Until the cluster is whole and every primary has a replica in sync."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            alive = self.alive()
+            ok = all("cluster_state:ok" in self.cli(p, "CLUSTER", "INFO") for p in alive)
+            infos = [self.cli(p, "INFO", "replication") for p in alive]
+            linked = all("role:master" in i or "master_link_status:up" in i for i in infos)
+            replicas = sum("role:slave" in i for i in infos)
+            if ok and linked and replicas == 3:
+                return
+            time.sleep(0.1)
+        sys.exit("the cluster never came whole")
+
+    def url(self):
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def stop(self):
         for proc in self.procs.values():
@@ -216,12 +310,14 @@ class Prober:
 
 
 async def fail_over(redis, kind):
-    """Makes the fault; seconds until the sentinels name another primary."""
+    """Makes the fault; seconds until Redis names another primary."""
     old = redis.primary()
     t0 = time.monotonic()
     if kind == "kill -9":
         redis.procs[old].kill()
         redis.procs[old].wait()
+    elif kind == "CLUSTER FAILOVER":
+        redis.cli(redis.replica_of(old), "CLUSTER", "FAILOVER")
     else:
         redis.cli(redis.sentinel_ports[0], "SENTINEL", "FAILOVER", PRIMARY)
     while redis.primary() in (old, None):
@@ -233,7 +329,7 @@ async def fail_over(redis, kind):
 
 
 async def run(a):
-    redis = SentinelSet()
+    redis = ClusterSet() if a.topology == "cluster" else SentinelSet()
     nodes = [Node(redis.url()) for _ in range(3)]
     urls = [n.url for n in nodes]
     stop_at = asyncio.Event()
@@ -245,7 +341,8 @@ async def run(a):
     rows = []
     await asyncio.sleep(3)
     for i in range(a.failovers):
-        kind = "kill -9" if i % 2 == 0 else "SENTINEL FAILOVER"
+        manual = "CLUSTER FAILOVER" if a.topology == "cluster" else "SENTINEL FAILOVER"
+        kind = "kill -9" if i % 2 == 0 else manual
         before = [len(n.outages) for n in nodes]
         why_before = [len(n.why) for n in nodes]
         t0, redis_took = await fail_over(redis, kind)
@@ -276,7 +373,7 @@ async def run(a):
         p.cancel()
     await asyncio.gather(*pubs, return_exceptions=True)
     last, totals, caught_up = await hf.settle(
-        members, stop_at, tasks, lambda: redis.cli(redis.primary(), "HMGET", "amw:hm:lobby", "e", "o").split())
+        members, stop_at, tasks, lambda: redis.cli(redis.primary(), "HMGET", "amw:hm:{lobby}", "e", "o").split())
     print(caught_up, flush=True)
     totals["broadcasts received"] = sum(1 for m in members for e in m.events if e[0] == "msg")
     for p in probers:
@@ -290,7 +387,9 @@ async def run(a):
 def report(a, rows, totals):
     def ms(x):
         return f"{x * 1000:.0f} ms"
-    lines = [f"{a.failovers} failovers on Redis Sentinel (2 data servers, 3 sentinels, down after 1 s), "
+    where = ("Redis Cluster (3 primaries, 3 replicas, node timeout 1 s; the faults hit the lobby's shard)"
+             if a.topology == "cluster" else "Redis Sentinel (2 data servers, 3 sentinels, down after 1 s)")
+    lines = [f"{a.failovers} failovers on {where}, "
              f"3 `cluster_chat` nodes, {a.members} members reconnecting at random, 2 publishers at {a.rate:g}/s.", "",
              "| # | fault | Redis failover | delivery back (3 pairs, max) | outages the nodes reported |",
              "|---:|---|---:|---:|---|"]
@@ -314,6 +413,7 @@ def main():
     if sys.argv[1:] == ["--prober"]:
         return prober_main()
     ap = argparse.ArgumentParser()
+    ap.add_argument("--topology", choices=["sentinel", "cluster"], default="sentinel")
     ap.add_argument("--failovers", type=int, default=10)
     ap.add_argument("--members", type=int, default=60)
     ap.add_argument("--rate", type=float, default=400, help="broadcasts per second, both publishers together")
@@ -323,9 +423,10 @@ def main():
     rows, totals = asyncio.run(run(a))
     text = report(a, rows, totals)
     print(text)
-    with open(os.path.join(hf.ROOT, "bench", "failover.md"), "w") as f:
-        f.write("# Failover run\n\nGenerated by `python3 scripts/failover.py`.\n\n" + text + "\n")
-    write_block("failover", "Generated by `python3 scripts/failover.py` (bench/failover.md):\n\n" + text)
+    name, flag = ("failover-cluster", " --topology cluster") if a.topology == "cluster" else ("failover", "")
+    with open(os.path.join(hf.ROOT, "bench", f"{name}.md"), "w") as f:
+        f.write(f"# Failover run\n\nGenerated by `python3 scripts/failover.py{flag}`.\n\n" + text + "\n")
+    write_block(name, f"Generated by `python3 scripts/failover.py{flag}` (bench/{name}.md):\n\n" + text)
     bad = sum(totals[k] for k in hf.BAD)
     slow = [r for r in rows if max(r["delivery"]) > r["redis"] + 1.0]
     sys.exit(1 if bad or slow else 0)

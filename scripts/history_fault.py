@@ -3,7 +3,7 @@
 doubled, reordered, or is a position ever given to two broadcasts?
 
     python3 scripts/history_fault.py [--seeds 1,2,3] [--members 200] [--broadcasts 20000]
-                                     [--rate 1500] [--outage 3]
+                                     [--rate 1500] [--outage 3] [--topology single|cluster]
 
 Per seed: starts a redis-server and three `cluster_chat` nodes (each its own process, every
 room keeping 20,000 messages), then `--members` WebSocket clients (Python `websockets`) in
@@ -21,6 +21,19 @@ reconnects), all through the faults, which come in turn:
    lose, and more), the nodes started again;
 4. one node killed with `kill -9` and started again a second later;
 5. Redis restarted gracefully from its append-only file.
+
+With `--topology cluster` the Redis is a Redis Cluster (three primaries, each with a
+replica, node timeout 1 s; scripts/failover.py's), and the faults are:
+
+1. the primary of the lobby's shard *and every node* killed with `kill -9`; the nodes
+   started again at once, while its replica takes over; the old primary started again a
+   second later (it comes back a replica);
+2. the lobby's primary stopped (SIGSTOP) for `--outage` seconds, past its failover, then
+   resumed (a stale primary, demoted);
+3. every Redis process killed and away for `--outage` seconds, then back without
+   persistence (the cluster's map of slots kept, its data lost: a new epoch);
+4. one node killed with `kill -9` and started again a second later;
+5. `CLUSTER FAILOVER` on the lobby's replica (a failover by hand).
 
 After each Redis restart a probe client on every node says a line every 50 ms until its
 own broadcast comes back: the time from Redis (or the restarted nodes) being back to each
@@ -267,6 +280,12 @@ class Nodes:
     def start(self, i):
         self.procs[i], self.urls[i] = start_node(self.redis_url)
 
+    async def restart(self, i):
+        """Node `i` killed -9, started again a second later."""
+        self.kill(i)
+        await asyncio.sleep(1)
+        self.start(i)
+
     def kill_all(self):
         for i in range(len(self.procs)):
             self.kill(i)
@@ -350,9 +369,14 @@ async def everything_killed(redis, nodes, persist):
 async def run_seed(a, seed):
     random.seed(seed)
     tmp = tempfile.mkdtemp(prefix="amw-fault-")
-    redis = Redis(tmp)
-    redis.start(persist=False)
-    nodes = Nodes(f"redis://127.0.0.1:{redis.port}")
+    if a.topology == "cluster":
+        import failover  # it imports this script: only here, not at the top
+        redis = failover.ClusterSet()
+        nodes = Nodes(redis.url())
+    else:
+        redis = Redis(tmp)
+        redis.start(persist=False)
+        nodes = Nodes(f"redis://127.0.0.1:{redis.port}")
     urls = nodes.urls
     stop_at = asyncio.Event()
     members = [Member(f"m{i}") for i in range(a.members)]
@@ -370,6 +394,74 @@ async def run_seed(a, seed):
         log.append(f"{time.monotonic() - t0:6.1f} s, after {said[0]} published: {what}")
         print(f"seed {seed}: {log[-1]}", flush=True)
 
+    if a.topology == "cluster":
+        await cluster_faults(a, redis, nodes, probers, at, back)
+    else:
+        await single_faults(a, redis, nodes, probers, at, back)
+
+    await asyncio.gather(*pubs)
+    if a.topology == "cluster":
+        read_meta = lambda: redis.cli(redis.primary(), "HMGET", "amw:hm:{lobby}", "e", "o").split()  # noqa: E731
+    else:
+        read_meta = lambda: redis.cli("HMGET", "amw:hm:{lobby}", "e", "o").split()  # noqa: E731
+    last, totals, caught_up = await settle(members, stop_at, tasks, read_meta)
+    log.append(f"{time.monotonic() - t0:6.1f} s: {caught_up}")
+    nodes.stop()
+    for p in probers:
+        p.stop()
+    if a.topology == "cluster":
+        redis.stop()
+        shutil.rmtree(redis.dir, ignore_errors=True)
+    else:
+        redis.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+    totals["received"] = sum(1 for m in members for e in m.events if e[0] == "msg")
+    totals["sessions"] = sum(m.sessions for m in members)
+    return {"seed": seed, "said": said[0], "last": last, "log": log, "totals": totals, "back": back}
+
+
+async def cluster_faults(a, cluster, nodes, probers, at, back):
+    """Redis Cluster's faults, in turn (the module's docstring)."""
+    await at(0.10, "the lobby's primary and every node killed -9; nodes started at once, the old primary a second later")
+    old = cluster.primary()
+    cluster.procs[old].kill()
+    cluster.procs[old].wait()
+    nodes.kill_all()
+    nodes.start_all()
+    await asyncio.sleep(1)
+    cluster.start_server(old)
+    await asyncio.get_running_loop().run_in_executor(None, cluster.await_replica)
+    await probe_all(probers, nodes, "nodes restarted while the lobby's shard failed over", back)
+
+    await at(0.30, f"the lobby's primary stopped (SIGSTOP) for {a.outage} s, then resumed")
+    old = cluster.primary()
+    cluster.procs[old].send_signal(signal.SIGSTOP)
+    await asyncio.sleep(a.outage)
+    cluster.procs[old].send_signal(signal.SIGCONT)
+    await asyncio.get_running_loop().run_in_executor(None, cluster.await_replica)
+    await probe_all(probers, nodes, "the stopped primary resumed", back)
+
+    await at(0.50, f"every Redis process killed, away for {a.outage} s, back without persistence")
+    for proc in cluster.procs.values():
+        proc.kill()
+        proc.wait()
+    await asyncio.sleep(a.outage)
+    for port in cluster.ports:
+        cluster.start_server(port)
+    await asyncio.get_running_loop().run_in_executor(None, cluster.await_replica)
+    await probe_all(probers, nodes, "Redis Cluster back after an outage", back)
+
+    await at(0.70, "a node killed -9, started again a second later")
+    await nodes.restart(1)
+
+    await at(0.85, "CLUSTER FAILOVER on the lobby's replica")
+    old = cluster.primary()
+    cluster.cli(cluster.replica_of(old), "CLUSTER", "FAILOVER")
+    await probe_all(probers, nodes, "a failover by hand", back)
+
+
+async def single_faults(a, redis, nodes, probers, at, back):
+    """One redis-server's faults, in turn (the module's docstring)."""
     await at(0.10, f"Redis killed, away for {a.outage} s, back without persistence")
     redis.kill()
     await asyncio.sleep(a.outage)
@@ -391,26 +483,11 @@ async def run_seed(a, seed):
     await probe_all(probers, nodes, "nodes restarted with Redis from an older AOF", back)
 
     await at(0.8, "a node killed -9, started again a second later")
-    nodes.kill(1)
-    await asyncio.sleep(1)
-    nodes.start(1)
+    await nodes.restart(1)
 
     await at(0.9, "Redis restarted gracefully from its append-only file")
     redis.graceful_restart()
     await probe_all(probers, nodes, "Redis back after a graceful restart", back)
-
-    await asyncio.gather(*pubs)
-    last, totals, caught_up = await settle(members, stop_at, tasks,
-                                           lambda: redis.cli("HMGET", "amw:hm:lobby", "e", "o").split())
-    log.append(f"{time.monotonic() - t0:6.1f} s: {caught_up}")
-    nodes.stop()
-    for p in probers:
-        p.stop()
-    redis.kill()
-    shutil.rmtree(tmp, ignore_errors=True)
-    totals["received"] = sum(1 for m in members for e in m.events if e[0] == "msg")
-    totals["sessions"] = sum(m.sessions for m in members)
-    return {"seed": seed, "said": said[0], "last": last, "log": log, "totals": totals, "back": back}
 
 
 async def settle(members, stop_at, tasks, read_meta):
@@ -450,7 +527,8 @@ BAD = ["silent gap", "duplicate", "reordered", "position named twice", "ended be
 
 
 def report(a, runs):
-    lines = [f"{a.members} members, {a.broadcasts} broadcasts published per run, said at {a.rate:g}/s, members reconnecting "
+    lines = [("On Redis Cluster (three primaries, three replicas). " if a.topology == "cluster" else "") +
+             f"{a.members} members, {a.broadcasts} broadcasts published per run, said at {a.rate:g}/s, members reconnecting "
              f"within {a.churn:g} s, Redis away {a.outage:g} s in the outage; seeds {', '.join(str(r['seed']) for r in runs)}.",
              ""]
     for r in runs:
@@ -462,7 +540,7 @@ def report(a, runs):
               "|---|" + "---:|" * len(runs)]
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(str(r["totals"][k]) for r in runs) + " |")
-    lines += ["", "Time from Redis (or the restarted nodes) back to each node publishing again "
+    lines += ["", "Time from Redis (or the restarted nodes) back, and whole, to each node publishing again "
               "(a probe's own line coming back), all seeds:", "",
               "| after | probes | p50 | max |", "|---|---:|---:|---:|"]
     labels = []
@@ -486,6 +564,7 @@ def main():
     ap.add_argument("--rate", type=float, default=1500, help="broadcasts per second, both publishers together")
     ap.add_argument("--churn", type=float, default=8.0, help="a member drops its connection within this many s")
     ap.add_argument("--outage", type=float, default=3.0, help="seconds Redis stays away in the outage")
+    ap.add_argument("--topology", choices=["single", "cluster"], default="single")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--features", "cluster", "--example", "cluster_chat"],
                    cwd=ROOT, check=True)
@@ -493,8 +572,9 @@ def main():
     text = report(a, runs)
     print(text)
     os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "history_fault.md"), "w") as f:
-        f.write("# History fault run\n\nGenerated by `python3 scripts/history_fault.py`.\n\n" + text + "\n")
+    name, flag = ("history_fault-cluster", " --topology cluster") if a.topology == "cluster" else ("history_fault", "")
+    with open(os.path.join(ROOT, "bench", f"{name}.md"), "w") as f:
+        f.write(f"# History fault run\n\nGenerated by `python3 scripts/history_fault.py{flag}`.\n\n" + text + "\n")
     bad = sum(r["totals"][k] for r in runs for k in BAD)
     slow = [x for r in runs for _, x in r["back"] if x > 1.0]
     sys.exit(1 if bad or slow else 0)

@@ -19,9 +19,31 @@ const WAIT: Duration = Duration::from_secs(15);
 /// The primary's name for the sentinels.
 pub const PRIMARY: &str = "amw";
 
-/// A loopback port nothing listens on now.
+/// A loopback port nothing listens on now, for a server a test starts later.
+///
+/// Not one the kernel picks (`:0`): it hands the same ephemeral ports to other tests'
+/// `:0` and to every outgoing connection, so between this call and the server's bind the
+/// port could be taken (a sentinel once found another test's redis-server on its port).
+/// Ports come from below the ephemeral range instead, each handed out once per test
+/// binary, from a start that differs between binaries running at once.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Below Linux's ephemeral range (32768 and up) and above the well-known services.
+    const FIRST: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = u16::try_from(FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn redis_installed() -> bool {

@@ -56,8 +56,8 @@ pub struct BrokerStatus {
 pub struct ShardStatus {
     /// The shard's primary (`host:port`).
     pub server: String,
-    /// Since its subscription last carried anything: a message, another node's probe or
-    /// this node's own.
+    /// Since its subscription last carried anything: a message, a node's heartbeat (each
+    /// goes to one shard, in turn) or a probe, another node's or this node's own.
     pub quiet_for: Duration,
 }
 
@@ -118,6 +118,8 @@ struct Seen {
     last_outage: Option<Duration>,
     probe_timeouts: u64,
     shards: Option<Arc<ShardClock>>,
+    /// The primaries last given to the metrics, to report those that go.
+    reported: Vec<String>,
 }
 
 /// What the task writes and the handle reads.
@@ -163,6 +165,26 @@ impl Health {
         seen.shards = None;
         let since = seen.waiting_since.take().unwrap_or_else(Instant::now);
         seen.down_since.get_or_insert(since);
+        Self::report(&mut seen);
+    }
+
+    /// Under Redis Cluster, at a heartbeat: each shard's link to the metrics.
+    pub(crate) fn report_shards(&self) {
+        Self::report(&mut self.seen());
+    }
+
+    fn report(seen: &mut Seen) {
+        let now = seen.shards.as_ref().map(|c| c.status()).unwrap_or_default();
+        if now.is_empty() && seen.reported.is_empty() {
+            return;
+        }
+        for gone in seen.reported.iter().filter(|&r| !now.iter().any(|s| s.server == *r)) {
+            crate::telemetry::cluster_shard(gone, None);
+        }
+        for shard in &now {
+            crate::telemetry::cluster_shard(&shard.server, Some(shard.quiet_for));
+        }
+        seen.reported = now.into_iter().map(|s| s.server).collect();
     }
 
     /// A heartbeat went out; `Some` with how long the oldest one has waited, past `timeout`.

@@ -1,6 +1,7 @@
 //! The names of this cluster's channels and keys in Redis, all under one prefix.
 //!
-//! - `<p>:nodes`: heartbeats and goodbyes (every node subscribes).
+//! - `<p>:nodes`: goodbyes, and heartbeats (under Redis Cluster most go to the probe
+//!   channels instead); every node subscribes.
 //! - `<p>:n:<node>`: messages for one node's connections, and answers to it.
 //! - `<p>:g:{<group>}`: a group's broadcasts and presence changes (only nodes with members
 //!   or watchers subscribe).
@@ -11,8 +12,9 @@
 //!   (`<offset>-0`), each entry the broadcast's frame and the time it was stored.
 //! - `<p>:hm:{<group>}`: the history's epoch, last offset and stored bytes (a hash).
 //! - `<p>:probe:<n>`: under Redis Cluster, a channel on each shard that every node listens
-//!   to and publishes to when that shard has been quiet: one node's probe proves the shard
-//!   carries for all of them, so probes grow with the shards, not with shards times nodes.
+//!   to. Each heartbeat goes to the one of the shard quiet longest, so the heartbeats prove
+//!   the shards; a shard quiet all the same gets a bare probe, and one node's probe proves
+//!   it for all of them, so probes grow with the shards, not with shards times nodes.
 //!
 //! `{<group>}` is the group's hash tag: under Redis Cluster all of a group's keys and its
 //! channel hash to one slot, so its history script runs on one shard and a broadcast
@@ -59,6 +61,14 @@ impl Keys {
     /// The base name of the probe channels (one per shard: `slots::SlotMap::probe_channels`).
     pub(crate) fn probes(&self) -> String {
         format!("{}:probe", self.prefix)
+    }
+
+    /// Whether `channel` is one of the probe channels, which carry heartbeats too.
+    pub(crate) fn is_probe(&self, channel: &str) -> bool {
+        channel
+            .strip_prefix(&self.prefix)
+            .and_then(|c| c.strip_prefix(":probe:"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     }
 
     pub(crate) fn group(&self, group: &str) -> String {
@@ -138,6 +148,18 @@ mod tests {
         assert_eq!(keys.group_of("amw:g:{chat}x"), None);
         assert_eq!(keys.group_of("amw:g:chat"), None);
         assert_eq!(keys.group_of("other:g:{chat}"), None);
+    }
+
+    #[test]
+    fn probe_channels_are_told_from_the_others() {
+        let keys = Keys::new("amw", true);
+        assert!(keys.is_probe("amw:probe:0"));
+        assert!(keys.is_probe("amw:probe:41207"));
+        for other in
+            ["amw:probe:", "amw:probe", "amw:probe:1x", "other:probe:1", "amw:nodes", "amw:g:{probe:1}"]
+        {
+            assert!(!keys.is_probe(other), "{other}");
+        }
     }
 
     #[test]

@@ -59,8 +59,9 @@ impl ClusterOptions {
     ///   group lives on one shard and its broadcasts go by sharded pub/sub (`SPUBLISH`,
     ///   `SSUBSCRIBE`, Redis 7 or later) to that shard only. The node keeps a link to every
     ///   primary, re-reads the map of slots at every connect, and remakes its links when a
-    ///   shard fails over, drops a channel (its slot moved) or stops carrying the node's
-    ///   own probe.
+    ///   shard fails over, drops a channel (its slot moved) or stops carrying anything
+    ///   back (the nodes' heartbeats go to each shard in turn, and a shard they have left
+    ///   quiet gets a probe).
     ///
     /// ```
     /// use actix_meta_websocket::ClusterOptions;

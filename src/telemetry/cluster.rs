@@ -84,3 +84,18 @@ pub(crate) fn cluster_unheard(n: usize) {
     counter!(CLUSTER_UNHEARD).increment(n as u64);
     let _ = n;
 }
+
+/// Under Redis Cluster, the node's link to the shard whose primary is `server`: up, and
+/// quiet (its subscription carrying nothing) for `quiet`, or no longer linked.
+#[inline]
+pub(crate) fn cluster_shard(server: &str, quiet: Option<std::time::Duration>) {
+    #[cfg(feature = "metrics")]
+    {
+        let up = if quiet.is_some() { 1.0 } else { 0.0 };
+        gauge!(CLUSTER_SHARD_UP, "server" => server.to_owned()).set(up);
+        if let Some(quiet) = quiet {
+            gauge!(CLUSTER_SHARD_QUIET, "server" => server.to_owned()).set(quiet.as_secs_f64());
+        }
+    }
+    let _ = (server, quiet);
+}

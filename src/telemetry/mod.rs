@@ -30,6 +30,7 @@
 //! | `amw_cluster_gaps_total` | counter | `cause` |
 //! | `amw_cluster_outage_seconds` | histogram | |
 //! | `amw_cluster_probe_timeouts_total`, `amw_cluster_unheard_total` | counter | |
+//! | `amw_cluster_shard_up`, `amw_cluster_shard_quiet_seconds` (Redis Cluster) | gauge | `server` |
 //!
 //! The guide's chapter [operating](crate::guide::ch07_operating) installs a Prometheus
 //! recorder with `describe()` and the round-trip buckets, and reads the figures.

@@ -68,6 +68,13 @@ pub const CLUSTER_OUTAGE: &str = "amw_cluster_outage_seconds";
 /// Counter: links to Redis re-made because the node's heartbeat did not come back on its
 /// subscription (a silent subscription).
 pub const CLUSTER_PROBE_TIMEOUTS: &str = "amw_cluster_probe_timeouts_total";
+/// Gauge, by `server` (a primary's `host:port`): under Redis Cluster, 1 while this node's
+/// link to that shard is up, 0 once it is lost or the primary left the map of slots.
+pub const CLUSTER_SHARD_UP: &str = "amw_cluster_shard_up";
+/// Gauge, by `server`: under Redis Cluster, how long that shard's subscription had carried
+/// nothing at the node's last heartbeat (seconds; past three heartbeats the shard is
+/// overdue, and past the probe timeout the node remakes its links).
+pub const CLUSTER_SHARD_QUIET: &str = "amw_cluster_shard_quiet_seconds";
 /// Counter: broadcasts that no node received (the group's channel had no subscriber, not
 /// even the sender's node).
 pub const CLUSTER_UNHEARD: &str = "amw_cluster_unheard_total";
@@ -126,4 +133,10 @@ pub fn describe() {
     describe_histogram!(CLUSTER_OUTAGE, Unit::Seconds, "Outages of the link to Redis");
     describe_counter!(CLUSTER_PROBE_TIMEOUTS, Unit::Count, "Links re-made for a silent subscription");
     describe_counter!(CLUSTER_UNHEARD, Unit::Count, "Broadcasts no node received");
+    describe_gauge!(CLUSTER_SHARD_UP, Unit::Count, "Redis Cluster: 1 while the link to this shard is up");
+    describe_gauge!(
+        CLUSTER_SHARD_QUIET,
+        Unit::Seconds,
+        "Redis Cluster: how long this shard's subscription had carried nothing"
+    );
 }

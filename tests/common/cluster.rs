@@ -167,6 +167,8 @@ pub struct Process {
     pub lines: mpsc::UnboundedReceiver<String>,
     pub addr: std::net::SocketAddr,
     pub node: NodeId,
+    /// `host:port/metrics`, when started with `--metrics`.
+    pub metrics: Option<String>,
 }
 
 /// Where `cargo build --features cluster --example cluster_chat` puts the example, if
@@ -176,9 +178,16 @@ pub fn cluster_chat() -> Option<std::path::PathBuf> {
 }
 
 pub async fn process(redis: &Redis, bin: std::path::PathBuf) -> Process {
+    process_with(redis, bin, &[]).await
+}
+
+/// A `cluster_chat` node with `extra` arguments (with `--metrics`, where it serves them
+/// is in [`Process::metrics`]).
+pub async fn process_with(redis: &Redis, bin: std::path::PathBuf, extra: &[&str]) -> Process {
     let mut child = tokio::process::Command::new(bin)
         .args(["--redis", &redis.url(), "--addr", "127.0.0.1:0", "--nodes", "1"])
         .args(["--heartbeat-ms", "100", "--node-timeout-ms", "600"])
+        .args(extra)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -190,12 +199,20 @@ pub async fn process(redis: &Redis, bin: std::path::PathBuf) -> Process {
             let _ = tx.send(line);
         }
     });
-    let first = tokio::time::timeout(WAIT, lines.recv()).await.expect("started").expect("a line");
+    // "metrics on http://<addr>/metrics" first, with `--metrics`.
+    let mut metrics = None;
+    let first = loop {
+        let line = tokio::time::timeout(WAIT, lines.recv()).await.expect("started").expect("a line");
+        match line.strip_prefix("metrics on http://") {
+            Some(at) => metrics = Some(at.to_owned()),
+            None => break line,
+        }
+    };
     // "node <id> chat on http://<addr>/"
     let words: Vec<&str> = first.split_whitespace().collect();
     let node = words[1].parse().expect("node id");
     let addr = words[4].trim_start_matches("http://").trim_end_matches('/').parse().expect("addr");
-    Process { child, lines, addr, node }
+    Process { child, lines, addr, node, metrics }
 }
 
 impl Process {

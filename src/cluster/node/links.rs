@@ -55,6 +55,9 @@ pub(crate) enum Subs {
     },
 }
 
+/// A bare probe's payload (a node's heartbeat on a probe channel is a frame).
+pub(crate) const PROBE: &[u8] = b"probe";
+
 /// What came on the subscriptions.
 pub(crate) enum Inbound {
     Message(redis::Msg),
@@ -237,7 +240,11 @@ impl Subs {
             PushKind::SMessage | PushKind::Message => {
                 heard.heard(shard);
                 let Some(msg) = redis::Msg::from_push_info(info) else { return Inbound::Probe };
-                if probes.get(shard).is_some_and(|p| p.as_bytes() == msg.get_channel_name().as_bytes()) {
+                // A node's heartbeat on a probe channel is for the state, like one on the
+                // nodes channel; a bare probe has done its work by arriving.
+                let on_probe =
+                    probes.get(shard).is_some_and(|p| p.as_bytes() == msg.get_channel_name().as_bytes());
+                if on_probe && msg.get_payload_bytes() == PROBE {
                     Inbound::Probe
                 } else {
                     Inbound::Message(msg)
@@ -290,22 +297,29 @@ impl Subs {
         Some((why, since))
     }
 
-    /// Under Redis Cluster, the probe channels to publish to at a heartbeat: those of the
-    /// shards that have carried nothing for `quiet`. A shard with traffic proves itself
-    /// (the nodes' heartbeats keep one busy), and the probe channels are shared, so the
-    /// first node to find a shard quiet probes it for all: an idle cluster sees about one
-    /// probe per quiet shard every other heartbeat, however many nodes it has.
-    pub(crate) fn probes_due(&self, quiet: Duration) -> Vec<String> {
-        match self {
-            Subs::One { .. } => Vec::new(),
-            Subs::Shards { probes, heard, .. } => probes
-                .iter()
-                .enumerate()
-                .filter(|&(shard, _)| heard.last(shard).elapsed() >= quiet)
-                .map(|(_, p)| p.clone())
-                .collect(),
-        }
+    /// Where this heartbeat goes and which shards get a bare probe besides, under Redis
+    /// Cluster (elsewhere: `nodes`, and none). The heartbeat goes to the probe channel of
+    /// the shard quiet longest among those heard within `quiet` (every node listens to
+    /// every probe channel), so the heartbeats nodes send anyway keep each shard proven,
+    /// the way a probe would: with at least as many nodes as shards an idle cluster needs
+    /// no probes at all. A shard quiet for `quiet` may be lost, so it gets no heartbeat
+    /// (the other nodes would miss it) but a probe, shared like the channel: the first
+    /// node to find it quiet probes it for all. When no shard has been heard within
+    /// `quiet` (just connected), the heartbeat goes to `nodes`.
+    pub(crate) fn beat_plan(&self, nodes: String, quiet: Duration) -> (String, Vec<String>) {
+        let Subs::Shards { probes, heard, .. } = self else { return (nodes, Vec::new()) };
+        let quiet_for: Vec<Duration> = (0..probes.len()).map(|s| heard.last(s).elapsed()).collect();
+        let (beat, probed) = beat_shards(&quiet_for, quiet);
+        let probed = probed.into_iter().filter_map(|s| probes.get(s).cloned()).collect();
+        (beat.and_then(|s| probes.get(s).cloned()).unwrap_or(nodes), probed)
     }
+}
+
+/// [`Subs::beat_plan`] by shard number, from how long each shard has been quiet.
+fn beat_shards(quiet_for: &[Duration], quiet: Duration) -> (Option<usize>, Vec<usize>) {
+    let heard = |&s: &usize| quiet_for[s] < quiet;
+    let beat = (0..quiet_for.len()).filter(heard).max_by_key(|&s| quiet_for[s]);
+    (beat, (0..quiet_for.len()).filter(|s| !heard(s)).collect())
 }
 
 /// Sends each command on its shard's connection; they go out together.

@@ -297,17 +297,8 @@ impl Node {
     /// Says this node is alive and keeps its presence (writing it again if it expired);
     /// then the bookkeeping of a heartbeat.
     async fn heartbeat(&mut self, r: &mut Redis) -> redis::RedisResult<()> {
-        if let Some(waited) = self.state.link.health.heartbeat_sent(self.probe_timeout()) {
-            let why = format!("the subscription carried nothing back for {waited:?}");
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
-        }
-        if let Some(why) = self.named_elsewhere(r).await {
-            return Err(std::io::Error::other(why).into());
-        }
-        if let Some((why, since)) = r.subs.silent(self.probe_timeout()) {
-            self.state.link.health.shard_silent(since);
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
-        }
+        self.still_trusted(r).await?;
+        self.state.link.health.report_shards();
         let mut round = Round::new(&self.state.keys);
         // A demoted server refuses the presence writes (`READONLY`) and the sentinels stop
         // naming it, so a periodic `ROLE` is the last guard, not the first: it stays a
@@ -318,14 +309,15 @@ impl Node {
         // Under Redis Cluster the map of slots is read again likewise: a failover or a
         // slot moved shows in a dropped channel or a `MOVED` first, this is the last guard.
         let slots = (r.conn.map().is_some() && check).then(|| round.slots());
+        let (beat_to, probes) = r.subs.beat_plan(self.state.keys.nodes(), self.opts.heartbeat * 3 / 2);
         round.publish(
-            self.state.keys.nodes(),
+            beat_to,
             Frame::Heartbeat { dropped: self.state.link.dropped() }.encode(self.state.me()),
         );
         // Each probe on its own: one stopped server must not hold up the others' probes,
         // or every idle shard would look as quiet as the one that stopped.
-        for probe in r.subs.probes_due(self.opts.heartbeat * 3 / 2) {
-            r.conn.fire(redis::cmd(self.state.keys.publish_command()).arg(probe).arg(&b"probe"[..]).clone());
+        for probe in probes {
+            r.conn.fire(redis::cmd(self.state.keys.publish_command()).arg(probe).arg(links::PROBE).clone());
         }
         let refreshed: Vec<(usize, Arc<str>)> = self
             .state
@@ -353,6 +345,24 @@ impl Node {
         if !unused.is_empty() {
             let channels: Vec<String> = unused.iter().map(|g| self.state.keys.group(g)).collect();
             r.subs.unsubscribe(&channels).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the link may still be trusted, at a heartbeat: its subscription carries this
+    /// node's heartbeats back (and every shard's carries something), and under Sentinel
+    /// its server is the primary the sentinels name.
+    async fn still_trusted(&mut self, r: &Redis) -> redis::RedisResult<()> {
+        if let Some(waited) = self.state.link.health.heartbeat_sent(self.probe_timeout()) {
+            let why = format!("the subscription carried nothing back for {waited:?}");
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
+        }
+        if let Some(why) = self.named_elsewhere(r).await {
+            return Err(std::io::Error::other(why).into());
+        }
+        if let Some((why, since)) = r.subs.silent(self.probe_timeout()) {
+            self.state.link.health.shard_silent(since);
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
         }
         Ok(())
     }

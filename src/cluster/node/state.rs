@@ -332,7 +332,7 @@ impl State {
         match self.keys.group_of(name) {
             Some(group) => Channel::Group(group),
             None if name == self.keys.node(self.me()) => Channel::Mine,
-            None if name == self.keys.nodes() => Channel::Nodes,
+            None if name == self.keys.nodes() || self.keys.is_probe(name) => Channel::Nodes,
             None => Channel::Other,
         }
     }

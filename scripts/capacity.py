@@ -84,7 +84,7 @@ def table(rates, shapes):
         refresh = pairs * refresh_cost / HEARTBEAT_S
         messages = members * MSG_PER_MEMBER_S
         publish = messages * spread * publish_cost
-        # Every node's heartbeat reaches every node (all on the shard of `amw:nodes`).
+        # Every node's heartbeat reaches every node (each on one shard, spread over them).
         heartbeats = nodes * nodes * publish_cost / HEARTBEAT_S
         cores = refresh + publish + heartbeats
         memory = members * PRESENCE_B + pairs * 2 * SMALL_KEY_B

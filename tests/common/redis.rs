@@ -287,20 +287,21 @@ impl Redis {
         format!("redis+sentinel://{auth}{}/{PRIMARY}", hosts.join(","))
     }
 
-    /// The port of the primary as the first sentinel that answers names it (the first
+    /// The port of the primary as the sentinels name it, the newest view first (the first
     /// server's without sentinels).
     pub fn primary_port(&self) -> u16 {
         if self.sharded {
             // `redis-cli -c` takes a keyed command on to its shard.
             return self.port_alive();
         }
-        for s in self.sentinels.iter().filter(|s| s.child.is_some()) {
-            let out = self.cli_on(s.port, &["SENTINEL", "get-master-addr-by-name", PRIMARY]);
-            if let Some(port) = out.lines().nth(1).and_then(|p| p.trim().parse().ok()) {
-                return port;
-            }
-        }
-        self.port
+        // The newest view, as a node takes it: the highest config epoch among the sentinels
+        // that answer (one that has not heard of a failover yet names the old primary).
+        let views = self.sentinels.iter().filter(|s| s.child.is_some()).filter_map(|s| {
+            let out = self.cli_on(s.port, &["SENTINEL", "master", PRIMARY]);
+            let lines: Vec<&str> = out.lines().collect();
+            Some((field::<u64>(&lines, "config-epoch")?, field::<u16>(&lines, "port")?))
+        });
+        views.max_by_key(|&(epoch, _)| epoch).map_or(self.port, |(_, port)| port)
     }
 
     /// Data server `i`'s port.
@@ -423,6 +424,11 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.servers.iter_mut().chain(self.sentinels.iter_mut()).for_each(Process::kill);
     }
+}
+
+/// A field of a sentinel's answer, given as key and value on lines of their own.
+fn field<T: std::str::FromStr>(lines: &[&str], name: &str) -> Option<T> {
+    lines.chunks(2).find(|kv| kv[0] == name)?.get(1)?.parse().ok()
 }
 
 /// The replicas a sentinel could promote, from its `SENTINEL replicas` answer (key and

@@ -54,7 +54,7 @@ impl Handler<MessageConnect> for Chat {
         let me = ctx.address();
         let groups = self.0.groups.clone();
         let start = rooms::Start::of(&m.uri).unwrap_or_else(|e| {
-            m.id.send(format!("ignored ?since: {e}"));
+            self.0.groups.send_to([&m.id], format!("ignored ?since: {e}"));
             rooms::Start { room: "lobby".into(), since: Since::Start }
         });
         self.0.enter(&start.room, &m.id, start.since, |room| groups.watch(room, me.recipient()));

@@ -67,7 +67,7 @@ impl Handler<MessageConnect> for Chat {
         self.rooms.groups.send_to([&m.id], format!("you are {me} on node {node}; /join <room> to move"));
         let watch = self.watcher(ctx);
         let start = rooms::Start::of(&m.uri).unwrap_or_else(|e| {
-            m.id.send(format!("ignored ?since: {e}"));
+            self.rooms.groups.send_to([&m.id], format!("ignored ?since: {e}"));
             rooms::Start { room: "lobby".into(), since: Since::Start }
         });
         self.rooms.enter(&start.room, &m.id, start.since, watch);

@@ -80,14 +80,19 @@ impl Rooms {
                     Unrecoverable::Unavailable.refuse(&id);
                     return;
                 }
+                // Through `send_to`, not `id.send`: in order with the greeting before it and
+                // the room's broadcasts after it (`id.send` takes a path of its own).
                 Err(RecoveryError::Unrecoverable { reason, .. }) => {
-                    id.send(format!("[{room}] missed messages are gone ({reason}); here are the latest"));
+                    let gone = format!("[{room}] missed messages are gone ({reason}); here are the latest");
+                    groups.send_to([&id], gone);
                     groups.join_since(&room, &id, name, Since::Start).await
                 }
                 other => other,
             };
             match joined {
-                Ok(_) => id.send(format!("[{room}] you are here; /join <room> to move")),
+                Ok(_) => {
+                    groups.send_to([&id], format!("[{room}] you are here; /join <room> to move"));
+                }
                 Err(e) => {
                     let _ = id.close(1013, &format!("could not join {room}: {e}"));
                 }

@@ -49,7 +49,7 @@ AMW_SERVER=owned cargo test --all-features \
   --test backpressure --test groups --test isolation --test compression --test interop \
   --test memory --test api --test client --test errors --test soak \
   --test cluster --test cluster_presence --test history --test cluster_history \
-  --test cluster_faults --test client_reports --test cluster_ha
+  --test cluster_faults --test client_reports --test cluster_ha --test cluster_sharded
 # The cluster suites again on Redis Sentinel (a primary, a replica, three sentinels;
 # tests/common/redis.rs) instead of one redis-server: the same tests, the other topology.
 AMW_REDIS=sentinel cargo test --all-features \

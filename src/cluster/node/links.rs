@@ -47,10 +47,12 @@ pub(crate) enum Subs {
         /// Our own `SUNSUBSCRIBE`s not yet confirmed, by channel: a confirmation read after
         /// the channel was wanted again is ours, not the server dropping it.
         leaving: HashMap<String, usize>,
-        /// When each shard last carried anything (a probe at least); the status reads it.
+        /// When each shard last carried anything (a heartbeat or a probe at least); the
+        /// status reads it.
         heard: Arc<ShardClock>,
-        /// A channel on each shard, shared by every node on the same map of slots and
-        /// published to when the shard has been quiet: any node's probe proves the shard.
+        /// A channel on each shard, shared by every node on the same map of slots: the
+        /// nodes' heartbeats go to them in turn, and a bare probe to a shard they have
+        /// left quiet; whatever any node sends there proves the shard for all.
         probes: Vec<String>,
     },
 }
@@ -61,7 +63,8 @@ pub(crate) const PROBE: &[u8] = b"probe";
 /// What came on the subscriptions.
 pub(crate) enum Inbound {
     Message(redis::Msg),
-    /// A shard's probe came back: nothing to deliver.
+    /// Something that proves a shard and has nothing to deliver: a bare probe, or the
+    /// confirmation of our own unsubscribe.
     Probe,
     /// The link can no longer be trusted to carry everything.
     Lost(String),

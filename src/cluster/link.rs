@@ -16,7 +16,8 @@ use super::ids::{GlobalId, NodeId};
 use crate::connection::ConnectionId;
 use crate::error::TrySendError;
 use crate::groups::{
-    Build, Bus, HistoryError, HistoryLimits, PresenceChange, Published, Recovered, RecoveryError, Since,
+    Answer, Broker, Build, Groups, HistoryError, HistoryLimits, PresenceChange, Published, Recovered,
+    RecoveryError, Since,
 };
 use crate::prepared::PreparedMessage;
 
@@ -223,29 +224,10 @@ impl Link {
     }
 }
 
-impl Bus for Link {
-    fn joined(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, fresh: bool) {
-        // A member can be reached from other nodes by its global id.
-        self.register(id);
-        let change = if fresh { PresenceChange::Joined } else { PresenceChange::Updated };
-        self.changed(group, id.seq(), meta, change);
-    }
-
-    fn changed(&self, group: &Arc<str>, seq: u64, meta: &Arc<str>, change: PresenceChange) {
-        // Queued even while Redis is down: the task keeps its picture of this node's
-        // members, and writes it to Redis when it is back.
-        self.push(Cmd::Changed { group: group.clone(), seq, meta: meta.clone(), change });
-    }
-
-    fn broadcast(&self, group: &str, msg: &PreparedMessage) {
-        // Down or over the bound: the broadcast reaches this node's members only, and the
-        // others learn of the gap.
-        if self.push_bounded(Cmd::Broadcast { group: group.into(), msg: msg.clone() }).is_err() {
-            self.dropped.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    fn publish(
+impl Link {
+    /// Queues a broadcast to `group`'s history (see `Broker::publish`); whether it was
+    /// taken (if not, `reply` has been told why).
+    fn queue_publish(
         &self,
         group: &str,
         limits: HistoryLimits,
@@ -273,18 +255,81 @@ impl Bus for Link {
             }
         }
     }
+}
+
+/// The broker of a cluster's groups: history in Redis, and every change and broadcast
+/// queued for the node's task to carry to the other nodes.
+impl Broker for Link {
+    fn joined(&self, group: &Arc<str>, id: &ConnectionId, meta: &Arc<str>, fresh: bool) {
+        // A member can be reached from other nodes by its global id.
+        self.register(id);
+        let change = if fresh { PresenceChange::Joined } else { PresenceChange::Updated };
+        self.changed(group, id.seq(), meta, change);
+    }
+
+    fn changed(&self, group: &Arc<str>, seq: u64, meta: &Arc<str>, change: PresenceChange) {
+        // Queued even while Redis is down: the task keeps its picture of this node's
+        // members, and writes it to Redis when it is back.
+        self.push(Cmd::Changed { group: group.clone(), seq, meta: meta.clone(), change });
+    }
+
+    fn broadcast(
+        &self,
+        groups: &Groups,
+        group: &str,
+        msg: &PreparedMessage,
+        except: Option<&ConnectionId>,
+        history: Option<HistoryLimits>,
+    ) -> usize {
+        let Some(limits) = history else {
+            // Down or over the bound: the broadcast reaches this node's members only, and
+            // the others learn of the gap.
+            if self.push_bounded(Cmd::Broadcast { group: group.into(), msg: msg.clone() }).is_err() {
+                self.dropped.fetch_add(1, Ordering::AcqRel);
+            }
+            return groups.publish_here(group, msg, except);
+        };
+        // Delivered here too once Redis has placed it in history (in order with the other
+        // nodes' broadcasts); what it reaches here is counted now.
+        let (reply, _) = oneshot::channel();
+        let msg = msg.clone();
+        let build = Box::new(move |_: &crate::groups::Position| msg.clone());
+        if !self.queue_publish(group, limits, build, except.map(ConnectionId::seq), reply) {
+            tracing::warn!(group, "broadcast to a group with history not published: Redis is away");
+            return 0;
+        }
+        groups.count(group) - usize::from(except.is_some_and(|id| groups.contains(group, id)))
+    }
+
+    fn publish(
+        &self,
+        _: &Groups,
+        group: &str,
+        limits: HistoryLimits,
+        build: Build,
+    ) -> Answer<Result<Published, HistoryError>> {
+        let (tx, rx) = oneshot::channel();
+        self.queue_publish(group, limits, build, None, tx);
+        Answer::Later(rx)
+    }
 
     fn join_since(
         &self,
+        _: &Groups,
         group: &str,
         id: &ConnectionId,
         meta: Arc<str>,
         since: Since,
         limits: HistoryLimits,
-        reply: JoinReply,
-    ) {
+    ) -> Answer<Result<Recovered, RecoveryError>> {
         self.register(id);
+        let (reply, rx) = oneshot::channel();
         let j = JoinSince { group: group.into(), id: id.clone(), meta, since, limits, reply };
         self.push(Cmd::JoinSince(j));
+        Answer::Later(rx)
+    }
+
+    fn history_in_groups(&self) -> bool {
+        false
     }
 }

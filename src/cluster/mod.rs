@@ -176,7 +176,7 @@ impl Cluster {
             .map_err(ClusterError::Redis)?;
         let me = NodeId::random();
         let (link, rx) = Link::new(me, opts.max_queued, opts.heartbeat);
-        let groups = Groups::with_bus(link.clone());
+        let groups = Groups::with_broker(link.clone());
         let mut node = Node::new(link.clone(), opts.clone(), endpoint, groups.clone());
         let (ready, joined) = oneshot::channel();
         let started = std::thread::Builder::new().name(format!("amw-cluster-{me}")).spawn(move || {

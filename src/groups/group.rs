@@ -291,9 +291,7 @@ impl Joined for Group {
             return;
         }
         if let Some(owner) = self.owner.upgrade() {
-            if let Some(bus) = &owner.bus {
-                bus.changed(&self.name, seq, &Arc::from(""), change);
-            }
+            owner.broker.changed(&self.name, seq, &Arc::from(""), change);
             owner.drop_if_unused(&self);
         }
     }

@@ -45,9 +45,10 @@
 // - `presence`: members and the events watchers get.
 // - `history`: the broadcasts a group keeps, and positions in them.
 // - `recovery`: which groups keep history; broadcasts at a position, joins after one.
-// - `bus`: what a cluster is told of, so groups span nodes.
+// - `broker`: where history lives and whom changes and broadcasts are told to: this
+//   process, or a cluster, so that groups span nodes.
 
-mod bus;
+mod broker;
 mod group;
 mod history;
 mod presence;
@@ -58,15 +59,18 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "cluster"))]
+pub(crate) use broker::Broker;
 #[cfg(feature = "cluster")]
-pub(crate) use bus::Build;
-pub(crate) use bus::Bus;
+pub(crate) use broker::Build;
 #[cfg(feature = "cluster")]
 pub(crate) use history::note_recovery;
 pub use history::{
     HistoryError, HistoryLimits, Position, Published, Recovered, RecoveryError, Since, Unrecoverable,
 };
 pub use presence::{Member, PresenceChange, PresenceEvent};
+#[cfg(feature = "cluster")]
+pub(crate) use recovery::Answer;
 pub use recovery::HistoryFuture;
 
 use group::Removed;
@@ -186,10 +190,11 @@ impl Groups {
         self.shared.thread_backlog()
     }
 
-    /// Groups whose changes and broadcasts `bus` is told of, in the order they are made.
+    /// Groups whose broadcasts and history `broker` carries, and which it tells of every
+    /// change, in the order they are made.
     #[cfg(any(test, feature = "cluster"))]
-    pub(crate) fn with_bus(bus: Arc<dyn Bus>) -> Self {
-        Groups { shared: Arc::new(Shared { bus: Some(bus), ..Shared::default() }) }
+    pub(crate) fn with_broker(broker: Arc<dyn Broker>) -> Self {
+        Groups { shared: Arc::new(Shared { broker, ..Shared::default() }) }
     }
 
     /// Hands `msg`, which came from another node, to this node's members of `group`.
@@ -236,11 +241,9 @@ impl Groups {
                 Err(Removed) => continue,
                 Ok(new) => {
                     fresh = new;
-                    // Under the connection's memberships lock: the bus sees one
+                    // Under the connection's memberships lock: the broker sees one
                     // connection's joins and leaves in the order they were made.
-                    if let Some(bus) = &self.shared.bus {
-                        bus.joined(&g.name, id, &meta, new);
-                    }
+                    self.shared.broker.joined(&g.name, id, &meta, new);
                     return new.then_some(g as Arc<dyn Joined>);
                 }
             }
@@ -284,34 +287,16 @@ impl Groups {
     }
 
     fn send_out(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
-        if let Some(bus) = &self.shared.bus {
-            if let Some(limits) = self.shared.rules.limits(group) {
-                // Delivered here too once Redis has placed it in history (in order with the
-                // other nodes' broadcasts); what it reaches here is counted now.
-                let (reply, _) = tokio::sync::oneshot::channel();
-                let msg = msg.clone();
-                if !bus.publish(
-                    group,
-                    limits,
-                    Box::new(move |_| msg.clone()),
-                    except.map(|id| id.seq()),
-                    reply,
-                ) {
-                    tracing::warn!(group, "broadcast to a group with history not published: Redis is away");
-                    return 0;
-                }
-                return self.count(group) - usize::from(except.is_some_and(|id| self.contains(group, id)));
-            }
-            bus.broadcast(group, msg);
-        }
-        if self.shared.rules.limits(group).is_some() {
-            // A group with history is there even without members, to keep the broadcast.
-            self.shared.get_or_make(group);
-        }
-        self.publish_here(group, msg, except)
+        self.shared.broker.broadcast(self, group, msg, except, self.shared.rules.limits(group))
     }
 
-    fn publish_here(&self, group: &str, msg: &PreparedMessage, except: Option<&ConnectionId>) -> usize {
+    /// Hands `msg` to this node's members of `group` but `except`; how many it reached.
+    pub(crate) fn publish_here(
+        &self,
+        group: &str,
+        msg: &PreparedMessage,
+        except: Option<&ConnectionId>,
+    ) -> usize {
         let Some(g) = self.shared.get(group) else { return 0 };
         let reach = g.deliver(msg, except, self.shared.thread_backlog());
         self.note_skipped(group, reach.skipped);

@@ -44,6 +44,8 @@ fn matches(pattern: &str, group: &str) -> bool {
 /// cluster.
 pub(crate) enum Answer<T> {
     Ready(Option<T>),
+    // Only a cluster's broker answers later: the in-process one has its answer at once.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Later(oneshot::Receiver<T>),
 }
 
@@ -133,7 +135,7 @@ impl Groups {
     /// ```
     pub fn keep_history(&self, pattern: &str, limits: HistoryLimits) {
         self.shared.rules.add(pattern, limits);
-        if self.shared.bus.is_some() {
+        if !self.shared.broker.history_in_groups() {
             return;
         }
         for (name, group) in self.shared.lock().iter() {
@@ -171,22 +173,18 @@ impl Groups {
         M: Into<PreparedMessage>,
         F: Fn(&Position) -> M + Send + 'static,
     {
-        let answer = match &self.shared.bus {
-            Some(bus) => match self.shared.rules.limits(group) {
-                None => Answer::Ready(Some(Err(HistoryError::NoHistory))),
-                Some(limits) => {
-                    let (tx, rx) = oneshot::channel();
-                    let build = Box::new(move |at: &Position| build(at).into());
-                    bus.publish(group, limits, build, None, tx);
-                    Answer::Later(rx)
-                }
-            },
-            None => Answer::Ready(Some(self.publish_here_at(group, |at| build(at).into()))),
+        let answer = match self.shared.rules.limits(group) {
+            None => Answer::Ready(Some(Err(HistoryError::NoHistory))),
+            Some(limits) => {
+                let build = Box::new(move |at: &Position| build(at).into());
+                self.shared.broker.publish(self, group, limits, build)
+            }
         };
         HistoryFuture::new(answer, stopped_publish)
     }
 
-    fn publish_here_at(
+    /// Places a broadcast in `group`'s history here and hands it to its members.
+    pub(super) fn publish_here_at(
         &self,
         group: &str,
         build: impl Fn(&Position) -> PreparedMessage,
@@ -242,21 +240,15 @@ impl Groups {
         since: Since,
     ) -> HistoryFuture<Result<Recovered, RecoveryError>> {
         let meta = meta.into();
-        let answer = match &self.shared.bus {
-            Some(bus) => match self.shared.rules.limits(group) {
-                None => Answer::Ready(Some(Err(RecoveryError::NoHistory))),
-                Some(limits) => {
-                    let (tx, rx) = oneshot::channel();
-                    bus.join_since(group, id, meta, since, limits, tx);
-                    Answer::Later(rx)
-                }
-            },
-            None => Answer::Ready(Some(self.join_here_since(group, id, meta, since))),
+        let answer = match self.shared.rules.limits(group) {
+            None => Answer::Ready(Some(Err(RecoveryError::NoHistory))),
+            Some(limits) => self.shared.broker.join_since(self, group, id, meta, since, limits),
         };
         HistoryFuture::new(answer, stopped_join)
     }
 
-    fn join_here_since(
+    /// Joins `id` to `group` after a replay from the history kept here.
+    pub(super) fn join_here_since(
         &self,
         group: &str,
         id: &ConnectionId,
@@ -339,9 +331,7 @@ impl Groups {
                 Err(super::group::Removed) => continue,
                 Ok(new) => {
                     fresh = new;
-                    if let Some(bus) = &self.shared.bus {
-                        bus.joined(&g.name, id, &meta, new);
-                    }
+                    self.shared.broker.joined(&g.name, id, &meta, new);
                     return new.then_some(g as Arc<dyn crate::delivery::Joined>);
                 }
             }

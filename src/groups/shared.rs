@@ -1,13 +1,14 @@
 //! What every clone of a `Groups` shares: its groups by name, its bound per thread, the
-//! cluster it spans, its history rules, and the sweep of groups that only keep history.
+//! broker, its history rules, and the sweep of groups that only keep history.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::broker::{Broker, InProcess};
 use super::group::Group;
-use super::{recovery, Bus};
+use super::recovery;
 use crate::delivery::lock;
 
 /// Bytes of broadcasts a thread may have waiting before further broadcasts skip it.
@@ -28,8 +29,9 @@ pub(crate) struct Shared {
     pub(super) map: Mutex<HashMap<Arc<str>, Arc<Group>>>,
     /// Bytes of broadcasts that may wait for one thread (see `with_thread_backlog`).
     pub(super) thread_backlog: AtomicUsize,
-    /// The cluster these groups span, if any.
-    pub(super) bus: Option<Arc<dyn Bus>>,
+    /// Where history is kept and whom changes and broadcasts are told to: this process,
+    /// or the cluster these groups span.
+    pub(super) broker: Arc<dyn Broker>,
     /// Which groups keep history.
     pub(super) rules: recovery::Rules,
     /// When groups that only keep history were last looked at (ms since `clock()`).
@@ -42,7 +44,7 @@ impl Default for Shared {
             key: next_key(),
             map: Mutex::default(),
             thread_backlog: AtomicUsize::new(DEFAULT_THREAD_BACKLOG),
-            bus: None,
+            broker: Arc::new(InProcess),
             rules: recovery::Rules::default(),
             swept: AtomicU64::new(0),
         }
@@ -84,7 +86,7 @@ impl Shared {
         }
         let name: Arc<str> = name.into();
         let g = Arc::new(Group::new(next_key(), name.clone(), Arc::downgrade(self)));
-        if self.bus.is_none() {
+        if self.broker.history_in_groups() {
             if let Some(limits) = self.rules.limits(&name) {
                 g.keep_history(limits, rand::random());
             }

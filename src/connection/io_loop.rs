@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use actix::prelude::*;
 
-use super::framed::{Flushed, Read};
+use super::wire::{Flushed, Read};
 use super::WsConnection;
 
 /// Rounds of work before the I/O loop yields to other actors on the same thread.
@@ -132,7 +132,7 @@ fn pause(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> Poll<()> {
         act.watch_stall(ctx);
     }
     act.publish_backlog();
-    act.framed.release_buffers_over(LARGE_BUFFER);
+    act.wire.release_buffers_over(LARGE_BUFFER);
     Poll::Pending
 }
 
@@ -146,8 +146,8 @@ fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
         Some(_) => progress = true,
         None => {}
     }
-    if act.lifecycle.drop_tcp_when_flushed(act.framed.role()) && act.framed.is_flushed() {
-        return match act.framed.poll_close(task) {
+    if act.lifecycle.drop_tcp_when_flushed(act.wire.role()) && act.wire.is_flushed() {
+        return match act.wire.poll_close(task) {
             Poll::Ready(_) => Step::Done,
             Poll::Pending => Step::Idle,
         };
@@ -165,7 +165,7 @@ fn write(
     ctx: &mut Context<WsConnection>,
     task: &mut TaskContext<'_>,
 ) -> Option<Step> {
-    match act.framed.flush(task) {
+    match act.wire.flush(task) {
         // No step needed for this alone: room it makes is seen below.
         Flushed::All => {}
         Flushed::Blocked => act.watch_stall(ctx),
@@ -178,14 +178,14 @@ fn write(
         if !act.has_room() {
             // Reading waits for room, which a drained body makes without any write of
             // ours being refused.
-            act.framed.want_room(task);
+            act.wire.want_room(task);
         }
         None
     } else if act.has_room() {
         act.release_waiters(ctx);
         Some(Step::Progress)
     } else {
-        act.framed.want_room(task);
+        act.wire.want_room(task);
         None
     }
 }
@@ -196,11 +196,11 @@ fn read(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
     if may_read && decode_one(act, ctx) {
         return Step::Progress;
     }
-    let role = act.framed.role();
+    let role = act.wire.role();
     if !may_read && !act.lifecycle.reads_for_eof(role) {
         return Step::Idle;
     }
-    match act.framed.read(task) {
+    match act.wire.read(task) {
         Read::Eof => {
             if !act.lifecycle.handshake_done() {
                 act.lifecycle.lost(&std::io::ErrorKind::UnexpectedEof.into());
@@ -214,7 +214,7 @@ fn read(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
         Read::Bytes => {
             act.liveness.heard(std::time::Instant::now());
             if act.lifecycle.reads_for_eof(role) {
-                act.framed.discard_read();
+                act.wire.discard_read();
             } else if may_read {
                 // Decode what arrived in this step, not the next.
                 decode_one(act, ctx);
@@ -228,7 +228,7 @@ fn read(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
 /// Decodes and handles the next incoming frame, if the read buffer holds a whole one;
 /// returns whether it did anything.
 fn decode_one(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> bool {
-    match act.framed.decode() {
+    match act.wire.decode() {
         Ok(Some(incoming)) => {
             act.on_incoming(incoming, ctx);
             true

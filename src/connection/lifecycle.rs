@@ -18,7 +18,7 @@ pub(super) enum PeerEnd {
 
 /// The closing handshake, RFC 6455 section 7.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
+enum Handshake {
     /// Reading and writing.
     Open,
     /// The peer's stream has ended; nothing more is read, and the answer waits until the
@@ -37,7 +37,7 @@ enum State {
 /// The state and the reason the target will be given.
 #[derive(Debug)]
 pub(super) struct Lifecycle {
-    state: State,
+    state: Handshake,
     reason: Option<DisconnectReason>,
 }
 
@@ -52,7 +52,7 @@ pub(super) enum CloseFrame {
 
 impl Lifecycle {
     pub(super) fn new() -> Self {
-        Lifecycle { state: State::Open, reason: None }
+        Lifecycle { state: Handshake::Open, reason: None }
     }
 
     /// Keeps the first reason: later ones are consequences of it.
@@ -87,23 +87,23 @@ impl Lifecycle {
     /// Data may be read and handed to the target.
     #[inline]
     pub(super) fn may_read(&self) -> bool {
-        matches!(self.state, State::Open | State::CloseSent)
+        matches!(self.state, Handshake::Open | Handshake::CloseSent)
     }
 
     /// Our close frame is out: nothing more may be written.
     #[inline]
     pub(super) fn close_sent(&self) -> bool {
         match &self.state {
-            State::Open => false,
-            State::Draining { close_sent, .. } => *close_sent,
-            State::CloseSent | State::Closed { .. } | State::Done => true,
+            Handshake::Open => false,
+            Handshake::Draining { close_sent, .. } => *close_sent,
+            Handshake::CloseSent | Handshake::Closed { .. } | Handshake::Done => true,
         }
     }
 
     /// The peer's end waits for the target.
     #[inline]
     pub(super) fn is_draining(&self) -> bool {
-        matches!(self.state, State::Draining { .. })
+        matches!(self.state, Handshake::Draining { .. })
     }
 
     /// TCP ends as soon as the outgoing bytes are flushed: at once when failing, and on
@@ -111,24 +111,24 @@ impl Lifecycle {
     /// first); a client waits for the server to do it.
     #[inline]
     pub(super) fn drop_tcp_when_flushed(&self, role: Role) -> bool {
-        matches!(self.state, State::Closed { failing } if failing || role == Role::Server)
+        matches!(self.state, Handshake::Closed { failing } if failing || role == Role::Server)
     }
 
     /// A client past the handshake reads only to see the server's EOF.
     #[inline]
     pub(super) fn reads_for_eof(&self, role: Role) -> bool {
-        matches!(self.state, State::Closed { failing: false }) && role == Role::Client
+        matches!(self.state, Handshake::Closed { failing: false }) && role == Role::Client
     }
 
     /// Both close frames are exchanged (EOF then is the expected end, not a loss).
     #[inline]
     pub(super) fn handshake_done(&self) -> bool {
-        matches!(self.state, State::Closed { failing: false })
+        matches!(self.state, Handshake::Closed { failing: false })
     }
 
     #[inline]
     pub(super) fn is_done(&self) -> bool {
-        matches!(self.state, State::Done)
+        matches!(self.state, Handshake::Done)
     }
 
     /// We close with `code`: returns the frame to write, if one is not out already.
@@ -136,11 +136,11 @@ impl Lifecycle {
         self.set_reason(reason);
         let frame =
             if self.close_sent() { CloseFrame::None } else { CloseFrame::Send(code, text.to_owned()) };
-        self.state = match std::mem::replace(&mut self.state, State::Done) {
-            State::Open => State::CloseSent,
+        self.state = match std::mem::replace(&mut self.state, Handshake::Done) {
+            Handshake::Open => Handshake::CloseSent,
             // The peer closed first: with ours out, the handshake is complete.
-            State::Draining { end: PeerEnd::Close(_), .. } => State::Closed { failing: false },
-            State::Draining { end, .. } => State::Draining { end, close_sent: true },
+            Handshake::Draining { end: PeerEnd::Close(_), .. } => Handshake::Closed { failing: false },
+            Handshake::Draining { end, .. } => Handshake::Draining { end, close_sent: true },
             other => other,
         };
         frame
@@ -151,7 +151,7 @@ impl Lifecycle {
     pub(super) fn fail(&mut self, code: CloseCode, text: &str, reason: DisconnectReason) -> CloseFrame {
         let frame = self.close(code, text, reason);
         if !self.is_done() {
-            self.state = State::Closed { failing: true };
+            self.state = Handshake::Closed { failing: true };
         }
         frame
     }
@@ -159,10 +159,10 @@ impl Lifecycle {
     /// The peer's stream ended with `end`. Its close frame after ours completes the
     /// handshake at once; anything else waits for the target (`end_to_answer`).
     pub(super) fn peer_ended(&mut self, end: PeerEnd) {
-        self.state = match (std::mem::replace(&mut self.state, State::Done), end) {
-            (State::CloseSent, PeerEnd::Close(_)) => State::Closed { failing: false },
-            (State::Open, end) => State::Draining { end, close_sent: false },
-            (State::CloseSent, end) => State::Draining { end, close_sent: true },
+        self.state = match (std::mem::replace(&mut self.state, Handshake::Done), end) {
+            (Handshake::CloseSent, PeerEnd::Close(_)) => Handshake::Closed { failing: false },
+            (Handshake::Open, end) => Handshake::Draining { end, close_sent: false },
+            (Handshake::CloseSent, end) => Handshake::Draining { end, close_sent: true },
             (other, _) => other,
         };
     }
@@ -170,14 +170,14 @@ impl Lifecycle {
     /// The target has handled what came before the peer's end: the end to answer now.
     pub(super) fn end_to_answer(&self) -> Option<PeerEnd> {
         match &self.state {
-            State::Draining { end, .. } => Some(end.clone()),
+            Handshake::Draining { end, .. } => Some(end.clone()),
             _ => None,
         }
     }
 
     /// The transport is closed or failed.
     pub(super) fn finish(&mut self) {
-        self.state = State::Done;
+        self.state = Handshake::Done;
     }
 }
 

@@ -32,21 +32,21 @@ impl Handler<GetStats> for WsConnection {
         MessageResult(Stats {
             local_addr: d.local_addr,
             remote_addr: d.remote_addr,
-            role: self.framed.role(),
+            role: self.wire.role(),
             protocol: d.protocol.clone(),
             compressed: d.compressed,
             traffic: Traffic {
-                bytes_in: self.framed.bytes_in(),
-                bytes_out: self.framed.bytes_out(),
+                bytes_in: self.wire.bytes_in(),
+                bytes_out: self.wire.bytes_out(),
                 messages_in: d.messages.messages_in,
                 messages_out: d.messages.messages_out,
                 message_bytes_in: d.messages.bytes_in,
                 message_bytes_out: d.messages.bytes_out,
             },
             buffers: Buffers {
-                outgoing: self.framed.pending_out(),
+                outgoing: self.wire.pending_out(),
                 queued: self.queue.bytes(),
-                incoming: self.framed.buffered_in(),
+                incoming: self.wire.buffered_in(),
             },
             age: d.started.elapsed(),
         })
@@ -61,17 +61,17 @@ impl WsConnection {
         #[cfg(feature = "metrics")]
         {
             let m = &self.details.messages;
-            let waiting = if end { 0 } else { self.framed.pending_out() + self.queue.bytes() };
+            let waiting = if end { 0 } else { self.wire.pending_out() + self.queue.bytes() };
             let flow = crate::telemetry::Flow {
                 messages_in: m.messages_in,
                 messages_out: m.messages_out,
                 payload_in: m.bytes_in,
                 payload_out: m.bytes_out,
-                wire_in: self.framed.bytes_in(),
-                wire_out: self.framed.bytes_out(),
+                wire_in: self.wire.bytes_in(),
+                wire_out: self.wire.bytes_out(),
                 waiting: waiting as u64,
             };
-            self.details.reported.report(self.framed.role(), flow);
+            self.details.reported.report(self.wire.role(), flow);
         }
         let _ = end;
     }

@@ -3,14 +3,16 @@
 //! The actor is where its parts meet; each part lives in a file of its own:
 //!
 //! ```text
-//! peer ──bytes──> framed (transport, read buffer, decoder) ──message──> handover ──> target
-//!                    │                                          (window of unhandled messages,
-//!                    │ pings, closes                              connect first, disconnect last)
-//!                    v
-//! peer <──bytes── framed (encoder, write buffer, transport) <── write_queue <── ConnectionId::send
-//!                                                               (bounded queue, stall watch)
+//! peer ──bytes──> wire (transport, read buffer, decoder) ──message──> target_window ──> target
+//!                  │                                      (window of unhandled messages,
+//!                  │ pings, closes                          connect first, disconnect last)
+//!                  v
+//! peer <──bytes── wire (encoder, write buffer, transport) <── write_queue <── ConnectionId::send
+//!                                                           (bounded queue, stall watch)
 //! ```
 //!
+//! - `wire`: the bytes both ways and the codec over them; `target_window`: what is
+//!   handed to the target and not yet handled by it.
 //! - `id`: the `ConnectionId` that addresses the actor, with what writers read without
 //!   asking it; `events` and `target`: what the target is told, and who the target is.
 //! - `io_loop`: the loop, polled inside the actor: flush, let queued writes in, read and
@@ -36,15 +38,15 @@
 mod body_driven;
 mod details;
 mod events;
-mod framed;
-mod handover;
 mod id;
 mod io_loop;
 mod lifecycle;
 mod mailbox;
 mod target;
+mod target_window;
 mod tick;
 pub(crate) mod transport;
+mod wire;
 mod write_buffer;
 mod write_queue;
 mod writes;
@@ -70,12 +72,12 @@ pub(crate) use details::copy_headers;
 use details::Details;
 pub(crate) use events::ConnectData;
 pub use events::{MessageConnect, MessageDisconnect, WsMessage};
-use framed::{Codec, Framed};
-use handover::Handover;
 pub use id::ConnectionId;
 use io_loop::IoLoopState;
 use lifecycle::{CloseFrame, Lifecycle, PeerEnd};
 pub(crate) use mailbox::Shutdown;
+use target_window::TargetWindow;
+use wire::{Codec, Wire};
 
 pub use target::Target;
 use tick::{Due, Liveness, Tick};
@@ -107,8 +109,8 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 pub struct WsConnection {
     id: ConnectionId,
     config: Arc<ConnectionSettings>,
-    framed: Framed,
-    handover: Handover,
+    wire: Wire,
+    to_target: TargetWindow,
     queue: WriteQueue,
     lifecycle: Lifecycle,
     tick: Option<Tick>,
@@ -211,8 +213,8 @@ impl WsConnection {
         WsConnection {
             span,
             id,
-            framed: Framed::new(codec, transport, read_buf),
-            handover: Handover::new(setup.target),
+            wire: Wire::new(codec, transport, read_buf),
+            to_target: TargetWindow::new(setup.target),
             queue: WriteQueue::default(),
             lifecycle: Lifecycle::new(),
             tick: None,
@@ -229,7 +231,7 @@ impl WsConnection {
     }
 
     fn has_room(&self) -> bool {
-        self.framed.pending_out() < self.config.max_write_buffer
+        self.wire.pending_out() < self.config.max_write_buffer
     }
 
     /// Whether the I/O loop may read and decode: `MessageConnect` is with the target and its
@@ -237,8 +239,8 @@ impl WsConnection {
     /// (pongs to a ping flood would pile up).
     fn may_read(&self) -> bool {
         self.lifecycle.may_read()
-            && self.handover.is_connected()
-            && self.handover.has_room(&self.config)
+            && self.to_target.is_connected()
+            && self.to_target.has_room(&self.config)
             && self.has_room()
     }
 
@@ -260,7 +262,7 @@ impl WsConnection {
     /// close when the server does not).
     fn after_close(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
         let CloseFrame::Send(code, text) = frame else { return };
-        self.framed.encode_close(code, &text);
+        self.wire.encode_close(code, &text);
         self.id.mark_closing();
         let error = match self.lifecycle.reason() {
             Some(DisconnectReason::SlowConsumer) => WriteError::SlowConsumer,
@@ -282,7 +284,7 @@ impl WsConnection {
     }
 
     fn slow_consumer(&mut self, ctx: &mut Context<Self>) {
-        let pending = self.framed.pending_out();
+        let pending = self.wire.pending_out();
         tracing::debug!(parent: &self.span, pending, queued = self.queue.bytes(), "slow consumer");
         // The peer is not reading, so waiting for its close would only hold memory.
         self.fail(CloseCode::POLICY_VIOLATION, "slow consumer", DisconnectReason::SlowConsumer, ctx);
@@ -299,7 +301,7 @@ impl WsConnection {
             Incoming::Binary(body) => self.deliver(MessageKind::Binary, body),
             Incoming::Ping(body) => {
                 if !self.lifecycle.close_sent() {
-                    let _ = self.framed.encode_control(OpCode::Pong, &body);
+                    let _ = self.wire.encode_control(OpCode::Pong, &body);
                 }
             }
             Incoming::Pong(_) => {}
@@ -320,7 +322,7 @@ impl WsConnection {
     /// for. Meanwhile nothing more is read.
     fn peer_ended(&mut self, end: PeerEnd, ctx: &mut Context<Self>) {
         self.lifecycle.peer_ended(end);
-        if !self.lifecycle.is_draining() || self.handover.in_flight() == 0 {
+        if !self.lifecycle.is_draining() || self.to_target.in_flight() == 0 {
             return; // Nothing to wait for, and no timer to pay for.
         }
         ctx.run_later(self.config.close_timeout, |act, ctx| {
@@ -335,7 +337,7 @@ impl WsConnection {
     /// Called by the I/O loop: answers the peer's end once the target is done with what came
     /// before it, and the replies it wrote meanwhile have been taken in.
     fn answer_peer_end(&mut self, ctx: &mut Context<Self>, task: &std::task::Context<'_>) -> bool {
-        if !self.lifecycle.is_draining() || !self.handover.is_drained() {
+        if !self.lifecycle.is_draining() || !self.to_target.is_drained() {
             return false;
         }
         if self.io.answered_this_poll() {
@@ -373,14 +375,14 @@ impl WsConnection {
     fn deliver(&mut self, kind: MessageKind, body: bytes::Bytes) {
         self.details.messages.received(body.len());
         let msg = WsMessage::new(self.id.clone(), kind, body);
-        if self.handover.push(msg, &self.config) {
+        if self.to_target.push(msg, &self.config) {
             self.hand_over_last();
         }
     }
 
-    /// Hands the last decoded message over, awaited, closing its batch (see `Handover`).
+    /// Hands the last decoded message over, awaited, closing its batch (see `TargetWindow`).
     fn hand_over_last(&mut self) {
-        if self.handover.hand_over_last(self.io.waker()) {
+        if self.to_target.hand_over_last(self.io.waker()) {
             // Refused for good (the target is gone): the I/O loop must look again.
             self.wake();
         }
@@ -388,7 +390,7 @@ impl WsConnection {
 
     /// Moves the window on for every answered hand-over.
     fn poll_answers(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) {
-        let answers = self.handover.poll_answers(task);
+        let answers = self.to_target.poll_answers(task);
         if answers.any {
             self.liveness.heard(Instant::now());
             self.io.answered();
@@ -403,23 +405,23 @@ impl WsConnection {
         if !self.tick.as_mut().is_some_and(Tick::is_check) || self.lifecycle.close_sent() {
             return;
         }
-        if !self.handover.is_connected() {
+        if !self.to_target.is_connected() {
             self.check_connect_timeout(ctx);
             return;
         }
-        if self.handover.in_flight() > 0 {
+        if self.to_target.in_flight() > 0 {
             return; // The target is busy: the peer waits on it, not idle.
         }
         // A connection gone quiet gives back what a burst or a large message left.
-        self.handover.release_spare();
-        self.framed.release_buffers();
+        self.to_target.release_spare();
+        self.wire.release_buffers();
         self.queue.release();
         self.io.taken = Vec::new();
         self.id.subscriber().release_spare();
         match self.liveness.check(Instant::now(), &self.config) {
             Due::Nothing => {}
             Due::Ping => {
-                let _ = self.framed.encode_control(OpCode::Ping, b"");
+                let _ = self.wire.encode_control(OpCode::Ping, b"");
                 self.wake();
             }
             Due::IdleTimeout => {
@@ -455,12 +457,12 @@ impl Actor for WsConnection {
         let connect = self.details.message_connect(self.id.clone());
         tracing::info!(parent: &self.span, uri = %crate::redact::for_logs(&connect.uri), protocol = ?connect.protocol, compressed = connect.compressed, "connected");
         // The I/O loop is not polled yet: an awaited answer is polled on its first poll.
-        if !self.handover.connect(connect, None) {
+        if !self.to_target.connect(connect, None) {
             self.target_gone(ctx);
         }
         ctx.spawn(io_loop::IoLoop);
         self.tick = Tick::for_config(&self.config);
-        telemetry::connection_opened(self.framed.role());
+        telemetry::connection_opened(self.wire.role());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -475,10 +477,10 @@ impl Actor for WsConnection {
         self.id.subscriber().end();
         let reason = self.lifecycle.take_reason();
         self.report_traffic(true);
-        telemetry::connection_closed(self.framed.role(), &reason);
-        let (bytes_in, bytes_out) = (self.framed.bytes_in(), self.framed.bytes_out());
+        telemetry::connection_closed(self.wire.role(), &reason);
+        let (bytes_in, bytes_out) = (self.wire.bytes_in(), self.wire.bytes_out());
         tracing::info!(parent: &self.span, %reason, bytes_in, bytes_out, "disconnected");
-        self.handover.finish(MessageDisconnect { id: self.id.clone(), reason });
+        self.to_target.finish(MessageDisconnect { id: self.id.clone(), reason });
         self.id.mark_ended();
     }
 }

@@ -89,7 +89,7 @@ impl WsConnection {
     /// a write is refused for room. Costs nothing while nothing waits.
     pub(super) fn watch_stall(&mut self, ctx: &mut Context<Self>) {
         let timeout = self.config.write_timeout;
-        if let Some(first) = self.queue.stall.arm(self.framed.bytes_taken(), Instant::now(), timeout) {
+        if let Some(first) = self.queue.stall.arm(self.wire.bytes_taken(), Instant::now(), timeout) {
             ctx.run_later(first, |act, ctx| act.check_stall(ctx));
         }
     }
@@ -98,9 +98,9 @@ impl WsConnection {
         if self.lifecycle.is_done() {
             return;
         }
-        let waiting = !self.framed.is_flushed() || self.framed.pending_out() > 0 || !self.queue.is_empty();
+        let waiting = !self.wire.is_flushed() || self.wire.pending_out() > 0 || !self.queue.is_empty();
         let timeout = self.config.write_timeout;
-        match self.queue.stall.check(self.framed.bytes_taken(), waiting, Instant::now(), timeout) {
+        match self.queue.stall.check(self.wire.bytes_taken(), waiting, Instant::now(), timeout) {
             Stall::Clear => {}
             Stall::Stuck => self.slow_consumer(ctx),
             Stall::Recheck(after) => {
@@ -111,7 +111,7 @@ impl WsConnection {
 
     /// Tells writers how far behind the peer is, for [`ConnectionId::try_send`].
     pub(super) fn publish_backlog(&self) {
-        self.id.set_backlog(self.framed.pending_out() + self.queue.bytes());
+        self.id.set_backlog(self.wire.pending_out() + self.queue.bytes());
     }
 
     /// Encodes one outgoing message; `Err` only for messages that cannot be sent.
@@ -122,7 +122,7 @@ impl WsConnection {
             Outbound::Message(m) => m,
             Outbound::Prepared(p) => match self.shared_frame_key() {
                 Some(key) => {
-                    self.framed.push_frame(p.frame(key));
+                    self.wire.push_frame(p.frame(key));
                     self.count_out(p.body().len());
                     return Ok(());
                 }
@@ -137,13 +137,13 @@ impl WsConnection {
                 if simdutf8::basic::from_utf8(&msg.body).is_err() {
                     return Err(WriteError::Invalid("text message is not UTF-8".into()));
                 }
-                self.framed.encode_data(DataKind::Text, &msg.body, self.fragment_size())?;
+                self.wire.encode_data(DataKind::Text, &msg.body, self.fragment_size())?;
             }
             MessageKind::Binary => {
-                self.framed.encode_data(DataKind::Binary, &msg.body, self.fragment_size())?
+                self.wire.encode_data(DataKind::Binary, &msg.body, self.fragment_size())?
             }
-            MessageKind::Ping => self.framed.encode_control(OpCode::Ping, &msg.body)?,
-            MessageKind::Pong => self.framed.encode_control(OpCode::Pong, &msg.body)?,
+            MessageKind::Ping => self.wire.encode_control(OpCode::Ping, &msg.body)?,
+            MessageKind::Pong => self.wire.encode_control(OpCode::Pong, &msg.body)?,
             MessageKind::Close => return self.write_close(&msg.body, ctx),
         }
         self.count_out(msg.body.len());
@@ -164,7 +164,7 @@ impl WsConnection {
 
     /// Which of a broadcast's shared frames fits this connection as is, if any.
     fn shared_frame_key(&self) -> Option<FrameKey> {
-        self.framed.frame_key().filter(|_| self.config.fragment_size.is_none())
+        self.wire.frame_key().filter(|_| self.config.fragment_size.is_none())
     }
 
     fn count_out(&mut self, payload: usize) {

@@ -1,9 +1,9 @@
 //! The server half: the `WsHandler` that upgrades actix-web requests into `WsConnection`
 //! actors (Ergo's `CreateHandler`), and its shutdown.
 
-mod hand_off;
 mod options;
 mod request;
+mod socket_claim;
 
 use std::any::Any;
 use std::fmt;
@@ -16,10 +16,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::AppConfig;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 
-pub(crate) use hand_off::{HandOff, Pending};
 pub use options::{HandlerOptions, OriginCheck};
 pub(crate) use request::LocalAddr;
 pub use request::{record_local_addr, HandshakeError};
+pub(crate) use socket_claim::{Pending, SocketClaim};
 
 use crate::connection::{copy_headers, ConnectData, ConnectionId, Setup, Shutdown, Target, WsConnection};
 use crate::error::ConfigError;
@@ -336,15 +336,15 @@ impl WsHandler {
             }
             Some(registration)
         };
-        let hand_off = req.extensions().get::<HandOff>().cloned();
-        if let Some(hand_off) = hand_off {
+        let claim = req.extensions().get::<SocketClaim>().cloned();
+        if let Some(claim) = claim {
             // The server takes the socket over once this 101 is written, and the connection
             // starts then: its place is held from now, so that a shutdown beginning in
             // between waits for it.
             let reservation =
                 self.inner.registry.reserve().ok_or(HandshakeError::Unavailable("shutting down"))?;
             let join = move |id: &ConnectionId| told(reservation.join(id.seq(), id.clone()), id);
-            hand_off.leave(Pending { setup, join: Box::new(join) });
+            claim.leave(Pending { setup, join: Box::new(join) });
             return Ok(res.finish());
         }
         let registry = self.inner.registry.clone();

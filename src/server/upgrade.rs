@@ -20,7 +20,7 @@ use futures_util::SinkExt;
 use super::app::AppCell;
 use super::{body, respond};
 use crate::connection::WsConnection;
-use crate::handler::{HandOff, Pending};
+use crate::handler::{Pending, SocketClaim};
 
 /// Makes an upgrade service for each worker, over the worker's `App` (whose answers have
 /// bodies of type `B`).
@@ -98,15 +98,15 @@ where
     R: Into<Response<B>>,
     B: MessageBody + 'static,
 {
-    let hand_off = HandOff::default();
-    req.extensions_mut().insert(hand_off.clone());
+    let claim = SocketClaim::default();
+    req.extensions_mut().insert(claim.clone());
     // Read only by another crate's upgrade: this crate's routes hand the socket over.
     let body_in = body::request_body(&mut req);
     let res = match app.call(req).await {
         Ok(res) => res.into().map_into_boxed_body(),
         Err(e) => Response::from(e.into()),
     };
-    match hand_off.take() {
+    match claim.take() {
         Some(pending) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
             take_over(pending, res, framed).await
         }

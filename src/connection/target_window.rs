@@ -31,10 +31,10 @@ use actix::prelude::*;
 use crate::connection::{MessageConnect, MessageDisconnect, Target, WsMessage};
 use crate::settings::ConnectionSettings;
 
-/// A request in place; its box is kept for the next hand-over (see `Handover::spare`).
+/// A request in place; its box is kept for the next hand-over (see `TargetWindow::spare`).
 type RequestBox = Pin<Box<Option<RecipientRequest<WsMessage>>>>;
 
-/// What the hand-over saw while polling its answers.
+/// What the window saw while polling its answers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Answers {
     /// At least one awaited send (or `MessageConnect`) was answered.
@@ -66,19 +66,19 @@ struct Window {
 /// A message handed over with `send`: when it is answered, the target has handled every
 /// message up to `sent` (and `sent_bytes`).
 struct AwaitedSend {
-    answer: Answer,
+    reply: Reply,
     sent: u32,
     sent_bytes: u64,
 }
 
-enum Answer {
+enum Reply {
     Awaited(RequestBox),
     /// Answered on the poll that queued it (a request must not be polled again after).
     Ready(Result<(), MailboxError>),
 }
 
 /// The hand-over of one connection's messages to its target.
-pub(super) struct Handover {
+pub(super) struct TargetWindow {
     target: Target,
     connect: Connect,
     window: Window,
@@ -106,9 +106,9 @@ fn poll_request(request: &mut RequestBox, task: &mut Context<'_>) -> Poll<Result
     answer
 }
 
-impl Handover {
+impl TargetWindow {
     pub(super) fn new(target: Target) -> Self {
-        Handover {
+        TargetWindow {
             target,
             connect: Connect::Unsent,
             window: Window::default(),
@@ -200,15 +200,15 @@ impl Handover {
             Some(w) if self.awaited.is_empty() => w,
             _ => Waker::noop(),
         };
-        let (answer, refused) = match poll_request(&mut request, &mut Context::from_waker(waker)) {
-            Poll::Pending => (Answer::Awaited(request), false),
+        let (reply, refused) = match poll_request(&mut request, &mut Context::from_waker(waker)) {
+            Poll::Pending => (Reply::Awaited(request), false),
             Poll::Ready(res) => {
                 self.spare = Some(request);
-                (Answer::Ready(res), true)
+                (Reply::Ready(res), true)
             }
         };
         self.awaited.push_back(AwaitedSend {
-            answer,
+            reply,
             sent: self.window.sent,
             sent_bytes: self.window.sent_bytes,
         });
@@ -234,13 +234,13 @@ impl Handover {
             }
         }
         while let Some(oldest) = self.awaited.front_mut() {
-            let answer = match &mut oldest.answer {
-                Answer::Awaited(request) => poll_request(request, task),
-                Answer::Ready(res) => Poll::Ready(*res),
+            let answer = match &mut oldest.reply {
+                Reply::Awaited(request) => poll_request(request, task),
+                Reply::Ready(res) => Poll::Ready(*res),
             };
             let Poll::Ready(res) = answer else { break };
             let (sent, sent_bytes) = (oldest.sent, oldest.sent_bytes);
-            if let Some(AwaitedSend { answer: Answer::Awaited(request), .. }) = self.awaited.pop_front() {
+            if let Some(AwaitedSend { reply: Reply::Awaited(request), .. }) = self.awaited.pop_front() {
                 self.spare = Some(request);
             }
             seen.any = true;
@@ -285,9 +285,9 @@ impl Handover {
         let awaited: Vec<RequestBox> = self
             .awaited
             .drain(..)
-            .filter_map(|f| match f.answer {
-                Answer::Awaited(request) => Some(request),
-                Answer::Ready(_) => None,
+            .filter_map(|f| match f.reply {
+                Reply::Awaited(request) => Some(request),
+                Reply::Ready(_) => None,
             })
             .collect();
         let target = self.target.clone();
@@ -385,9 +385,9 @@ mod tests {
         // A slow target on its own thread: every batch's awaited send is unanswered at the end.
         let (target, done) = counter(Duration::from_millis(2));
         let config = ConnectionSettings { max_in_flight: 4, ..Default::default() };
-        let mut handover = Handover::new(target);
+        let mut window = TargetWindow::new(target);
         let id = some_id();
-        assert!(handover.connect(
+        assert!(window.connect(
             MessageConnect {
                 id: id.clone(),
                 remote_addr: None,
@@ -400,12 +400,12 @@ mod tests {
             None
         ));
         for n in 1..=10 {
-            if handover.push(message(&id), &config) || n == 10 {
-                handover.hand_over_last(None);
+            if window.push(message(&id), &config) || n == 10 {
+                window.hand_over_last(None);
             }
         }
-        assert!(handover.in_flight() > 0);
-        handover.finish(MessageDisconnect { id, reason: crate::message::DisconnectReason::Shutdown });
+        assert!(window.in_flight() > 0);
+        window.finish(MessageDisconnect { id, reason: crate::message::DisconnectReason::Shutdown });
         let count = tokio::time::timeout(Duration::from_secs(10), done).await.unwrap().unwrap();
         assert_eq!(count, 10);
     }
@@ -414,14 +414,14 @@ mod tests {
     async fn a_full_window_asks_for_an_awaited_send_and_answers_reopen_it() {
         let (target, _done) = counter(Duration::ZERO);
         let config = ConnectionSettings { max_in_flight: 2, ..Default::default() };
-        let mut handover = Handover::new(target);
+        let mut window = TargetWindow::new(target);
         let id = some_id();
-        assert!(!handover.push(message(&id), &config));
-        assert!(handover.push(message(&id), &config), "two in flight fill a window of two");
-        assert!(!handover.is_drained());
-        handover.hand_over_last(None);
+        assert!(!window.push(message(&id), &config));
+        assert!(window.push(message(&id), &config), "two in flight fill a window of two");
+        assert!(!window.is_drained());
+        window.hand_over_last(None);
         let answered = std::future::poll_fn(|task| {
-            let a = handover.poll_answers(task);
+            let a = window.poll_answers(task);
             if a.any {
                 Poll::Ready(a)
             } else {
@@ -430,7 +430,7 @@ mod tests {
         });
         let answers = tokio::time::timeout(Duration::from_secs(10), answered).await.unwrap();
         assert!(!answers.target_gone);
-        assert!(handover.is_drained());
-        assert!(handover.has_room(&config));
+        assert!(window.is_drained());
+        assert!(window.has_room(&config));
     }
 }

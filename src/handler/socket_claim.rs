@@ -21,9 +21,9 @@ pub(crate) struct Pending {
 /// Put in an upgrade request's extensions by the server; the handler leaves its
 /// connection in it instead of starting it in the HTTP task.
 #[derive(Clone, Default)]
-pub(crate) struct HandOff(Rc<RefCell<Option<Pending>>>);
+pub(crate) struct SocketClaim(Rc<RefCell<Option<Pending>>>);
 
-impl HandOff {
+impl SocketClaim {
     pub(super) fn leave(&self, pending: Pending) {
         *self.0.borrow_mut() = Some(pending);
     }

@@ -33,7 +33,7 @@ pub(super) enum Read {
     Pending,
 }
 
-pub(super) struct Framed {
+pub(super) struct Wire {
     role: Role,
     transport: RoleTransport,
     read_buf: BytesMut,
@@ -52,9 +52,9 @@ pub(super) struct Codec<'a> {
     pub(super) config: &'a DeflateConfig,
 }
 
-impl Framed {
+impl Wire {
     pub(super) fn new(codec: Codec<'_>, transport: RoleTransport, read_buf: BytesMut) -> Self {
-        Framed {
+        Wire {
             role: codec.role,
             transport,
             read_buf,

@@ -136,10 +136,23 @@ pub fn serve_each(
 }
 
 /// Which server the tests run on: `WsServer`, which takes each WebSocket's socket over,
-/// when `AMW_SERVER=owned` (scripts/test.sh runs the suites both ways); actix-web's
+/// when `AMW_SERVER=owned` (scripts/test.sh runs every suite that serves both ways); actix-web's
 /// `HttpServer` otherwise.
 pub fn owned_sockets() -> bool {
     std::env::var("AMW_SERVER").is_ok_and(|v| v == "owned")
+}
+
+/// Marks this suite as one that serves, in the folder `AMW_SERVED` names: scripts/test.sh
+/// runs every suite so marked again on the other server, so that no list is kept by hand
+/// and a new suite gets both servers.
+fn note_served() {
+    let Some(dir) = std::env::var_os("AMW_SERVED") else { return };
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let stem = exe.file_stem().and_then(|s| s.to_str()).expect("a test binary's name");
+    // Cargo names a suite's binary `<suite>-<hash>`.
+    let suite = stem.rsplit_once('-').map_or(stem, |(suite, _)| suite);
+    let dir = std::path::Path::new(&dir);
+    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(suite), b"")).expect("the mark written");
 }
 
 /// Serves the `App`s `factory` makes on 127.0.0.1, on the server `owned_sockets` says.
@@ -177,6 +190,7 @@ where
     S::Service: 'static,
     B: actix_web::body::MessageBody + 'static,
 {
+    note_served();
     let (addr, server) = if owned_sockets() {
         let server = actix_meta_websocket::WsServer::new(factory).workers(workers).disable_signals();
         let server = match tls {

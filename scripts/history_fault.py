@@ -66,6 +66,9 @@ from collections import Counter
 
 import websockets
 
+sys.dont_write_bytecode = True  # importing the scripts beside it must not leave __pycache__ behind
+from redis_sets import ClusterSet  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 BIN = os.path.join(TARGET, "release", "examples", "cluster_chat")
@@ -370,8 +373,7 @@ async def run_seed(a, seed):
     random.seed(seed)
     tmp = tempfile.mkdtemp(prefix="amw-fault-")
     if a.topology == "cluster":
-        import failover  # it imports this script: only here, not at the top
-        redis = failover.ClusterSet()
+        redis = ClusterSet()
         nodes = Nodes(redis.url())
     else:
         redis = Redis(tmp)

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod history;
 pub mod redis;
 pub mod reliability;
+pub mod served;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -142,19 +143,6 @@ pub fn owned_sockets() -> bool {
     std::env::var("AMW_SERVER").is_ok_and(|v| v == "owned")
 }
 
-/// Marks this suite as one that serves, in the folder `AMW_SERVED` names: scripts/test.sh
-/// runs every suite so marked again on the other server, so that no list is kept by hand
-/// and a new suite gets both servers.
-fn note_served() {
-    let Some(dir) = std::env::var_os("AMW_SERVED") else { return };
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let stem = exe.file_stem().and_then(|s| s.to_str()).expect("a test binary's name");
-    // Cargo names a suite's binary `<suite>-<hash>`.
-    let suite = stem.rsplit_once('-').map_or(stem, |(suite, _)| suite);
-    let dir = std::path::Path::new(&dir);
-    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(suite), b"")).expect("the mark written");
-}
-
 /// Serves the `App`s `factory` makes on 127.0.0.1, on the server `owned_sockets` says.
 pub fn serve_app<F, I, S, B>(workers: usize, configured_by: Option<&WsHandler>, factory: F) -> TestServer
 where
@@ -190,7 +178,7 @@ where
     S::Service: 'static,
     B: actix_web::body::MessageBody + 'static,
 {
-    note_served();
+    served::note();
     let (addr, server) = if owned_sockets() {
         let server = actix_meta_websocket::WsServer::new(factory).workers(workers).disable_signals();
         let server = match tls {

@@ -6,8 +6,9 @@ nodes run, measured on one redis-server core, and a capacity table computed from
 
 Measures, with `redis-benchmark` (pipelined 64 deep, as a node's rounds are) against one
 redis-server pinned to CPU 0, the benchmark on CPU 1:
-- `PEXPIRE` and `SADD` on existing keys: a node's presence refresh, three commands per
-  group it has members of, at every heartbeat;
+- `PEXPIRE` and `SADD` on existing keys: a node's presence refresh, per group it has
+  members of, one `PEXPIRE` at every heartbeat and, every `INDEX_EVERY`th heartbeat, a
+  `SADD` and a `PEXPIRE` of the group's index of nodes (src/cluster/node/round.rs);
 - `PUBLISH` of a 64 B frame to one subscriber: a broadcast or a send crossing nodes (per
   subscribing node, Redis writes it once more);
 - `HSET` of one member: a join.
@@ -29,6 +30,7 @@ from bench import ROOT, free_port, write_block
 
 ROOM = 100
 HEARTBEAT_S = 1.0
+INDEX_EVERY = 10  # heartbeats between two writes of a node's entry in a room's index (round.rs)
 MSG_PER_MEMBER_S = 1 / 60
 PRESENCE_B = 83
 SMALL_KEY_B = 120  # a hash or set with one short field: key, object and dict overhead
@@ -72,7 +74,8 @@ def measure(requests):
 
 
 def table(rates, shapes):
-    refresh_cost = 2 / rates["PEXPIRE"] + 1 / rates["SADD"]  # core-seconds per (room, node) per heartbeat
+    # Core-seconds per (room, node) per heartbeat.
+    refresh_cost = 1 / rates["PEXPIRE"] + (1 / rates["PEXPIRE"] + 1 / rates["SADD"]) / INDEX_EVERY
     publish_cost = 1 / rates["PUBLISH"]  # core-seconds per delivery to one subscribing node
     rows = []
     for nodes, per_node in shapes:

@@ -102,6 +102,10 @@ async fn a_killed_node_takes_its_members_with_it_and_its_presence_expires() {
     let (guest_id, guest_name, joined) = change(&mut seen).await;
     assert_eq!((guest_id.node(), joined), (p.node, PresenceChange::Joined));
     assert_eq!(a.cluster.members("lobby").await.expect("members").len(), 1);
+    // The lobby's index of nodes outlives the node timeout many times over (it is written
+    // every tenth heartbeat); the hashes it points to say who is there.
+    let index_ttl: u64 = redis.cli(&["PTTL", "amw:gn:{lobby}"]).parse().expect("a PTTL");
+    assert!(index_ttl > 3 * 600, "the index lives {index_ttl} ms");
 
     p.signal("-KILL");
     let killed = Instant::now();
@@ -116,6 +120,9 @@ async fn a_killed_node_takes_its_members_with_it_and_its_presence_expires() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("its presence gone {:?} after the kill", killed.elapsed());
+    // The read that found its hash gone took it out of the index.
+    let index = redis.cli(&["SMEMBERS", "amw:gn:{lobby}"]);
+    assert!(!index.lines().any(|n| n == p.node.to_string()), "still indexed: {index}");
 }
 
 #[actix_rt::test]

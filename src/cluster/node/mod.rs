@@ -324,7 +324,10 @@ impl Node {
             .local
             .with_members()
             .into_iter()
-            .map(|group| (round.refresh(&self.state.presence(), &group), group))
+            .map(|group| {
+                let index = round::index_due(self.beats, &group);
+                (round.refresh(&self.state.presence(), &group, index), group)
+            })
             .collect();
         let out = round.run(&mut r.conn).await?;
         if role.and_then(|at| out.get(at)).and_then(is_primary) == Some(false) {

@@ -30,7 +30,7 @@ pub(super) async fn members(
     let mut expired = Vec::new();
     for (node, hash) in nodes.into_iter().zip(hashes) {
         if hash.is_empty() {
-            expired.push(node.to_string());
+            expired.push(node);
             continue;
         }
         let mut here: Vec<ClusterMember> =
@@ -39,10 +39,30 @@ pub(super) async fn members(
         out.extend(here);
     }
     if !expired.is_empty() {
-        redis::cmd("SREM").arg(keys.group_nodes(group)).arg(expired).exec_async(conn).await?;
+        // Only while the hash is still gone: its node may have written it again since.
+        let mut prune = redis::cmd("EVAL");
+        prune.arg(PRUNE).arg(1 + expired.len()).arg(keys.group_nodes(group));
+        for node in &expired {
+            prune.arg(keys.members(group, *node));
+        }
+        let nodes: Vec<String> = expired.iter().map(NodeId::to_string).collect();
+        let _: i64 = prune.arg(nodes).query_async(conn).await?;
     }
     Ok(out)
 }
+
+/// Drops from a group's index of nodes (`KEYS[1]`) each node (`ARGV[i]`) whose hash
+/// (`KEYS[i + 1]`) is gone, in one step with the check. Every key carries the group's hash
+/// tag: one slot.
+const PRUNE: &str = r"
+local gone = 0
+for i, node in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    gone = gone + redis.call('SREM', KEYS[1], node)
+  end
+end
+return gone
+";
 
 fn member(group: &str, node: NodeId, seq: &[u8], meta: Vec<u8>) -> Option<ClusterMember> {
     let seq = parse_or_log::<u64>(seq, "member number")?;

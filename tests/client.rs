@@ -214,15 +214,11 @@ async fn wss_against_an_actix_web_rustls_server() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// tinyproxy (Debian's) on a loopback port, with its log.
 fn tinyproxy() -> (Child_, u16, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("amw-tinyproxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
+    let port = common::redis::free_port();
     let log = dir.join("tinyproxy.log");
     let conf = dir.join("tinyproxy.conf");
     std::fs::write(
@@ -275,9 +271,11 @@ async fn a_real_http_proxy_carries_the_connection() {
 
     // A proxy that refuses the tunnel (tinyproxy denies a port nobody listens on with 5xx).
     let (worker, _rx) = recorder("client", false);
-    let opts =
-        DialOptions::new(url(&format!("ws://127.0.0.1:{}/ws", free_port())), Target::from_addr(worker))
-            .proxy(Proxy::url(&format!("http://127.0.0.1:{proxy_port}")).unwrap());
+    let opts = DialOptions::new(
+        url(&format!("ws://127.0.0.1:{}/ws", common::redis::free_port())),
+        Target::from_addr(worker),
+    )
+    .proxy(Proxy::url(&format!("http://127.0.0.1:{proxy_port}")).unwrap());
     match connect(opts).await {
         Err(ConnectError::Proxy { status, .. }) => assert!(status.contains("50"), "{status}"),
         other => panic!("{other:?}"),

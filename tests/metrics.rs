@@ -32,10 +32,6 @@ fn prometheus_installed() -> bool {
     common::peer("prometheus (Debian package prometheus)", found)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
-}
-
 /// The chat example with metrics on: where it chats and where it serves `/metrics`.
 async fn chat(bin: std::path::PathBuf) -> (Child, String, String) {
     let mut child = Command::new(bin)
@@ -68,7 +64,7 @@ async fn prometheus(target: &str, dir: &std::path::Path) -> (Child, String) {
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: chat\n    static_configs:\n      - targets: ['{target}']\n"
     );
     std::fs::write(&config, yml).expect("prometheus.yml");
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", common::redis::free_port());
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address={addr}"))

@@ -255,9 +255,7 @@ impl Groups {
         meta: Arc<str>,
         since: Since,
     ) -> Result<Recovered, RecoveryError> {
-        if self.shared.rules.limits(group).is_none() {
-            return Err(RecoveryError::NoHistory);
-        }
+        // `Groups::join_since` found that `group` keeps history before the broker sent it here.
         let mut outcome = Err(RecoveryError::NoHistory);
         let joined = id.subscriber().join(|| loop {
             let g = self.history_group(group)?;

@@ -2,8 +2,8 @@
 # The README's test command. On a fresh machine it first installs what the tests use as
 # real peers (tinyproxy and redis-server from Debian, Python `websockets` from PyPI, Node
 # `ws` from npm), and Chromium, then runs every test: unit, property, integration over
-# loopback (the cluster's against redis-servers of their own, on one server and on
-# Sentinel; the server-side ones on both servers), the doc examples, and headless Chromium
+# loopback (the cluster's against redis-servers of their own, on one server, on Sentinel
+# and on Redis Cluster; the server-side ones on both servers), the doc examples, and headless Chromium
 # against the chat examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,27 +41,34 @@ export AMW_REQUIRE_PEERS=1
 # echo_server over wss, chat scraped by Prometheus (cargo test builds examples without
 # putting them where a test can find them).
 cargo build --all-features --example cluster_chat --example echo_server --example chat
-# Every suite that starts a server through the tests' common helpers leaves its name in
-# $served; those run again below on the other server.
+# Every suite that starts a server runs its tests on both servers: actix-web's
+# `HttpServer`, then `WsServer` in a child of its test binary (tests/common/served.rs).
+# Each such suite leaves its name in $served, and `<name>.owned` once its tests passed on
+# `WsServer`: checked below, so a broken mark cannot shrink the run silently.
 served=$(mktemp -d)
 trap 'rm -rf "$served"' EXIT
+unset AMW_SERVER
 AMW_SERVED="$served" cargo test --all-features --all-targets
-# The server-side suites again, on `WsServer` (sockets taken over after the upgrade)
-# instead of actix-web's `HttpServer`: the same tests, the other server (tests/common).
-suites=()
-for mark in "$served"/*; do suites+=(--test "$(basename "$mark")"); done
-if [ ${#suites[@]} -lt 20 ]; then
-  echo "only ${#suites[@]} suites started a server; the tests' common helpers must mark them" >&2
+suites=0
+for mark in "$served"/*; do
+  case "$mark" in *.owned) continue ;; esac
+  suites=$((suites + 1))
+  if [ ! -e "$mark.owned" ]; then
+    echo "suite $(basename "$mark") started a server but did not run on WsServer" >&2
+    exit 1
+  fi
+done
+if [ "$suites" -lt 20 ]; then
+  echo "only $suites suites started a server; the tests' common helpers must mark them" >&2
   exit 1
 fi
-echo "== on WsServer: ${suites[*]}"
-AMW_SERVER=owned cargo test --all-features "${suites[@]}"
+echo "== $suites suites ran on both servers"
 # The cluster suites again on Redis Sentinel (a primary, a replica, three sentinels;
 # tests/common/redis.rs) instead of one redis-server: the same tests, the other topology.
-AMW_REDIS=sentinel cargo test --all-features \
+AMW_SERVER=http AMW_REDIS=sentinel cargo test --all-features \
   --test cluster --test cluster_presence --test cluster_history --test cluster_faults --test isolation
 # And on Redis Cluster (three primaries, three replicas): each group on its shard.
-AMW_REDIS=cluster cargo test --all-features \
+AMW_SERVER=http AMW_REDIS=cluster cargo test --all-features \
   --test cluster --test cluster_presence --test cluster_history --test cluster_faults --test isolation
 cargo test --all-features --doc
 # RELIABILITY.md from what the hostile and soak tests measured.

@@ -137,8 +137,8 @@ pub fn serve_each(
 }
 
 /// Which server the tests run on: `WsServer`, which takes each WebSocket's socket over,
-/// when `AMW_SERVER=owned` (scripts/test.sh runs every suite that serves both ways); actix-web's
-/// `HttpServer` otherwise.
+/// when `AMW_SERVER=owned` (every suite that serves runs so a second time: see `served`);
+/// actix-web's `HttpServer` otherwise.
 pub fn owned_sockets() -> bool {
     std::env::var("AMW_SERVER").is_ok_and(|v| v == "owned")
 }

@@ -10,11 +10,18 @@ fn dir(sub: &str) -> PathBuf {
     dir
 }
 
+/// Writes `path` whole in one step: a suite runs on both servers at once (tests/common/
+/// served.rs), and both write the same findings.
+fn write(path: PathBuf, text: String) {
+    let part = path.with_extension(format!("{}.part", std::process::id()));
+    let _ = std::fs::write(&part, text).and_then(|()| std::fs::rename(&part, &path));
+}
+
 /// One finding: target/reliability/<case>.json.
 pub fn record(case: &str, what: &str, figures: &[(&str, String)]) {
     let figs: Vec<String> = figures.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
     let json = format!("{{\"case\": {case:?}, \"what\": {what:?}, \"figures\": {{{}}}}}\n", figs.join(", "));
-    let _ = std::fs::write(dir("").join(format!("{case}.json")), json);
+    write(dir("").join(format!("{case}.json")), json);
 }
 
 /// What one way of ending did to one kind of target: target/reliability/lost/<file>.json.
@@ -38,5 +45,5 @@ pub fn record_lost(file: &str, rows: &[LostRow]) {
             )
         })
         .collect();
-    let _ = std::fs::write(dir("lost").join(format!("{file}.json")), format!("[{}]\n", rows.join(",\n")));
+    write(dir("lost").join(format!("{file}.json")), format!("[{}]\n", rows.join(",\n")));
 }

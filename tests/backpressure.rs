@@ -224,3 +224,54 @@ async fn writes_by_id_from_other_threads_keep_each_writers_order_and_awaited_one
         other => panic!("{other:?}"),
     }
 }
+
+/// On any message, writes three by id and asks for the connection's stats at once, from
+/// the connection's own thread: the connection answers before its I/O loop runs again.
+struct WritesThenAsks {
+    tx: tokio::sync::mpsc::UnboundedSender<Stats>,
+}
+
+impl Actor for WritesThenAsks {
+    type Context = Context<Self>;
+}
+
+impl actix::Handler<MessageConnect> for WritesThenAsks {
+    type Result = ();
+    fn handle(&mut self, _: MessageConnect, _: &mut Context<Self>) {}
+}
+
+impl actix::Handler<WsMessage> for WritesThenAsks {
+    type Result = ();
+    fn handle(&mut self, m: WsMessage, ctx: &mut Context<Self>) {
+        use actix::AsyncContext;
+        for i in 0..3 {
+            m.id.send(Outgoing::text(format!("{i}")));
+        }
+        let (id, tx) = (m.id.clone(), self.tx.clone());
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let _ = tx.send(id.stats().await.expect("still open"));
+        }));
+    }
+}
+
+impl actix::Handler<MessageDisconnect> for WritesThenAsks {
+    type Result = ();
+    fn handle(&mut self, _: MessageDisconnect, _: &mut Context<Self>) {}
+}
+
+#[actix_web::test]
+async fn stats_count_the_writes_made_before_they_were_asked_for() {
+    let (tx, mut stats) = tokio::sync::mpsc::unbounded_channel();
+    let srv = serve_each(1, None, move || {
+        let target = WritesThenAsks { tx: tx.clone() }.start();
+        WsHandler::new(HandlerOptions::new(Target::from_addr(target))).unwrap()
+    });
+    let (mut ws, _) = tokio_tungstenite::connect_async(srv.url()).await.expect("connect");
+    futures_util::SinkExt::send(&mut ws, TMessage::text("go")).await.unwrap();
+    let s = tokio::time::timeout(Duration::from_secs(10), stats.recv()).await.expect("stats").unwrap();
+    assert_eq!(s.traffic.messages_out, 3, "{s:?}");
+    for i in 0..3 {
+        let got = ws.next().await.expect("open").expect("read");
+        assert_eq!(got, TMessage::text(i.to_string()));
+    }
+}

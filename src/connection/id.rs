@@ -328,7 +328,8 @@ impl ConnectionId {
         self.send(Outgoing::close_bare());
     }
 
-    /// Addresses, counters and age of the running connection.
+    /// Addresses, counters and age of the running connection. Writes made through any id
+    /// of the connection before this call are counted (encoded, or queued for room).
     ///
     /// ```no_run
     /// # use actix_meta_websocket::{Buffers, ConnectionId, Stats, Traffic};

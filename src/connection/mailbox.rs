@@ -27,7 +27,10 @@ pub(crate) struct GetStats;
 impl Handler<GetStats> for WsConnection {
     type Result = MessageResult<GetStats>;
 
-    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: GetStats, ctx: &mut Self::Context) -> Self::Result {
+        // Writes by id made before the request sit in the connection's own queue, which the
+        // I/O loop takes in only after the mailbox: taken now, they count.
+        self.take_pending(ctx);
         let d = &self.details;
         MessageResult(Stats {
             local_addr: d.local_addr,

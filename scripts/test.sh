@@ -3,8 +3,8 @@
 # real peers (tinyproxy and redis-server from Debian, Python `websockets` from PyPI, Node
 # `ws` from npm), and Chromium, then runs every test: unit, property, integration over
 # loopback (the cluster's against redis-servers of their own, on one server, on Sentinel
-# and on Redis Cluster; the server-side ones on both servers), the doc examples, and headless Chromium
-# against the chat examples.
+# and on Redis Cluster; the server-side ones on both servers), the doc examples, and
+# headless Chromium against the chat examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,7 +8,9 @@
 //! or only dial) are named in `ONE_SERVER`, so that their tests do not run twice for
 //! nothing; both directions of that list are checked when the tests run.
 //!
-//! `AMW_SERVER=owned` or `AMW_SERVER=http` runs one server only (no child).
+//! `AMW_SERVER=owned` or `AMW_SERVER=http` runs one server only (no child). A run filtered
+//! to some tests (`cargo test NAME`) leaves out the test that starts the child, so it runs
+//! them on `HttpServer` only: `AMW_SERVER=owned cargo test NAME` runs them on `WsServer`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -72,7 +74,8 @@ fn every_test_again_on_ws_server() {
     );
     let started = served.join(SUITE).exists();
     let _ = std::fs::remove_dir_all(&served);
-    if !started && std::env::var_os("AMW_REQUIRE_PEERS").is_some() {
+    // Without every peer installed, a serving suite's tests may all have skipped.
+    if !started && std::env::var("AMW_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
         panic!(
             "suite {SUITE} started no server on WsServer: name it in ONE_SERVER in tests/common/served.rs, \
              so its tests do not run twice for nothing"

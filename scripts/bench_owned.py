@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What owning the socket buys: WsServer against actix-web's HttpServer, the direct
-actix-web-actors echo and a bare tokio echo (the floor), same rounds.
+actix-web-actors echo, the actix-ws echo and a bare tokio echo (the floor), same rounds.
 
     python3 scripts/bench_owned.py [--rounds 3] [--secs 5] [--quick] [--only TEXT]
 
@@ -12,10 +12,12 @@ alternates between rounds. Measured:
   20,000 descriptors per process), plain, and over TLS for WsServer (a self-signed
   certificate from examples/self_signed_cert; RSA 2048, TLS 1.3);
 - server CPU per echoed message, 64 B at 1 and at 32 in flight (50 connections), and
-  64 KiB (10 connections, 4 in flight);
+  64 KiB (10 connections, 4 in flight); here actix-web-actors also runs with each
+  message going to one of a pool of 4 actors and back, the shape this crate's contract
+  gives every connection (its target is an actor of the user's pool);
 - server CPU per handshake + close cycle (8 loops).
 
-Prints medians, the ratio to the floor and to actix-web-actors (per round, then the
+Prints medians, the ratio to the floor, to actix-web-actors and to actix-ws (per round, then the
 median), and what 100,000 and 1,000,000 idle connections would hold at the measured
 per-connection figure; writes bench/owned.json and bench/owned.md. RSS is the server
 process's own memory: the kernel's socket buffers are not in it.
@@ -34,6 +36,8 @@ from bench import EX, ROOT, cpu_seconds, end_to_end_args, free_port, rss_kib, st
 
 FLOOR = "bare tokio echo (floor)"
 ACTORS = "actix-web-actors direct"
+ACTIX_WS = "actix-ws"
+POOL = "actix-web-actors through a pool of 4 actors"
 OWNED = "actix-meta-websocket on WsServer"
 HTTP = "actix-meta-websocket on HttpServer"
 OWNED_TLS = "actix-meta-websocket on WsServer, TLS"
@@ -41,6 +45,7 @@ OWNED_TLS = "actix-meta-websocket on WsServer, TLS"
 PLAIN = [
     (FLOOR, ["baseline_tokio"]),
     (ACTORS, ["baseline_actors", "--mode", "direct"]),
+    (ACTIX_WS, ["baseline_actix_ws"]),
     (OWNED, ["bench_server", "--owned"]),
     (HTTP, ["bench_server"]),
 ]
@@ -101,8 +106,12 @@ def certificate(tmp):
     return os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
 
 
-def servers_for(with_tls, cert):
+def servers_for(mode, with_tls, cert):
     servers = [(n, a, None) for n, a in PLAIN]
+    if mode == "echo":
+        # The shape this crate gives every connection (a hop to a pool actor and back),
+        # written by hand on actix-web-actors: what that hop costs there.
+        servers.insert(2, (POOL, ["baseline_actors", "--mode", "pool"], None))
     if with_tls:
         servers.append((OWNED_TLS, ["bench_server", "--owned", "--tls", *cert], cert))
     return servers
@@ -113,7 +122,7 @@ def measure(a, cert):
     for name, mode, extra, with_tls in SCENARIOS:
         if a.only and a.only not in name:
             continue
-        servers = servers_for(with_tls, cert)
+        servers = servers_for(mode, with_tls, cert)
         rows = {n: [] for n, _, _ in servers}
         extras = {n: [] for n, _, _ in servers}
         for r in range(a.rounds):
@@ -134,13 +143,14 @@ def ratio(rows, name, base):
 
 
 def table(results):
-    lines = ["| scenario | server | median | × floor | × actix-web-actors |", "|---|---|---:|---:|---:|"]
+    lines = ["| scenario | server | median | × floor | × actix-web-actors | × actix-ws |",
+             "|---|---|---:|---:|---:|---:|"]
     for name, res in results.items():
         rows = res["rounds"]
         for n, values in rows.items():
             med = statistics.median(values)
             lines.append(f"| {name} | {n} | {med:.2f} {res['unit']} | {ratio(rows, n, FLOOR):.2f} | "
-                         f"{ratio(rows, n, ACTORS):.2f} |")
+                         f"{ratio(rows, n, ACTORS):.2f} | {ratio(rows, n, ACTIX_WS):.2f} |")
     return "\n".join(lines)
 
 
@@ -160,7 +170,7 @@ def extrapolation(results):
 def main():
     a = end_to_end_args()
     subprocess.run(["cargo", "build", "--release", "--example", "loadgen", "--example", "bench_server",
-                    "--example", "baseline_actors", "--example", "baseline_tokio", "--example", "self_signed_cert"],
+                    "--example", "baseline_actors", "--example", "baseline_actix_ws", "--example", "baseline_tokio", "--example", "self_signed_cert"],
                    cwd=ROOT, check=True)
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(a, certificate(tmp))

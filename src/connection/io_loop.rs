@@ -113,7 +113,7 @@ impl ActorFuture<WsConnection> for IoLoop {
                 Step::Idle => return pause(act, ctx),
                 Step::Done => {
                     act.hand_over_last();
-                    act.lifecycle.finish();
+                    act.session.finish();
                     ctx.stop();
                     return Poll::Ready(());
                 }
@@ -137,16 +137,16 @@ fn pause(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> Poll<()> {
 }
 
 fn step(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut TaskContext<'_>) -> Step {
-    if act.lifecycle.is_done() {
+    if act.session.handshake().is_done() {
         return Step::Done;
     }
-    let mut progress = act.lifecycle.is_draining() && act.answer_peer_end(ctx, task);
+    let mut progress = act.session.handshake().is_draining() && act.answer_peer_end(ctx, task);
     match write(act, ctx, task) {
         Some(Step::Done) => return Step::Done,
         Some(_) => progress = true,
         None => {}
     }
-    if act.lifecycle.drop_tcp_when_flushed(act.wire.role()) && act.wire.is_flushed() {
+    if act.session.handshake().drop_tcp_when_flushed(act.wire.role()) && act.wire.is_flushed() {
         return match act.wire.poll_close(task) {
             Poll::Ready(_) => Step::Done,
             Poll::Pending => Step::Idle,
@@ -170,7 +170,7 @@ fn write(
         Flushed::All => {}
         Flushed::Blocked => act.watch_stall(ctx),
         Flushed::Failed(e) => {
-            act.lifecycle.lost(&e);
+            act.session.lost(&e);
             return Some(Step::Done);
         }
     }
@@ -197,23 +197,21 @@ fn read(act: &mut WsConnection, ctx: &mut Context<WsConnection>, task: &mut Task
         return Step::Progress;
     }
     let role = act.wire.role();
-    if !may_read && !act.lifecycle.reads_for_eof(role) {
+    if !may_read && !act.session.handshake().reads_for_eof(role) {
         return Step::Idle;
     }
     match act.wire.read(task) {
         Read::Eof => {
-            if !act.lifecycle.handshake_done() {
-                act.lifecycle.lost(&std::io::ErrorKind::UnexpectedEof.into());
-            }
+            act.session.eof();
             Step::Done
         }
         Read::Failed(e) => {
-            act.lifecycle.lost(&e);
+            act.session.lost(&e);
             Step::Done
         }
         Read::Bytes => {
-            act.liveness.heard(std::time::Instant::now());
-            if act.lifecycle.reads_for_eof(role) {
+            act.session.heard(std::time::Instant::now());
+            if act.session.handshake().reads_for_eof(role) {
                 act.wire.discard_read();
             } else if may_read {
                 // Decode what arrived in this step, not the next.
@@ -235,7 +233,8 @@ fn decode_one(act: &mut WsConnection, ctx: &mut Context<WsConnection>) -> bool {
         }
         Ok(None) => false,
         Err(e) => {
-            act.peer_ended(super::lifecycle::PeerEnd::Violation(e), ctx);
+            let action = act.session.violation(e, act.to_target.in_flight());
+            act.carry_out(action, ctx);
             true
         }
     }

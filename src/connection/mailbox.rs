@@ -6,8 +6,7 @@ use actix::prelude::*;
 
 use super::write_queue::Outbound;
 use super::WsConnection;
-use crate::message::{DisconnectReason, Outgoing};
-use crate::protocol::CloseCode;
+use crate::message::Outgoing;
 use crate::stats::{Buffers, Stats, Traffic};
 
 impl Handler<Outgoing> for WsConnection {
@@ -89,6 +88,7 @@ impl Handler<Shutdown> for WsConnection {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        self.close(CloseCode::GOING_AWAY, "server shutting down", DisconnectReason::Shutdown, ctx);
+        let action = self.session.shutdown();
+        self.carry_out(action, ctx);
     }
 }

@@ -16,9 +16,12 @@
 //! - `id`: the `ConnectionId` that addresses the actor, with what writers read without
 //!   asking it; `events` and `target`: what the target is told, and who the target is.
 //! - `io_loop`: the loop, polled inside the actor: flush, let queued writes in, read and
-//!   decode while the target's window has room, end TCP when `lifecycle` says so.
-//! - `lifecycle`: the closing handshake as one state, and the reason the target is given.
-//! - `tick`: heartbeat pings and the idle timeout.
+//!   decode while the target's window has room, end TCP when the handshake says so.
+//! - `session`: the connection's decisions without I/O: what a frame, a close, the
+//!   periodic check or a timer calls for, returned as actions the actor carries out;
+//!   its state is `lifecycle` (the closing handshake, and the reason the target is given)
+//!   and `liveness` (when the peer was last heard from: heartbeat pings, the idle timeout).
+//! - `tick`: the timer of the periodic check.
 //! - `mailbox`: the messages the actor accepts (`Outgoing` by address, stats, shutdown);
 //!   writes by id come through the subscriber's queue (`delivery`) instead.
 //! - `transport` and `body_driven`: the byte pipes, and how an accepted connection's actor
@@ -41,7 +44,9 @@ mod events;
 mod id;
 mod io_loop;
 mod lifecycle;
+mod liveness;
 mod mailbox;
+mod session;
 mod target;
 mod target_window;
 mod tick;
@@ -62,7 +67,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::WriteError;
-use crate::message::{DisconnectReason, Initiator, MessageKind};
+use crate::message::{DisconnectReason, MessageKind};
 use crate::protocol::{CloseCode, DeflateParams, Incoming, OpCode, Role};
 use crate::registry::Registration;
 use crate::settings::ConnectionSettings;
@@ -74,13 +79,13 @@ pub(crate) use events::ConnectData;
 pub use events::{MessageConnect, MessageDisconnect, WsMessage};
 pub use id::ConnectionId;
 use io_loop::IoLoopState;
-use lifecycle::{CloseFrame, Lifecycle, PeerEnd};
 pub(crate) use mailbox::Shutdown;
+use session::{Action, Session, Timer};
 use target_window::TargetWindow;
 use wire::{Codec, Wire};
 
 pub use target::Target;
-use tick::{Due, Liveness, Tick};
+use tick::Tick;
 use transport::{BodyStream, IoTransport, RoleTransport, ServerTransport};
 use write_queue::WriteQueue;
 
@@ -112,9 +117,8 @@ pub struct WsConnection {
     wire: Wire,
     to_target: TargetWindow,
     queue: WriteQueue,
-    lifecycle: Lifecycle,
+    session: Session,
     tick: Option<Tick>,
-    liveness: Liveness,
     io: IoLoopState,
     details: Details,
     /// Its place in the handler's set of live connections, left when the actor stops.
@@ -216,9 +220,8 @@ impl WsConnection {
             wire: Wire::new(codec, transport, read_buf),
             to_target: TargetWindow::new(setup.target),
             queue: WriteQueue::default(),
-            lifecycle: Lifecycle::new(),
+            session: Session::new(now),
             tick: None,
-            liveness: Liveness::new(now),
             io: IoLoopState::default(),
             details,
             registration,
@@ -238,140 +241,112 @@ impl WsConnection {
     /// window has room, the closing handshake allows it, and the outgoing buffer has room
     /// (pongs to a ping flood would pile up).
     fn may_read(&self) -> bool {
-        self.lifecycle.may_read()
+        self.session.handshake().may_read()
             && self.to_target.is_connected()
             && self.to_target.has_room(&self.config)
             && self.has_room()
     }
 
-    /// Starts the closing handshake from this side (or answers the peer's).
-    fn close(&mut self, code: CloseCode, text: &str, reason: DisconnectReason, ctx: &mut Context<Self>) {
-        let frame = self.lifecycle.close(code, text, reason);
-        self.after_close(frame, ctx);
+    /// Carries out what the session decided.
+    fn carry_out(&mut self, action: Action, ctx: &mut Context<Self>) {
+        match action {
+            Action::Nothing => {}
+            Action::Deliver(kind, body) => self.deliver(kind, body),
+            // Called from the I/O loop, which flushes next.
+            Action::Pong(body) => {
+                let _ = self.wire.encode_control(OpCode::Pong, &body);
+            }
+            Action::Ping => {
+                let _ = self.wire.encode_control(OpCode::Ping, b"");
+                self.wake();
+            }
+            Action::SendClose { code, text, refused } => self.send_close(code, &text, &refused, ctx),
+            Action::Arm(timer) => self.arm(timer, ctx),
+            Action::Stop => ctx.stop(),
+        }
     }
 
-    /// Fails the connection: a close frame, then TCP ends once it is flushed.
-    fn fail(&mut self, code: CloseCode, text: &str, reason: DisconnectReason, ctx: &mut Context<Self>) {
-        tracing::debug!(parent: &self.span, %code, %reason, "failing the connection");
-        let frame = self.lifecycle.fail(code, text, reason);
-        self.after_close(frame, ctx);
-    }
-
-    /// Writes the close frame the lifecycle asked for; from then on writes are refused and
-    /// the peer has `close_timeout` to end TCP before we do (RFC 6455 7.1.1 lets the client
-    /// close when the server does not).
-    fn after_close(&mut self, frame: CloseFrame, ctx: &mut Context<Self>) {
-        let CloseFrame::Send(code, text) = frame else { return };
-        self.wire.encode_close(code, &text);
+    /// Writes our close frame; from then on writes are refused and the close timer runs.
+    #[cold]
+    #[inline(never)]
+    fn send_close(&mut self, code: CloseCode, text: &str, refused: &WriteError, ctx: &mut Context<Self>) {
+        match self.session.handshake().reason() {
+            Some(reason @ DisconnectReason::TargetTimeout) => {
+                tracing::warn!(parent: &self.span, %code, %reason, "closing: the target did not handle MessageConnect in time")
+            }
+            reason => tracing::debug!(parent: &self.span, %code, reason = ?reason, "closing"),
+        }
+        self.wire.encode_close(code, text);
         self.id.mark_closing();
-        let error = match self.lifecycle.reason() {
-            Some(DisconnectReason::SlowConsumer) => WriteError::SlowConsumer,
-            _ => WriteError::Closed,
-        };
-        let dropped = self.queue.fail_all(&error);
+        let dropped = self.queue.fail_all(refused);
         if dropped > 0 {
             tracing::debug!(parent: &self.span, dropped, "queued messages dropped by the close");
         }
-        ctx.run_later(self.config.close_timeout, |act, ctx| {
-            if !act.lifecycle.is_done() {
-                tracing::debug!(parent: &act.span, "closing handshake timed out");
-                act.lifecycle.set_reason(DisconnectReason::CloseTimeout);
-                act.lifecycle.finish();
-                ctx.stop();
-            }
-        });
+        self.arm(Timer::Close, ctx);
         self.wake();
     }
 
-    fn slow_consumer(&mut self, ctx: &mut Context<Self>) {
-        let pending = self.wire.pending_out();
-        tracing::debug!(parent: &self.span, pending, queued = self.queue.bytes(), "slow consumer");
-        // The peer is not reading, so waiting for its close would only hold memory.
-        self.fail(CloseCode::POLICY_VIOLATION, "slow consumer", DisconnectReason::SlowConsumer, ctx);
-    }
-
-    fn target_gone(&mut self, ctx: &mut Context<Self>) {
-        tracing::info!(parent: &self.span, "target actor gone, closing with 1011");
-        self.close(CloseCode::INTERNAL_ERROR, "target gone", DisconnectReason::TargetGone, ctx);
-    }
-
-    fn on_incoming(&mut self, incoming: Incoming, ctx: &mut Context<Self>) {
-        match incoming {
-            Incoming::Text(body) => self.deliver(MessageKind::Text, body),
-            Incoming::Binary(body) => self.deliver(MessageKind::Binary, body),
-            Incoming::Ping(body) => {
-                if !self.lifecycle.close_sent() {
-                    let _ = self.wire.encode_control(OpCode::Pong, &body);
-                }
-            }
-            Incoming::Pong(_) => {}
-            Incoming::Close(frame) => {
-                let (code, text) =
-                    frame.map_or((CloseCode::NO_STATUS, String::new()), |f| (f.code, f.reason));
-                tracing::debug!(parent: &self.span, %code, reason = %text, "close received");
-                let reason = DisconnectReason::Closed { initiator: Initiator::Peer, code, reason: text };
-                self.lifecycle.set_reason(reason);
-                self.peer_ended(PeerEnd::Close(code), ctx);
-            }
-        }
-    }
-
-    /// The peer's stream ended. Unless that completes our closing handshake, the answer
-    /// waits until the target has handled every message handed to it, so that what it
-    /// writes in answer goes out first; a target slower than `close_timeout` is not waited
-    /// for. Meanwhile nothing more is read.
-    fn peer_ended(&mut self, end: PeerEnd, ctx: &mut Context<Self>) {
-        self.lifecycle.peer_ended(end);
-        if !self.lifecycle.is_draining() || self.to_target.in_flight() == 0 {
-            return; // Nothing to wait for, and no timer to pay for.
-        }
-        ctx.run_later(self.config.close_timeout, |act, ctx| {
-            if let Some(end) = act.lifecycle.end_to_answer() {
-                tracing::debug!(parent: &act.span, "target still busy at the close timeout; closing");
-                act.answer(end, ctx);
+    #[inline(never)]
+    fn arm(&mut self, timer: Timer, ctx: &mut Context<Self>) {
+        ctx.run_later(self.config.close_timeout, move |act, ctx| {
+            let action = act.session.on_timer(timer);
+            if action != Action::Nothing {
+                tracing::debug!(parent: &act.span, ?timer, "close timeout ran out");
+                act.carry_out(action, ctx);
                 act.wake();
             }
         });
     }
 
+    fn slow_consumer(&mut self, ctx: &mut Context<Self>) {
+        let pending = self.wire.pending_out();
+        tracing::debug!(parent: &self.span, pending, queued = self.queue.bytes(), "slow consumer");
+        let action = self.session.slow_consumer();
+        self.carry_out(action, ctx);
+    }
+
+    fn target_gone(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(parent: &self.span, "target actor gone, closing with 1011");
+        let action = self.session.target_gone();
+        self.carry_out(action, ctx);
+    }
+
+    #[inline]
+    fn on_incoming(&mut self, incoming: Incoming, ctx: &mut Context<Self>) {
+        if let Incoming::Close(frame) = &incoming {
+            let (code, text) = frame.as_ref().map_or((CloseCode::NO_STATUS, ""), |f| (f.code, &f.reason));
+            tracing::debug!(parent: &self.span, %code, reason = %text, "close received");
+        }
+        match self.session.on_frame(incoming, self.to_target.in_flight()) {
+            // Once per message: straight to the target, the rest of the actions stay off
+            // this path.
+            Action::Deliver(kind, body) => self.deliver(kind, body),
+            action => self.carry_out(action, ctx),
+        }
+    }
+
     /// Called by the I/O loop: answers the peer's end once the target is done with what came
     /// before it, and the replies it wrote meanwhile have been taken in.
     fn answer_peer_end(&mut self, ctx: &mut Context<Self>, task: &std::task::Context<'_>) -> bool {
-        if !self.lifecycle.is_draining() || !self.to_target.is_drained() {
+        if !self.session.handshake().is_draining() || !self.to_target.is_drained() {
             return false;
         }
         if self.io.answered_this_poll() {
             task.waker().wake_by_ref();
             return false;
         }
-        match self.lifecycle.end_to_answer() {
-            Some(end) => {
-                self.answer(end, ctx);
+        match self.session.answer_peer_end() {
+            Some(action) => {
+                self.carry_out(action, ctx);
                 true
             }
             None => false,
         }
     }
 
-    fn answer(&mut self, end: PeerEnd, ctx: &mut Context<Self>) {
-        match end {
-            // Echo the peer's code (RFC 6455 5.5.1); a bare close is echoed bare.
-            PeerEnd::Close(code) => {
-                // The reason given when the close arrived, with its text, stays.
-                let reason =
-                    DisconnectReason::Closed { initiator: Initiator::Peer, code, reason: String::new() };
-                self.close(code, "", reason, ctx);
-            }
-            PeerEnd::Violation(error) => {
-                let code = error.close_code();
-                let text = error.to_string();
-                self.fail(code, &text, DisconnectReason::Protocol { code, error }, ctx);
-            }
-        }
-    }
-
     /// Hands a decoded message to the target. Every decoded message goes, whatever ends
     /// the connection afterwards; only a target that is gone does not get it.
+    #[inline]
     fn deliver(&mut self, kind: MessageKind, body: bytes::Bytes) {
         self.details.messages.received(body.len());
         let msg = WsMessage::new(self.id.clone(), kind, body);
@@ -392,7 +367,7 @@ impl WsConnection {
     fn poll_answers(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) {
         let answers = self.to_target.poll_answers(task);
         if answers.any {
-            self.liveness.heard(Instant::now());
+            self.session.heard(Instant::now());
             self.io.answered();
         }
         if answers.target_gone {
@@ -402,44 +377,21 @@ impl WsConnection {
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
         self.report_traffic(false);
-        if !self.tick.as_mut().is_some_and(Tick::is_check) || self.lifecycle.close_sent() {
+        if !self.tick.as_mut().is_some_and(Tick::is_check) {
             return;
         }
-        if !self.to_target.is_connected() {
-            self.check_connect_timeout(ctx);
-            return;
+        let (connected, in_flight) = (self.to_target.is_connected(), self.to_target.in_flight());
+        let checked =
+            self.session.check(Instant::now(), connected, in_flight, self.details.started, &self.config);
+        if checked.quiet {
+            // A connection gone quiet gives back what a burst or a large message left.
+            self.to_target.release_spare();
+            self.wire.release_buffers();
+            self.queue.release();
+            self.io.taken = Vec::new();
+            self.id.subscriber().release_spare();
         }
-        if self.to_target.in_flight() > 0 {
-            return; // The target is busy: the peer waits on it, not idle.
-        }
-        // A connection gone quiet gives back what a burst or a large message left.
-        self.to_target.release_spare();
-        self.wire.release_buffers();
-        self.queue.release();
-        self.io.taken = Vec::new();
-        self.id.subscriber().release_spare();
-        match self.liveness.check(Instant::now(), &self.config) {
-            Due::Nothing => {}
-            Due::Ping => {
-                let _ = self.wire.encode_control(OpCode::Ping, b"");
-                self.wake();
-            }
-            Due::IdleTimeout => {
-                tracing::debug!(parent: &self.span, "idle timeout");
-                self.close(CloseCode::GOING_AWAY, "idle timeout", DisconnectReason::IdleTimeout, ctx);
-            }
-        }
-    }
-
-    /// A target that has not handled `MessageConnect` within the idle timeout will not:
-    /// the connection, which cannot read meanwhile, closes with 1011.
-    fn check_connect_timeout(&mut self, ctx: &mut Context<Self>) {
-        let Some(limit) = self.config.idle_timeout else { return };
-        if self.details.started.elapsed() >= limit {
-            tracing::warn!(parent: &self.span, "target did not handle MessageConnect in time");
-            let text = "target did not answer";
-            self.close(CloseCode::INTERNAL_ERROR, text, DisconnectReason::TargetTimeout, ctx);
-        }
+        self.carry_out(checked.action, ctx);
     }
 }
 
@@ -466,7 +418,7 @@ impl Actor for WsConnection {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.lifecycle.finish();
+        self.session.finish();
         let dropped = self.queue.fail_all(&WriteError::Closed);
         if dropped > 0 {
             tracing::debug!(parent: &self.span, dropped, "queued messages dropped by the end");
@@ -475,7 +427,7 @@ impl Actor for WsConnection {
         self.id.mark_closing();
         self.id.set_backlog(0);
         self.id.subscriber().end();
-        let reason = self.lifecycle.take_reason();
+        let reason = self.session.take_reason();
         self.report_traffic(true);
         telemetry::connection_closed(self.wire.role(), &reason);
         let (bytes_in, bytes_out) = (self.wire.bytes_in(), self.wire.bytes_out());

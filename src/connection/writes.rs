@@ -19,7 +19,7 @@ impl WsConnection {
     /// answered through its waiter; a fire-and-forget one is dropped once closing, and past
     /// the queue's bound the peer is a slow consumer.
     pub(super) fn submit(&mut self, item: Outbound, tx: Option<Answer>, ctx: &mut Context<Self>) {
-        if self.lifecycle.close_sent() {
+        if self.session.handshake().close_sent() {
             match tx {
                 Some(tx) => {
                     let _ = tx.send(Err(WriteError::Closed));
@@ -78,7 +78,7 @@ impl WsConnection {
 
     /// Moves queued writes into the outgoing buffer, in order, while there is room.
     pub(super) fn release_waiters(&mut self, ctx: &mut Context<Self>) {
-        while self.has_room() && !self.lifecycle.close_sent() {
+        while self.has_room() && !self.session.handshake().close_sent() {
             let Some(w) = self.queue.pop() else { break };
             let result = self.write(&w.item, ctx);
             self.answer_write(w.tx, result);
@@ -95,7 +95,7 @@ impl WsConnection {
     }
 
     fn check_stall(&mut self, ctx: &mut Context<Self>) {
-        if self.lifecycle.is_done() {
+        if self.session.handshake().is_done() {
             return;
         }
         let waiting = !self.wire.is_flushed() || self.wire.pending_out() > 0 || !self.queue.is_empty();
@@ -158,7 +158,8 @@ impl WsConnection {
             Err(e) => return Err(WriteError::Invalid(format!("close payload: {e}"))),
         };
         let reason = DisconnectReason::Closed { initiator: Initiator::Local, code, reason: text.clone() };
-        self.close(code, &text, reason, ctx);
+        let action = self.session.close(code, &text, reason);
+        self.carry_out(action, ctx);
         Ok(())
     }
 

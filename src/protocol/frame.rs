@@ -104,6 +104,7 @@ impl FrameHeader {
     /// assert_eq!((h.fin, h.opcode, h.payload_len, len), (true, OpCode::Text, 5, 6));
     /// assert_eq!(h.mask, Some([0x37, 0xfa, 0x21, 0x3d]));
     /// ```
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let (b0, b1) = match buf {
             [b0, b1, ..] => (*b0, *b1),

@@ -45,19 +45,23 @@ impl Liveness {
     }
 }
 
+/// Settings with this heartbeat and idle timeout, in seconds, for the tests of the check
+/// and of what runs it.
+#[cfg(test)]
+pub(super) fn config(heartbeat: u64, idle: u64) -> ConnectionSettings {
+    use std::time::Duration;
+    ConnectionSettings {
+        heartbeat: Some(Duration::from_secs(heartbeat)),
+        idle_timeout: Some(Duration::from_secs(idle)),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    fn config(heartbeat: u64, idle: u64) -> ConnectionSettings {
-        ConnectionSettings {
-            heartbeat: Some(Duration::from_secs(heartbeat)),
-            idle_timeout: Some(Duration::from_secs(idle)),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn a_quiet_peer_is_pinged_once_per_period_then_timed_out() {

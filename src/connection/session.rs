@@ -386,11 +386,7 @@ mod tests {
     fn the_check_pings_a_quiet_peer_then_times_it_out_and_leaves_a_busy_one_alone() {
         let start = Instant::now();
         let at = |secs| start + Duration::from_secs(secs);
-        let config = ConnectionSettings {
-            heartbeat: Some(Duration::from_secs(30)),
-            idle_timeout: Some(Duration::from_secs(90)),
-            ..Default::default()
-        };
+        let config = crate::connection::liveness::config(30, 90);
         let mut s = Session::new(start);
         let quiet = |action| Checked { quiet: true, action };
         assert_eq!(s.check(at(10), true, 0, start, &config), quiet(Action::Nothing));

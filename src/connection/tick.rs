@@ -97,14 +97,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(heartbeat: u64, idle: u64) -> ConnectionSettings {
-        ConnectionSettings {
-            heartbeat: Some(Duration::from_secs(heartbeat)),
-            idle_timeout: Some(Duration::from_secs(idle)),
-            ..Default::default()
-        }
-    }
+    use crate::connection::liveness::config;
 
     #[test]
     fn the_period_follows_the_shorter_timer() {

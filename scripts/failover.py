@@ -11,6 +11,13 @@ shard: `kill -9` (restarted at once, to come back as a replica) or `CLUSTER FAIL
 its replica. Redis's failover is from the fault to `CLUSTER SLOTS` naming another primary
 for the lobby's slot. Writes bench/failover-cluster.md and the `failover-cluster` block.
 
+With `--topology cluster --fault other-shard`: each fault stops (SIGSTOP) the primary of a
+shard the lobby is not on, until Redis has failed it over, then resumes it (it comes back
+as a replica). The lobby's own shard stays healthy throughout, so its delivery should not
+pause: each pair of nodes is probed again and again from the fault until a second after
+that failover, and the longest a line took to cross is the pause. Writes
+bench/failover-other-shard.md.
+
 Starts a primary, a replica and three sentinels (down after 1 s, `repl-diskless-sync-delay
 0`), then three `cluster_chat` nodes (release build, each its own process, on
 `redis+sentinel://`), `--members` WebSocket clients in the lobby spread over the nodes,
@@ -37,6 +44,7 @@ import asyncio
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -179,6 +187,24 @@ async def fail_over(redis, kind):
     return t0, took
 
 
+async def stop_other_shard(redis, i):
+    """Stops the primary of a shard the lobby is not on; when it stopped, the port, and a
+    wait that resolves with the seconds until Redis names another primary there."""
+    lobby = redis.primary()
+    others = sorted(redis.primaries() - {lobby})
+    victim = others[i % len(others)]
+    t0 = time.monotonic()
+    redis.procs[victim].send_signal(signal.SIGSTOP)
+
+    async def failed_over():
+        while victim in redis.primaries(skip={victim}):
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - t0
+        redis.procs[victim].send_signal(signal.SIGCONT)
+        return took
+    return t0, victim, asyncio.ensure_future(failed_over())
+
+
 async def run(a):
     redis = ClusterSet() if a.topology == "cluster" else SentinelSet()
     nodes = [Node(redis.url()) for _ in range(3)]
@@ -196,20 +222,44 @@ async def run(a):
         kind = "kill -9" if i % 2 == 0 else manual
         before = [len(n.outages) for n in nodes]
         why_before = [len(n.why) for n in nodes]
-        t0, redis_took = await fail_over(redis, kind)
         pairs = [(urls[0], urls[1]), (urls[1], urls[2]), (urls[2], urls[0])]
-        # Probes start once the sentinels have named the new primary: the time already
-        # gone since the fault is added.
-        waited = time.monotonic() - t0
-        timed = await asyncio.gather(*[p.time(x, y) for p, (x, y) in zip(probers, pairs)])
-        delivery = [waited + t for t, _ in timed]
+        if a.fault == "other-shard":
+            kind = "another shard's primary stopped"
+            t0, _, redis_failover = await stop_other_shard(redis, i)
+            # The lobby's shard is healthy, so any wait is ours: each pair is probed again
+            # and again from the fault until a second after Redis has failed the other
+            # shard over, and the longest a line took is the pause.
+            done = asyncio.Event()
+            longest = [0.0] * len(pairs)
+            lingered_all = [0]
+
+            async def keep_probing(k, prober, x, y):
+                while not done.is_set():
+                    took, lingered = await prober.time(x, y)
+                    longest[k] = max(longest[k], took)
+                    lingered_all[0] += lingered
+            probing = [asyncio.ensure_future(keep_probing(k, pr, x, y))
+                       for k, (pr, (x, y)) in enumerate(zip(probers, pairs))]
+            redis_took = await redis_failover
+            await asyncio.sleep(1.0)
+            done.set()
+            await asyncio.gather(*probing)
+            delivery = longest
+            timed = [(0.0, lingered_all[0])]
+        else:
+            t0, redis_took = await fail_over(redis, kind)
+            # Probes start once the sentinels have named the new primary: the time already
+            # gone since the fault is added.
+            waited = time.monotonic() - t0
+            timed = await asyncio.gather(*[p.time(x, y) for p, (x, y) in zip(probers, pairs)])
+            delivery = [waited + t for t, _ in timed]
         lingered = sum(n for _, n in timed)
         await asyncio.sleep(1.0)
         reported = [o for n, b in zip(nodes, before) for o in n.outages[b:]]
         why = [w for n, b in zip(nodes, why_before) for w in n.why[b:]]
         rows.append({"kind": kind, "redis": redis_took, "delivery": delivery, "reported": reported, "why": why,
                      "lingered": lingered})
-        if max(delivery) > redis_took + 1.0:
+        if max(delivery) > redis_took + 1.0 or (a.fault == "other-shard" and max(delivery) > 1.0):
             # Kept for whoever looks into it: each node's log and the pairs' times.
             for k, n in enumerate(nodes):
                 with open(os.path.join(tempfile.gettempdir(), f"failover-{i + 1}-node{k}.log"), "w") as f:
@@ -238,6 +288,8 @@ async def run(a):
 def report(a, rows, totals):
     def ms(x):
         return f"{x * 1000:.0f} ms"
+    if a.fault == "other-shard":
+        return report_other_shard(a, rows, totals)
     where = ("Redis Cluster (3 primaries, 3 replicas, node timeout 1 s; the faults hit the lobby's shard)"
              if a.topology == "cluster" else "Redis Sentinel (2 data servers, 3 sentinels, down after 1 s)")
     lines = [f"{a.failovers} failovers on {where}, "
@@ -260,6 +312,28 @@ def report(a, rows, totals):
     return "\n".join(lines)
 
 
+def report_other_shard(a, rows, totals):
+    def ms(x):
+        return f"{x * 1000:.0f} ms"
+    lines = [f"{a.failovers} faults on Redis Cluster (3 primaries, 3 replicas, node timeout 1 s): each stops "
+             "the primary of a shard the lobby is not on until Redis fails it over, then resumes it. "
+             f"3 `cluster_chat` nodes, {a.members} members reconnecting at random, 2 publishers at {a.rate:g}/s.",
+             "", "| # | that shard's failover | lobby's delivery paused (3 pairs, max) | outages the nodes reported |",
+             "|---:|---:|---:|---|"]
+    for i, r in enumerate(rows):
+        lines.append(f"| {i + 1} | {ms(r['redis'])} | {ms(max(r['delivery']))} | "
+                     f"{', '.join(ms(o) for o in r['reported'])} |")
+    red = [r["redis"] for r in rows]
+    dl = [max(r["delivery"]) for r in rows]
+    lines += ["", "| | p50 | max |", "|---|---:|---:|",
+              f"| the other shard's failover | {ms(statistics.median(red))} | {ms(max(red))} |",
+              f"| the lobby's delivery paused | {ms(statistics.median(dl))} | {ms(max(dl))} |", "",
+              "| member outcome | count |", "|---|---:|"]
+    for k in hf.BAD + sorted(k for k in totals if k not in hf.BAD):
+        lines.append(f"| {k} | {totals[k]} |")
+    return "\n".join(lines)
+
+
 def main():
     if sys.argv[1:] == ["--prober"]:
         return prober_main()
@@ -268,16 +342,23 @@ def main():
     ap.add_argument("--failovers", type=int, default=10)
     ap.add_argument("--members", type=int, default=60)
     ap.add_argument("--rate", type=float, default=400, help="broadcasts per second, both publishers together")
+    ap.add_argument("--fault", choices=["lobby", "other-shard"], default="lobby",
+                    help="other-shard (Redis Cluster only): stop another shard's primary, time the lobby")
     a = ap.parse_args()
+    if a.fault == "other-shard" and a.topology != "cluster":
+        ap.error("--fault other-shard needs --topology cluster")
     subprocess.run(["cargo", "build", "--release", "--features", "cluster", "--example", "cluster_chat"],
                    cwd=hf.ROOT, check=True)
     rows, totals = asyncio.run(run(a))
     text = report(a, rows, totals)
     print(text)
     name, flag = ("failover-cluster", " --topology cluster") if a.topology == "cluster" else ("failover", "")
+    if a.fault == "other-shard":
+        name, flag = "failover-other-shard", " --topology cluster --fault other-shard"
     with open(os.path.join(hf.ROOT, "bench", f"{name}.md"), "w") as f:
         f.write(f"# Failover run\n\nGenerated by `python3 scripts/failover.py{flag}`.\n\n" + text + "\n")
-    write_block(name, f"Generated by `python3 scripts/failover.py{flag}` (bench/{name}.md):\n\n" + text)
+    if a.fault == "lobby":
+        write_block(name, f"Generated by `python3 scripts/failover.py{flag}` (bench/{name}.md):\n\n" + text)
     bad = sum(totals[k] for k in hf.BAD)
     slow = [r for r in rows if max(r["delivery"]) > r["redis"] + 1.0]
     sys.exit(1 if bad or slow else 0)

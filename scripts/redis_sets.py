@@ -135,6 +135,18 @@ class ClusterSet:
                     return int(lines[i + 3])
         return None
 
+    def primaries(self, skip=()):
+        """Every primary named in `CLUSTER SLOTS` of the first live server not in `skip`
+        (a stopped server would not answer)."""
+        for p in self.alive():
+            if p in skip:
+                continue
+            lines = self.cli(p, "CLUSTER", "SLOTS").splitlines()
+            return {int(lines[i + 3]) for i in range(len(lines) - 3)
+                    if lines[i].isdigit() and lines[i + 1].isdigit() and lines[i + 2] == "127.0.0.1"
+                    and lines[i + 3].isdigit() and int(lines[i]) <= int(lines[i + 1])}
+        return set()
+
     def replica_of(self, primary):
         for p in self.alive():
             info = self.cli(p, "INFO", "replication")

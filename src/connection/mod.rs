@@ -289,8 +289,7 @@ impl WsConnection {
     #[inline(never)]
     fn arm(&mut self, timer: Timer, ctx: &mut Context<Self>) {
         ctx.run_later(self.config.close_timeout, move |act, ctx| {
-            let action = act.session.on_timer(timer);
-            if action != Action::Nothing {
+            if let Some(action) = act.session.on_timer(timer) {
                 tracing::debug!(parent: &act.span, ?timer, "close timeout ran out");
                 act.carry_out(action, ctx);
                 act.wake();

@@ -186,17 +186,19 @@ impl Session {
         Action::SendClose { code, text, refused }
     }
 
-    /// A timer the session asked for ran out.
-    pub(super) fn on_timer(&mut self, timer: Timer) -> Action {
+    /// A timer the session asked for ran out: what to do, or `None` when it found
+    /// nothing left to do. `Some(Action::Nothing)` still moved the handshake on (the
+    /// answer to a violation after our own close is out), which the I/O loop must see.
+    pub(super) fn on_timer(&mut self, timer: Timer) -> Option<Action> {
         match timer {
             Timer::Close if !self.handshake.is_done() => {
                 self.handshake.set_reason(DisconnectReason::CloseTimeout);
                 self.handshake.finish();
-                Action::Stop
+                Some(Action::Stop)
             }
-            Timer::Close => Action::Nothing,
+            Timer::Close => None,
             // The target is still busy: the peer is answered without waiting longer.
-            Timer::Answer => self.answer_peer_end().unwrap_or(Action::Nothing),
+            Timer::Answer => self.answer_peer_end(),
         }
     }
 
@@ -323,18 +325,18 @@ mod tests {
         // with a bare close for a bare close.
         assert_eq!(
             s.on_timer(Timer::Answer),
-            Action::SendClose {
+            Some(Action::SendClose {
                 code: CloseCode::NO_STATUS,
                 text: String::new(),
                 refused: WriteError::Closed
-            }
+            })
         );
         assert!(s.handshake().handshake_done());
         // Answered meanwhile: the timer finds nothing left to do.
         let mut s = Session::new(Instant::now());
         assert_eq!(s.on_frame(close_from_peer(1000, ""), 1), Action::Arm(Timer::Answer));
         assert_eq!(s.answer_peer_end(), Some(send_close(1000, "")));
-        assert_eq!(s.on_timer(Timer::Answer), Action::Nothing);
+        assert_eq!(s.on_timer(Timer::Answer), None);
     }
 
     #[test]
@@ -355,12 +357,12 @@ mod tests {
 
         let mut s = Session::new(Instant::now());
         assert_eq!(s.target_gone(), send_close(1011, "target gone"));
-        assert_eq!(s.on_timer(Timer::Close), Action::Stop, "the peer never answered");
+        assert_eq!(s.on_timer(Timer::Close), Some(Action::Stop), "the peer never answered");
         assert!(s.handshake().is_done());
         assert_eq!(s.take_reason(), DisconnectReason::TargetGone);
         let mut s = Session::new(Instant::now());
         s.finish();
-        assert_eq!(s.on_timer(Timer::Close), Action::Nothing, "already over");
+        assert_eq!(s.on_timer(Timer::Close), None, "already over");
     }
 
     #[test]
@@ -372,6 +374,18 @@ mod tests {
         assert_eq!((code, refused), (CloseCode(1007), WriteError::Closed));
         assert!(s.handshake().drop_tcp_when_flushed(Role::Client), "failing: no wait for the peer");
         assert!(matches!(s.take_reason(), DisconnectReason::Protocol { code: CloseCode(1007), .. }));
+    }
+
+    #[test]
+    fn a_violation_after_our_close_is_answered_by_the_timer_without_a_second_close_frame() {
+        let mut s = Session::new(Instant::now());
+        assert_eq!(s.violation(ProtocolError::InvalidUtf8, 1), Action::Arm(Timer::Answer));
+        assert!(matches!(s.shutdown(), Action::SendClose { .. }));
+        assert!(!s.handshake().drop_tcp_when_flushed(Role::Server), "still waiting for the target");
+        // Nothing more to write, but the handshake moves on: TCP ends once flushed.
+        assert_eq!(s.on_timer(Timer::Answer), Some(Action::Nothing));
+        assert!(s.handshake().drop_tcp_when_flushed(Role::Server));
+        assert_eq!(s.take_reason(), DisconnectReason::Shutdown);
     }
 
     #[test]

@@ -288,47 +288,31 @@ async def run(a):
 def report(a, rows, totals):
     def ms(x):
         return f"{x * 1000:.0f} ms"
+    outages = [", ".join(ms(o) for o in r["reported"]) for r in rows]
+    red = [r["redis"] for r in rows]
+    dl = [max(r["delivery"]) for r in rows]
+    crowd = f"3 `cluster_chat` nodes, {a.members} members reconnecting at random, 2 publishers at {a.rate:g}/s."
     if a.fault == "other-shard":
-        return report_other_shard(a, rows, totals)
-    where = ("Redis Cluster (3 primaries, 3 replicas, node timeout 1 s; the faults hit the lobby's shard)"
-             if a.topology == "cluster" else "Redis Sentinel (2 data servers, 3 sentinels, down after 1 s)")
-    lines = [f"{a.failovers} failovers on {where}, "
-             f"3 `cluster_chat` nodes, {a.members} members reconnecting at random, 2 publishers at {a.rate:g}/s.", "",
-             "| # | fault | Redis failover | delivery back (3 pairs, max) | outages the nodes reported |",
-             "|---:|---|---:|---:|---|"]
-    for i, r in enumerate(rows):
-        lines.append(f"| {i + 1} | {r['kind']} | {ms(r['redis'])} | {ms(max(r['delivery']))} | "
-                     f"{', '.join(ms(o) for o in r['reported'])} |")
-    red = [r["redis"] for r in rows]
-    dl = [max(r["delivery"]) for r in rows]
-    over = [max(r["delivery"]) - r["redis"] for r in rows]
-    lines += ["", "| | p50 | max |", "|---|---:|---:|",
-              f"| Redis failover | {ms(statistics.median(red))} | {ms(max(red))} |",
-              f"| cross-node delivery back | {ms(statistics.median(dl))} | {ms(max(dl))} |",
-              f"| delivery back after Redis's failover | {ms(statistics.median(over))} | {ms(max(over))} |", "",
-              "| member outcome | count |", "|---|---:|"]
-    for k in hf.BAD + sorted(k for k in totals if k not in hf.BAD):
-        lines.append(f"| {k} | {totals[k]} |")
-    return "\n".join(lines)
-
-
-def report_other_shard(a, rows, totals):
-    def ms(x):
-        return f"{x * 1000:.0f} ms"
-    lines = [f"{a.failovers} faults on Redis Cluster (3 primaries, 3 replicas, node timeout 1 s): each stops "
-             "the primary of a shard the lobby is not on until Redis fails it over, then resumes it. "
-             f"3 `cluster_chat` nodes, {a.members} members reconnecting at random, 2 publishers at {a.rate:g}/s.",
-             "", "| # | that shard's failover | lobby's delivery paused (3 pairs, max) | outages the nodes reported |",
-             "|---:|---:|---:|---|"]
-    for i, r in enumerate(rows):
-        lines.append(f"| {i + 1} | {ms(r['redis'])} | {ms(max(r['delivery']))} | "
-                     f"{', '.join(ms(o) for o in r['reported'])} |")
-    red = [r["redis"] for r in rows]
-    dl = [max(r["delivery"]) for r in rows]
-    lines += ["", "| | p50 | max |", "|---|---:|---:|",
-              f"| the other shard's failover | {ms(statistics.median(red))} | {ms(max(red))} |",
-              f"| the lobby's delivery paused | {ms(statistics.median(dl))} | {ms(max(dl))} |", "",
-              "| member outcome | count |", "|---|---:|"]
+        head = (f"{a.failovers} faults on Redis Cluster (3 primaries, 3 replicas, node timeout 1 s): each stops "
+                f"the primary of a shard the lobby is not on until Redis fails it over, then resumes it. {crowd}")
+        columns = "| # | that shard's failover | lobby's delivery paused (3 pairs, max) | outages the nodes reported |"
+        align = "|---:|---:|---:|---|"
+        cells = [f"{ms(r['redis'])} | {ms(d)}" for r, d in zip(rows, dl)]
+        summary = [("the other shard's failover", red), ("the lobby's delivery paused", dl)]
+    else:
+        where = ("Redis Cluster (3 primaries, 3 replicas, node timeout 1 s; the faults hit the lobby's shard)"
+                 if a.topology == "cluster" else "Redis Sentinel (2 data servers, 3 sentinels, down after 1 s)")
+        head = f"{a.failovers} failovers on {where}, {crowd}"
+        columns = "| # | fault | Redis failover | delivery back (3 pairs, max) | outages the nodes reported |"
+        align = "|---:|---|---:|---:|---|"
+        cells = [f"{r['kind']} | {ms(r['redis'])} | {ms(d)}" for r, d in zip(rows, dl)]
+        summary = [("Redis failover", red), ("cross-node delivery back", dl),
+                   ("delivery back after Redis's failover", [d - r for d, r in zip(dl, red)])]
+    lines = [head, "", columns, align]
+    lines += [f"| {i + 1} | {c} | {o} |" for i, (c, o) in enumerate(zip(cells, outages))]
+    lines += ["", "| | p50 | max |", "|---|---:|---:|"]
+    lines += [f"| {name} | {ms(statistics.median(v))} | {ms(max(v))} |" for name, v in summary]
+    lines += ["", "| member outcome | count |", "|---|---:|"]
     for k in hf.BAD + sorted(k for k in totals if k not in hf.BAD):
         lines.append(f"| {k} | {totals[k]} |")
     return "\n".join(lines)
